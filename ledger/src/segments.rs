@@ -1,0 +1,210 @@
+//! Finding and reading segment files: the helpers the writer, recovery, readers and the
+//! verifier share.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::frame::{FRAME_HEADER_LEN, Frame, FrameHeader, parse_frame, parse_segment_file_name};
+use crate::fs::{FileSystem, LedgerFile};
+
+/// Name of the folder holding segment files inside a ledger directory.
+pub const SEGMENTS_DIR: &str = "segments";
+/// Name of the folder holding the sled index inside a ledger directory.
+pub const INDEX_DIR: &str = "index";
+
+/// Segment files of a ledger, sorted by the first seq they hold.
+pub fn list(fs: &dyn FileSystem, seg_dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
+    let entries = fs.list(seg_dir).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            Error::NotFound(seg_dir.to_path_buf())
+        } else {
+            Error::io("list segments", &e)
+        }
+    })?;
+    let mut segs: Vec<(u64, PathBuf)> = entries
+        .into_iter()
+        .filter_map(|p| {
+            let first = parse_segment_file_name(p.file_name()?.to_str()?)?;
+            Some((first, p))
+        })
+        .collect();
+    segs.sort();
+    Ok(segs)
+}
+
+/// Reads a whole file.
+pub fn read_all(fs: &dyn FileSystem, path: &Path) -> Result<Vec<u8>> {
+    let f = fs
+        .open_read(path)
+        .map_err(|e| Error::io("open segment", &e))?;
+    let len = f.len().map_err(|e| Error::io("stat segment", &e))?;
+    let mut buf =
+        vec![0u8; usize::try_from(len).map_err(|_| Error::Invalid("segment too large".into()))?];
+    f.read_exact_at(&mut buf, 0)
+        .map_err(|e| Error::io("read segment", &e))?;
+    Ok(buf)
+}
+
+/// Reads and parses the frame starting at `offset` of an open file.
+pub fn read_frame(file: &dyn LedgerFile, offset: u64) -> Result<Frame> {
+    let mut header = [0u8; FRAME_HEADER_LEN];
+    file.read_exact_at(&mut header, offset)
+        .map_err(|e| Error::io("read frame header", &e))?;
+    let h = FrameHeader::parse(&header).map_err(|e| Error::Corrupt {
+        seq: 0,
+        reason: format!("frame at offset {offset}: {e}"),
+    })?;
+    let mut buf = vec![0u8; h.total_len()];
+    buf[..FRAME_HEADER_LEN].copy_from_slice(&header);
+    file.read_exact_at(
+        &mut buf[FRAME_HEADER_LEN..],
+        offset + FRAME_HEADER_LEN as u64,
+    )
+    .map_err(|e| Error::io("read frame", &e))?;
+    parse_frame(&buf).map_err(|e| Error::Corrupt {
+        seq: 0,
+        reason: format!("frame at offset {offset}: {e}"),
+    })
+}
+
+/// A read-only handle cache keyed by segment, for readers that walk the ledger.
+pub struct OpenSegment {
+    pub first_seq: u64,
+    pub file: Box<dyn LedgerFile>,
+}
+
+impl OpenSegment {
+    pub fn open(
+        fs: &Arc<dyn FileSystem>,
+        seg_dir: &Path,
+        first_seq: u64,
+    ) -> Result<Option<OpenSegment>> {
+        let path = seg_dir.join(crate::frame::segment_file_name(first_seq));
+        match fs.open_read(&path) {
+            Ok(file) => Ok(Some(OpenSegment { first_seq, file })),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io("open segment", &e)),
+        }
+    }
+}
+
+/// File positions of key slots `slots` of event `target`, found through the index.
+pub(crate) fn locate_slots(
+    fs: &Arc<dyn FileSystem>,
+    seg_dir: &Path,
+    index: &crate::index::Index,
+    target: u64,
+    slots: &[u8],
+) -> Result<Vec<(PathBuf, u64)>> {
+    let loc = index
+        .locate(target)
+        .ok_or_else(|| Error::Invalid(format!("event {target} is not in the ledger")))?;
+    let path = seg_dir.join(crate::frame::segment_file_name(loc.segment));
+    let file = fs
+        .open_read(&path)
+        .map_err(|e| Error::io("open segment", &e))?;
+    let frame = read_frame(file.as_ref(), loc.offset)?;
+    let fe = frame
+        .events
+        .iter()
+        .find(|e| e.event.seq == target)
+        .ok_or_else(|| Error::Corrupt {
+            seq: target,
+            reason: "event missing from its indexed frame".into(),
+        })?;
+    slots
+        .iter()
+        .map(|&s| {
+            if s >= fe.event.slot_count {
+                return Err(Error::Invalid(format!(
+                    "event {target} has no key slot {s}"
+                )));
+            }
+            Ok((
+                path.clone(),
+                loc.offset + frame.slot_offset(fe.slot_base + usize::from(s)) as u64,
+            ))
+        })
+        .collect()
+}
+
+/// Walks every intact frame of a ledger's segments in order, reading one segment at a
+/// time. A torn tail at the end of the last segment ends the walk (it was never
+/// acknowledged); any other unreadable frame is an error.
+pub struct FrameScan {
+    segs: Vec<(u64, PathBuf)>,
+    next_seg: usize,
+    buf: Vec<u8>,
+    pos: usize,
+    finished: bool,
+}
+
+impl FrameScan {
+    pub fn new(seg_dir: &Path) -> Result<FrameScan> {
+        let segs = list(&crate::fs::StdFs, seg_dir)?;
+        if segs.is_empty() {
+            return Err(Error::NotFound(seg_dir.to_path_buf()));
+        }
+        Ok(FrameScan {
+            segs,
+            next_seg: 0,
+            buf: Vec::new(),
+            pos: 0,
+            finished: false,
+        })
+    }
+}
+
+impl Iterator for FrameScan {
+    /// A frame and its exact bytes.
+    type Item = Result<(Frame, Vec<u8>)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        while !self.finished {
+            if self.pos >= self.buf.len() {
+                let Some((_, path)) = self.segs.get(self.next_seg) else {
+                    self.finished = true;
+                    return None;
+                };
+                self.next_seg += 1;
+                match read_all(&crate::fs::StdFs, path) {
+                    Ok(b) => self.buf = b,
+                    Err(e) => {
+                        self.finished = true;
+                        return Some(Err(e));
+                    }
+                }
+                if let Err(r) = crate::frame::parse_segment_header(&self.buf) {
+                    self.finished = true;
+                    return Some(Err(Error::Corrupt {
+                        seq: 0,
+                        reason: format!("{}: {r}", path.display()),
+                    }));
+                }
+                self.pos = crate::frame::SEGMENT_HEADER_LEN;
+                continue;
+            }
+            let rest = &self.buf[self.pos..];
+            match parse_frame(rest) {
+                Ok(frame) => {
+                    let bytes = rest[..frame.len].to_vec();
+                    self.pos += frame.len;
+                    return Some(Ok((frame, bytes)));
+                }
+                Err(e) => {
+                    self.finished = true;
+                    let is_last = self.next_seg == self.segs.len();
+                    if is_last && !crate::frame::intact_frame_after(rest) {
+                        return None;
+                    }
+                    return Some(Err(Error::Corrupt {
+                        seq: 0,
+                        reason: format!("unreadable frame at offset {}: {e}", self.pos),
+                    }));
+                }
+            }
+        }
+        None
+    }
+}

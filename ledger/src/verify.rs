@@ -1,0 +1,390 @@
+//! Offline verification of a ledger directory or an exported bundle, with nothing but
+//! public keys: every link, every checkpoint signature, every Merkle root, seq continuity,
+//! key rotations, erasures. The report names the FIRST seq that breaks a rule, and why.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::chain::{ChainState, Violation};
+use crate::checkpoint::{Checkpoint, LedgerId, SavedCheckpoint};
+use crate::frame::{
+    Frame, SEGMENT_HEADER_LEN, intact_frame_after, parse_frame_lenient, parse_segment_header,
+};
+use crate::fs::StdFs;
+use crate::keys::PublicKey;
+use crate::merkle::Frontier;
+use crate::seal::SlotState;
+use crate::segments::SEGMENTS_DIR;
+
+/// What to check beyond the ledger's own consistency.
+#[derive(Default)]
+pub struct VerifyOptions {
+    /// When non-empty, at least one of the ledger's checkpoint keys must be one of these.
+    pub trusted_keys: Vec<PublicKey>,
+    /// A checkpoint saved earlier: the ledger must contain exactly that state (catches
+    /// truncation and forks).
+    pub expect: Option<SavedCheckpoint>,
+    /// Called with (bytes checked, total bytes) as verification advances.
+    pub progress: Option<Box<dyn FnMut(u64, u64)>>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct KeyReport {
+    pub key_id: String,
+    pub public_key: String,
+    pub registered_at: u64,
+    pub retired_at: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Failure {
+    pub seq: u64,
+    pub reason: String,
+}
+
+/// The verdict. `intact` is true only when no rule is broken.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Report {
+    pub intact: bool,
+    pub ledger_id: Option<String>,
+    pub first_seq: u64,
+    pub last_seq: u64,
+    pub events: u64,
+    pub checkpoints: u64,
+    pub head: Option<String>,
+    pub last_checkpoint: Option<SavedCheckpoint>,
+    pub keys: Vec<KeyReport>,
+    pub erased_payloads: u64,
+    pub pending_erasures: u64,
+    pub trusted_key: Option<String>,
+    pub expected_checkpoint: Option<String>,
+    pub failure: Option<Failure>,
+}
+
+/// Folds frames into a chain and keeps what the report needs.
+pub struct Verifier {
+    chain: ChainState,
+    first_seq: u64,
+    events: u64,
+    checkpoints: u64,
+    zeroed: BTreeSet<(u64, u8)>,
+    damaged: BTreeSet<(u64, u8)>,
+    erased: BTreeSet<(u64, u8)>,
+    expect: Option<(LedgerId, Checkpoint)>,
+    expect_status: Option<String>,
+    failure: Option<Violation>,
+}
+
+impl Verifier {
+    pub fn new(start: ChainState, expect: Option<&SavedCheckpoint>) -> Result<Verifier, String> {
+        let expect = match expect {
+            Some(saved) => Some(
+                saved
+                    .parse()
+                    .ok_or("the expected checkpoint file is malformed")?,
+            ),
+            None => None,
+        };
+        Ok(Verifier {
+            first_seq: start.next_seq,
+            chain: start,
+            events: 0,
+            checkpoints: 0,
+            zeroed: BTreeSet::new(),
+            damaged: BTreeSet::new(),
+            erased: BTreeSet::new(),
+            expect,
+            expect_status: None,
+            failure: None,
+        })
+    }
+
+    pub fn failed(&self) -> bool {
+        self.failure.is_some()
+    }
+
+    pub fn next_seq(&self) -> u64 {
+        self.chain.next_seq
+    }
+
+    pub fn ledger_id(&self) -> Option<LedgerId> {
+        self.chain.ledger_id
+    }
+
+    /// Records a failure found outside the frames (unreadable data, bad bundle parts).
+    pub fn fail(&mut self, seq: u64, reason: impl Into<String>) {
+        if self.failure.is_none() {
+            self.failure = Some(Violation {
+                seq,
+                reason: reason.into(),
+            });
+        }
+    }
+
+    /// Checks one frame; after the first failure, further frames are ignored.
+    pub fn frame(&mut self, frame: &Frame) {
+        if self.failure.is_some() {
+            return;
+        }
+        let before: Frontier = self.chain.frontier.clone();
+        match self.chain.apply(frame) {
+            Err(v) => {
+                self.failure = Some(v);
+                return;
+            }
+            Ok(effects) => {
+                for (target, slots) in effects.erasures {
+                    self.erased.extend(slots.into_iter().map(|s| (target, s)));
+                }
+            }
+        }
+        self.events += frame.events.len() as u64;
+        self.checkpoints += 1;
+        for fe in &frame.events {
+            for (i, slot) in frame.slots_of(fe).iter().enumerate() {
+                let at = (fe.event.seq, u8::try_from(i).unwrap_or(u8::MAX));
+                match slot.state() {
+                    SlotState::Intact => {}
+                    SlotState::Erased => {
+                        self.zeroed.insert(at);
+                    }
+                    SlotState::Damaged => {
+                        self.damaged.insert(at);
+                    }
+                }
+            }
+        }
+        self.check_expected(frame, before);
+    }
+
+    fn check_expected(&mut self, frame: &Frame, mut frontier: Frontier) {
+        let Some((id, cp)) = self.expect else { return };
+        if !(frame.first_seq()..=frame.last_seq()).contains(&cp.last_seq) {
+            return;
+        }
+        if self.chain.ledger_id != Some(id) {
+            self.fail(
+                cp.last_seq,
+                "the expected checkpoint belongs to another ledger",
+            );
+            return;
+        }
+        let mut head = None;
+        for fe in frame
+            .events
+            .iter()
+            .take_while(|e| e.event.seq <= cp.last_seq)
+        {
+            frontier.push_event(&fe.hash);
+            head = Some(fe.hash);
+        }
+        if head != Some(cp.head) || frontier.root() != cp.root {
+            self.fail(
+                cp.last_seq,
+                format!(
+                    "history differs from the expected checkpoint at seq {}",
+                    cp.last_seq
+                ),
+            );
+            return;
+        }
+        let signed_by_ledger_key = self.chain.keys.iter().any(|k| cp.verify(&id, &k.key));
+        if !signed_by_ledger_key {
+            self.fail(
+                cp.last_seq,
+                "the expected checkpoint is not signed by any of the ledger's keys",
+            );
+            return;
+        }
+        self.expect_status = Some(format!("matched at seq {}", cp.last_seq));
+    }
+
+    /// Final checks and the report.
+    pub fn finish(mut self, trusted: &[PublicKey]) -> Report {
+        if self.failure.is_none() {
+            if let Some(&(seq, slot)) = self.zeroed.difference(&self.erased).next() {
+                self.fail(
+                    seq,
+                    format!("key slot {slot} of event {seq} was erased without an erase event"),
+                );
+            } else if let Some(&(seq, slot)) = self.damaged.difference(&self.erased).next() {
+                self.fail(seq, format!("key slot {slot} of event {seq} is damaged"));
+            }
+        }
+        if self.failure.is_none()
+            && let Some((_, cp)) = self.expect
+            && self.expect_status.is_none()
+        {
+            let last = self.chain.last_seq();
+            self.fail(last + 1, format!("ledger ends at seq {last} but the expected checkpoint covers seq {}: the ledger was truncated", cp.last_seq));
+        }
+        let mut trusted_key = None;
+        if !trusted.is_empty() {
+            trusted_key = self
+                .chain
+                .keys
+                .iter()
+                .find(|k| trusted.contains(&k.key))
+                .map(|k| k.key.id().to_hex());
+            if trusted_key.is_none() {
+                self.failure = Some(Violation {
+                    seq: self.first_seq,
+                    reason: "none of the ledger's checkpoint keys is a trusted key".into(),
+                });
+            }
+        }
+        let in_range = |&&(seq, _): &&(u64, u8)| seq >= self.first_seq;
+        let erased_payloads = self.zeroed.iter().filter(in_range).count() as u64
+            + self.damaged.intersection(&self.erased).count() as u64;
+        let pending_erasures = self
+            .erased
+            .iter()
+            .filter(in_range)
+            .filter(|a| !self.zeroed.contains(a) && !self.damaged.contains(a))
+            .count() as u64;
+        let ledger_id = self.chain.ledger_id;
+        Report {
+            intact: self.failure.is_none(),
+            ledger_id: ledger_id.map(hex::encode),
+            first_seq: self.first_seq,
+            last_seq: self.chain.last_seq(),
+            events: self.events,
+            checkpoints: self.checkpoints,
+            head: (self.events > 0).then(|| self.chain.head.to_hex()),
+            last_checkpoint: self
+                .chain
+                .last_checkpoint
+                .map(|c| c.to_saved(&ledger_id.unwrap_or_default())),
+            keys: self
+                .chain
+                .keys
+                .iter()
+                .map(|k| KeyReport {
+                    key_id: k.key.id().to_hex(),
+                    public_key: k.key.to_text(),
+                    registered_at: k.registered_at,
+                    retired_at: k.retired_at,
+                })
+                .collect(),
+            erased_payloads,
+            pending_erasures,
+            trusted_key,
+            expected_checkpoint: self.expect_status,
+            failure: self.failure.map(|v| Failure {
+                seq: v.seq,
+                reason: v.reason,
+            }),
+        }
+    }
+}
+
+/// Verifies the ledger in `dir` (a ledger directory, or a data directory with `ledger/`).
+pub fn verify_dir(dir: &Path, mut opts: VerifyOptions) -> Report {
+    let seg_dir = resolve_segments_dir(dir);
+    let mut v = match Verifier::new(ChainState::empty(), opts.expect.as_ref()) {
+        Ok(v) => v,
+        Err(e) => return failed_report(1, e),
+    };
+    let segs = match crate::segments::list(&StdFs, &seg_dir) {
+        Ok(s) if !s.is_empty() => s,
+        Ok(_) => return failed_report(1, format!("no segment files in {}", seg_dir.display())),
+        Err(e) => return failed_report(1, e.to_string()),
+    };
+    let total: u64 = segs
+        .iter()
+        .filter_map(|(_, p)| std::fs::metadata(p).ok())
+        .map(|m| m.len())
+        .sum();
+    let mut done = 0u64;
+    for (i, (first_seq, path)) in segs.iter().enumerate() {
+        let is_last = i + 1 == segs.len();
+        let buf = match crate::segments::read_all(&StdFs, path) {
+            Ok(b) => b,
+            Err(e) => {
+                v.fail(v.next_seq(), e.to_string());
+                break;
+            }
+        };
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("?")
+            .to_owned();
+        match parse_segment_header(&buf) {
+            Ok(id) if v.ledger_id().is_none_or(|known| known == id) => {}
+            Ok(_) => v.fail(
+                v.next_seq(),
+                format!("segment {name} belongs to another ledger"),
+            ),
+            Err(r) => v.fail(v.next_seq(), format!("segment {name}: {r}")),
+        }
+        if *first_seq != v.next_seq() && !v.failed() {
+            v.fail(
+                v.next_seq(),
+                format!("segment {name} should start at seq {}", v.next_seq()),
+            );
+        }
+        let mut pos = SEGMENT_HEADER_LEN.min(buf.len());
+        while pos < buf.len() && !v.failed() {
+            match parse_frame_lenient(&buf[pos..]) {
+                Ok(frame) => {
+                    v.frame(&frame);
+                    pos += frame.len;
+                }
+                Err(e) => {
+                    let seq = v.next_seq();
+                    if is_last && !intact_frame_after(&buf[pos..]) {
+                        v.fail(seq, format!("incomplete data after the last checkpoint ({} bytes in {name}): an unacknowledged write, or bytes appended to the ledger", buf.len() - pos));
+                    } else {
+                        v.fail(
+                            seq,
+                            format!("unreadable frame in {name} at offset {pos}: {e}"),
+                        );
+                    }
+                }
+            }
+            if let Some(p) = opts.progress.as_mut() {
+                p(done + pos as u64, total);
+            }
+        }
+        done += buf.len() as u64;
+        if v.failed() {
+            break;
+        }
+    }
+    v.finish(&opts.trusted_keys)
+}
+
+/// A ledger directory holds `segments/`; a server data directory holds `ledger/segments/`.
+pub fn resolve_segments_dir(dir: &Path) -> std::path::PathBuf {
+    let nested = dir.join("ledger").join(SEGMENTS_DIR);
+    if nested.is_dir() {
+        nested
+    } else {
+        dir.join(SEGMENTS_DIR)
+    }
+}
+
+pub(crate) fn failed_report(seq: u64, reason: impl Into<String>) -> Report {
+    Report {
+        intact: false,
+        ledger_id: None,
+        first_seq: seq,
+        last_seq: 0,
+        events: 0,
+        checkpoints: 0,
+        head: None,
+        last_checkpoint: None,
+        keys: Vec::new(),
+        erased_payloads: 0,
+        pending_erasures: 0,
+        trusted_key: None,
+        expected_checkpoint: None,
+        failure: Some(Failure {
+            seq,
+            reason: reason.into(),
+        }),
+    }
+}

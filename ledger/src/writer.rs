@@ -1,0 +1,538 @@
+//! The single writer: group commit, one `write` and one `fdatasync` per batch.
+//!
+//! Appenders send requests over a bounded channel. The writer thread takes the first
+//! waiting request, drains whatever else is already queued (up to the batch limits),
+//! turns it all into ONE frame — events chained and hashed, one signed checkpoint — and
+//! then, in this order (ARCHITECTURE.md, "Write path"):
+//!
+//! 1. rolls to a new segment if the frame does not fit (create, header, `fdatasync`,
+//!    directory `fsync`);
+//! 2. writes the frame at the end of the active segment;
+//! 3. `fdatasync`s the segment;
+//! 4. publishes the new durable head to readers and subscribers, and indexes the frame;
+//! 5. zeroes the key slots of any payload erased in the frame, and `fdatasync`s them;
+//! 6. answers every request of the batch.
+//!
+//! A failed write is rolled back (truncate + sync) and the batch refused; the ledger stays
+//! usable (this is what a full disk looks like). A failed `fdatasync` cannot be rolled
+//! back — the kernel may already have dropped the dirty pages — so the writer refuses
+//! everything from then on until the ledger is reopened and recovered.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::chain::{ChainState, KeyRecord};
+use crate::checkpoint::Checkpoint;
+use crate::codec::Encoder;
+use crate::envelope::{Actor, Event, EventDraft, FIRST_APPLICATION_KIND};
+use crate::error::{Error, Result};
+use crate::frame::{SEGMENT_HEADER_LEN, encode_frame, segment_file_name, segment_header};
+use crate::fs::LedgerFile;
+use crate::hash::event_hash;
+use crate::index::{FrameLoc, SavedState};
+use crate::keys::LedgerKey;
+use crate::seal::{KeySlot, SLOT_LEN};
+use crate::store::{Durable, Receipt, Shared};
+use crate::system::SystemEvent;
+
+pub(crate) type Reply = oneshot::Sender<Result<Vec<Receipt>>>;
+
+/// What appenders send to the writer.
+pub(crate) enum Request {
+    Append {
+        drafts: Vec<EventDraft>,
+        reply: Reply,
+    },
+    Erase {
+        target: u64,
+        slots: Vec<u8>,
+        actor: Actor,
+        request_id: [u8; 16],
+        reply: Reply,
+    },
+    Rotate {
+        key: LedgerKey,
+        actor: Actor,
+        request_id: [u8; 16],
+        reply: Reply,
+    },
+}
+
+impl Request {
+    fn event_count(&self) -> usize {
+        match self {
+            Request::Append { drafts, .. } => drafts.len(),
+            Request::Erase { .. } | Request::Rotate { .. } => 1,
+        }
+    }
+}
+
+/// One request turned into events, ready to go into a frame.
+pub(crate) struct Submission {
+    pub drafts: Vec<EventDraft>,
+    /// File positions of the key slots to zero once the frame is durable.
+    pub erase: Vec<(PathBuf, u64)>,
+    pub rotate_to: Option<LedgerKey>,
+}
+
+impl Submission {
+    pub fn plain(drafts: Vec<EventDraft>) -> Self {
+        Submission {
+            drafts,
+            erase: Vec::new(),
+            rotate_to: None,
+        }
+    }
+}
+
+pub(crate) struct Active {
+    pub first_seq: u64,
+    pub path: PathBuf,
+    pub file: Box<dyn LedgerFile>,
+    pub len: u64,
+}
+
+pub(crate) struct Writer {
+    pub shared: Arc<Shared>,
+    pub chain: ChainState,
+    pub key: LedgerKey,
+    pub active: Active,
+    pub max_batch_events: usize,
+    pub max_batch_bytes: usize,
+    pub segment_max_bytes: u64,
+    pub clock: crate::store::Clock,
+    unsaved_frames: u32,
+    last_save: Instant,
+}
+
+const SAVE_EVERY_FRAMES: u32 = 256;
+const SAVE_EVERY: Duration = Duration::from_secs(2);
+
+impl Writer {
+    pub fn new(
+        shared: Arc<Shared>,
+        chain: ChainState,
+        key: LedgerKey,
+        active: Active,
+        opts: &crate::store::Options,
+    ) -> Writer {
+        Writer {
+            shared,
+            chain,
+            key,
+            active,
+            max_batch_events: opts.max_batch_events.max(1),
+            max_batch_bytes: opts.max_batch_bytes.max(1),
+            segment_max_bytes: opts.segment_max_bytes,
+            clock: opts.clock.clone(),
+            unsaved_frames: 0,
+            last_save: Instant::now(),
+        }
+    }
+
+    /// The writer thread's loop; returns when every sender is gone.
+    pub fn run(mut self, mut rx: mpsc::Receiver<Request>) {
+        while let Some(first) = rx.blocking_recv() {
+            let mut events = first.event_count();
+            let mut bytes = request_bytes(&first);
+            let mut closes = matches!(first, Request::Rotate { .. });
+            let mut batch = vec![first];
+            // Drain what is already waiting: this is the group in group commit. A rotation
+            // closes its frame so the next frame is the first one the new key signs.
+            while !closes && events < self.max_batch_events && bytes < self.max_batch_bytes {
+                match rx.try_recv() {
+                    Ok(r) => {
+                        events += r.event_count();
+                        bytes += request_bytes(&r);
+                        closes = matches!(r, Request::Rotate { .. });
+                        batch.push(r);
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.process(batch);
+        }
+        self.save_state();
+    }
+
+    fn process(&mut self, batch: Vec<Request>) {
+        let failed = self.shared.failure();
+        let mut submissions = Vec::with_capacity(batch.len());
+        let mut replies = Vec::with_capacity(batch.len());
+        for req in batch {
+            if let Some(reason) = &failed {
+                reply_err(req, Error::Failed(reason.clone()));
+                continue;
+            }
+            match req {
+                Request::Append { drafts, reply } => match check_drafts(&drafts) {
+                    Ok(()) => {
+                        submissions.push(Submission::plain(drafts));
+                        replies.push(reply);
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(e));
+                    }
+                },
+                Request::Erase {
+                    target,
+                    slots,
+                    actor,
+                    request_id,
+                    reply,
+                } => match self.prepare_erase(target, &slots) {
+                    Ok(positions) => {
+                        let body = SystemEvent::PayloadErased { target, slots }.encode();
+                        let draft = system_draft(
+                            crate::system::KIND_PAYLOAD_ERASED,
+                            actor,
+                            request_id,
+                            body,
+                        );
+                        submissions.push(Submission {
+                            drafts: vec![draft],
+                            erase: positions,
+                            rotate_to: None,
+                        });
+                        replies.push(reply);
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(e));
+                    }
+                },
+                Request::Rotate {
+                    key,
+                    actor,
+                    request_id,
+                    reply,
+                } => {
+                    let ledger_id = self.shared.ledger_id;
+                    let body = SystemEvent::rotation(&ledger_id, self.key.id(), &key).encode();
+                    let draft =
+                        system_draft(crate::system::KIND_KEY_ROTATION, actor, request_id, body);
+                    submissions.push(Submission {
+                        drafts: vec![draft],
+                        erase: Vec::new(),
+                        rotate_to: Some(key),
+                    });
+                    replies.push(reply);
+                }
+            }
+        }
+        if submissions.is_empty() {
+            return;
+        }
+        match self.commit(submissions) {
+            Ok(receipts) => {
+                for (reply, r) in replies.into_iter().zip(receipts) {
+                    let _ = reply.send(Ok(r));
+                }
+            }
+            Err(e) => {
+                for reply in replies {
+                    let _ = reply.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+
+    /// Finds where the slots to erase live on disk, refusing anything that does not exist.
+    fn prepare_erase(&self, target: u64, slots: &[u8]) -> Result<Vec<(PathBuf, u64)>> {
+        if target == 0 || target >= self.chain.next_seq {
+            return Err(Error::Invalid(format!(
+                "cannot erase event {target}: no such durable event"
+            )));
+        }
+        if slots.is_empty() || slots.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(Error::Invalid(
+                "slots to erase must be a non-empty increasing list".into(),
+            ));
+        }
+        crate::segments::locate_slots(
+            &self.shared.fs,
+            &self.shared.seg_dir,
+            &self.shared.index,
+            target,
+            slots,
+        )
+    }
+
+    /// Writes one frame holding every submission, durably. Returns the receipts per submission.
+    pub(crate) fn commit(&mut self, submissions: Vec<Submission>) -> Result<Vec<Vec<Receipt>>> {
+        let time = (self.clock)().max(self.chain.last_time);
+        let mut next = self.chain.clone();
+        let first_seq = next.next_seq;
+        let mut body = Encoder::with_capacity(
+            submissions
+                .iter()
+                .map(|s| s.drafts.iter().map(|d| 128 + d.body.len()).sum::<usize>())
+                .sum::<usize>()
+                + 256,
+        );
+        let mut slots: Vec<KeySlot> = Vec::new();
+        let mut receipts = Vec::with_capacity(submissions.len());
+        for sub in &submissions {
+            let mut rs = Vec::with_capacity(sub.drafts.len());
+            for d in &sub.drafts {
+                let ev = Event {
+                    seq: next.next_seq,
+                    prev: next.head,
+                    time,
+                    kind: d.kind,
+                    kind_version: d.kind_version,
+                    request_id: d.request_id,
+                    actor: d.actor.clone(),
+                    slot_count: u8::try_from(d.slots.len()).unwrap_or(u8::MAX),
+                    body: d.body.clone(),
+                };
+                let start = body.len();
+                ev.encode_into(&mut body);
+                let hash = event_hash(&body.as_slice()[start..]);
+                if d.kind == crate::system::KIND_GENESIS {
+                    next.keys.push(KeyRecord {
+                        key: self.key.public(),
+                        registered_at: ev.seq,
+                        retired_at: None,
+                    });
+                }
+                next.frontier.push_event(&hash);
+                next.head = hash;
+                next.next_seq += 1;
+                slots.extend_from_slice(&d.slots);
+                rs.push(Receipt {
+                    seq: ev.seq,
+                    hash,
+                    time,
+                });
+            }
+            receipts.push(rs);
+        }
+        let last_seq = next.next_seq - 1;
+        let cp = Checkpoint::sign(
+            &self.key,
+            &self.shared.ledger_id,
+            last_seq,
+            next.head,
+            next.frontier.root(),
+            time,
+        );
+        cp.encode_into(&mut body);
+        let frame = encode_frame(body.as_slice(), &slots);
+        let frame_len = frame.len() as u64;
+
+        self.ensure_room(frame_len, first_seq)?;
+        let offset = self.active.len;
+        if let Err(e) = self.active.file.write_all_at(&frame, offset) {
+            self.roll_back(offset, &e)?;
+            return Err(Error::io("write frame", &e));
+        }
+        if let Err(e) = self.active.file.sync_data() {
+            let err = Error::io("fdatasync", &e);
+            self.fail(&err);
+            return Err(err);
+        }
+        // Durable from here on.
+        self.active.len += frame_len;
+        next.last_time = time;
+        next.last_checkpoint = Some(cp);
+        for s in &slots {
+            *next.wraps.entry(s.term()).or_default() += 1;
+        }
+        for (sub, rs) in submissions.iter().zip(&receipts) {
+            if let (Some(new_key), Some(at)) = (&sub.rotate_to, rs.first().map(|r| r.seq)) {
+                if let Some(cur) = next.keys.iter_mut().rev().find(|k| k.retired_at.is_none()) {
+                    cur.retired_at = Some(at);
+                }
+                next.keys.push(KeyRecord {
+                    key: new_key.public(),
+                    registered_at: at,
+                    retired_at: None,
+                });
+            }
+        }
+        self.chain = next;
+        let loc = FrameLoc {
+            segment: self.active.first_seq,
+            offset,
+            len: frame_len,
+            first_seq,
+            last_seq,
+            time,
+        };
+        // Index before publishing, so whatever a reader sees as durable is also indexed.
+        if let Err(e) = self.shared.index.insert(&loc) {
+            tracing::warn!(error = %e, "ledger index update failed; it is rebuilt on the next open");
+        }
+        self.shared.publish(
+            Durable {
+                last_seq,
+                head: self.chain.head,
+                checkpoint: Some(cp),
+                segment: self.active.first_seq,
+                segment_len: self.active.len,
+            },
+            &self.chain,
+        );
+        for sub in submissions {
+            if let Some(k) = sub.rotate_to {
+                self.key = k;
+            }
+            for (path, at) in &sub.erase {
+                if let Err(e) = self.zero_slot(path, *at) {
+                    self.fail(&e);
+                    return Err(e);
+                }
+            }
+        }
+        self.unsaved_frames += 1;
+        if self.unsaved_frames >= SAVE_EVERY_FRAMES || self.last_save.elapsed() >= SAVE_EVERY {
+            self.save_state();
+        }
+        Ok(receipts)
+    }
+
+    fn zero_slot(&self, path: &PathBuf, at: u64) -> Result<()> {
+        let zero = [0u8; SLOT_LEN];
+        if *path == self.active.path {
+            self.active
+                .file
+                .write_all_at(&zero, at)
+                .map_err(|e| Error::io("erase key slot", &e))?;
+            return self
+                .active
+                .file
+                .sync_data()
+                .map_err(|e| Error::io("fdatasync", &e));
+        }
+        let f = self
+            .shared
+            .fs
+            .open_write(path)
+            .map_err(|e| Error::io("open segment for erasure", &e))?;
+        f.write_all_at(&zero, at)
+            .map_err(|e| Error::io("erase key slot", &e))?;
+        f.sync_data().map_err(|e| Error::io("fdatasync", &e))
+    }
+
+    /// Starts a new segment when the frame would overflow the active one.
+    fn ensure_room(&mut self, frame_len: u64, first_seq: u64) -> Result<()> {
+        let has_frames = self.active.len > SEGMENT_HEADER_LEN as u64;
+        if !has_frames || self.active.len + frame_len <= self.segment_max_bytes {
+            return Ok(());
+        }
+        let path = self.shared.seg_dir.join(segment_file_name(first_seq));
+        let fs = &self.shared.fs;
+        let file = fs
+            .create_new(&path)
+            .map_err(|e| Error::io("create segment", &e))?;
+        let header = segment_header(&self.shared.ledger_id);
+        let written = file
+            .write_all_at(&header, 0)
+            .and_then(|()| file.sync_data())
+            .and_then(|()| fs.sync_dir(&self.shared.seg_dir));
+        if let Err(e) = written {
+            // Leave no half-made segment behind; a crash here is handled by recovery.
+            let _ = fs.remove_file(&path);
+            let _ = fs.sync_dir(&self.shared.seg_dir);
+            return Err(Error::io("create segment", &e));
+        }
+        self.active = Active {
+            first_seq,
+            path,
+            file,
+            len: SEGMENT_HEADER_LEN as u64,
+        };
+        Ok(())
+    }
+
+    /// Undoes a failed write by cutting the file back; if even that fails, stop writing.
+    fn roll_back(&mut self, offset: u64, cause: &std::io::Error) -> Result<()> {
+        let undone = self
+            .active
+            .file
+            .set_len(offset)
+            .and_then(|()| self.active.file.sync_data());
+        if let Err(e) = undone {
+            let err = Error::Failed(format!(
+                "write failed ({cause}) and could not be rolled back ({e})"
+            ));
+            self.fail(&err);
+            return Err(err);
+        }
+        Ok(())
+    }
+
+    fn fail(&self, err: &Error) {
+        tracing::error!(error = %err, "ledger writer stopped; reopen the ledger to recover");
+        self.shared.set_failure(err.to_string());
+    }
+
+    pub(crate) fn save_state(&mut self) {
+        let Some(loc) = self.shared.index.last() else {
+            return;
+        };
+        if loc.last_seq != self.chain.last_seq() {
+            return;
+        }
+        if let Err(e) = self.shared.index.save_state(&SavedState {
+            chain: self.chain.clone(),
+            frame: loc,
+        }) {
+            tracing::warn!(error = %e, "saving ledger index state failed");
+        }
+        self.unsaved_frames = 0;
+        self.last_save = Instant::now();
+    }
+}
+
+fn request_bytes(r: &Request) -> usize {
+    match r {
+        Request::Append { drafts, .. } => drafts
+            .iter()
+            .map(|d| d.body.len() + 128 + d.slots.len() * SLOT_LEN)
+            .sum(),
+        _ => 256,
+    }
+}
+
+fn check_drafts(drafts: &[EventDraft]) -> Result<()> {
+    if drafts.is_empty() {
+        return Err(Error::Invalid("no events to append".into()));
+    }
+    for d in drafts {
+        if d.kind < FIRST_APPLICATION_KIND {
+            return Err(Error::Invalid(format!(
+                "event kind {} is reserved for the ledger",
+                d.kind
+            )));
+        }
+        d.check().map_err(|m| Error::Invalid(m.into()))?;
+    }
+    Ok(())
+}
+
+pub(crate) fn system_draft(
+    kind: u16,
+    actor: Actor,
+    request_id: [u8; 16],
+    body: Vec<u8>,
+) -> EventDraft {
+    EventDraft {
+        kind,
+        kind_version: 1,
+        request_id,
+        actor,
+        body,
+        slots: Vec::new(),
+    }
+}
+
+fn reply_err(req: Request, err: Error) {
+    let (Request::Append { reply, .. }
+    | Request::Erase { reply, .. }
+    | Request::Rotate { reply, .. }) = req;
+    let _ = reply.send(Err(err));
+}
