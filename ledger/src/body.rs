@@ -13,10 +13,7 @@ type BodyConfig = Configuration<BigEndian, Fixint, Limit<MAX_BODY_LEN>>;
 
 /// The one bincode configuration every body uses.
 pub const fn config() -> BodyConfig {
-    bincode::config::standard()
-        .with_big_endian()
-        .with_fixed_int_encoding()
-        .with_limit::<MAX_BODY_LEN>()
+    bincode::config::standard().with_big_endian().with_fixed_int_encoding().with_limit::<MAX_BODY_LEN>()
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -57,12 +54,7 @@ mod tests {
 
     #[test]
     fn fixed_width_big_endian_and_strict() {
-        let v = Sample {
-            n: 1,
-            s: "ab".into(),
-            m: BTreeMap::from([("k".into(), 2)]),
-            o: Some(true),
-        };
+        let v = Sample { n: 1, s: "ab".into(), m: BTreeMap::from([("k".into(), 2)]), o: Some(true) };
         let bytes = encode(&v).expect("encodes");
         // n: 4 bytes BE; s: u64 length + 2; map: u64 count + (u64 len + 1) + u64; option tag + bool.
         assert_eq!(&bytes[..4], &[0, 0, 0, 1]);
@@ -71,10 +63,7 @@ mod tests {
         assert_eq!(decode::<Sample>(&bytes).expect("decodes"), v);
         let mut longer = bytes.clone();
         longer.push(0);
-        assert!(matches!(
-            decode::<Sample>(&longer),
-            Err(BodyError::Trailing(1))
-        ));
+        assert!(matches!(decode::<Sample>(&longer), Err(BodyError::Trailing(1))));
         let mut bad_bool = bytes.clone();
         let last = bad_bool.len() - 1;
         bad_bool[last] = 2;

@@ -16,8 +16,8 @@ use crate::checkpoint::{CHECKPOINT_LEN, Checkpoint};
 use crate::codec::{Decoder, Encoder};
 use crate::envelope::Event;
 use crate::error::{Error, Result};
-use crate::frame::{FRAME_HEADER_LEN, FrameHeader, parse_frame_lenient};
-use crate::hash::{Hash, event_hash, leaf_hash};
+use crate::frame::{FRAME_HEADER_LEN, FrameHeader, parse_frame_unchecked};
+use crate::hash::{Hash, event_hash};
 use crate::keys::PublicKey;
 use crate::merkle::{Frontier, inclusion_ranges, range_hashes_streaming, verify_inclusion};
 use crate::segments::FrameScan;
@@ -63,24 +63,17 @@ pub fn export(dir: &Path, out: &Path, from: Option<u64>, to: Option<u64>) -> Res
             first_frame = Some(bytes);
             break;
         }
-        prefix.apply(&frame).map_err(|v| Error::Corrupt {
-            seq: v.seq,
-            reason: format!("{} (run `cairn ledger verify`)", v.reason),
-        })?;
+        prefix
+            .apply(&frame)
+            .map_err(|v| Error::Corrupt { seq: v.seq, reason: format!("{} (run `cairn ledger verify`)", v.reason) })?;
         for fe in &frame.events {
             if matches!(fe.event.kind, KIND_GENESIS | KIND_KEY_ROTATION) {
-                key_events.push(KeyEvent {
-                    seq: fe.event.seq,
-                    bytes: fe.event.encode(),
-                });
+                key_events.push(KeyEvent { seq: fe.event.seq, bytes: fe.event.encode() });
             }
         }
     }
     let Some(first_frame) = first_frame else {
-        return Err(Error::Invalid(format!(
-            "the ledger ends at seq {}, before --from {from}",
-            prefix.last_seq()
-        )));
+        return Err(Error::Invalid(format!("the ledger ends at seq {}, before --from {from}", prefix.last_seq())));
     };
     let start_seq = prefix.next_seq;
 
@@ -88,24 +81,14 @@ pub fn export(dir: &Path, out: &Path, from: Option<u64>, to: Option<u64>) -> Res
     let tree_size = start_seq - 1;
     let mut proofs = Vec::with_capacity(key_events.len());
     if tree_size > 0 {
-        let ranges: Vec<Vec<std::ops::Range<u64>>> = key_events
-            .iter()
-            .map(|k| inclusion_ranges(k.seq - 1, tree_size))
-            .collect();
+        let ranges: Vec<Vec<std::ops::Range<u64>>> =
+            key_events.iter().map(|k| inclusion_ranges(k.seq - 1, tree_size)).collect();
         let flat: Vec<std::ops::Range<u64>> = ranges.iter().flatten().cloned().collect();
         let leaves = FrameScan::new(&seg_dir)?
             .map_while(|r| r.ok())
-            .flat_map(|(frame, _)| {
-                frame
-                    .events
-                    .into_iter()
-                    .map(|fe| leaf_hash(&fe.hash))
-                    .collect::<Vec<_>>()
-            });
-        let hashes = range_hashes_streaming(leaves, &flat).ok_or_else(|| Error::Corrupt {
-            seq: tree_size,
-            reason: "ledger shrank during export".into(),
-        })?;
+            .flat_map(|(frame, _)| frame.events.into_iter().map(|fe| fe.hash).collect::<Vec<_>>());
+        let hashes = range_hashes_streaming(leaves, &flat)
+            .ok_or_else(|| Error::Corrupt { seq: tree_size, reason: "ledger shrank during export".into() })?;
         let mut it = hashes.into_iter();
         for r in &ranges {
             proofs.push(it.by_ref().take(r.len()).collect::<Vec<Hash>>());
@@ -117,26 +100,20 @@ pub fn export(dir: &Path, out: &Path, from: Option<u64>, to: Option<u64>) -> Res
     let mut w = BufWriter::new(file);
     let ledger_id = first_segment_ledger_id(&seg_dir)?;
     let mut head = Encoder::with_capacity(1024);
-    head.raw(&BUNDLE_MAGIC)
-        .u32(BUNDLE_FORMAT)
-        .raw(&ledger_id)
-        .u64(start_seq);
+    head.raw(&BUNDLE_MAGIC).u32(BUNDLE_FORMAT).raw(&ledger_id).u64(start_seq);
     if start_seq > 1 {
-        let anchor = prefix.last_checkpoint.ok_or_else(|| Error::Corrupt {
-            seq: tree_size,
-            reason: "no checkpoint before the bundle".into(),
-        })?;
+        let anchor = prefix
+            .last_checkpoint
+            .ok_or_else(|| Error::Corrupt { seq: tree_size, reason: "no checkpoint before the bundle".into() })?;
         head.raw(&prefix.head.0).u64(prefix.last_time);
-        head.u64(prefix.frontier.size())
-            .u32(u32::try_from(prefix.frontier.nodes().len()).unwrap_or(0));
+        head.u64(prefix.frontier.size()).u32(u32::try_from(prefix.frontier.nodes().len()).unwrap_or(0));
         for n in prefix.frontier.nodes() {
             head.raw(&n.0);
         }
         anchor.encode_into(&mut head);
         head.u32(u32::try_from(key_events.len()).unwrap_or(0));
         for (k, proof) in key_events.iter().zip(&proofs) {
-            head.long_bytes(&k.bytes)
-                .u8(u8::try_from(proof.len()).unwrap_or(0));
+            head.long_bytes(&k.bytes).u8(u8::try_from(proof.len()).unwrap_or(0));
             for h in proof {
                 head.raw(&h.0);
             }
@@ -147,10 +124,8 @@ pub fn export(dir: &Path, out: &Path, from: Option<u64>, to: Option<u64>) -> Res
     let mut frames = 0u64;
     let mut last_seq = 0;
     let mut write_frame = |w: &mut BufWriter<File>, bytes: &[u8]| -> Result<bool> {
-        let frame = crate::frame::parse_frame(bytes).map_err(|e| Error::Corrupt {
-            seq: last_seq + 1,
-            reason: e.to_string(),
-        })?;
+        let frame = crate::frame::parse_frame(bytes)
+            .map_err(|e| Error::Corrupt { seq: last_seq + 1, reason: e.to_string() })?;
         w.write_all(bytes).map_err(io)?;
         frames += 1;
         last_seq = frame.last_seq();
@@ -165,55 +140,34 @@ pub fn export(dir: &Path, out: &Path, from: Option<u64>, to: Option<u64>) -> Res
     let mut trailer = Encoder::with_capacity(24);
     trailer.raw(&BUNDLE_TRAILER).u64(frames).u64(last_seq);
     w.write_all(trailer.as_slice()).map_err(io)?;
-    let file = w
-        .into_inner()
-        .map_err(|e| Error::io("write bundle", e.error()))?;
+    let file = w.into_inner().map_err(|e| Error::io("write bundle", e.error()))?;
     file.sync_all().map_err(|e| Error::io("fsync bundle", &e))?;
-    let bytes = file
-        .metadata()
-        .map_err(|e| Error::io("stat bundle", &e))?
-        .len();
+    let bytes = file.metadata().map_err(|e| Error::io("stat bundle", &e))?.len();
     drop(file);
     std::fs::rename(&tmp, out).map_err(|e| Error::io("rename bundle", &e))?;
     if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
-        File::open(parent)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| Error::io("fsync directory", &e))?;
+        File::open(parent).and_then(|d| d.sync_all()).map_err(|e| Error::io("fsync directory", &e))?;
     }
-    Ok(ExportSummary {
-        first_seq: start_seq,
-        last_seq,
-        frames,
-        bytes,
-    })
+    Ok(ExportSummary { first_seq: start_seq, last_seq, frames, bytes })
 }
 
 fn first_segment_ledger_id(seg_dir: &Path) -> Result<[u8; 16]> {
     let segs = crate::segments::list(&crate::fs::StdFs, seg_dir)?;
-    let (_, path) = segs
-        .first()
-        .ok_or_else(|| Error::NotFound(seg_dir.to_path_buf()))?;
+    let (_, path) = segs.first().ok_or_else(|| Error::NotFound(seg_dir.to_path_buf()))?;
     let mut header = [0u8; crate::frame::SEGMENT_HEADER_LEN];
-    File::open(path)
-        .and_then(|mut f| f.read_exact(&mut header))
-        .map_err(|e| Error::io("read segment header", &e))?;
-    crate::frame::parse_segment_header(&header).map_err(|r| Error::Corrupt {
-        seq: 1,
-        reason: r.into(),
-    })
+    File::open(path).and_then(|mut f| f.read_exact(&mut header)).map_err(|e| Error::io("read segment header", &e))?;
+    crate::frame::parse_segment_header(&header).map_err(|r| Error::Corrupt { seq: 1, reason: r.into() })
 }
 
 fn read_exact<R: Read>(r: &mut R, n: usize) -> std::result::Result<Vec<u8>, String> {
     let mut buf = vec![0u8; n];
-    r.read_exact(&mut buf)
-        .map_err(|e| format!("bundle truncated ({e})"))?;
+    r.read_exact(&mut buf).map_err(|e| format!("bundle truncated ({e})"))?;
     Ok(buf)
 }
 
 fn read_array<R: Read, const N: usize>(r: &mut R) -> std::result::Result<[u8; N], String> {
     let mut buf = [0u8; N];
-    r.read_exact(&mut buf)
-        .map_err(|e| format!("bundle truncated ({e})"))?;
+    r.read_exact(&mut buf).map_err(|e| format!("bundle truncated ({e})"))?;
     Ok(buf)
 }
 
@@ -226,11 +180,7 @@ fn read_u32<R: Read>(r: &mut R) -> std::result::Result<u32, String> {
 }
 
 /// Reads and checks the proven start state of a bundle that does not begin at event 1.
-fn read_start<R: Read>(
-    r: &mut R,
-    ledger_id: [u8; 16],
-    start_seq: u64,
-) -> std::result::Result<ChainState, String> {
+fn read_start<R: Read>(r: &mut R, ledger_id: [u8; 16], start_seq: u64) -> std::result::Result<ChainState, String> {
     let head = Hash(read_array(r)?);
     let last_time = read_u64(r)?;
     let size = read_u64(r)?;
@@ -242,16 +192,11 @@ fn read_start<R: Read>(
     for _ in 0..count {
         nodes.push(Hash(read_array(r)?));
     }
-    let frontier =
-        Frontier::from_parts(size, nodes).ok_or("bundle start frontier does not match its size")?;
+    let frontier = Frontier::from_parts(size, nodes).ok_or("bundle start frontier does not match its size")?;
     let anchor_bytes = read_exact(r, CHECKPOINT_LEN)?;
-    let anchor = Checkpoint::decode(&mut Decoder::new(&anchor_bytes))
-        .map_err(|e| format!("bundle start checkpoint: {e}"))?;
-    if size != start_seq - 1
-        || anchor.last_seq != size
-        || anchor.head != head
-        || anchor.root != frontier.root()
-    {
+    let anchor =
+        Checkpoint::decode(&mut Decoder::new(&anchor_bytes)).map_err(|e| format!("bundle start checkpoint: {e}"))?;
+    if size != start_seq - 1 || anchor.last_seq != size || anchor.head != head || anchor.root != frontier.root() {
         return Err("bundle start state does not match its checkpoint".into());
     }
     let mut keys: Vec<KeyRecord> = Vec::new();
@@ -273,17 +218,8 @@ fn read_start<R: Read>(
             return Err(format!("key event {} out of order", ev.seq));
         }
         last = ev.seq;
-        if !verify_inclusion(
-            &leaf_hash(&event_hash(&bytes)),
-            ev.seq - 1,
-            size,
-            &proof,
-            &anchor.root,
-        ) {
-            return Err(format!(
-                "key event {} is not proven to be in the ledger",
-                ev.seq
-            ));
+        if !verify_inclusion(&event_hash(&bytes), ev.seq - 1, size, &proof, &anchor.root) {
+            return Err(format!("key event {} is not proven to be in the ledger", ev.seq));
         }
         match SystemEvent::decode(ev.kind, ev.kind_version, &ev.body)
             .map_err(|e| format!("key event {}: {e}", ev.seq))?
@@ -293,23 +229,12 @@ fn read_start<R: Read>(
                     return Err("genesis names another ledger".into());
                 }
                 let key = PublicKey::from_bytes(&key).ok_or("genesis key is invalid or weak")?;
-                keys.push(KeyRecord {
-                    key,
-                    registered_at: 1,
-                    retired_at: None,
-                });
+                keys.push(KeyRecord { key, registered_at: 1, retired_at: None });
             }
-            Some(SystemEvent::KeyRotation {
-                old_key,
-                new_key,
-                proof,
-            }) if !keys.is_empty() => {
+            Some(SystemEvent::KeyRotation { old_key, new_key, proof }) if !keys.is_empty() => {
                 let current = keys.last().map(|k| k.key).ok_or("no key")?;
                 if current.id() != old_key {
-                    return Err(format!(
-                        "key rotation {} does not start from the current key",
-                        ev.seq
-                    ));
+                    return Err(format!("key rotation {} does not start from the current key", ev.seq));
                 }
                 let key = SystemEvent::verify_rotation(&ledger_id, &old_key, &new_key, &proof)
                     .ok_or_else(|| format!("key rotation {} has an invalid proof", ev.seq))?;
@@ -317,23 +242,15 @@ fn read_start<R: Read>(
                     k.retired_at = Some(ev.seq);
                 }
                 previous_key = Some(current);
-                keys.push(KeyRecord {
-                    key,
-                    registered_at: ev.seq,
-                    retired_at: None,
-                });
+                keys.push(KeyRecord { key, registered_at: ev.seq, retired_at: None });
             }
             _ => return Err(format!("event {} is not a key event in sequence", ev.seq)),
         }
     }
-    let current = keys
-        .last()
-        .map(|k| k.key)
-        .ok_or("bundle start has no genesis key")?;
+    let current = keys.last().map(|k| k.key).ok_or("bundle start has no genesis key")?;
     // A rotation in the frame ending at the anchor takes effect after it, so the anchor
     // may carry the previous key's signature.
-    let signed = anchor.verify(&ledger_id, &current)
-        || previous_key.is_some_and(|k| anchor.verify(&ledger_id, &k));
+    let signed = anchor.verify(&ledger_id, &current) || previous_key.is_some_and(|k| anchor.verify(&ledger_id, &k));
     if !signed {
         return Err("bundle start checkpoint signature is invalid".into());
     }
@@ -369,13 +286,7 @@ pub fn verify_bundle(path: &Path, mut opts: VerifyOptions) -> Report {
         let start_seq = read_u64(&mut r)?;
         match start_seq {
             0 => Err("bundle start seq is 0".into()),
-            1 => Ok((
-                1,
-                ChainState {
-                    ledger_id: Some(ledger_id),
-                    ..ChainState::empty()
-                },
-            )),
+            1 => Ok((1, ChainState { ledger_id: Some(ledger_id), ..ChainState::empty() })),
             s => Ok((s, read_start(&mut r, ledger_id, s)?)),
         }
     })();
@@ -404,19 +315,13 @@ pub fn verify_bundle(path: &Path, mut opts: VerifyOptions) -> Report {
                         v.fail(v.next_seq(), "bytes after the bundle trailer");
                     }
                 }
-                Ok(_) => v.fail(
-                    v.next_seq(),
-                    "bundle trailer does not match its frames (frames removed or added)",
-                ),
+                Ok(_) => v.fail(v.next_seq(), "bundle trailer does not match its frames (frames removed or added)"),
                 Err(e) => v.fail(v.next_seq(), e),
             }
             break;
         }
         if let Err(e) = r.read_exact(&mut head[8..]) {
-            v.fail(
-                v.next_seq(),
-                format!("bundle truncated inside a frame header ({e})"),
-            );
+            v.fail(v.next_seq(), format!("bundle truncated inside a frame header ({e})"));
             break;
         }
         let total_len = match FrameHeader::parse(&head) {
@@ -429,13 +334,10 @@ pub fn verify_bundle(path: &Path, mut opts: VerifyOptions) -> Report {
         let mut buf = vec![0u8; total_len];
         buf[..FRAME_HEADER_LEN].copy_from_slice(&head);
         if let Err(e) = r.read_exact(&mut buf[FRAME_HEADER_LEN..]) {
-            v.fail(
-                v.next_seq(),
-                format!("bundle truncated inside a frame ({e})"),
-            );
+            v.fail(v.next_seq(), format!("bundle truncated inside a frame ({e})"));
             break;
         }
-        match parse_frame_lenient(&buf) {
+        match parse_frame_unchecked(&buf) {
             Ok(frame) => v.frame(&frame),
             Err(e) => v.fail(v.next_seq(), format!("unreadable frame in bundle: {e}")),
         }

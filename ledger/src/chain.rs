@@ -30,10 +30,7 @@ impl std::fmt::Display for Violation {
 }
 
 fn violation(seq: u64, reason: impl Into<String>) -> Violation {
-    Violation {
-        seq,
-        reason: reason.into(),
-    }
+    Violation { seq, reason: reason.into() }
 }
 
 /// A checkpoint key and the part of the ledger it signed.
@@ -93,11 +90,7 @@ impl ChainState {
 
     /// The key that must sign the next checkpoint.
     pub fn current_key(&self) -> Option<&PublicKey> {
-        self.keys
-            .iter()
-            .rev()
-            .find(|k| k.retired_at.is_none())
-            .map(|k| &k.key)
+        self.keys.iter().rev().find(|k| k.retired_at.is_none()).map(|k| &k.key)
     }
 
     pub fn last_seq(&self) -> u64 {
@@ -123,20 +116,11 @@ impl ChainState {
             let expected = self.next_seq;
             if ev.seq != expected {
                 return Err(if ev.seq > expected {
-                    violation(
-                        expected,
-                        format!(
-                            "event {expected} is missing: the next event found is {}",
-                            ev.seq
-                        ),
-                    )
+                    violation(expected, format!("event {expected} is missing: the next event found is {}", ev.seq))
                 } else {
                     violation(
                         expected,
-                        format!(
-                            "event {} found where event {expected} belongs (reordered or duplicated)",
-                            ev.seq
-                        ),
+                        format!("event {} found where event {expected} belongs (reordered or duplicated)", ev.seq),
                     )
                 });
             }
@@ -147,11 +131,7 @@ impl ChainState {
                     Some(n) => n.event.prev == fe.hash,
                     None => frame.checkpoint.head == fe.hash,
                 };
-                let culprit = if i > 0 && next_link_holds {
-                    expected - 1
-                } else {
-                    expected
-                };
+                let culprit = if i > 0 && next_link_holds { expected - 1 } else { expected };
                 return Err(violation(
                     culprit,
                     format!(
@@ -173,32 +153,20 @@ impl ChainState {
         if cp.last_seq != last_seq {
             return Err(violation(
                 first_seq,
-                format!(
-                    "checkpoint claims seq {} but its frame ends at {last_seq}",
-                    cp.last_seq
-                ),
+                format!("checkpoint claims seq {} but its frame ends at {last_seq}", cp.last_seq),
             ));
         }
         if cp.head != self.head {
-            return Err(violation(
-                last_seq,
-                format!("event {last_seq} does not match the checkpoint's head hash"),
-            ));
+            return Err(violation(last_seq, format!("event {last_seq} does not match the checkpoint's head hash")));
         }
         if cp.root != self.frontier.root() {
-            return Err(violation(
-                first_seq,
-                "checkpoint Merkle root does not match the events",
-            ));
+            return Err(violation(first_seq, "checkpoint Merkle root does not match the events"));
         }
         if cp.time < self.last_time {
             return Err(violation(last_seq, "checkpoint time is before its events"));
         }
         let (Some(ledger_id), Some(key)) = (self.ledger_id, self.current_key().copied()) else {
-            return Err(violation(
-                first_seq,
-                "checkpoint before any signing key was registered",
-            ));
+            return Err(violation(first_seq, "checkpoint before any signing key was registered"));
         };
         if cp.key_id != key.id() {
             return Err(violation(
@@ -235,11 +203,7 @@ impl ChainState {
             if let Some(cur) = self.keys.iter_mut().rev().find(|k| k.retired_at.is_none()) {
                 cur.retired_at = Some(at);
             }
-            self.keys.push(KeyRecord {
-                key: new_key,
-                registered_at: at,
-                retired_at: None,
-            });
+            self.keys.push(KeyRecord { key: new_key, registered_at: at, retired_at: None });
             effects.rotated_to = Some(new_key);
         }
         Ok(effects)
@@ -261,62 +225,37 @@ impl ChainState {
         let decoded = SystemEvent::decode(ev.kind, ev.kind_version, &ev.body)
             .map_err(|e| violation(ev.seq, format!("malformed system event: {e}")))?;
         match decoded {
-            None => Err(violation(
-                ev.seq,
-                format!("unknown system event kind {}", ev.kind),
-            )),
+            None => Err(violation(ev.seq, format!("unknown system event kind {}", ev.kind))),
             Some(SystemEvent::Genesis { ledger_id, key }) => {
                 if ev.seq != 1 {
                     return Err(violation(ev.seq, "a second genesis event"));
                 }
                 if self.ledger_id.is_some_and(|id| id != ledger_id) {
-                    return Err(violation(
-                        1,
-                        "genesis names a different ledger id than the segment files",
-                    ));
+                    return Err(violation(1, "genesis names a different ledger id than the segment files"));
                 }
-                let key = PublicKey::from_bytes(&key)
-                    .ok_or_else(|| violation(1, "genesis key is invalid or weak"))?;
+                let key = PublicKey::from_bytes(&key).ok_or_else(|| violation(1, "genesis key is invalid or weak"))?;
                 self.ledger_id = Some(ledger_id);
-                self.keys.push(KeyRecord {
-                    key,
-                    registered_at: 1,
-                    retired_at: None,
-                });
+                self.keys.push(KeyRecord { key, registered_at: 1, retired_at: None });
                 Ok(())
             }
-            Some(SystemEvent::KeyRotation {
-                old_key,
-                new_key,
-                proof,
-            }) => {
+            Some(SystemEvent::KeyRotation { old_key, new_key, proof }) => {
                 let current = self.current_key().map(|k| k.id());
                 if current != Some(old_key) {
-                    return Err(violation(
-                        ev.seq,
-                        "key rotation does not start from the current key",
-                    ));
+                    return Err(violation(ev.seq, "key rotation does not start from the current key"));
                 }
                 if rotation.is_some() {
                     return Err(violation(ev.seq, "two key rotations in one frame"));
                 }
                 let ledger_id = self.ledger_id.unwrap_or_default();
-                let key = SystemEvent::verify_rotation(&ledger_id, &old_key, &new_key, &proof)
-                    .ok_or_else(|| {
-                        violation(
-                            ev.seq,
-                            "key rotation: new key is weak or its proof of possession is invalid",
-                        )
-                    })?;
+                let key = SystemEvent::verify_rotation(&ledger_id, &old_key, &new_key, &proof).ok_or_else(|| {
+                    violation(ev.seq, "key rotation: new key is weak or its proof of possession is invalid")
+                })?;
                 *rotation = Some((ev.seq, key));
                 Ok(())
             }
             Some(SystemEvent::PayloadErased { target, slots }) => {
                 if target >= ev.seq {
-                    return Err(violation(
-                        ev.seq,
-                        "erasure names an event that is not earlier",
-                    ));
+                    return Err(violation(ev.seq, "erasure names an event that is not earlier"));
                 }
                 effects.erasures.push((target, slots));
                 Ok(())

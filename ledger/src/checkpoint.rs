@@ -46,50 +46,21 @@ impl Checkpoint {
         key_id: &KeyId,
     ) -> Vec<u8> {
         let mut e = Encoder::with_capacity(CHECKPOINT_DOMAIN.len() + 16 + 8 + 64 + 16);
-        e.raw(CHECKPOINT_DOMAIN)
-            .raw(ledger_id)
-            .u64(last_seq)
-            .raw(&head.0)
-            .raw(&root.0)
-            .u64(time)
-            .raw(&key_id.0);
+        e.raw(CHECKPOINT_DOMAIN).raw(ledger_id).u64(last_seq).raw(&head.0).raw(&root.0).u64(time).raw(&key_id.0);
         e.into_vec()
     }
 
-    pub fn sign(
-        key: &LedgerKey,
-        ledger_id: &LedgerId,
-        last_seq: u64,
-        head: Hash,
-        root: Hash,
-        time: u64,
-    ) -> Checkpoint {
+    pub fn sign(key: &LedgerKey, ledger_id: &LedgerId, last_seq: u64, head: Hash, root: Hash, time: u64) -> Checkpoint {
         let key_id = key.id();
-        let signature = key.sign(&Self::signed_message(
-            ledger_id, last_seq, &head, &root, time, &key_id,
-        ));
-        Checkpoint {
-            last_seq,
-            head,
-            root,
-            time,
-            key_id,
-            signature,
-        }
+        let signature = key.sign(&Self::signed_message(ledger_id, last_seq, &head, &root, time, &key_id));
+        Checkpoint { last_seq, head, root, time, key_id, signature }
     }
 
     /// Checks the signature with `key`, which must be the key the checkpoint names.
     pub fn verify(&self, ledger_id: &LedgerId, key: &PublicKey) -> bool {
         key.id() == self.key_id
             && key.verify(
-                &Self::signed_message(
-                    ledger_id,
-                    self.last_seq,
-                    &self.head,
-                    &self.root,
-                    self.time,
-                    &self.key_id,
-                ),
+                &Self::signed_message(ledger_id, self.last_seq, &self.head, &self.root, self.time, &self.key_id),
                 &self.signature,
             )
     }
@@ -106,9 +77,7 @@ impl Checkpoint {
 
     pub fn decode(d: &mut Decoder<'_>) -> Result<Checkpoint, DecodeError> {
         if d.u8()? != CHECKPOINT_TAG {
-            return Err(DecodeError::Invalid {
-                what: "checkpoint tag",
-            });
+            return Err(DecodeError::Invalid { what: "checkpoint tag" });
         }
         Ok(Checkpoint {
             last_seq: d.u64()?,
@@ -182,14 +151,8 @@ mod tests {
         assert!(!cp.verify(&[8u8; 16], &key.public()));
         for tamper in [
             Checkpoint { last_seq: 43, ..cp },
-            Checkpoint {
-                head: Hash([3; 32]),
-                ..cp
-            },
-            Checkpoint {
-                root: Hash([3; 32]),
-                ..cp
-            },
+            Checkpoint { head: Hash([3; 32]), ..cp },
+            Checkpoint { root: Hash([3; 32]), ..cp },
             Checkpoint { time: 8, ..cp },
         ] {
             assert!(!tamper.verify(&id, &key.public()));

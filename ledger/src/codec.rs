@@ -26,9 +26,7 @@ pub struct Encoder {
 
 impl Encoder {
     pub fn with_capacity(capacity: usize) -> Self {
-        Encoder {
-            buf: Vec::with_capacity(capacity),
-        }
+        Encoder { buf: Vec::with_capacity(capacity) }
     }
 
     /// Continues appending to an existing buffer.
@@ -126,10 +124,7 @@ impl<'a> Decoder<'a> {
 
     pub fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
         if self.remaining() < n {
-            return Err(DecodeError::Truncated {
-                needed: n - self.remaining(),
-                at: self.pos,
-            });
+            return Err(DecodeError::Truncated { needed: n - self.remaining(), at: self.pos });
         }
         let out = &self.data[self.pos..self.pos + n];
         self.pos += n;
@@ -171,9 +166,7 @@ impl<'a> Decoder<'a> {
 
     /// A short byte string that must be valid UTF-8.
     pub fn short_str(&mut self) -> Result<&'a str, DecodeError> {
-        std::str::from_utf8(self.short_bytes()?).map_err(|_| DecodeError::Invalid {
-            what: "utf-8 string",
-        })
+        std::str::from_utf8(self.short_bytes()?).map_err(|_| DecodeError::Invalid { what: "utf-8 string" })
     }
 
     /// Fails unless every byte was consumed.
@@ -192,14 +185,8 @@ mod tests {
     #[test]
     fn integers_are_big_endian_and_fixed_width() {
         let mut e = Encoder::default();
-        e.u8(1)
-            .u16(0x0203)
-            .u32(0x0405_0607)
-            .u64(0x0809_0a0b_0c0d_0e0f);
-        assert_eq!(
-            e.as_slice(),
-            &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]
-        );
+        e.u8(1).u16(0x0203).u32(0x0405_0607).u64(0x0809_0a0b_0c0d_0e0f);
+        assert_eq!(e.as_slice(), &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]);
         let mut d = Decoder::new(e.as_slice());
         assert_eq!(d.u8(), Ok(1));
         assert_eq!(d.u16(), Ok(0x0203));
@@ -210,23 +197,12 @@ mod tests {
 
     #[test]
     fn strict_decoding_rejects_short_and_trailing_input() {
-        assert_eq!(
-            Decoder::new(&[0, 1]).u32(),
-            Err(DecodeError::Truncated { needed: 2, at: 0 })
-        );
+        assert_eq!(Decoder::new(&[0, 1]).u32(), Err(DecodeError::Truncated { needed: 2, at: 0 }));
         let mut d = Decoder::new(&[3, b'a', b'b']);
-        assert!(matches!(
-            d.short_bytes(),
-            Err(DecodeError::Truncated { .. })
-        ));
+        assert!(matches!(d.short_bytes(), Err(DecodeError::Truncated { .. })));
         let mut d = Decoder::new(&[1, b'a', 9]);
         assert_eq!(d.short_bytes(), Ok(&b"a"[..]));
         assert_eq!(d.finish(), Err(DecodeError::Trailing { trailing: 1 }));
-        assert_eq!(
-            Decoder::new(&[1, 0xff]).short_str(),
-            Err(DecodeError::Invalid {
-                what: "utf-8 string"
-            })
-        );
+        assert_eq!(Decoder::new(&[1, 0xff]).short_str(), Err(DecodeError::Invalid { what: "utf-8 string" }));
     }
 }

@@ -35,10 +35,7 @@ pub struct Actor {
 impl Actor {
     /// The server acting on its own behalf (expiry, start-up, key management).
     pub fn system() -> Self {
-        Actor {
-            display_name: "system".into(),
-            ..Actor::default()
-        }
+        Actor { display_name: "system".into(), ..Actor::default() }
     }
 
     fn fits(&self) -> bool {
@@ -96,9 +93,8 @@ pub struct Event {
 impl Event {
     /// The canonical encoding (the bytes that are stored and hashed).
     pub fn encode(&self) -> Vec<u8> {
-        let mut e = Encoder::with_capacity(
-            96 + self.body.len() + self.actor.accessor.len() + self.actor.display_name.len(),
-        );
+        let mut e =
+            Encoder::with_capacity(96 + self.body.len() + self.actor.accessor.len() + self.actor.display_name.len());
         self.encode_into(&mut e);
         e.into_vec()
     }
@@ -133,11 +129,7 @@ impl Event {
         let accessor = d.short_str()?.to_owned();
         let entity_id = match d.short_bytes()? {
             [] => None,
-            bytes => Some(
-                <[u8; 16]>::try_from(bytes).map_err(|_| DecodeError::Invalid {
-                    what: "entity id length",
-                })?,
-            ),
+            bytes => Some(<[u8; 16]>::try_from(bytes).map_err(|_| DecodeError::Invalid { what: "entity id length" })?),
         };
         let display_name = d.short_str()?.to_owned();
         let remote_addr = d.short_str()?.to_owned();
@@ -150,12 +142,7 @@ impl Event {
             kind,
             kind_version,
             request_id,
-            actor: Actor {
-                accessor,
-                entity_id,
-                display_name,
-                remote_addr,
-            },
+            actor: Actor { accessor, entity_id, display_name, remote_addr },
             slot_count,
             body,
         })
@@ -191,12 +178,7 @@ mod tests {
             any::<u64>(),
             any::<(u16, u16)>(),
             any::<[u8; 16]>(),
-            (
-                "[a-zA-Z0-9]{0,30}",
-                proptest::option::of(any::<[u8; 16]>()),
-                "\\PC{0,20}",
-                "[0-9.:]{0,40}",
-            ),
+            ("[a-zA-Z0-9]{0,30}", proptest::option::of(any::<[u8; 16]>()), "\\PC{0,20}", "[0-9.:]{0,40}"),
             any::<u8>(),
             proptest::collection::vec(any::<u8>(), 0..600),
         )
@@ -217,12 +199,7 @@ mod tests {
                     kind,
                     kind_version,
                     request_id,
-                    actor: Actor {
-                        accessor,
-                        entity_id,
-                        display_name,
-                        remote_addr,
-                    },
+                    actor: Actor { accessor, entity_id, display_name, remote_addr },
                     slot_count,
                     body,
                 },

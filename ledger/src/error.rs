@@ -10,11 +10,7 @@ use crate::keys::KeyId;
 pub enum Error {
     /// An I/O operation failed; the batch it belonged to was not acknowledged.
     #[error("ledger I/O error during {op}: {detail}")]
-    Io {
-        op: &'static str,
-        kind: io::ErrorKind,
-        detail: String,
-    },
+    Io { op: &'static str, kind: io::ErrorKind, detail: String },
     /// The disk is full. The batch was rolled back; writes may succeed once space is freed.
     #[error("ledger storage is full")]
     Full,
@@ -47,11 +43,7 @@ impl Error {
         if e.raw_os_error() == Some(28) || e.kind() == io::ErrorKind::StorageFull {
             return Error::Full;
         }
-        Error::Io {
-            op,
-            kind: e.kind(),
-            detail: e.to_string(),
-        }
+        Error::Io { op, kind: e.kind(), detail: e.to_string() }
     }
 }
 

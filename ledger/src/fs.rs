@@ -33,7 +33,7 @@ pub trait LedgerFile: Send + Sync {
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
     fn sync_data(&self) -> io::Result<()>;
     fn set_len(&self, len: u64) -> io::Result<()>;
-    fn len(&self) -> io::Result<u64>;
+    fn file_len(&self) -> io::Result<u64>;
 }
 
 /// The operating system's file system.
@@ -55,7 +55,7 @@ impl LedgerFile for StdFile {
     fn set_len(&self, len: u64) -> io::Result<()> {
         self.0.set_len(len)
     }
-    fn len(&self) -> io::Result<u64> {
+    fn file_len(&self) -> io::Result<u64> {
         Ok(self.0.metadata()?.len())
     }
 }
@@ -65,23 +65,13 @@ impl FileSystem for StdFs {
         std::fs::create_dir_all(dir)
     }
     fn list(&self, dir: &Path) -> io::Result<Vec<PathBuf>> {
-        std::fs::read_dir(dir)?
-            .map(|e| e.map(|e| e.path()))
-            .collect()
+        std::fs::read_dir(dir)?.map(|e| e.map(|e| e.path())).collect()
     }
     fn create_new(&self, path: &Path) -> io::Result<Box<dyn LedgerFile>> {
-        Ok(Box::new(StdFile(
-            OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create_new(true)
-                .open(path)?,
-        )))
+        Ok(Box::new(StdFile(OpenOptions::new().read(true).write(true).create_new(true).open(path)?)))
     }
     fn open_write(&self, path: &Path) -> io::Result<Box<dyn LedgerFile>> {
-        Ok(Box::new(StdFile(
-            OpenOptions::new().read(true).write(true).open(path)?,
-        )))
+        Ok(Box::new(StdFile(OpenOptions::new().read(true).write(true).open(path)?)))
     }
     fn open_read(&self, path: &Path) -> io::Result<Box<dyn LedgerFile>> {
         Ok(Box::new(StdFile(File::open(path)?)))
@@ -192,8 +182,7 @@ impl LedgerFile for FaultFile {
                 Ok(())
             }
             Some(Fault::Torn { keep }) => {
-                self.inner
-                    .write_all_at(&buf[..keep.min(buf.len())], offset)?;
+                self.inner.write_all_at(&buf[..keep.min(buf.len())], offset)?;
                 Err(io_error(Fault::Eio))
             }
             Some(f) => Err(io_error(f)),
@@ -213,8 +202,8 @@ impl LedgerFile for FaultFile {
     fn set_len(&self, len: u64) -> io::Result<()> {
         self.inner.set_len(len)
     }
-    fn len(&self) -> io::Result<u64> {
-        self.inner.len()
+    fn file_len(&self) -> io::Result<u64> {
+        self.inner.file_len()
     }
 }
 
@@ -226,22 +215,12 @@ impl FileSystem for FaultFs {
         StdFs.list(dir)
     }
     fn create_new(&self, path: &Path) -> io::Result<Box<dyn LedgerFile>> {
-        let f = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(path)?;
-        Ok(Box::new(FaultFile {
-            inner: StdFile(f),
-            fs: self.clone(),
-        }))
+        let f = OpenOptions::new().read(true).write(true).create_new(true).open(path)?;
+        Ok(Box::new(FaultFile { inner: StdFile(f), fs: self.clone() }))
     }
     fn open_write(&self, path: &Path) -> io::Result<Box<dyn LedgerFile>> {
         let f = OpenOptions::new().read(true).write(true).open(path)?;
-        Ok(Box::new(FaultFile {
-            inner: StdFile(f),
-            fs: self.clone(),
-        }))
+        Ok(Box::new(FaultFile { inner: StdFile(f), fs: self.clone() }))
     }
     fn open_read(&self, path: &Path) -> io::Result<Box<dyn LedgerFile>> {
         StdFs.open_read(path)

@@ -1,9 +1,11 @@
 //! Hashes with domain separation (FORMAT.md, "Hashes").
 //!
-//! Every hash the ledger computes is blake3 over a domain prefix and the data, so a value
-//! hashed for one purpose can never be passed off as another: event hashes start with the
-//! ASCII tag `cairn.event.v1\0`, Merkle leaves with `0x00` and interior nodes with `0x01`
-//! (the RFC 9162 tree shape).
+//! Every hash the ledger computes is domain-separated, so a value hashed for one purpose
+//! can never be passed off as another: an event hash is blake3 over the ASCII tag
+//! `cairn.event.v1\0` and the event; a Merkle interior node is blake3 in *keyed* mode,
+//! under [`node_key`], over exactly `left ‖ right` (one 64-byte block). The leaves of the
+//! Merkle tree are the event hashes themselves: they are already separated from nodes by
+//! their domain, so the RFC 6962 `0x00` leaf prefix would only cost a second hash per event.
 
 use std::fmt;
 
@@ -55,20 +57,21 @@ pub fn event_hash(encoded_event: &[u8]) -> Hash {
     Hash(*h.finalize().as_bytes())
 }
 
-/// Merkle leaf hash of one event hash: `blake3(0x00 ‖ event_hash)`.
-pub fn leaf_hash(event: &Hash) -> Hash {
-    let mut buf = [0u8; 33];
-    buf[1..].copy_from_slice(&event.0);
-    Hash(*blake3::hash(&buf).as_bytes())
+/// Text whose plain blake3 hash is the key of Merkle node hashing.
+pub const NODE_KEY_SOURCE: &[u8] = b"cairn.merkle-node.v1";
+
+/// The key of Merkle node hashing: `blake3("cairn.merkle-node.v1")`.
+pub fn node_key() -> &'static [u8; 32] {
+    static KEY: std::sync::OnceLock<[u8; 32]> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| *blake3::hash(NODE_KEY_SOURCE).as_bytes())
 }
 
-/// Merkle interior node: `blake3(0x01 ‖ left ‖ right)`.
+/// Merkle interior node: `blake3_keyed(node_key, left ‖ right)`.
 pub fn node_hash(left: &Hash, right: &Hash) -> Hash {
-    let mut buf = [0u8; 65];
-    buf[0] = 1;
-    buf[1..33].copy_from_slice(&left.0);
-    buf[33..].copy_from_slice(&right.0);
-    Hash(*blake3::hash(&buf).as_bytes())
+    let mut buf = [0u8; 64];
+    buf[..32].copy_from_slice(&left.0);
+    buf[32..].copy_from_slice(&right.0);
+    Hash(*blake3::keyed_hash(node_key(), &buf).as_bytes())
 }
 
 /// Root of the empty tree: `blake3("")`, as RFC 9162 defines MTH({}).
@@ -81,12 +84,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn domains_separate_leaf_node_and_event_hashes() {
+    fn domains_separate_node_and_event_hashes() {
         let h = Hash([7u8; 32]);
-        let as_leaf = leaf_hash(&h);
-        let as_event = event_hash(&[0u8; 32]);
-        assert_ne!(as_leaf, as_event);
-        assert_ne!(node_hash(&h, &h), leaf_hash(&h));
+        let mut both = [7u8; 64];
+        both[..32].copy_from_slice(&h.0);
+        // The same 64 bytes hashed as an event and as a node give different hashes.
+        assert_ne!(node_hash(&h, &h), event_hash(&both));
+        assert_ne!(node_hash(&h, &h), Hash(*blake3::hash(&both).as_bytes()));
         assert_eq!(Hash::from_hex(&h.to_hex()), Some(h));
         assert_eq!(Hash::from_hex("zz"), None);
     }

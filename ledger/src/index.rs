@@ -28,12 +28,7 @@ pub struct FrameLoc {
 impl FrameLoc {
     fn encode(&self) -> Vec<u8> {
         let mut e = Encoder::with_capacity(48);
-        e.u64(self.segment)
-            .u64(self.offset)
-            .u64(self.len)
-            .u64(self.first_seq)
-            .u64(self.last_seq)
-            .u64(self.time);
+        e.u64(self.segment).u64(self.offset).u64(self.len).u64(self.first_seq).u64(self.last_seq).u64(self.time);
         e.into_vec()
     }
 
@@ -82,18 +77,10 @@ impl std::fmt::Debug for Index {
 
 impl Index {
     pub fn open(dir: &Path) -> Result<Index, IndexError> {
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(64 << 20)
-            .flush_every_ms(Some(1000))
-            .open()?;
+        let db = sled::Config::new().path(dir).cache_capacity(64 << 20).flush_every_ms(Some(1000)).open()?;
         let frames = db.open_tree("frames.v1")?;
         let by_time = db.open_tree("by_time.v1")?;
-        Ok(Index {
-            db,
-            frames,
-            by_time,
-        })
+        Ok(Index { db, frames, by_time })
     }
 
     /// Drops every entry (before a rebuild).
@@ -105,8 +92,7 @@ impl Index {
     }
 
     pub fn insert(&self, loc: &FrameLoc) -> Result<(), IndexError> {
-        self.frames
-            .insert(loc.last_seq.to_be_bytes(), loc.encode())?;
+        self.frames.insert(loc.last_seq.to_be_bytes(), loc.encode())?;
         let mut tkey = [0u8; 16];
         tkey[..8].copy_from_slice(&loc.time.to_be_bytes());
         tkey[8..].copy_from_slice(&loc.last_seq.to_be_bytes());
@@ -168,20 +154,14 @@ fn encode_state(s: &SavedState) -> Vec<u8> {
     let c = &s.chain;
     let mut e = Encoder::with_capacity(512);
     e.raw(&s.frame.encode());
-    e.raw(&c.ledger_id.unwrap_or_default())
-        .u64(c.next_seq)
-        .raw(&c.head.0)
-        .u64(c.last_time);
-    e.u64(c.frontier.size())
-        .u32(u32::try_from(c.frontier.nodes().len()).unwrap_or(0));
+    e.raw(&c.ledger_id.unwrap_or_default()).u64(c.next_seq).raw(&c.head.0).u64(c.last_time);
+    e.u64(c.frontier.size()).u32(u32::try_from(c.frontier.nodes().len()).unwrap_or(0));
     for n in c.frontier.nodes() {
         e.raw(&n.0);
     }
     e.u32(u32::try_from(c.keys.len()).unwrap_or(0));
     for k in &c.keys {
-        e.raw(&k.key.to_bytes())
-            .u64(k.registered_at)
-            .u64(k.retired_at.unwrap_or(0));
+        e.raw(&k.key.to_bytes()).u64(k.registered_at).u64(k.retired_at.unwrap_or(0));
     }
     e.u32(u32::try_from(c.wraps.len()).unwrap_or(0));
     for (term, n) in &c.wraps {
@@ -218,11 +198,7 @@ fn decode_state(b: &[u8]) -> Option<SavedState> {
         let key = PublicKey::from_bytes(&d.array().ok()?)?;
         let registered_at = d.u64().ok()?;
         let retired_at = Some(d.u64().ok()?).filter(|&r| r != 0);
-        keys.push(KeyRecord {
-            key,
-            registered_at,
-            retired_at,
-        });
+        keys.push(KeyRecord { key, registered_at, retired_at });
     }
     let mut wraps = std::collections::BTreeMap::new();
     for _ in 0..d.u32().ok()? {
@@ -256,22 +232,8 @@ mod tests {
     fn locate_by_seq_and_time() {
         let dir = tempfile::tempdir().expect("tmp");
         let idx = Index::open(dir.path()).expect("open");
-        let a = FrameLoc {
-            segment: 1,
-            offset: 32,
-            len: 100,
-            first_seq: 1,
-            last_seq: 3,
-            time: 10,
-        };
-        let b = FrameLoc {
-            segment: 1,
-            offset: 132,
-            len: 100,
-            first_seq: 4,
-            last_seq: 4,
-            time: 20,
-        };
+        let a = FrameLoc { segment: 1, offset: 32, len: 100, first_seq: 1, last_seq: 3, time: 10 };
+        let b = FrameLoc { segment: 1, offset: 132, len: 100, first_seq: 4, last_seq: 4, time: 20 };
         idx.insert(&a).expect("insert");
         idx.insert(&b).expect("insert");
         assert_eq!(idx.locate(1), Some(a));

@@ -54,10 +54,7 @@ impl PublicKey {
         if key.is_weak() {
             return None;
         }
-        Some(PublicKey {
-            key,
-            id: KeyId::of(bytes),
-        })
+        Some(PublicKey { key, id: KeyId::of(bytes) })
     }
 
     pub fn id(&self) -> KeyId {
@@ -77,10 +74,7 @@ impl PublicKey {
     /// The text form printed by `cairn ledger public-key` and read by `--trusted-key`.
     pub fn to_text(&self) -> String {
         use base64::Engine;
-        format!(
-            "ed25519:{}",
-            base64::engine::general_purpose::STANDARD.encode(self.to_bytes())
-        )
+        format!("ed25519:{}", base64::engine::general_purpose::STANDARD.encode(self.to_bytes()))
     }
 
     /// Parses `ed25519:<base64>` (or bare base64 / 64 hex digits).
@@ -168,14 +162,8 @@ mod tests {
         assert!(PublicKey::from_bytes(&identity).is_none());
         assert!(PublicKey::from_text("ed25519:AAAA").is_none());
         let k = LedgerKey::generate().expect("rng");
-        assert_eq!(
-            PublicKey::from_text(&k.public().to_text()),
-            Some(k.public())
-        );
-        assert_eq!(
-            PublicKey::from_text(&hex::encode(k.public().to_bytes())),
-            Some(k.public())
-        );
+        assert_eq!(PublicKey::from_text(&k.public().to_text()), Some(k.public()));
+        assert_eq!(PublicKey::from_text(&hex::encode(k.public().to_bytes())), Some(k.public()));
     }
 
     #[test]

@@ -9,7 +9,7 @@
 
 use std::ops::Range;
 
-use crate::hash::{Hash, empty_root, leaf_hash, node_hash};
+use crate::hash::{Hash, empty_root, node_hash};
 
 /// The roots of the perfect subtrees that make up a tree of `size` leaves, left to right.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -37,12 +37,12 @@ impl Frontier {
         &self.nodes
     }
 
-    /// Appends the leaf for one event hash.
+    /// Appends the leaf for one event (the leaf is the event hash itself).
     pub fn push_event(&mut self, event: &Hash) {
-        self.push_leaf(leaf_hash(event));
+        self.push_leaf(*event);
     }
 
-    /// Appends an already-computed leaf hash.
+    /// Appends a leaf.
     pub fn push_leaf(&mut self, leaf: Hash) {
         let mut carry = leaf;
         let mut size = self.size;
@@ -149,10 +149,7 @@ pub fn range_hashes(leaves: &[Hash], ranges: &[Range<u64>]) -> Vec<Hash> {
 
 /// Computes the hashes of `ranges` (they may overlap) in one pass over a stream of leaf
 /// hashes numbered from 0. `None` if the stream ends before the last range does.
-pub fn range_hashes_streaming(
-    leaves: impl IntoIterator<Item = Hash>,
-    ranges: &[Range<u64>],
-) -> Option<Vec<Hash>> {
+pub fn range_hashes_streaming(leaves: impl IntoIterator<Item = Hash>, ranges: &[Range<u64>]) -> Option<Vec<Hash>> {
     let end = ranges.iter().map(|r| r.end).max().unwrap_or(0);
     let mut order: Vec<usize> = (0..ranges.len()).collect();
     order.sort_by_key(|&i| ranges[i].start);
@@ -207,13 +204,7 @@ pub fn verify_inclusion(leaf: &Hash, index: u64, size: u64, proof: &[Hash], root
 /// Checks a consistency proof between a tree of `old` leaves with root `old_root` and a
 /// tree of `new` leaves with root `new_root` (RFC 9162 §2.1.4.2). The empty tree is
 /// consistent with every tree; equal sizes need an empty proof and equal roots.
-pub fn verify_consistency(
-    old: u64,
-    new: u64,
-    old_root: &Hash,
-    new_root: &Hash,
-    proof: &[Hash],
-) -> bool {
+pub fn verify_consistency(old: u64, new: u64, old_root: &Hash, new_root: &Hash, proof: &[Hash]) -> bool {
     if old > new {
         return false;
     }
@@ -263,9 +254,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn leaves(n: u64) -> Vec<Hash> {
-        (0..n)
-            .map(|i| leaf_hash(&Hash(blake3::hash(&i.to_be_bytes()).into())))
-            .collect()
+        (0..n).map(|i| Hash(blake3::hash(&i.to_be_bytes()).into())).collect()
     }
 
     /// MTH straight from the RFC's recursive definition, as the oracle.
@@ -304,10 +293,7 @@ mod tests {
             let root = root_of_leaves(&all[..n as usize]);
             for i in 0..n {
                 let proof = range_hashes(&all, &inclusion_ranges(i, n));
-                assert!(
-                    verify_inclusion(&all[i as usize], i, n, &proof, &root),
-                    "incl {i}/{n}"
-                );
+                assert!(verify_inclusion(&all[i as usize], i, n, &proof, &root), "incl {i}/{n}");
                 // The same proof must not prove a neighbouring leaf or another size.
                 if n > 1 {
                     let other = (i + 1) % n;
@@ -317,10 +303,7 @@ mod tests {
             for m in 1..=n {
                 let old_root = root_of_leaves(&all[..m as usize]);
                 let proof = range_hashes(&all, &consistency_ranges(m, n));
-                assert!(
-                    verify_consistency(m, n, &old_root, &root, &proof),
-                    "cons {m}->{n}"
-                );
+                assert!(verify_consistency(m, n, &old_root, &root, &proof), "cons {m}->{n}");
                 if m < n {
                     assert!(!verify_consistency(m, n, &root, &old_root, &proof));
                 }
@@ -337,10 +320,7 @@ mod tests {
         ranges.extend(inclusion_ranges(64, 90));
         let streamed = range_hashes_streaming(all.iter().copied(), &ranges);
         assert_eq!(streamed, Some(range_hashes(&all, &ranges)));
-        assert_eq!(
-            range_hashes_streaming(all[..50].iter().copied(), &ranges),
-            None
-        );
+        assert_eq!(range_hashes_streaming(all[..50].iter().copied(), &ranges), None);
     }
 
     proptest! {

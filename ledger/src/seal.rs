@@ -146,9 +146,7 @@ pub fn random_key() -> Result<Zeroizing<[u8; 32]>, SealError> {
 }
 
 fn nonce(bytes: &[u8]) -> Result<Nonce<aes_gcm::aead::consts::U12>, SealError> {
-    <[u8; 12]>::try_from(bytes)
-        .map(Nonce::from)
-        .map_err(|_| SealError::Authentication)
+    <[u8; 12]>::try_from(bytes).map(Nonce::from).map_err(|_| SealError::Authentication)
 }
 
 fn aad(domain: &[u8], term: Option<u32>, context: &[u8]) -> Vec<u8> {
@@ -169,13 +167,7 @@ impl Keyring {
     /// Adds (or replaces) the key of `term` and makes the highest term active.
     pub fn insert(&mut self, term: u32, key: &[u8; 32]) {
         let cipher = Aes256Gcm::new(key.into());
-        self.terms.insert(
-            term,
-            Term {
-                cipher,
-                wraps: AtomicU64::new(0),
-            },
-        );
+        self.terms.insert(term, Term { cipher, wraps: AtomicU64::new(0) });
         self.active = self.terms.keys().next_back().copied();
     }
 
@@ -195,30 +187,18 @@ impl Keyring {
     }
 
     pub fn wrap_count(&self, term: u32) -> u64 {
-        self.terms
-            .get(&term)
-            .map(|t| t.wraps.load(Ordering::Relaxed))
-            .unwrap_or(0)
+        self.terms.get(&term).map(|t| t.wraps.load(Ordering::Relaxed)).unwrap_or(0)
     }
 
     /// True once the active term has done [`ROTATE_AFTER`] wraps.
     pub fn needs_rotation(&self) -> bool {
-        self.active
-            .is_some_and(|t| self.wrap_count(t) >= ROTATE_AFTER)
+        self.active.is_some_and(|t| self.wrap_count(t) >= ROTATE_AFTER)
     }
 
     /// Seals `plaintext` under a fresh data key placed in slot number `slot` of its event.
-    pub fn seal(
-        &self,
-        plaintext: &[u8],
-        context: &[u8],
-        slot: u8,
-    ) -> Result<(Sealed, KeySlot), SealError> {
+    pub fn seal(&self, plaintext: &[u8], context: &[u8], slot: u8) -> Result<(Sealed, KeySlot), SealError> {
         let term_no = self.active.ok_or(SealError::NoActiveTerm)?;
-        let term = self
-            .terms
-            .get(&term_no)
-            .ok_or(SealError::UnknownTerm(term_no))?;
+        let term = self.terms.get(&term_no).ok_or(SealError::UnknownTerm(term_no))?;
         if term.wraps.fetch_add(1, Ordering::Relaxed) >= HARD_LIMIT {
             return Err(SealError::BudgetExhausted(term_no));
         }
@@ -227,10 +207,7 @@ impl Keyring {
         let ciphertext = Aes256Gcm::new((&*dek).into())
             .encrypt(
                 &Nonce::from(*payload_nonce),
-                Payload {
-                    msg: plaintext,
-                    aad: &aad(PAYLOAD_AAD_DOMAIN, None, context),
-                },
+                Payload { msg: plaintext, aad: &aad(PAYLOAD_AAD_DOMAIN, None, context) },
             )
             .map_err(|_| SealError::Authentication)?;
         let wrap_nonce = random::<12>()?;
@@ -238,47 +215,26 @@ impl Keyring {
             .cipher
             .encrypt(
                 &Nonce::from(*wrap_nonce),
-                Payload {
-                    msg: &*dek,
-                    aad: &aad(DEK_AAD_DOMAIN, Some(term_no), context),
-                },
+                Payload { msg: &*dek, aad: &aad(DEK_AAD_DOMAIN, Some(term_no), context) },
             )
             .map_err(|_| SealError::Authentication)?;
-        Ok((
-            Sealed {
-                slot,
-                nonce: *payload_nonce,
-                ciphertext,
-            },
-            KeySlot::build(term_no, &wrap_nonce, &wrapped),
-        ))
+        Ok((Sealed { slot, nonce: *payload_nonce, ciphertext }, KeySlot::build(term_no, &wrap_nonce, &wrapped)))
     }
 
     /// Opens a sealed payload with its key slot and the context it was sealed with.
-    pub fn open(
-        &self,
-        sealed: &Sealed,
-        slot: &KeySlot,
-        context: &[u8],
-    ) -> Result<Zeroizing<Vec<u8>>, SealError> {
+    pub fn open(&self, sealed: &Sealed, slot: &KeySlot, context: &[u8]) -> Result<Zeroizing<Vec<u8>>, SealError> {
         match slot.state() {
             SlotState::Erased => return Err(SealError::Erased),
             SlotState::Damaged => return Err(SealError::DamagedSlot),
             SlotState::Intact => {}
         }
         let term_no = slot.term();
-        let term = self
-            .terms
-            .get(&term_no)
-            .ok_or(SealError::UnknownTerm(term_no))?;
+        let term = self.terms.get(&term_no).ok_or(SealError::UnknownTerm(term_no))?;
         let dek = Zeroizing::new(
             term.cipher
                 .decrypt(
                     &nonce(&slot.0[4..16])?,
-                    Payload {
-                        msg: &slot.0[16..64],
-                        aad: &aad(DEK_AAD_DOMAIN, Some(term_no), context),
-                    },
+                    Payload { msg: &slot.0[16..64], aad: &aad(DEK_AAD_DOMAIN, Some(term_no), context) },
                 )
                 .map_err(|_| SealError::Authentication)?,
         );
@@ -286,10 +242,7 @@ impl Keyring {
             .map_err(|_| SealError::Authentication)?
             .decrypt(
                 &Nonce::from(sealed.nonce),
-                Payload {
-                    msg: &sealed.ciphertext,
-                    aad: &aad(PAYLOAD_AAD_DOMAIN, None, context),
-                },
+                Payload { msg: &sealed.ciphertext, aad: &aad(PAYLOAD_AAD_DOMAIN, None, context) },
             )
             .map_err(|_| SealError::Authentication)?;
         Ok(Zeroizing::new(plaintext))
@@ -301,13 +254,7 @@ impl Keyring {
 pub fn wrap(key: &[u8; 32], plaintext: &[u8], context: &[u8]) -> Result<Vec<u8>, SealError> {
     let nonce = random::<12>()?;
     let ct = Aes256Gcm::new(key.into())
-        .encrypt(
-            &Nonce::from(*nonce),
-            Payload {
-                msg: plaintext,
-                aad: &aad(DIRECT_AAD_DOMAIN, None, context),
-            },
-        )
+        .encrypt(&Nonce::from(*nonce), Payload { msg: plaintext, aad: &aad(DIRECT_AAD_DOMAIN, None, context) })
         .map_err(|_| SealError::Authentication)?;
     let mut out = Vec::with_capacity(12 + ct.len());
     out.extend_from_slice(&*nonce);
@@ -316,23 +263,13 @@ pub fn wrap(key: &[u8; 32], plaintext: &[u8], context: &[u8]) -> Result<Vec<u8>,
 }
 
 /// Opens what [`wrap`] produced; fails on a wrong key, wrong context or modified bytes.
-pub fn unwrap(
-    key: &[u8; 32],
-    wrapped: &[u8],
-    context: &[u8],
-) -> Result<Zeroizing<Vec<u8>>, SealError> {
+pub fn unwrap(key: &[u8; 32], wrapped: &[u8], context: &[u8]) -> Result<Zeroizing<Vec<u8>>, SealError> {
     if wrapped.len() < 12 + 16 {
         return Err(SealError::Authentication);
     }
     let (nonce_bytes, ct) = wrapped.split_at(12);
     Aes256Gcm::new(key.into())
-        .decrypt(
-            &nonce(nonce_bytes)?,
-            Payload {
-                msg: ct,
-                aad: &aad(DIRECT_AAD_DOMAIN, None, context),
-            },
-        )
+        .decrypt(&nonce(nonce_bytes)?, Payload { msg: ct, aad: &aad(DIRECT_AAD_DOMAIN, None, context) })
         .map(Zeroizing::new)
         .map_err(|_| SealError::Authentication)
 }
@@ -353,9 +290,7 @@ impl std::fmt::Debug for KeyedHasher {
 impl KeyedHasher {
     /// Derives the hashing key from a secret key, so the two are never the same bytes.
     pub fn derive(secret: &[u8; 32]) -> KeyedHasher {
-        KeyedHasher {
-            key: Zeroizing::new(blake3::derive_key(KEYED_HASH_CONTEXT, secret)),
-        }
+        KeyedHasher { key: Zeroizing::new(blake3::derive_key(KEYED_HASH_CONTEXT, secret)) }
     }
 
     /// `blake3_keyed(key, domain ‖ 0x00 ‖ data)`.
@@ -383,20 +318,11 @@ mod tests {
         let k = keyring();
         let (sealed, slot) = k.seal(b"hunter2", b"kv/secret/app/1", 0).expect("seal");
         assert!(!sealed.ciphertext.windows(7).any(|w| w == b"hunter2"));
-        assert_eq!(
-            &*k.open(&sealed, &slot, b"kv/secret/app/1").expect("open"),
-            b"hunter2"
-        );
-        assert_eq!(
-            k.open(&sealed, &slot, b"kv/secret/app/2"),
-            Err(SealError::Authentication)
-        );
+        assert_eq!(&*k.open(&sealed, &slot, b"kv/secret/app/1").expect("open"), b"hunter2");
+        assert_eq!(k.open(&sealed, &slot, b"kv/secret/app/2"), Err(SealError::Authentication));
         let mut flipped = sealed.clone();
         flipped.ciphertext[0] ^= 1;
-        assert_eq!(
-            k.open(&flipped, &slot, b"kv/secret/app/1"),
-            Err(SealError::Authentication)
-        );
+        assert_eq!(k.open(&flipped, &slot, b"kv/secret/app/1"), Err(SealError::Authentication));
         assert_eq!(k.wrap_count(1), 1);
     }
 
@@ -405,17 +331,11 @@ mod tests {
         let k = keyring();
         let (sealed, slot) = k.seal(b"v", b"ctx", 0).expect("seal");
         assert_eq!(slot.state(), SlotState::Intact);
-        assert_eq!(
-            k.open(&sealed, &KeySlot::ERASED, b"ctx"),
-            Err(SealError::Erased)
-        );
+        assert_eq!(k.open(&sealed, &KeySlot::ERASED, b"ctx"), Err(SealError::Erased));
         let mut damaged = slot;
         damaged.0[20] ^= 0xff;
         assert_eq!(damaged.state(), SlotState::Damaged);
-        assert_eq!(
-            k.open(&sealed, &damaged, b"ctx"),
-            Err(SealError::DamagedSlot)
-        );
+        assert_eq!(k.open(&sealed, &damaged, b"ctx"), Err(SealError::DamagedSlot));
     }
 
     #[test]
@@ -432,16 +352,10 @@ mod tests {
         k.set_wrap_count(2, ROTATE_AFTER);
         assert!(k.needs_rotation());
         k.set_wrap_count(2, HARD_LIMIT);
-        assert_eq!(
-            k.seal(b"x", b"c", 0).map(|_| ()),
-            Err(SealError::BudgetExhausted(2))
-        );
+        assert_eq!(k.seal(b"x", b"c", 0).map(|_| ()), Err(SealError::BudgetExhausted(2)));
         let mut no_key = Keyring::new();
         no_key.insert(7, &random_key().expect("rng"));
-        assert_eq!(
-            no_key.open(&old, &old_slot, b"c"),
-            Err(SealError::UnknownTerm(1))
-        );
+        assert_eq!(no_key.open(&old, &old_slot, b"c"), Err(SealError::UnknownTerm(1)));
     }
 
     #[test]
@@ -465,9 +379,6 @@ mod tests {
         let h = KeyedHasher::derive(&key);
         assert_eq!(h.hash("token", b"s.abc"), h.hash("token", b"s.abc"));
         assert_ne!(h.hash("token", b"s.abc"), h.hash("secret-id", b"s.abc"));
-        assert_ne!(
-            h.hash("token", b"s.abc"),
-            KeyedHasher::derive(&random_key().expect("rng")).hash("token", b"s.abc")
-        );
+        assert_ne!(h.hash("token", b"s.abc"), KeyedHasher::derive(&random_key().expect("rng")).hash("token", b"s.abc"));
     }
 }

@@ -35,37 +35,30 @@ pub fn list(fs: &dyn FileSystem, seg_dir: &Path) -> Result<Vec<(u64, PathBuf)>> 
 
 /// Reads a whole file.
 pub fn read_all(fs: &dyn FileSystem, path: &Path) -> Result<Vec<u8>> {
-    let f = fs
-        .open_read(path)
-        .map_err(|e| Error::io("open segment", &e))?;
-    let len = f.len().map_err(|e| Error::io("stat segment", &e))?;
-    let mut buf =
-        vec![0u8; usize::try_from(len).map_err(|_| Error::Invalid("segment too large".into()))?];
-    f.read_exact_at(&mut buf, 0)
-        .map_err(|e| Error::io("read segment", &e))?;
+    let mut buf = Vec::new();
+    read_into(fs, path, &mut buf)?;
     Ok(buf)
+}
+
+/// Reads a whole file into `buf`, reusing its allocation.
+pub fn read_into(fs: &dyn FileSystem, path: &Path, buf: &mut Vec<u8>) -> Result<()> {
+    let f = fs.open_read(path).map_err(|e| Error::io("open segment", &e))?;
+    let len = f.file_len().map_err(|e| Error::io("stat segment", &e))?;
+    buf.resize(usize::try_from(len).map_err(|_| Error::Invalid("segment too large".into()))?, 0);
+    f.read_exact_at(buf, 0).map_err(|e| Error::io("read segment", &e))
 }
 
 /// Reads and parses the frame starting at `offset` of an open file.
 pub fn read_frame(file: &dyn LedgerFile, offset: u64) -> Result<Frame> {
     let mut header = [0u8; FRAME_HEADER_LEN];
-    file.read_exact_at(&mut header, offset)
-        .map_err(|e| Error::io("read frame header", &e))?;
-    let h = FrameHeader::parse(&header).map_err(|e| Error::Corrupt {
-        seq: 0,
-        reason: format!("frame at offset {offset}: {e}"),
-    })?;
+    file.read_exact_at(&mut header, offset).map_err(|e| Error::io("read frame header", &e))?;
+    let h = FrameHeader::parse(&header)
+        .map_err(|e| Error::Corrupt { seq: 0, reason: format!("frame at offset {offset}: {e}") })?;
     let mut buf = vec![0u8; h.total_len()];
     buf[..FRAME_HEADER_LEN].copy_from_slice(&header);
-    file.read_exact_at(
-        &mut buf[FRAME_HEADER_LEN..],
-        offset + FRAME_HEADER_LEN as u64,
-    )
-    .map_err(|e| Error::io("read frame", &e))?;
-    parse_frame(&buf).map_err(|e| Error::Corrupt {
-        seq: 0,
-        reason: format!("frame at offset {offset}: {e}"),
-    })
+    file.read_exact_at(&mut buf[FRAME_HEADER_LEN..], offset + FRAME_HEADER_LEN as u64)
+        .map_err(|e| Error::io("read frame", &e))?;
+    parse_frame(&buf).map_err(|e| Error::Corrupt { seq: 0, reason: format!("frame at offset {offset}: {e}") })
 }
 
 /// A read-only handle cache keyed by segment, for readers that walk the ledger.
@@ -75,11 +68,7 @@ pub struct OpenSegment {
 }
 
 impl OpenSegment {
-    pub fn open(
-        fs: &Arc<dyn FileSystem>,
-        seg_dir: &Path,
-        first_seq: u64,
-    ) -> Result<Option<OpenSegment>> {
+    pub fn open(fs: &Arc<dyn FileSystem>, seg_dir: &Path, first_seq: u64) -> Result<Option<OpenSegment>> {
         let path = seg_dir.join(crate::frame::segment_file_name(first_seq));
         match fs.open_read(&path) {
             Ok(file) => Ok(Some(OpenSegment { first_seq, file })),
@@ -97,34 +86,22 @@ pub(crate) fn locate_slots(
     target: u64,
     slots: &[u8],
 ) -> Result<Vec<(PathBuf, u64)>> {
-    let loc = index
-        .locate(target)
-        .ok_or_else(|| Error::Invalid(format!("event {target} is not in the ledger")))?;
+    let loc = index.locate(target).ok_or_else(|| Error::Invalid(format!("event {target} is not in the ledger")))?;
     let path = seg_dir.join(crate::frame::segment_file_name(loc.segment));
-    let file = fs
-        .open_read(&path)
-        .map_err(|e| Error::io("open segment", &e))?;
+    let file = fs.open_read(&path).map_err(|e| Error::io("open segment", &e))?;
     let frame = read_frame(file.as_ref(), loc.offset)?;
     let fe = frame
         .events
         .iter()
         .find(|e| e.event.seq == target)
-        .ok_or_else(|| Error::Corrupt {
-            seq: target,
-            reason: "event missing from its indexed frame".into(),
-        })?;
+        .ok_or_else(|| Error::Corrupt { seq: target, reason: "event missing from its indexed frame".into() })?;
     slots
         .iter()
         .map(|&s| {
             if s >= fe.event.slot_count {
-                return Err(Error::Invalid(format!(
-                    "event {target} has no key slot {s}"
-                )));
+                return Err(Error::Invalid(format!("event {target} has no key slot {s}")));
             }
-            Ok((
-                path.clone(),
-                loc.offset + frame.slot_offset(fe.slot_base + usize::from(s)) as u64,
-            ))
+            Ok((path.clone(), loc.offset + frame.slot_offset(fe.slot_base + usize::from(s)) as u64))
         })
         .collect()
 }
@@ -146,13 +123,7 @@ impl FrameScan {
         if segs.is_empty() {
             return Err(Error::NotFound(seg_dir.to_path_buf()));
         }
-        Ok(FrameScan {
-            segs,
-            next_seg: 0,
-            buf: Vec::new(),
-            pos: 0,
-            finished: false,
-        })
+        Ok(FrameScan { segs, next_seg: 0, buf: Vec::new(), pos: 0, finished: false })
     }
 }
 
@@ -177,10 +148,7 @@ impl Iterator for FrameScan {
                 }
                 if let Err(r) = crate::frame::parse_segment_header(&self.buf) {
                     self.finished = true;
-                    return Some(Err(Error::Corrupt {
-                        seq: 0,
-                        reason: format!("{}: {r}", path.display()),
-                    }));
+                    return Some(Err(Error::Corrupt { seq: 0, reason: format!("{}: {r}", path.display()) }));
                 }
                 self.pos = crate::frame::SEGMENT_HEADER_LEN;
                 continue;

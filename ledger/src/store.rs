@@ -130,17 +130,11 @@ impl Shared {
     }
 
     pub fn failure(&self) -> Option<String> {
-        self.failure
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.failure.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     pub fn set_failure(&self, reason: String) {
-        self.failure
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get_or_insert(reason);
+        self.failure.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(reason);
     }
 }
 
@@ -170,12 +164,7 @@ fn lock_dir(dir: &Path) -> Result<std::fs::File> {
         .write(true)
         .open(&path)
         .map_err(|e| Error::io("open lock file", &e))?;
-    f.try_lock().map_err(|_| {
-        Error::Invalid(format!(
-            "ledger at {} is in use by another process",
-            dir.display()
-        ))
-    })?;
+    f.try_lock().map_err(|_| Error::Invalid(format!("ledger at {} is in use by another process", dir.display())))?;
     Ok(f)
 }
 
@@ -189,8 +178,7 @@ impl Ledger {
     pub fn create(dir: &Path, key: LedgerKey, opts: Options) -> Result<Ledger> {
         let fs = opts.fs.clone();
         let seg_dir = dir.join(SEGMENTS_DIR);
-        fs.create_dir_all(&seg_dir)
-            .map_err(|e| Error::io("create ledger directory", &e))?;
+        fs.create_dir_all(&seg_dir).map_err(|e| Error::io("create ledger directory", &e))?;
         let lock = lock_dir(dir)?;
         if !crate::segments::list(fs.as_ref(), &seg_dir)?.is_empty() {
             return Err(Error::AlreadyExists(dir.to_path_buf()));
@@ -199,39 +187,17 @@ impl Ledger {
         getrandom::fill(&mut ledger_id).map_err(|_| Error::Randomness)?;
         let index = open_index(dir, true)?;
         let path = seg_dir.join(segment_file_name(1));
-        let file = fs
-            .create_new(&path)
-            .map_err(|e| Error::io("create segment", &e))?;
-        file.write_all_at(&segment_header(&ledger_id), 0)
-            .map_err(|e| Error::io("write segment header", &e))?;
+        let file = fs.create_new(&path).map_err(|e| Error::io("create segment", &e))?;
+        file.write_all_at(&segment_header(&ledger_id), 0).map_err(|e| Error::io("write segment header", &e))?;
         file.sync_data().map_err(|e| Error::io("fdatasync", &e))?;
-        fs.sync_dir(&seg_dir)
-            .map_err(|e| Error::io("fsync directory", &e))?;
-        fs.sync_dir(dir)
-            .map_err(|e| Error::io("fsync directory", &e))?;
-        let chain = ChainState {
-            ledger_id: Some(ledger_id),
-            ..ChainState::empty()
-        };
-        let active = Active {
-            first_seq: 1,
-            path,
-            file,
-            len: SEGMENT_HEADER_LEN as u64,
-        };
+        fs.sync_dir(&seg_dir).map_err(|e| Error::io("fsync directory", &e))?;
+        fs.sync_dir(dir).map_err(|e| Error::io("fsync directory", &e))?;
+        let chain = ChainState { ledger_id: Some(ledger_id), ..ChainState::empty() };
+        let active = Active { first_seq: 1, path, file, len: SEGMENT_HEADER_LEN as u64 };
         let shared = Arc::new(new_shared(seg_dir, fs, ledger_id, index, &chain));
         let mut writer = Writer::new(shared.clone(), chain, key, active, &opts);
-        let genesis = SystemEvent::Genesis {
-            ledger_id,
-            key: writer.key.public().to_bytes(),
-        }
-        .encode();
-        writer.commit(vec![Submission::plain(vec![system_draft(
-            KIND_GENESIS,
-            Actor::system(),
-            [0; 16],
-            genesis,
-        )])])?;
+        let genesis = SystemEvent::Genesis { ledger_id, key: writer.key.public().to_bytes() }.encode();
+        writer.commit(vec![Submission::plain(vec![system_draft(KIND_GENESIS, Actor::system(), [0; 16], genesis)])])?;
         Ok(Self::start(shared, writer, &opts, lock))
     }
 
@@ -247,11 +213,7 @@ impl Ledger {
         let lock = lock_dir(dir)?;
         let index = open_index(dir, false)?;
         let recovered = crate::recovery::recover(&fs, &seg_dir, &index)?;
-        let expected = recovered
-            .chain
-            .current_key()
-            .map(|k| k.id())
-            .unwrap_or_default();
+        let expected = recovered.chain.current_key().map(|k| k.id()).unwrap_or_default();
         if expected != key.id() {
             return Err(Error::WrongKey { expected });
         }
@@ -267,29 +229,15 @@ impl Ledger {
             },
             &recovered.chain,
         );
-        let mut writer = Writer::new(
-            shared.clone(),
-            recovered.chain,
-            key,
-            recovered.active,
-            &opts,
-        );
+        let mut writer = Writer::new(shared.clone(), recovered.chain, key, recovered.active, &opts);
         writer.save_state();
         Ok(Self::start(shared, writer, &opts, lock))
     }
 
     fn start(shared: Arc<Shared>, writer: Writer, opts: &Options, lock: std::fs::File) -> Ledger {
         let (tx, rx) = mpsc::channel(opts.queue_depth.max(1));
-        let thread = std::thread::Builder::new()
-            .name("cairn-ledger-writer".into())
-            .spawn(move || writer.run(rx))
-            .ok();
-        Ledger {
-            shared,
-            tx: Some(tx),
-            thread,
-            _lock: lock,
-        }
+        let thread = std::thread::Builder::new().name("cairn-ledger-writer".into()).spawn(move || writer.run(rx)).ok();
+        Ledger { shared, tx: Some(tx), thread, _lock: lock }
     }
 
     pub fn id(&self) -> LedgerId {
@@ -303,20 +251,12 @@ impl Ledger {
 
     /// Checkpoint keys in registration order (the last unretired one signs).
     pub fn keys(&self) -> Vec<KeyRecord> {
-        self.shared
-            .keys
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.shared.keys.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Key slots written per keyring term so far (the nonce budget spent).
     pub fn wraps(&self) -> BTreeMap<u32, u64> {
-        self.shared
-            .wraps
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.shared.wraps.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Why the writer stopped, if it did.
@@ -329,10 +269,7 @@ impl Ledger {
         self.shared.watch.subscribe()
     }
 
-    async fn request(
-        &self,
-        make: impl FnOnce(crate::writer::Reply) -> Request,
-    ) -> Result<Vec<Receipt>> {
+    async fn request(&self, make: impl FnOnce(crate::writer::Reply) -> Request) -> Result<Vec<Receipt>> {
         let tx = self.tx.as_ref().ok_or(Error::Closed)?;
         let (reply, rx) = oneshot::channel();
         tx.send(make(reply)).await.map_err(|_| Error::Closed)?;
@@ -342,47 +279,20 @@ impl Ledger {
     /// Appends `drafts` as consecutive events of one commit batch. Returns once they are
     /// durable; an error means none of them is acknowledged.
     pub async fn append(&self, drafts: Vec<EventDraft>) -> Result<Vec<Receipt>> {
-        self.request(|reply| Request::Append { drafts, reply })
-            .await
+        self.request(|reply| Request::Append { drafts, reply }).await
     }
 
     /// Appends a PayloadErased event for key slots `slots` of event `target`, then zeroes
     /// those slots on disk. The payloads they unlocked become unrecoverable.
-    pub async fn erase(
-        &self,
-        target: u64,
-        slots: Vec<u8>,
-        actor: Actor,
-        request_id: [u8; 16],
-    ) -> Result<Receipt> {
-        let r = self
-            .request(|reply| Request::Erase {
-                target,
-                slots,
-                actor,
-                request_id,
-                reply,
-            })
-            .await?;
+    pub async fn erase(&self, target: u64, slots: Vec<u8>, actor: Actor, request_id: [u8; 16]) -> Result<Receipt> {
+        let r = self.request(|reply| Request::Erase { target, slots, actor, request_id, reply }).await?;
         r.into_iter().next().ok_or(Error::Closed)
     }
 
     /// Rotates the checkpoint key: the rotation event is signed (through its frame's
     /// checkpoint) by the current key and carries the new key's proof of possession.
-    pub async fn rotate_key(
-        &self,
-        new_key: LedgerKey,
-        actor: Actor,
-        request_id: [u8; 16],
-    ) -> Result<Receipt> {
-        let r = self
-            .request(|reply| Request::Rotate {
-                key: new_key,
-                actor,
-                request_id,
-                reply,
-            })
-            .await?;
+    pub async fn rotate_key(&self, new_key: LedgerKey, actor: Actor, request_id: [u8; 16]) -> Result<Receipt> {
+        let r = self.request(|reply| Request::Rotate { key: Box::new(new_key), actor, request_id, reply }).await?;
         r.into_iter().next().ok_or(Error::Closed)
     }
 
@@ -392,16 +302,8 @@ impl Ledger {
     }
 
     /// Durable events committed at or after `from_time` and at or before `to_time`.
-    pub fn events_between(
-        &self,
-        from_time: u64,
-        to_time: u64,
-    ) -> impl Iterator<Item = Result<StoredEvent>> + use<> {
-        let start = self
-            .shared
-            .index
-            .first_at_or_after(from_time)
-            .map(|l| l.first_seq);
+    pub fn events_between(&self, from_time: u64, to_time: u64) -> impl Iterator<Item = Result<StoredEvent>> + use<> {
+        let start = self.shared.index.first_at_or_after(from_time).map(|l| l.first_seq);
         let events = match start {
             Some(seq) => Events::new(self.shared.clone(), seq, u64::MAX),
             None => Events::new(self.shared.clone(), u64::MAX, 0),
@@ -473,8 +375,7 @@ fn open_index(dir: &Path, fresh: bool) -> Result<Index> {
             tracing::warn!(error = %e, "ledger index unreadable; rebuilding it from the segments");
             let aside = dir.join(format!("{INDEX_DIR}.damaged"));
             let _ = std::fs::remove_dir_all(&aside);
-            std::fs::rename(&path, &aside)
-                .map_err(|e| Error::io("move damaged index aside", &e))?;
+            std::fs::rename(&path, &aside).map_err(|e| Error::io("move damaged index aside", &e))?;
             Ok(Index::open(&path)?)
         }
     }
@@ -492,14 +393,7 @@ pub struct Events {
 
 impl Events {
     fn new(shared: Arc<Shared>, from: u64, to: u64) -> Events {
-        Events {
-            shared,
-            next: from,
-            to,
-            cursor: None,
-            pending: VecDeque::new(),
-            failed: false,
-        }
+        Events { shared, next: from, to, cursor: None, pending: VecDeque::new(), failed: false }
     }
 
     fn fill(&mut self) -> Result<bool> {
@@ -508,15 +402,13 @@ impl Events {
             return Ok(false);
         }
         if self.cursor.is_none() {
-            let loc = self.shared.index.locate(self.next).ok_or(Error::Corrupt {
-                seq: self.next,
-                reason: "durable event missing from the index".into(),
-            })?;
+            let loc = self
+                .shared
+                .index
+                .locate(self.next)
+                .ok_or(Error::Corrupt { seq: self.next, reason: "durable event missing from the index".into() })?;
             let seg = OpenSegment::open(&self.shared.fs, &self.shared.seg_dir, loc.segment)?
-                .ok_or(Error::Corrupt {
-                    seq: self.next,
-                    reason: "segment file missing".into(),
-                })?;
+                .ok_or(Error::Corrupt { seq: self.next, reason: "segment file missing".into() })?;
             self.cursor = Some((seg, loc.offset));
         }
         let Some((seg, offset)) = self.cursor.as_mut() else {
@@ -525,13 +417,11 @@ impl Events {
         let end = if seg.first_seq == durable.segment {
             durable.segment_len
         } else {
-            seg.file.len().map_err(|e| Error::io("stat segment", &e))?
+            seg.file.file_len().map_err(|e| Error::io("stat segment", &e))?
         };
         if *offset >= end {
             // This segment is done; the next one is named after the next seq.
-            let Some(next_seg) =
-                OpenSegment::open(&self.shared.fs, &self.shared.seg_dir, self.next)?
-            else {
+            let Some(next_seg) = OpenSegment::open(&self.shared.fs, &self.shared.seg_dir, self.next)? else {
                 return Ok(false);
             };
             *seg = next_seg;

@@ -20,11 +20,7 @@ pub enum SystemEvent {
     /// Replaces the checkpoint key from the next frame on. The frame holding this event is
     /// signed by the old key; `proof` is the new key's signature over
     /// `ROTATION_DOMAIN ‖ ledger id ‖ old key id ‖ new key`.
-    KeyRotation {
-        old_key: KeyId,
-        new_key: [u8; 32],
-        proof: [u8; 64],
-    },
+    KeyRotation { old_key: KeyId, new_key: [u8; 32], proof: [u8; 64] },
     /// The key slots `slots` of event `target` were zeroed: those payloads are gone.
     PayloadErased { target: u64, slots: Vec<u8> },
 }
@@ -44,11 +40,7 @@ impl SystemEvent {
             SystemEvent::Genesis { ledger_id, key } => {
                 e.raw(ledger_id).raw(key);
             }
-            SystemEvent::KeyRotation {
-                old_key,
-                new_key,
-                proof,
-            } => {
+            SystemEvent::KeyRotation { old_key, new_key, proof } => {
                 e.raw(&old_key.0).raw(new_key).raw(proof);
             }
             SystemEvent::PayloadErased { target, slots } => {
@@ -60,37 +52,24 @@ impl SystemEvent {
 
     /// Decodes the body of a system event of `kind` (version 1); `Ok(None)` for a kind
     /// that is not a system kind.
-    pub fn decode(
-        kind: u16,
-        kind_version: u16,
-        body: &[u8],
-    ) -> Result<Option<SystemEvent>, DecodeError> {
+    pub fn decode(kind: u16, kind_version: u16, body: &[u8]) -> Result<Option<SystemEvent>, DecodeError> {
         if !matches!(kind, KIND_GENESIS | KIND_KEY_ROTATION | KIND_PAYLOAD_ERASED) {
             return Ok(None);
         }
         if kind_version != 1 {
-            return Err(DecodeError::Invalid {
-                what: "system event version",
-            });
+            return Err(DecodeError::Invalid { what: "system event version" });
         }
         let mut d = Decoder::new(body);
         let ev = match kind {
-            KIND_GENESIS => SystemEvent::Genesis {
-                ledger_id: d.array()?,
-                key: d.array()?,
-            },
-            KIND_KEY_ROTATION => SystemEvent::KeyRotation {
-                old_key: KeyId(d.array()?),
-                new_key: d.array()?,
-                proof: d.array()?,
-            },
+            KIND_GENESIS => SystemEvent::Genesis { ledger_id: d.array()?, key: d.array()? },
+            KIND_KEY_ROTATION => {
+                SystemEvent::KeyRotation { old_key: KeyId(d.array()?), new_key: d.array()?, proof: d.array()? }
+            }
             _ => {
                 let target = d.u64()?;
                 let slots = d.short_bytes()?.to_vec();
                 if slots.is_empty() || slots.windows(2).any(|w| w[0] >= w[1]) {
-                    return Err(DecodeError::Invalid {
-                        what: "erased slot list",
-                    });
+                    return Err(DecodeError::Invalid { what: "erased slot list" });
                 }
                 SystemEvent::PayloadErased { target, slots }
             }
@@ -102,10 +81,7 @@ impl SystemEvent {
     /// The message a new key signs to prove it is held by whoever rotates to it.
     pub fn rotation_message(ledger_id: &LedgerId, old_key: &KeyId, new_key: &[u8; 32]) -> Vec<u8> {
         let mut e = Encoder::with_capacity(ROTATION_DOMAIN.len() + 56);
-        e.raw(ROTATION_DOMAIN)
-            .raw(ledger_id)
-            .raw(&old_key.0)
-            .raw(new_key);
+        e.raw(ROTATION_DOMAIN).raw(ledger_id).raw(&old_key.0).raw(new_key);
         e.into_vec()
     }
 
@@ -113,11 +89,7 @@ impl SystemEvent {
     pub fn rotation(ledger_id: &LedgerId, old: KeyId, new: &LedgerKey) -> SystemEvent {
         let new_key = new.public().to_bytes();
         let proof = new.sign(&Self::rotation_message(ledger_id, &old, &new_key));
-        SystemEvent::KeyRotation {
-            old_key: old,
-            new_key,
-            proof,
-        }
+        SystemEvent::KeyRotation { old_key: old, new_key, proof }
     }
 
     /// Checks a rotation's proof of possession and returns the new key if it is valid.
@@ -128,8 +100,7 @@ impl SystemEvent {
         proof: &[u8; 64],
     ) -> Option<PublicKey> {
         let key = PublicKey::from_bytes(new_key)?;
-        key.verify(&Self::rotation_message(ledger_id, old_key, new_key), proof)
-            .then_some(key)
+        key.verify(&Self::rotation_message(ledger_id, old_key, new_key), proof).then_some(key)
     }
 }
 
@@ -142,31 +113,18 @@ mod tests {
         let k = LedgerKey::generate().expect("rng");
         let id = [3u8; 16];
         let events = [
-            SystemEvent::Genesis {
-                ledger_id: id,
-                key: k.public().to_bytes(),
-            },
+            SystemEvent::Genesis { ledger_id: id, key: k.public().to_bytes() },
             SystemEvent::rotation(&id, KeyId([1; 8]), &k),
-            SystemEvent::PayloadErased {
-                target: 9,
-                slots: vec![0, 2],
-            },
+            SystemEvent::PayloadErased { target: 9, slots: vec![0, 2] },
         ];
         for ev in events {
             let body = ev.encode();
-            assert_eq!(
-                SystemEvent::decode(ev.kind(), 1, &body),
-                Ok(Some(ev.clone()))
-            );
+            assert_eq!(SystemEvent::decode(ev.kind(), 1, &body), Ok(Some(ev.clone())));
             assert!(SystemEvent::decode(ev.kind(), 2, &body).is_err());
             assert!(SystemEvent::decode(ev.kind(), 1, &body[..body.len() - 1]).is_err());
         }
         assert_eq!(SystemEvent::decode(0x0100, 1, b"anything"), Ok(None));
-        let unsorted = SystemEvent::PayloadErased {
-            target: 1,
-            slots: vec![2, 1],
-        }
-        .encode();
+        let unsorted = SystemEvent::PayloadErased { target: 1, slots: vec![2, 1] }.encode();
         assert!(SystemEvent::decode(KIND_PAYLOAD_ERASED, 1, &unsorted).is_err());
     }
 
@@ -174,12 +132,7 @@ mod tests {
     fn rotation_proof_binds_old_key_and_ledger() {
         let k = LedgerKey::generate().expect("rng");
         let id = [3u8; 16];
-        let SystemEvent::KeyRotation {
-            old_key,
-            new_key,
-            proof,
-        } = SystemEvent::rotation(&id, KeyId([1; 8]), &k)
-        else {
+        let SystemEvent::KeyRotation { old_key, new_key, proof } = SystemEvent::rotation(&id, KeyId([1; 8]), &k) else {
             unreachable!("rotation builds a rotation")
         };
         assert!(SystemEvent::verify_rotation(&id, &old_key, &new_key, &proof).is_some());

@@ -10,7 +10,8 @@ use serde::Serialize;
 use crate::chain::{ChainState, Violation};
 use crate::checkpoint::{Checkpoint, LedgerId, SavedCheckpoint};
 use crate::frame::{
-    Frame, SEGMENT_HEADER_LEN, intact_frame_after, parse_frame_lenient, parse_segment_header,
+    FRAME_HEADER_LEN, Frame, FrameHeader, SEGMENT_HEADER_LEN, intact_frame_after, parse_frame_unchecked,
+    parse_segment_header,
 };
 use crate::fs::StdFs;
 use crate::keys::PublicKey;
@@ -80,11 +81,7 @@ pub struct Verifier {
 impl Verifier {
     pub fn new(start: ChainState, expect: Option<&SavedCheckpoint>) -> Result<Verifier, String> {
         let expect = match expect {
-            Some(saved) => Some(
-                saved
-                    .parse()
-                    .ok_or("the expected checkpoint file is malformed")?,
-            ),
+            Some(saved) => Some(saved.parse().ok_or("the expected checkpoint file is malformed")?),
             None => None,
         };
         Ok(Verifier {
@@ -116,10 +113,7 @@ impl Verifier {
     /// Records a failure found outside the frames (unreadable data, bad bundle parts).
     pub fn fail(&mut self, seq: u64, reason: impl Into<String>) {
         if self.failure.is_none() {
-            self.failure = Some(Violation {
-                seq,
-                reason: reason.into(),
-            });
+            self.failure = Some(Violation { seq, reason: reason.into() });
         }
     }
 
@@ -165,37 +159,21 @@ impl Verifier {
             return;
         }
         if self.chain.ledger_id != Some(id) {
-            self.fail(
-                cp.last_seq,
-                "the expected checkpoint belongs to another ledger",
-            );
+            self.fail(cp.last_seq, "the expected checkpoint belongs to another ledger");
             return;
         }
         let mut head = None;
-        for fe in frame
-            .events
-            .iter()
-            .take_while(|e| e.event.seq <= cp.last_seq)
-        {
+        for fe in frame.events.iter().take_while(|e| e.event.seq <= cp.last_seq) {
             frontier.push_event(&fe.hash);
             head = Some(fe.hash);
         }
         if head != Some(cp.head) || frontier.root() != cp.root {
-            self.fail(
-                cp.last_seq,
-                format!(
-                    "history differs from the expected checkpoint at seq {}",
-                    cp.last_seq
-                ),
-            );
+            self.fail(cp.last_seq, format!("history differs from the expected checkpoint at seq {}", cp.last_seq));
             return;
         }
         let signed_by_ledger_key = self.chain.keys.iter().any(|k| cp.verify(&id, &k.key));
         if !signed_by_ledger_key {
-            self.fail(
-                cp.last_seq,
-                "the expected checkpoint is not signed by any of the ledger's keys",
-            );
+            self.fail(cp.last_seq, "the expected checkpoint is not signed by any of the ledger's keys");
             return;
         }
         self.expect_status = Some(format!("matched at seq {}", cp.last_seq));
@@ -205,10 +183,7 @@ impl Verifier {
     pub fn finish(mut self, trusted: &[PublicKey]) -> Report {
         if self.failure.is_none() {
             if let Some(&(seq, slot)) = self.zeroed.difference(&self.erased).next() {
-                self.fail(
-                    seq,
-                    format!("key slot {slot} of event {seq} was erased without an erase event"),
-                );
+                self.fail(seq, format!("key slot {slot} of event {seq} was erased without an erase event"));
             } else if let Some(&(seq, slot)) = self.damaged.difference(&self.erased).next() {
                 self.fail(seq, format!("key slot {slot} of event {seq} is damaged"));
             }
@@ -218,16 +193,17 @@ impl Verifier {
             && self.expect_status.is_none()
         {
             let last = self.chain.last_seq();
-            self.fail(last + 1, format!("ledger ends at seq {last} but the expected checkpoint covers seq {}: the ledger was truncated", cp.last_seq));
+            self.fail(
+                last + 1,
+                format!(
+                    "ledger ends at seq {last} but the expected checkpoint covers seq {}: the ledger was truncated",
+                    cp.last_seq
+                ),
+            );
         }
         let mut trusted_key = None;
         if !trusted.is_empty() {
-            trusted_key = self
-                .chain
-                .keys
-                .iter()
-                .find(|k| trusted.contains(&k.key))
-                .map(|k| k.key.id().to_hex());
+            trusted_key = self.chain.keys.iter().find(|k| trusted.contains(&k.key)).map(|k| k.key.id().to_hex());
             if trusted_key.is_none() {
                 self.failure = Some(Violation {
                     seq: self.first_seq,
@@ -236,8 +212,8 @@ impl Verifier {
             }
         }
         let in_range = |&&(seq, _): &&(u64, u8)| seq >= self.first_seq;
-        let erased_payloads = self.zeroed.iter().filter(in_range).count() as u64
-            + self.damaged.intersection(&self.erased).count() as u64;
+        let erased_payloads =
+            self.zeroed.iter().filter(in_range).count() as u64 + self.damaged.intersection(&self.erased).count() as u64;
         let pending_erasures = self
             .erased
             .iter()
@@ -253,10 +229,7 @@ impl Verifier {
             events: self.events,
             checkpoints: self.checkpoints,
             head: (self.events > 0).then(|| self.chain.head.to_hex()),
-            last_checkpoint: self
-                .chain
-                .last_checkpoint
-                .map(|c| c.to_saved(&ledger_id.unwrap_or_default())),
+            last_checkpoint: self.chain.last_checkpoint.map(|c| c.to_saved(&ledger_id.unwrap_or_default())),
             keys: self
                 .chain
                 .keys
@@ -272,10 +245,7 @@ impl Verifier {
             pending_erasures,
             trusted_key,
             expected_checkpoint: self.expect_status,
-            failure: self.failure.map(|v| Failure {
-                seq: v.seq,
-                reason: v.reason,
-            }),
+            failure: self.failure.map(|v| Failure { seq: v.seq, reason: v.reason }),
         }
     }
 }
@@ -292,64 +262,60 @@ pub fn verify_dir(dir: &Path, mut opts: VerifyOptions) -> Report {
         Ok(_) => return failed_report(1, format!("no segment files in {}", seg_dir.display())),
         Err(e) => return failed_report(1, e.to_string()),
     };
-    let total: u64 = segs
-        .iter()
-        .filter_map(|(_, p)| std::fs::metadata(p).ok())
-        .map(|m| m.len())
-        .sum();
+    let total: u64 = segs.iter().filter_map(|(_, p)| std::fs::metadata(p).ok()).map(|m| m.len()).sum();
     let mut done = 0u64;
+    let mut reader = ChunkReader::new();
     for (i, (first_seq, path)) in segs.iter().enumerate() {
         let is_last = i + 1 == segs.len();
-        let buf = match crate::segments::read_all(&StdFs, path) {
-            Ok(b) => b,
-            Err(e) => {
-                v.fail(v.next_seq(), e.to_string());
-                break;
-            }
-        };
-        let name = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("?")
-            .to_owned();
-        match parse_segment_header(&buf) {
-            Ok(id) if v.ledger_id().is_none_or(|known| known == id) => {}
-            Ok(_) => v.fail(
-                v.next_seq(),
-                format!("segment {name} belongs to another ledger"),
-            ),
-            Err(r) => v.fail(v.next_seq(), format!("segment {name}: {r}")),
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("?").to_owned();
+        if let Err(e) = reader.open(path) {
+            v.fail(v.next_seq(), format!("segment {name}: {e}"));
+            break;
+        }
+        match reader.fill(SEGMENT_HEADER_LEN).map(|_| parse_segment_header(reader.data())) {
+            Ok(Ok(id)) if v.ledger_id().is_none_or(|known| known == id) => reader.consume(SEGMENT_HEADER_LEN),
+            Ok(Ok(_)) => v.fail(v.next_seq(), format!("segment {name} belongs to another ledger")),
+            Ok(Err(r)) => v.fail(v.next_seq(), format!("segment {name}: {r}")),
+            Err(e) => v.fail(v.next_seq(), format!("segment {name}: {e}")),
         }
         if *first_seq != v.next_seq() && !v.failed() {
-            v.fail(
-                v.next_seq(),
-                format!("segment {name} should start at seq {}", v.next_seq()),
-            );
+            v.fail(v.next_seq(), format!("segment {name} should start at seq {}", v.next_seq()));
         }
-        let mut pos = SEGMENT_HEADER_LEN.min(buf.len());
-        while pos < buf.len() && !v.failed() {
-            match parse_frame_lenient(&buf[pos..]) {
+        while !v.failed() {
+            let whole = match reader.fill(FRAME_HEADER_LEN) {
+                Ok(false) if reader.data().is_empty() => break,
+                Ok(_) => match FrameHeader::parse(reader.data()) {
+                    Ok(h) => reader.fill(h.total_len()),
+                    Err(_) => Ok(false),
+                },
+                Err(e) => Err(e),
+            };
+            let parsed = match whole {
+                Ok(true) => parse_frame_unchecked(reader.data()).map_err(|e| e.to_string()),
+                Ok(false) => Err("frame cut short or malformed".to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            match parsed {
                 Ok(frame) => {
                     v.frame(&frame);
-                    pos += frame.len;
+                    reader.consume(frame.len);
                 }
                 Err(e) => {
                     let seq = v.next_seq();
-                    if is_last && !intact_frame_after(&buf[pos..]) {
-                        v.fail(seq, format!("incomplete data after the last checkpoint ({} bytes in {name}): an unacknowledged write, or bytes appended to the ledger", buf.len() - pos));
+                    let at = reader.offset();
+                    let rest = reader.rest().unwrap_or_default();
+                    if is_last && !intact_frame_after(&rest) {
+                        v.fail(seq, format!("incomplete data after the last checkpoint ({} bytes in {name}): an unacknowledged write, or bytes appended to the ledger", rest.len()));
                     } else {
-                        v.fail(
-                            seq,
-                            format!("unreadable frame in {name} at offset {pos}: {e}"),
-                        );
+                        v.fail(seq, format!("unreadable frame in {name} at offset {at}: {e}"));
                     }
                 }
             }
             if let Some(p) = opts.progress.as_mut() {
-                p(done + pos as u64, total);
+                p(done + reader.offset(), total);
             }
         }
-        done += buf.len() as u64;
+        done += reader.offset();
         if v.failed() {
             break;
         }
@@ -357,14 +323,79 @@ pub fn verify_dir(dir: &Path, mut opts: VerifyOptions) -> Report {
     v.finish(&opts.trusted_keys)
 }
 
+/// Reads a segment front to back through one reused buffer, so verifying a ledger of any
+/// size touches a few megabytes of memory rather than whole segments.
+struct ChunkReader {
+    file: Option<std::fs::File>,
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    /// File offset of `buf[start]`.
+    offset: u64,
+    eof: bool,
+}
+
+const CHUNK: usize = 4 << 20;
+
+impl ChunkReader {
+    fn new() -> Self {
+        ChunkReader { file: None, buf: vec![0; CHUNK], start: 0, end: 0, offset: 0, eof: false }
+    }
+
+    fn open(&mut self, path: &Path) -> std::io::Result<()> {
+        self.file = Some(std::fs::File::open(path)?);
+        (self.start, self.end, self.offset, self.eof) = (0, 0, 0, false);
+        Ok(())
+    }
+
+    fn data(&self) -> &[u8] {
+        &self.buf[self.start..self.end]
+    }
+
+    fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.start += n;
+        self.offset += n as u64;
+    }
+
+    /// Makes at least `n` bytes available; false if the file ends first.
+    fn fill(&mut self, n: usize) -> std::io::Result<bool> {
+        use std::io::Read;
+        while self.end - self.start < n && !self.eof {
+            if self.start > 0 {
+                self.buf.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+            }
+            if self.buf.len() < n.max(CHUNK) {
+                self.buf.resize(n.max(CHUNK), 0);
+            }
+            let Some(f) = self.file.as_mut() else { return Ok(false) };
+            let read = f.read(&mut self.buf[self.end..])?;
+            self.eof = read == 0;
+            self.end += read;
+        }
+        Ok(self.end - self.start >= n)
+    }
+
+    /// Everything from the current position to the end of the file.
+    fn rest(&mut self) -> std::io::Result<Vec<u8>> {
+        use std::io::Read;
+        let mut out = self.data().to_vec();
+        if let Some(f) = self.file.as_mut() {
+            f.read_to_end(&mut out)?;
+        }
+        Ok(out)
+    }
+}
+
 /// A ledger directory holds `segments/`; a server data directory holds `ledger/segments/`.
 pub fn resolve_segments_dir(dir: &Path) -> std::path::PathBuf {
     let nested = dir.join("ledger").join(SEGMENTS_DIR);
-    if nested.is_dir() {
-        nested
-    } else {
-        dir.join(SEGMENTS_DIR)
-    }
+    if nested.is_dir() { nested } else { dir.join(SEGMENTS_DIR) }
 }
 
 pub(crate) fn failed_report(seq: u64, reason: impl Into<String>) -> Report {
@@ -382,9 +413,6 @@ pub(crate) fn failed_report(seq: u64, reason: impl Into<String>) -> Report {
         pending_erasures: 0,
         trusted_key: None,
         expected_checkpoint: None,
-        failure: Some(Failure {
-            seq,
-            reason: reason.into(),
-        }),
+        failure: Some(Failure { seq, reason: reason.into() }),
     }
 }

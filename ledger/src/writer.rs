@@ -42,23 +42,9 @@ pub(crate) type Reply = oneshot::Sender<Result<Vec<Receipt>>>;
 
 /// What appenders send to the writer.
 pub(crate) enum Request {
-    Append {
-        drafts: Vec<EventDraft>,
-        reply: Reply,
-    },
-    Erase {
-        target: u64,
-        slots: Vec<u8>,
-        actor: Actor,
-        request_id: [u8; 16],
-        reply: Reply,
-    },
-    Rotate {
-        key: LedgerKey,
-        actor: Actor,
-        request_id: [u8; 16],
-        reply: Reply,
-    },
+    Append { drafts: Vec<EventDraft>, reply: Reply },
+    Erase { target: u64, slots: Vec<u8>, actor: Actor, request_id: [u8; 16], reply: Reply },
+    Rotate { key: Box<LedgerKey>, actor: Actor, request_id: [u8; 16], reply: Reply },
 }
 
 impl Request {
@@ -80,11 +66,7 @@ pub(crate) struct Submission {
 
 impl Submission {
     pub fn plain(drafts: Vec<EventDraft>) -> Self {
-        Submission {
-            drafts,
-            erase: Vec::new(),
-            rotate_to: None,
-        }
+        Submission { drafts, erase: Vec::new(), rotate_to: None }
     }
 }
 
@@ -177,47 +159,24 @@ impl Writer {
                         let _ = reply.send(Err(e));
                     }
                 },
-                Request::Erase {
-                    target,
-                    slots,
-                    actor,
-                    request_id,
-                    reply,
-                } => match self.prepare_erase(target, &slots) {
-                    Ok(positions) => {
-                        let body = SystemEvent::PayloadErased { target, slots }.encode();
-                        let draft = system_draft(
-                            crate::system::KIND_PAYLOAD_ERASED,
-                            actor,
-                            request_id,
-                            body,
-                        );
-                        submissions.push(Submission {
-                            drafts: vec![draft],
-                            erase: positions,
-                            rotate_to: None,
-                        });
-                        replies.push(reply);
+                Request::Erase { target, slots, actor, request_id, reply } => {
+                    match self.prepare_erase(target, &slots) {
+                        Ok(positions) => {
+                            let body = SystemEvent::PayloadErased { target, slots }.encode();
+                            let draft = system_draft(crate::system::KIND_PAYLOAD_ERASED, actor, request_id, body);
+                            submissions.push(Submission { drafts: vec![draft], erase: positions, rotate_to: None });
+                            replies.push(reply);
+                        }
+                        Err(e) => {
+                            let _ = reply.send(Err(e));
+                        }
                     }
-                    Err(e) => {
-                        let _ = reply.send(Err(e));
-                    }
-                },
-                Request::Rotate {
-                    key,
-                    actor,
-                    request_id,
-                    reply,
-                } => {
+                }
+                Request::Rotate { key, actor, request_id, reply } => {
                     let ledger_id = self.shared.ledger_id;
                     let body = SystemEvent::rotation(&ledger_id, self.key.id(), &key).encode();
-                    let draft =
-                        system_draft(crate::system::KIND_KEY_ROTATION, actor, request_id, body);
-                    submissions.push(Submission {
-                        drafts: vec![draft],
-                        erase: Vec::new(),
-                        rotate_to: Some(key),
-                    });
+                    let draft = system_draft(crate::system::KIND_KEY_ROTATION, actor, request_id, body);
+                    submissions.push(Submission { drafts: vec![draft], erase: Vec::new(), rotate_to: Some(*key) });
                     replies.push(reply);
                 }
             }
@@ -242,22 +201,12 @@ impl Writer {
     /// Finds where the slots to erase live on disk, refusing anything that does not exist.
     fn prepare_erase(&self, target: u64, slots: &[u8]) -> Result<Vec<(PathBuf, u64)>> {
         if target == 0 || target >= self.chain.next_seq {
-            return Err(Error::Invalid(format!(
-                "cannot erase event {target}: no such durable event"
-            )));
+            return Err(Error::Invalid(format!("cannot erase event {target}: no such durable event")));
         }
         if slots.is_empty() || slots.windows(2).any(|w| w[0] >= w[1]) {
-            return Err(Error::Invalid(
-                "slots to erase must be a non-empty increasing list".into(),
-            ));
+            return Err(Error::Invalid("slots to erase must be a non-empty increasing list".into()));
         }
-        crate::segments::locate_slots(
-            &self.shared.fs,
-            &self.shared.seg_dir,
-            &self.shared.index,
-            target,
-            slots,
-        )
+        crate::segments::locate_slots(&self.shared.fs, &self.shared.seg_dir, &self.shared.index, target, slots)
     }
 
     /// Writes one frame holding every submission, durably. Returns the receipts per submission.
@@ -266,11 +215,7 @@ impl Writer {
         let mut next = self.chain.clone();
         let first_seq = next.next_seq;
         let mut body = Encoder::with_capacity(
-            submissions
-                .iter()
-                .map(|s| s.drafts.iter().map(|d| 128 + d.body.len()).sum::<usize>())
-                .sum::<usize>()
-                + 256,
+            submissions.iter().map(|s| s.drafts.iter().map(|d| 128 + d.body.len()).sum::<usize>()).sum::<usize>() + 256,
         );
         let mut slots: Vec<KeySlot> = Vec::new();
         let mut receipts = Vec::with_capacity(submissions.len());
@@ -292,33 +237,18 @@ impl Writer {
                 ev.encode_into(&mut body);
                 let hash = event_hash(&body.as_slice()[start..]);
                 if d.kind == crate::system::KIND_GENESIS {
-                    next.keys.push(KeyRecord {
-                        key: self.key.public(),
-                        registered_at: ev.seq,
-                        retired_at: None,
-                    });
+                    next.keys.push(KeyRecord { key: self.key.public(), registered_at: ev.seq, retired_at: None });
                 }
                 next.frontier.push_event(&hash);
                 next.head = hash;
                 next.next_seq += 1;
                 slots.extend_from_slice(&d.slots);
-                rs.push(Receipt {
-                    seq: ev.seq,
-                    hash,
-                    time,
-                });
+                rs.push(Receipt { seq: ev.seq, hash, time });
             }
             receipts.push(rs);
         }
         let last_seq = next.next_seq - 1;
-        let cp = Checkpoint::sign(
-            &self.key,
-            &self.shared.ledger_id,
-            last_seq,
-            next.head,
-            next.frontier.root(),
-            time,
-        );
+        let cp = Checkpoint::sign(&self.key, &self.shared.ledger_id, last_seq, next.head, next.frontier.root(), time);
         cp.encode_into(&mut body);
         let frame = encode_frame(body.as_slice(), &slots);
         let frame_len = frame.len() as u64;
@@ -346,22 +276,11 @@ impl Writer {
                 if let Some(cur) = next.keys.iter_mut().rev().find(|k| k.retired_at.is_none()) {
                     cur.retired_at = Some(at);
                 }
-                next.keys.push(KeyRecord {
-                    key: new_key.public(),
-                    registered_at: at,
-                    retired_at: None,
-                });
+                next.keys.push(KeyRecord { key: new_key.public(), registered_at: at, retired_at: None });
             }
         }
         self.chain = next;
-        let loc = FrameLoc {
-            segment: self.active.first_seq,
-            offset,
-            len: frame_len,
-            first_seq,
-            last_seq,
-            time,
-        };
+        let loc = FrameLoc { segment: self.active.first_seq, offset, len: frame_len, first_seq, last_seq, time };
         // Index before publishing, so whatever a reader sees as durable is also indexed.
         if let Err(e) = self.shared.index.insert(&loc) {
             tracing::warn!(error = %e, "ledger index update failed; it is rebuilt on the next open");
@@ -397,23 +316,11 @@ impl Writer {
     fn zero_slot(&self, path: &PathBuf, at: u64) -> Result<()> {
         let zero = [0u8; SLOT_LEN];
         if *path == self.active.path {
-            self.active
-                .file
-                .write_all_at(&zero, at)
-                .map_err(|e| Error::io("erase key slot", &e))?;
-            return self
-                .active
-                .file
-                .sync_data()
-                .map_err(|e| Error::io("fdatasync", &e));
+            self.active.file.write_all_at(&zero, at).map_err(|e| Error::io("erase key slot", &e))?;
+            return self.active.file.sync_data().map_err(|e| Error::io("fdatasync", &e));
         }
-        let f = self
-            .shared
-            .fs
-            .open_write(path)
-            .map_err(|e| Error::io("open segment for erasure", &e))?;
-        f.write_all_at(&zero, at)
-            .map_err(|e| Error::io("erase key slot", &e))?;
+        let f = self.shared.fs.open_write(path).map_err(|e| Error::io("open segment for erasure", &e))?;
+        f.write_all_at(&zero, at).map_err(|e| Error::io("erase key slot", &e))?;
         f.sync_data().map_err(|e| Error::io("fdatasync", &e))
     }
 
@@ -425,9 +332,7 @@ impl Writer {
         }
         let path = self.shared.seg_dir.join(segment_file_name(first_seq));
         let fs = &self.shared.fs;
-        let file = fs
-            .create_new(&path)
-            .map_err(|e| Error::io("create segment", &e))?;
+        let file = fs.create_new(&path).map_err(|e| Error::io("create segment", &e))?;
         let header = segment_header(&self.shared.ledger_id);
         let written = file
             .write_all_at(&header, 0)
@@ -439,26 +344,15 @@ impl Writer {
             let _ = fs.sync_dir(&self.shared.seg_dir);
             return Err(Error::io("create segment", &e));
         }
-        self.active = Active {
-            first_seq,
-            path,
-            file,
-            len: SEGMENT_HEADER_LEN as u64,
-        };
+        self.active = Active { first_seq, path, file, len: SEGMENT_HEADER_LEN as u64 };
         Ok(())
     }
 
     /// Undoes a failed write by cutting the file back; if even that fails, stop writing.
     fn roll_back(&mut self, offset: u64, cause: &std::io::Error) -> Result<()> {
-        let undone = self
-            .active
-            .file
-            .set_len(offset)
-            .and_then(|()| self.active.file.sync_data());
+        let undone = self.active.file.set_len(offset).and_then(|()| self.active.file.sync_data());
         if let Err(e) = undone {
-            let err = Error::Failed(format!(
-                "write failed ({cause}) and could not be rolled back ({e})"
-            ));
+            let err = Error::Failed(format!("write failed ({cause}) and could not be rolled back ({e})"));
             self.fail(&err);
             return Err(err);
         }
@@ -477,10 +371,7 @@ impl Writer {
         if loc.last_seq != self.chain.last_seq() {
             return;
         }
-        if let Err(e) = self.shared.index.save_state(&SavedState {
-            chain: self.chain.clone(),
-            frame: loc,
-        }) {
+        if let Err(e) = self.shared.index.save_state(&SavedState { chain: self.chain.clone(), frame: loc }) {
             tracing::warn!(error = %e, "saving ledger index state failed");
         }
         self.unsaved_frames = 0;
@@ -490,10 +381,7 @@ impl Writer {
 
 fn request_bytes(r: &Request) -> usize {
     match r {
-        Request::Append { drafts, .. } => drafts
-            .iter()
-            .map(|d| d.body.len() + 128 + d.slots.len() * SLOT_LEN)
-            .sum(),
+        Request::Append { drafts, .. } => drafts.iter().map(|d| d.body.len() + 128 + d.slots.len() * SLOT_LEN).sum(),
         _ => 256,
     }
 }
@@ -504,35 +392,18 @@ fn check_drafts(drafts: &[EventDraft]) -> Result<()> {
     }
     for d in drafts {
         if d.kind < FIRST_APPLICATION_KIND {
-            return Err(Error::Invalid(format!(
-                "event kind {} is reserved for the ledger",
-                d.kind
-            )));
+            return Err(Error::Invalid(format!("event kind {} is reserved for the ledger", d.kind)));
         }
         d.check().map_err(|m| Error::Invalid(m.into()))?;
     }
     Ok(())
 }
 
-pub(crate) fn system_draft(
-    kind: u16,
-    actor: Actor,
-    request_id: [u8; 16],
-    body: Vec<u8>,
-) -> EventDraft {
-    EventDraft {
-        kind,
-        kind_version: 1,
-        request_id,
-        actor,
-        body,
-        slots: Vec::new(),
-    }
+pub(crate) fn system_draft(kind: u16, actor: Actor, request_id: [u8; 16], body: Vec<u8>) -> EventDraft {
+    EventDraft { kind, kind_version: 1, request_id, actor, body, slots: Vec::new() }
 }
 
 fn reply_err(req: Request, err: Error) {
-    let (Request::Append { reply, .. }
-    | Request::Erase { reply, .. }
-    | Request::Rotate { reply, .. }) = req;
+    let (Request::Append { reply, .. } | Request::Erase { reply, .. } | Request::Rotate { reply, .. }) = req;
     let _ = reply.send(Err(err));
 }

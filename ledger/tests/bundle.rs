@@ -14,10 +14,7 @@ fn build(dir: &std::path::Path) -> u64 {
     for i in 0..30 {
         rt.block_on(l.append(vec![draft(i)])).expect("append");
     }
-    let rot = rt
-        .block_on(l.rotate_key(key_from(2), actor(), [0; 16]))
-        .expect("rotate")
-        .seq;
+    let rot = rt.block_on(l.rotate_key(key_from(2), actor(), [0; 16])).expect("rotate").seq;
     for i in 30..60 {
         rt.block_on(l.append(vec![draft(i)])).expect("append");
     }
@@ -35,17 +32,8 @@ fn partial_bundles_prove_their_start_and_keys() {
     for (from, to) in [(10, 20), (33, 40), (32, 32), (50, 200), (1, 5)] {
         let out = dir.path().join(format!("b-{from}-{to}.bundle"));
         let s = export(dir.path(), &out, Some(from), Some(to)).expect("export");
-        assert!(
-            s.first_seq <= from && s.last_seq >= to.min(full.last_seq),
-            "{s:?}"
-        );
-        let r = verify_bundle(
-            &out,
-            VerifyOptions {
-                trusted_keys: vec![key_from(1).public()],
-                ..Default::default()
-            },
-        );
+        assert!(s.first_seq <= from && s.last_seq >= to.min(full.last_seq), "{s:?}");
+        let r = verify_bundle(&out, VerifyOptions { trusted_keys: vec![key_from(1).public()], ..Default::default() });
         assert!(r.intact, "bundle {from}..{to}: {r:?}");
         assert_eq!(r.first_seq, s.first_seq);
         assert_eq!(r.last_seq, s.last_seq);

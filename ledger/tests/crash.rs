@@ -24,24 +24,13 @@ fn key() -> LedgerKey {
 
 fn options() -> Options {
     // Small segments so kills also land during segment rolls.
-    Options {
-        fs: Arc::new(StdFs),
-        segment_max_bytes: 256 << 10,
-        ..Options::default()
-    }
+    Options { fs: Arc::new(StdFs), segment_max_bytes: 256 << 10, ..Options::default() }
 }
 
 fn child(dir: &Path) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let ledger = if Ledger::exists(dir) {
-        Ledger::open(dir, key(), options())
-    } else {
-        Ledger::create(dir, key(), options())
-    };
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let ledger =
+        if Ledger::exists(dir) { Ledger::open(dir, key(), options()) } else { Ledger::create(dir, key(), options()) };
     let ledger = Arc::new(ledger.expect("open ledger in child"));
     let mut keyring = Keyring::new();
     keyring.insert(1, &random_key().expect("rng"));
@@ -126,38 +115,26 @@ fn parent() -> Result<(), String> {
         let acked = acked.lock().unwrap_or_else(|e| e.into_inner()).clone();
         acked_total += acked.len();
 
-        let l = Ledger::open(dir.path(), key(), options())
-            .map_err(|e| format!("round {round}: reopen failed: {e}"))?;
+        let l = Ledger::open(dir.path(), key(), options()).map_err(|e| format!("round {round}: reopen failed: {e}"))?;
         let durable = l.durable().last_seq;
         let max_acked = acked.iter().copied().max().unwrap_or(0);
         if max_acked > durable {
-            return Err(format!(
-                "round {round}: seq {max_acked} was acknowledged but the ledger ends at {durable}"
-            ));
+            return Err(format!("round {round}: seq {max_acked} was acknowledged but the ledger ends at {durable}"));
         }
         let mut seen = vec![false; usize::try_from(durable + 1).unwrap_or(0)];
         for ev in l.events(1, durable) {
             let ev = ev.map_err(|e| format!("round {round}: read failed: {e}"))?;
             seen[usize::try_from(ev.event.seq).unwrap_or(0)] = true;
         }
-        if let Some(lost) = acked
-            .iter()
-            .find(|&&s| !seen[usize::try_from(s).unwrap_or(0)])
-        {
+        if let Some(lost) = acked.iter().find(|&&s| !seen[usize::try_from(s).unwrap_or(0)]) {
             return Err(format!("round {round}: acknowledged seq {lost} is missing"));
         }
         drop(l);
         let report = verify_dir(dir.path(), VerifyOptions::default());
         if !report.intact {
-            return Err(format!(
-                "round {round}: ledger does not verify: {:?}",
-                report.failure
-            ));
+            return Err(format!("round {round}: ledger does not verify: {:?}", report.failure));
         }
-        println!(
-            "round {round}: {} acknowledged, ledger ends at {durable}, verified",
-            acked.len()
-        );
+        println!("round {round}: {} acknowledged, ledger ends at {durable}, verified", acked.len());
     }
     if acked_total == 0 {
         return Err("no appends were acknowledged at all".into());
@@ -172,11 +149,7 @@ fn main() {
         return;
     }
     // Under `cargo test` the harness passes its own flags; a filter that excludes us skips.
-    if args
-        .iter()
-        .skip(1)
-        .any(|a| !a.starts_with('-') && !"kill_nine_loses_nothing".contains(a.as_str()))
-    {
+    if args.iter().skip(1).any(|a| !a.starts_with('-') && !"kill_nine_loses_nothing".contains(a.as_str())) {
         return;
     }
     match parent() {

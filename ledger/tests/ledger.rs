@@ -22,18 +22,10 @@ fn appends_are_durable_ordered_and_readable_after_reopen() {
         out
     });
     // Genesis is seq 1; appends follow without gaps.
-    assert_eq!(
-        receipts.iter().map(|r| r.seq).collect::<Vec<_>>(),
-        (2..=201).collect::<Vec<_>>()
-    );
+    assert_eq!(receipts.iter().map(|r| r.seq).collect::<Vec<_>>(), (2..=201).collect::<Vec<_>>());
     assert_eq!(l.durable().last_seq, 201);
-    let segments_before = std::fs::read_dir(dir.path().join("segments"))
-        .expect("ls")
-        .count();
-    assert!(
-        segments_before > 3,
-        "small segments must roll: {segments_before}"
-    );
+    let segments_before = std::fs::read_dir(dir.path().join("segments")).expect("ls").count();
+    assert!(segments_before > 3, "small segments must roll: {segments_before}");
     l.close().expect("close");
 
     let l = open(dir.path(), small_options(FaultFs::new()));
@@ -56,13 +48,8 @@ fn concurrent_appends_share_batches_one_fdatasync_each() {
     let dir = tempfile::tempdir().expect("tmp");
     let fs = FaultFs::new();
     let rt = runtime();
-    let l = std::sync::Arc::new(create(
-        dir.path(),
-        Options {
-            fs: std::sync::Arc::new(fs.clone()),
-            ..Options::default()
-        },
-    ));
+    let l =
+        std::sync::Arc::new(create(dir.path(), Options { fs: std::sync::Arc::new(fs.clone()), ..Options::default() }));
     let syncs_before = fs.syncs();
     rt.block_on(async {
         let mut tasks = Vec::new();
@@ -84,11 +71,7 @@ fn concurrent_appends_share_batches_one_fdatasync_each() {
     assert!(syncs < 640, "{syncs} fdatasyncs for 1280 appends");
     let report = verify_dir(dir.path(), VerifyOptions::default());
     assert!(report.intact, "{report:?}");
-    assert_eq!(
-        report.checkpoints,
-        syncs + 1,
-        "one checkpoint per flushed batch"
-    );
+    assert_eq!(report.checkpoints, syncs + 1, "one checkpoint per flushed batch");
 }
 
 #[test]
@@ -104,9 +87,7 @@ fn multi_event_appends_land_in_one_frame_and_time_queries_work() {
     let l = create(dir.path(), opts);
     for t in [2_000u64, 3_000, 4_000] {
         now.store(t, std::sync::atomic::Ordering::SeqCst);
-        let r = rt
-            .block_on(l.append(vec![draft(t), draft(t + 1)]))
-            .expect("append");
+        let r = rt.block_on(l.append(vec![draft(t), draft(t + 1)])).expect("append");
         assert_eq!(r[0].time, t);
         assert_eq!(r[1].seq, r[0].seq + 1);
     }
@@ -114,15 +95,9 @@ fn multi_event_appends_land_in_one_frame_and_time_queries_work() {
     now.store(500, std::sync::atomic::Ordering::SeqCst);
     let r = rt.block_on(l.append(vec![draft(1)])).expect("append");
     assert_eq!(r[0].time, 4_000);
-    let in_window: Vec<u64> = l
-        .events_between(2_500, 3_500)
-        .map(|e| e.expect("read").event.seq)
-        .collect();
+    let in_window: Vec<u64> = l.events_between(2_500, 3_500).map(|e| e.expect("read").event.seq).collect();
     assert_eq!(in_window, vec![4, 5]);
-    let from: Vec<u64> = l
-        .events_between(3_000, u64::MAX)
-        .map(|e| e.expect("read").event.seq)
-        .collect();
+    let from: Vec<u64> = l.events_between(3_000, u64::MAX).map(|e| e.expect("read").event.seq).collect();
     assert_eq!(from, vec![4, 5, 6, 7, 8]);
 }
 
@@ -133,29 +108,15 @@ fn invalid_requests_are_refused_without_writing() {
     let l = create(dir.path(), Options::default());
     let mut reserved = draft(1);
     reserved.kind = 3;
-    assert!(matches!(
-        rt.block_on(l.append(vec![reserved])),
-        Err(Error::Invalid(_))
-    ));
+    assert!(matches!(rt.block_on(l.append(vec![reserved])), Err(Error::Invalid(_))));
     let mut long = draft(1);
     long.actor.display_name = "x".repeat(300);
-    assert!(matches!(
-        rt.block_on(l.append(vec![long])),
-        Err(Error::Invalid(_))
-    ));
-    assert!(matches!(
-        rt.block_on(l.append(vec![])),
-        Err(Error::Invalid(_))
-    ));
-    assert!(matches!(
-        rt.block_on(l.erase(99, vec![0], actor(), [0; 16])),
-        Err(Error::Invalid(_))
-    ));
+    assert!(matches!(rt.block_on(l.append(vec![long])), Err(Error::Invalid(_))));
+    assert!(matches!(rt.block_on(l.append(vec![])), Err(Error::Invalid(_))));
+    assert!(matches!(rt.block_on(l.erase(99, vec![0], actor(), [0; 16])), Err(Error::Invalid(_))));
     assert_eq!(l.durable().last_seq, 1);
-    assert!(matches!(
-        Ledger::create(dir.path(), key_from(1), Options::default()),
-        Err(_)
-    ));
+    drop(l);
+    assert!(matches!(Ledger::create(dir.path(), key_from(1), Options::default()), Err(Error::AlreadyExists(_))));
 }
 
 #[test]
@@ -165,9 +126,7 @@ fn erased_payload_is_gone_while_the_chain_still_verifies() {
     let mut keyring = Keyring::new();
     keyring.insert(1, &random_key().expect("rng"));
     let l = create(dir.path(), small_options(FaultFs::new()));
-    let (sealed, slot) = keyring
-        .seal(b"correct horse battery staple", b"kv/app/1", 0)
-        .expect("seal");
+    let (sealed, slot) = keyring.seal(b"correct horse battery staple", b"kv/app/1", 0).expect("seal");
     let mut d = draft(1);
     d.body = ledger::body::encode(&sealed).expect("encode");
     d.slots = vec![slot];
@@ -177,27 +136,14 @@ fn erased_payload_is_gone_while_the_chain_still_verifies() {
     }
     let stored = l.events(seq, seq).next().expect("one").expect("read");
     let back: ledger::Sealed = ledger::body::decode(&stored.event.body).expect("decode");
-    assert_eq!(
-        &*keyring
-            .open(&back, &stored.slots[0], b"kv/app/1")
-            .expect("open"),
-        b"correct horse battery staple"
-    );
+    assert_eq!(&*keyring.open(&back, &stored.slots[0], b"kv/app/1").expect("open"), b"correct horse battery staple");
     assert_eq!(l.wraps().get(&1), Some(&1));
 
-    let erase = rt
-        .block_on(l.erase(seq, vec![0], actor(), [2; 16]))
-        .expect("erase");
+    let erase = rt.block_on(l.erase(seq, vec![0], actor(), [2; 16])).expect("erase");
     assert!(erase.seq > seq);
     let stored = l.events(seq, seq).next().expect("one").expect("read");
-    assert_eq!(
-        keyring.open(&back, &stored.slots[0], b"kv/app/1"),
-        Err(SealError::Erased)
-    );
-    assert_eq!(
-        stored.hash,
-        l.events(seq, seq).next().expect("one").expect("read").hash
-    );
+    assert_eq!(keyring.open(&back, &stored.slots[0], b"kv/app/1"), Err(SealError::Erased));
+    assert_eq!(stored.hash, l.events(seq, seq).next().expect("one").expect("read").hash);
     drop(l);
 
     let report = verify_dir(dir.path(), VerifyOptions::default());
@@ -242,9 +188,7 @@ fn key_rotation_is_signed_by_the_old_key_and_enforced_on_open() {
     let rt = runtime();
     let l = create(dir.path(), small_options(FaultFs::new()));
     rt.block_on(l.append(vec![draft(1)])).expect("append");
-    let rot = rt
-        .block_on(l.rotate_key(key_from(2), actor(), [3; 16]))
-        .expect("rotate");
+    let rot = rt.block_on(l.rotate_key(key_from(2), actor(), [3; 16])).expect("rotate");
     rt.block_on(l.append(vec![draft(2)])).expect("append");
     let keys = l.keys();
     assert_eq!(keys.len(), 2);
@@ -258,22 +202,12 @@ fn key_rotation_is_signed_by_the_old_key_and_enforced_on_open() {
     let l = Ledger::open(dir.path(), key_from(2), Options::default()).expect("open with new key");
     rt.block_on(l.append(vec![draft(3)])).expect("append");
     drop(l);
-    let report = verify_dir(
-        dir.path(),
-        VerifyOptions {
-            trusted_keys: vec![key_from(1).public()],
-            ..Default::default()
-        },
-    );
+    let report =
+        verify_dir(dir.path(), VerifyOptions { trusted_keys: vec![key_from(1).public()], ..Default::default() });
     assert!(report.intact, "{report:?}");
     assert_eq!(report.keys.len(), 2);
-    let untrusted = verify_dir(
-        dir.path(),
-        VerifyOptions {
-            trusted_keys: vec![key_from(9).public()],
-            ..Default::default()
-        },
-    );
+    let untrusted =
+        verify_dir(dir.path(), VerifyOptions { trusted_keys: vec![key_from(9).public()], ..Default::default() });
     assert!(!untrusted.intact);
 }
 
@@ -289,13 +223,8 @@ fn disk_full_refuses_the_batch_and_the_ledger_recovers_when_space_returns() {
     assert_eq!(l.durable().last_seq, 2);
     // A torn write is rolled back the same way: nothing half-written stays behind.
     fs.fail_write(0, Fault::Torn { keep: 100 });
-    assert!(matches!(
-        rt.block_on(l.append(vec![draft(3)])),
-        Err(Error::Io { .. })
-    ));
-    let r = rt
-        .block_on(l.append(vec![draft(4)]))
-        .expect("space is back");
+    assert!(matches!(rt.block_on(l.append(vec![draft(3)])), Err(Error::Io { .. })));
+    let r = rt.block_on(l.append(vec![draft(4)])).expect("space is back");
     assert_eq!(r[0].seq, 3, "refused batches leave no gap");
     drop(l);
     let report = verify_dir(dir.path(), VerifyOptions::default());
@@ -311,24 +240,15 @@ fn failed_fdatasync_stops_writes_until_reopen_and_keeps_acknowledged_events() {
     let l = create(dir.path(), small_options(fs.clone()));
     rt.block_on(l.append(vec![draft(1)])).expect("append");
     fs.fail_sync(0, Fault::Eio);
-    assert!(matches!(
-        rt.block_on(l.append(vec![draft(2)])),
-        Err(Error::Io { .. })
-    ));
-    assert!(matches!(
-        rt.block_on(l.append(vec![draft(3)])),
-        Err(Error::Failed(_))
-    ));
+    assert!(matches!(rt.block_on(l.append(vec![draft(2)])), Err(Error::Io { .. })));
+    assert!(matches!(rt.block_on(l.append(vec![draft(3)])), Err(Error::Failed(_))));
     assert!(l.failure().is_some());
     drop(l);
     let l = open(dir.path(), small_options(FaultFs::new()));
     // Seq 2 was acknowledged; the batch whose flush failed may or may not have survived.
     let seqs = all_seqs(&l);
     assert!(seqs.starts_with(&[1, 2]));
-    let next = rt
-        .block_on(l.append(vec![draft(4)]))
-        .expect("append after reopen")[0]
-        .seq;
+    let next = rt.block_on(l.append(vec![draft(4)])).expect("append after reopen")[0].seq;
     assert_eq!(next, *seqs.last().expect("seqs") + 1);
 }
 
@@ -353,11 +273,7 @@ fn torn_tail_is_cut_on_open_but_corruption_before_the_tail_is_refused() {
     let l = open(dir.path(), Options::default());
     assert_eq!(l.durable().last_seq, 11);
     drop(l);
-    assert_eq!(
-        std::fs::read(&seg).expect("read"),
-        good,
-        "the torn tail was cut exactly"
-    );
+    assert_eq!(std::fs::read(&seg).expect("read"), good, "the torn tail was cut exactly");
     assert!(verify_dir(dir.path(), VerifyOptions::default()).intact);
 
     // A damaged frame followed by intact frames is not a torn tail. (Open re-checks the
@@ -391,8 +307,5 @@ fn deleted_index_is_rebuilt_from_the_segments() {
 fn a_second_writer_is_refused() {
     let dir = tempfile::tempdir().expect("tmp");
     let _l = create(dir.path(), Options::default());
-    assert!(matches!(
-        Ledger::open(dir.path(), key_from(1), Options::default()),
-        Err(Error::Invalid(_))
-    ));
+    assert!(matches!(Ledger::open(dir.path(), key_from(1), Options::default()), Err(Error::Invalid(_))));
 }

@@ -22,10 +22,8 @@ struct Parts {
 }
 
 fn segment(dir: &Path) -> PathBuf {
-    let mut segs: Vec<_> = std::fs::read_dir(dir.join("segments"))
-        .expect("ls")
-        .map(|e| e.expect("entry").path())
-        .collect();
+    let mut segs: Vec<_> =
+        std::fs::read_dir(dir.join("segments")).expect("ls").map(|e| e.expect("entry").path()).collect();
     segs.sort();
     assert_eq!(segs.len(), 1, "tamper tests use a single segment");
     segs.remove(0)
@@ -68,8 +66,7 @@ fn build(dir: &Path) {
     for i in 0..20 {
         rt.block_on(l.append(vec![draft(i)])).expect("append");
     }
-    rt.block_on(l.append((20..30).map(draft).collect()))
-        .expect("append");
+    rt.block_on(l.append((20..30).map(draft).collect())).expect("append");
     drop(l);
     assert!(verify_dir(dir, VerifyOptions::default()).intact);
 }
@@ -81,10 +78,7 @@ fn failure_seq(r: &Report) -> u64 {
 
 /// Index of the frame holding `seq`.
 fn frame_of(frames: &[Parts], seq: u64) -> usize {
-    frames
-        .iter()
-        .position(|f| f.events.iter().any(|e| e.seq == seq))
-        .expect("seq present")
+    frames.iter().position(|f| f.events.iter().any(|e| e.seq == seq)).expect("seq present")
 }
 
 #[test]
@@ -96,12 +90,7 @@ fn flipped_byte_in_an_event_is_caught_at_that_event() {
         // Raw flip inside the body, checksum left as it is.
         let mut bytes = std::fs::read(&seg).expect("read");
         let needle = format!("event {} ", seq - 2).into_bytes();
-        let at = bytes
-            .windows(needle.len())
-            .position(|w| w == needle.as_slice())
-            .expect("body")
-            + needle.len()
-            + 3;
+        let at = bytes.windows(needle.len()).position(|w| w == needle.as_slice()).expect("body") + needle.len() + 3;
         bytes[at] ^= 0x20;
         std::fs::write(&seg, &bytes).expect("write");
         let r = verify_dir(dir.path(), VerifyOptions::default());
@@ -113,17 +102,10 @@ fn flipped_byte_in_an_event_is_caught_at_that_event() {
     let seg = segment(dir.path());
     let mut frames = read_frames(&seg);
     let i = frame_of(&frames, 26);
-    let ev = frames[i]
-        .events
-        .iter_mut()
-        .find(|e| e.seq == 26)
-        .expect("event");
+    let ev = frames[i].events.iter_mut().find(|e| e.seq == 26).expect("event");
     ev.body[10] ^= 1;
     write_frames(&seg, &frames);
-    assert_eq!(
-        failure_seq(&verify_dir(dir.path(), VerifyOptions::default())),
-        26
-    );
+    assert_eq!(failure_seq(&verify_dir(dir.path(), VerifyOptions::default())), 26);
 }
 
 #[test]
@@ -147,10 +129,7 @@ fn deleted_event_is_caught_at_its_seq() {
     let i = frame_of(&frames, 27);
     frames[i].events.retain(|e| e.seq != 27);
     write_frames(&seg, &frames);
-    assert_eq!(
-        failure_seq(&verify_dir(dir.path(), VerifyOptions::default())),
-        27
-    );
+    assert_eq!(failure_seq(&verify_dir(dir.path(), VerifyOptions::default())), 27);
 }
 
 #[test]
@@ -160,17 +139,10 @@ fn swapped_events_are_caught_at_the_first_of_them() {
     let seg = segment(dir.path());
     let mut frames = read_frames(&seg);
     let i = frame_of(&frames, 24);
-    let a = frames[i]
-        .events
-        .iter()
-        .position(|e| e.seq == 24)
-        .expect("24");
+    let a = frames[i].events.iter().position(|e| e.seq == 24).expect("24");
     frames[i].events.swap(a, a + 1);
     write_frames(&seg, &frames);
-    assert_eq!(
-        failure_seq(&verify_dir(dir.path(), VerifyOptions::default())),
-        24
-    );
+    assert_eq!(failure_seq(&verify_dir(dir.path(), VerifyOptions::default())), 24);
 
     // Two whole frames swapped.
     let dir = tempfile::tempdir().expect("tmp");
@@ -180,10 +152,7 @@ fn swapped_events_are_caught_at_the_first_of_them() {
     let i = frame_of(&frames, 7);
     frames.swap(i, i + 1);
     write_frames(&seg, &frames);
-    assert_eq!(
-        failure_seq(&verify_dir(dir.path(), VerifyOptions::default())),
-        7
-    );
+    assert_eq!(failure_seq(&verify_dir(dir.path(), VerifyOptions::default())), 7);
 }
 
 #[test]
@@ -194,12 +163,8 @@ fn event_appended_without_the_key_is_caught() {
     let mut frames = read_frames(&seg);
     let last = frames.last().expect("frames");
     let prev_event = last.events.last().expect("event");
-    let forged = Event {
-        seq: prev_event.seq + 1,
-        prev: last.checkpoint.head,
-        time: prev_event.time + 1,
-        ..prev_event.clone()
-    };
+    let forged =
+        Event { seq: prev_event.seq + 1, prev: last.checkpoint.head, time: prev_event.time + 1, ..prev_event.clone() };
     // The forger can compute the chain and the Merkle root, but signs with their own key.
     let mut frontier = ledger::merkle::Frontier::new();
     for f in &frames {
@@ -208,45 +173,21 @@ fn event_appended_without_the_key_is_caught() {
         }
     }
     frontier.push_event(&forged.hash());
-    let id = hex::decode(
-        verify_dir(dir.path(), VerifyOptions::default())
-            .ledger_id
-            .expect("id"),
-    )
-    .expect("hex");
+    let id = hex::decode(verify_dir(dir.path(), VerifyOptions::default()).ledger_id.expect("id")).expect("hex");
     let ledger_id: [u8; 16] = id.try_into().expect("16 bytes");
     let mallory = LedgerKey::generate().expect("rng");
-    let cp = Checkpoint::sign(
-        &mallory,
-        &ledger_id,
-        forged.seq,
-        forged.hash(),
-        frontier.root(),
-        forged.time,
-    );
-    frames.push(Parts {
-        events: vec![forged.clone()],
-        checkpoint: cp,
-        slots: vec![],
-    });
+    let cp = Checkpoint::sign(&mallory, &ledger_id, forged.seq, forged.hash(), frontier.root(), forged.time);
+    frames.push(Parts { events: vec![forged.clone()], checkpoint: cp, slots: vec![] });
     write_frames(&seg, &frames);
     let r = verify_dir(dir.path(), VerifyOptions::default());
     assert_eq!(failure_seq(&r), forged.seq);
-    assert!(
-        r.failure
-            .expect("failure")
-            .reason
-            .contains("not by the ledger's current key")
-    );
+    assert!(r.failure.expect("failure").reason.contains("not by the ledger's current key"));
 
     // Claiming the real key id does not help: the signature does not verify.
     let last = frames.last_mut().expect("frames");
     last.checkpoint.key_id = key_from(1).id();
     write_frames(&seg, &frames);
-    assert_eq!(
-        failure_seq(&verify_dir(dir.path(), VerifyOptions::default())),
-        forged.seq
-    );
+    assert_eq!(failure_seq(&verify_dir(dir.path(), VerifyOptions::default())), forged.seq);
 }
 
 #[test]
@@ -270,31 +211,19 @@ fn forged_checkpoint_signature_is_caught_at_its_frame() {
     let i = frame_of(&frames, 13);
     frames[i].checkpoint.root = Hash([9; 32]);
     write_frames(&seg, &frames);
-    assert_eq!(
-        failure_seq(&verify_dir(dir.path(), VerifyOptions::default())),
-        13
-    );
+    assert_eq!(failure_seq(&verify_dir(dir.path(), VerifyOptions::default())), 13);
 }
 
 #[test]
 fn truncated_tail_is_caught_with_an_expected_checkpoint() {
     let dir = tempfile::tempdir().expect("tmp");
     build(dir.path());
-    let saved: SavedCheckpoint = verify_dir(dir.path(), VerifyOptions::default())
-        .last_checkpoint
-        .expect("checkpoint");
+    let saved: SavedCheckpoint = verify_dir(dir.path(), VerifyOptions::default()).last_checkpoint.expect("checkpoint");
     assert_eq!(saved.seq, 31);
     let seg = segment(dir.path());
     let untouched = tempfile::tempdir().expect("tmp");
     std::fs::create_dir(untouched.path().join("segments")).expect("mkdir");
-    std::fs::copy(
-        &seg,
-        untouched
-            .path()
-            .join("segments")
-            .join(seg.file_name().expect("name")),
-    )
-    .expect("copy");
+    std::fs::copy(&seg, untouched.path().join("segments").join(seg.file_name().expect("name"))).expect("copy");
     let mut frames = read_frames(&seg);
     frames.truncate(frames.len() - 3);
     write_frames(&seg, &frames);
@@ -302,25 +231,13 @@ fn truncated_tail_is_caught_with_an_expected_checkpoint() {
     let alone = verify_dir(dir.path(), VerifyOptions::default());
     assert!(alone.intact);
     // ...but not against a checkpoint the auditor saved earlier.
-    let r = verify_dir(
-        dir.path(),
-        VerifyOptions {
-            expect: Some(saved.clone()),
-            ..Default::default()
-        },
-    );
+    let r = verify_dir(dir.path(), VerifyOptions { expect: Some(saved.clone()), ..Default::default() });
     let seq = failure_seq(&r);
     assert_eq!(seq, alone.last_seq + 1);
     assert!(r.failure.expect("failure").reason.contains("truncated"));
 
     // The untouched copy contains the saved checkpoint.
-    let ok = verify_dir(
-        untouched.path(),
-        VerifyOptions {
-            expect: Some(saved),
-            ..Default::default()
-        },
-    );
+    let ok = verify_dir(untouched.path(), VerifyOptions { expect: Some(saved), ..Default::default() });
     assert!(ok.intact, "{ok:?}");
     assert_eq!(ok.expected_checkpoint.as_deref(), Some("matched at seq 31"));
 }
@@ -339,17 +256,10 @@ fn bundle_edited_after_export_is_caught() {
     let original = std::fs::read(&out).expect("read");
     let mut edited = original.clone();
     let needle = b"event 14 ";
-    let at = edited
-        .windows(needle.len())
-        .position(|w| w == needle)
-        .expect("body")
-        + 20;
+    let at = edited.windows(needle.len()).position(|w| w == needle).expect("body") + 20;
     edited[at] ^= 1;
     std::fs::write(&out, &edited).expect("write");
-    assert_eq!(
-        failure_seq(&verify_bundle(&out, VerifyOptions::default())),
-        16
-    );
+    assert_eq!(failure_seq(&verify_bundle(&out, VerifyOptions::default())), 16);
 
     // Cutting the last frame out of the bundle is caught by its trailer.
     let mut cut = original.clone();

@@ -8,11 +8,7 @@ use ledger::fs::FaultFs;
 use ledger::{Actor, EventDraft, Ledger, LedgerKey, Options};
 
 pub fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime")
 }
 
 pub fn actor() -> Actor {
@@ -28,24 +24,12 @@ pub fn actor() -> Actor {
 pub fn draft(i: u64) -> EventDraft {
     let mut body = format!("event {i} ").into_bytes();
     body.resize(300, b'x');
-    EventDraft {
-        kind: 0x0100,
-        kind_version: 1,
-        request_id: [1; 16],
-        actor: actor(),
-        body,
-        slots: Vec::new(),
-    }
+    EventDraft { kind: 0x0100, kind_version: 1, request_id: [1; 16], actor: actor(), body, slots: Vec::new() }
 }
 
 /// Small limits so segment rolls and batch splits happen in every test.
 pub fn small_options(fs: FaultFs) -> Options {
-    Options {
-        fs: Arc::new(fs),
-        segment_max_bytes: 16 << 10,
-        max_batch_events: 64,
-        ..Options::default()
-    }
+    Options { fs: Arc::new(fs), segment_max_bytes: 16 << 10, max_batch_events: 64, ..Options::default() }
 }
 
 pub fn key_from(seed: u8) -> LedgerKey {
@@ -62,7 +46,5 @@ pub fn open(dir: &Path, opts: Options) -> Ledger {
 
 /// Seqs of every event readable from the ledger, in order.
 pub fn all_seqs(l: &Ledger) -> Vec<u64> {
-    l.events(1, u64::MAX)
-        .map(|e| e.expect("read").event.seq)
-        .collect()
+    l.events(1, u64::MAX).map(|e| e.expect("read").event.seq).collect()
 }

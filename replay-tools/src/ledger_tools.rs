@@ -1,0 +1,149 @@
+//! `cairn ledger …`: verify, export, public-key, checkpoint.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use ledger::bundle::{ExportSummary, verify_bundle};
+use ledger::verify::{KeyReport, Report, VerifyOptions, verify_dir};
+use ledger::{PublicKey, SavedCheckpoint};
+
+use crate::progress::bytes_bar;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ToolError {
+    #[error("{path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}: no valid ed25519 public key on line {line}")]
+    BadKey { path: PathBuf, line: usize },
+    #[error("{path}: not a saved checkpoint ({source})")]
+    BadCheckpoint { path: PathBuf, source: serde_json::Error },
+    #[error("{0}")]
+    Ledger(#[from] ledger::Error),
+    #[error("ledger does not verify at seq {seq}: {reason}")]
+    Broken { seq: u64, reason: String },
+    #[error("cannot write output: {0}")]
+    Output(std::io::Error),
+}
+
+/// What to verify: a ledger on disk or an exported bundle.
+#[derive(Debug, Clone)]
+pub enum Source {
+    DataDir(PathBuf),
+    Bundle(PathBuf),
+}
+
+#[derive(Debug, Clone)]
+pub struct VerifyRequest {
+    pub source: Source,
+    pub trusted_key: Option<PathBuf>,
+    pub expect_checkpoint: Option<PathBuf>,
+    pub json: bool,
+}
+
+/// Reads `--trusted-key` files: one key per line (the first word of each line, in the
+/// form `cairn ledger public-key` prints); blank lines and `#` comments are skipped.
+pub fn read_trusted_keys(path: &Path) -> Result<Vec<PublicKey>, ToolError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ToolError::Read { path: path.into(), source })?;
+    let mut keys = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let word = line.split_whitespace().next().unwrap_or("");
+        keys.push(PublicKey::from_text(word).ok_or(ToolError::BadKey { path: path.into(), line: i + 1 })?);
+    }
+    if keys.is_empty() {
+        return Err(ToolError::BadKey { path: path.into(), line: 1 });
+    }
+    Ok(keys)
+}
+
+fn read_checkpoint(path: &Path) -> Result<SavedCheckpoint, ToolError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ToolError::Read { path: path.into(), source })?;
+    serde_json::from_str(&text).map_err(|source| ToolError::BadCheckpoint { path: path.into(), source })
+}
+
+fn run_verify(source: &Source, opts: VerifyOptions) -> Report {
+    match source {
+        Source::DataDir(dir) => verify_dir(dir, opts),
+        Source::Bundle(file) => verify_bundle(file, opts),
+    }
+}
+
+/// Verifies and writes the report (text or JSON) to `out`. Returns whether the ledger is intact.
+pub fn verify(req: &VerifyRequest, out: &mut dyn Write) -> Result<bool, ToolError> {
+    let trusted_keys = match &req.trusted_key {
+        Some(p) => read_trusted_keys(p)?,
+        None => Vec::new(),
+    };
+    let expect = req.expect_checkpoint.as_deref().map(read_checkpoint).transpose()?;
+    let report = run_verify(&req.source, VerifyOptions { trusted_keys, expect, progress: bytes_bar("verifying") });
+    if req.json {
+        serde_json::to_writer_pretty(&mut *out, &report).map_err(|e| ToolError::Output(e.into()))?;
+        writeln!(out).map_err(ToolError::Output)?;
+    } else {
+        write_text_report(&report, out).map_err(ToolError::Output)?;
+    }
+    Ok(report.intact)
+}
+
+fn write_text_report(r: &Report, out: &mut dyn Write) -> std::io::Result<()> {
+    let id = r.ledger_id.as_deref().unwrap_or("(unknown)");
+    match &r.failure {
+        None => writeln!(out, "ledger {id}: intact")?,
+        Some(f) => writeln!(out, "ledger {id}: BROKEN at seq {}: {}", f.seq, f.reason)?,
+    }
+    if r.events > 0 {
+        let what = if r.failure.is_some() { "verified before the break" } else { "events" };
+        writeln!(
+            out,
+            "  {what}: {}..={} ({} events, {} checkpoints)",
+            r.first_seq, r.last_seq, r.events, r.checkpoints
+        )?;
+    }
+    if let Some(h) = &r.head {
+        writeln!(out, "  head: {h}")?;
+    }
+    for k in &r.keys {
+        let status = match k.retired_at {
+            Some(at) => format!("retired at seq {at}"),
+            None => "current".into(),
+        };
+        writeln!(out, "  key {} {} (registered at seq {}, {status})", k.key_id, k.public_key, k.registered_at)?;
+    }
+    if r.erased_payloads > 0 || r.pending_erasures > 0 {
+        writeln!(out, "  erased payloads: {} (pending: {})", r.erased_payloads, r.pending_erasures)?;
+    }
+    if let Some(k) = &r.trusted_key {
+        writeln!(out, "  trusted key: {k}")?;
+    }
+    if let Some(e) = &r.expected_checkpoint {
+        writeln!(out, "  expected checkpoint: {e}")?;
+    }
+    Ok(())
+}
+
+/// Exports a range of the ledger in `data_dir` to a bundle file.
+pub fn export(data_dir: &Path, out: &Path, from: Option<u64>, to: Option<u64>) -> Result<ExportSummary, ToolError> {
+    Ok(ledger::bundle::export(data_dir, out, from, to)?)
+}
+
+/// The ledger's checkpoint keys, from a fully verified ledger (a broken ledger is refused:
+/// its keys are not worth pinning).
+pub fn public_keys(source: &Source) -> Result<Vec<KeyReport>, ToolError> {
+    let report = run_verify(source, VerifyOptions { progress: bytes_bar("reading keys"), ..Default::default() });
+    match report.failure {
+        None => Ok(report.keys),
+        Some(f) => Err(ToolError::Broken { seq: f.seq, reason: f.reason }),
+    }
+}
+
+/// The latest signed checkpoint of a verified ledger, to save for `--expect-checkpoint`.
+pub fn checkpoint(source: &Source) -> Result<SavedCheckpoint, ToolError> {
+    let report = run_verify(source, VerifyOptions { progress: bytes_bar("verifying"), ..Default::default() });
+    if let Some(f) = report.failure {
+        return Err(ToolError::Broken { seq: f.seq, reason: f.reason });
+    }
+    report.last_checkpoint.ok_or(ToolError::Broken { seq: 1, reason: "the ledger has no checkpoint".into() })
+}
