@@ -1,6 +1,7 @@
 //! The read side: folds ledger events into the state cairn serves reads from (mounts,
-//! KV versions, tokens, leases, policies), snapshots of it, and point-in-time rebuilds.
+//! KV versions, tokens, policies), snapshots of it, and point-in-time rebuilds.
 //!
 //! Projections are pure folds — `State::apply(&Event)` — and hold nothing the ledger does
-//! not: deleting them and replaying the ledger gives the same state. The folds arrive
-//! with the server (issue "The server"), alongside the event kinds in `migrations`.
+//! not: deleting them and replaying the ledger gives the same state.
+
+pub mod policy;

@@ -1,0 +1,1 @@
+//! Vault's ACL policy language: parsing (HCL and JSON) and evaluation.
