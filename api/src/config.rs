@@ -1,1 +1,1374 @@
-//! Placeholder: being written.
+//! The server configuration file (`cairn server -config=FILE`): Vault's HCL stanzas, or JSON.
+//!
+//! ```hcl
+//! storage "sled" {
+//!   path = "/var/lib/cairn"
+//! }
+//! listener "tcp" {
+//!   address       = "0.0.0.0:8200"
+//!   tls_cert_file = "/etc/cairn/tls.crt"
+//!   tls_key_file  = "/etc/cairn/tls.key"
+//! }
+//! api_addr          = "https://cairn.example.com:8200"
+//! default_lease_ttl = "768h"
+//! max_lease_ttl     = "768h"
+//! log_level         = "info"
+//! disable_mlock     = true
+//! ```
+//!
+//! **Accepted top-level keys:** `storage` (exactly one), `listener` (one or more), `api_addr`,
+//! `cluster_addr`, `cluster_name`, `default_lease_ttl`, `max_lease_ttl`, `log_level`,
+//! `disable_mlock`, `pid_file`, and `ui` (cairn has no web UI: `ui = true` only adds a warning).
+//! **`storage`** takes only the type `"sled"` (cairn's embedded storage, the data directory) and
+//! its `path`. **`listener`** takes only the type `"tcp"` and `address`, `tls_disable`,
+//! `tls_cert_file`, `tls_key_file`, `tls_min_version`. Every other key or stanza (`seal`,
+//! `audit`, `telemetry`, `ha_storage`, …) is an error that names the key, its line and the keys
+//! accepted there: a setting the server would silently ignore is worse than a refusal.
+//!
+//! Values follow Vault: durations are Go strings or integer seconds ([`crate::duration`]), and
+//! `0` means the default; booleans also accept `"true"`, `"1"`, `1` and the other forms of Go's
+//! `strconv.ParseBool`. Paths are used as written (relative ones against the working directory).
+//!
+//! **Syntax.** The HCL parser is hcl-rs, which speaks HCL2. Vault's HCL1 also allows several
+//! attributes in a one-line block (`listener "tcp" { address = "…" tls_disable = true }`); when
+//! the strict parse fails, the text is retried with those blocks split over lines. Two HCL1-only
+//! forms are still refused: a `{` on the line after a block's labels, and commas between
+//! attributes. A file whose first non-blank character is `{` is read as JSON (Vault accepts
+//! `.json` configs), with `storage` and `listener` written as `{"sled": {…}}`, or as an array of
+//! such objects.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use hcl::edit::Span as _;
+use hcl::edit::expr::Expression;
+use hcl::edit::structure::{Body, Structure};
+use serde_json::Value;
+use thiserror::Error;
+
+use crate::duration::{format_go_duration, parse_duration_value};
+
+/// Default and maximum lease TTL when the file does not set them (or sets 0): 768 h, as Vault.
+pub const DEFAULT_LEASE_TTL: u64 = 2_764_800;
+
+/// The listener address when a `listener "tcp"` stanza has none, as Vault.
+pub const DEFAULT_ADDRESS: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8200);
+
+const TOP_LEVEL_KEYS: &[&str] = &[
+    "api_addr",
+    "cluster_addr",
+    "cluster_name",
+    "default_lease_ttl",
+    "disable_mlock",
+    "listener",
+    "log_level",
+    "max_lease_ttl",
+    "pid_file",
+    "storage",
+    "ui",
+];
+const STORAGE_KEYS: &[&str] = &["path"];
+const LISTENER_KEYS: &[&str] = &["address", "tls_cert_file", "tls_disable", "tls_key_file", "tls_min_version"];
+
+/// The whole server configuration, validated and with defaults filled in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// Where cairn keeps its data (`storage "sled" { path = … }`).
+    pub storage: StorageConfig,
+    /// The HTTP listeners, in file order; at least one.
+    pub listeners: Vec<ListenerConfig>,
+    /// The address clients are told to use (redirects, wrapping), such as `https://host:8200`.
+    pub api_addr: Option<String>,
+    /// The address for server-to-server traffic. Kept for clustering; unused by a single node.
+    pub cluster_addr: Option<String>,
+    /// A name for the cluster (Vault reports it in `sys/health`).
+    pub cluster_name: Option<String>,
+    /// Default lease TTL in seconds ([`DEFAULT_LEASE_TTL`] when unset or 0).
+    pub default_lease_ttl: u64,
+    /// Maximum lease TTL in seconds ([`DEFAULT_LEASE_TTL`] when unset or 0); never below the default.
+    pub max_lease_ttl: u64,
+    /// One of `trace`, `debug`, `info`, `warn`, `error`, `off` (normalised: `WARNING` → `warn`,
+    /// `err` → `error`). `None` means the server's default.
+    pub log_level: Option<String>,
+    /// Vault's switch for `mlock`; accepted so that Vault configs load unchanged.
+    pub disable_mlock: bool,
+    /// A file where the server should write its process id, as Vault's `pid_file`.
+    pub pid_file: Option<PathBuf>,
+    /// Settings that were accepted but have no effect, for the caller to log once logging is up.
+    pub warnings: Vec<String>,
+}
+
+/// The `storage "sled"` stanza.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StorageConfig {
+    /// The data directory.
+    pub path: PathBuf,
+}
+
+/// One `listener "tcp"` stanza.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerConfig {
+    /// The address to bind ([`DEFAULT_ADDRESS`] by default; port 0 picks a free port).
+    pub address: SocketAddr,
+    /// TLS settings; `None` when `tls_disable` is true (plain HTTP).
+    pub tls: Option<ListenerTls>,
+}
+
+/// TLS settings of a listener. The files are read by [`crate::listener`], at bind and on reload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerTls {
+    /// PEM certificate chain, leaf first.
+    pub cert_file: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
+    /// The oldest TLS version offered (`tls_min_version`, default `tls12`).
+    pub min_version: TlsVersion,
+}
+
+/// A TLS protocol version. rustls implements only 1.2 and 1.3, so `tls10` and `tls11` are refused.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum TlsVersion {
+    /// TLS 1.2 (and 1.3).
+    #[default]
+    Tls12,
+    /// TLS 1.3 only.
+    Tls13,
+}
+
+/// Why a configuration was refused. The message names the file and line when they are known.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read configuration file {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The text is not valid HCL (or JSON).
+    #[error("{}: syntax error: {message}", place(file, Some(*line), Some(*column)))]
+    Syntax {
+        /// The file, when the text came from one.
+        file: Option<PathBuf>,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// The parser's message.
+        message: String,
+    },
+    /// The syntax is fine but a setting is unknown, missing, repeated or out of range.
+    #[error("{}: {message}", place(file, *line, None))]
+    Invalid {
+        /// The file, when the text came from one.
+        file: Option<PathBuf>,
+        /// 1-based line of the offending key, when known (HCL only).
+        line: Option<usize>,
+        /// What is wrong, and what is accepted instead.
+        message: String,
+    },
+}
+
+impl ConfigError {
+    fn invalid(line: Option<usize>, message: impl Into<String>) -> Self {
+        ConfigError::Invalid { file: None, line, message: message.into() }
+    }
+
+    fn in_file(mut self, path: &Path) -> Self {
+        if let ConfigError::Syntax { file, .. } | ConfigError::Invalid { file, .. } = &mut self {
+            *file = Some(path.to_path_buf());
+        }
+        self
+    }
+}
+
+fn place(file: &Option<PathBuf>, line: Option<usize>, column: Option<usize>) -> String {
+    let position = match (line, column) {
+        (Some(line), Some(column)) => format!("{line}:{column}"),
+        (Some(line), None) => line.to_string(),
+        (None, _) => String::new(),
+    };
+    match (file, position.is_empty()) {
+        (Some(file), true) => file.display().to_string(),
+        (Some(file), false) => format!("{}:{position}", file.display()),
+        (None, true) => "configuration".to_owned(),
+        (None, false) => format!("line {position}"),
+    }
+}
+
+/// Reads and validates a configuration file (HCL, or JSON when it starts with `{`).
+pub fn load_config(path: &Path) -> Result<ServerConfig, ConfigError> {
+    let text =
+        std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+    parse_config(&text).map_err(|e| e.in_file(path))
+}
+
+/// Parses and validates configuration text (HCL, or JSON when it starts with `{`).
+pub fn parse_config(text: &str) -> Result<ServerConfig, ConfigError> {
+    let items = if text.trim_start().starts_with('{') { json_items(text)? } else { hcl_items(text)? };
+    build(items)
+}
+
+// ---------------------------------------------------------------------------------------------
+// A syntax-neutral view of the file: attributes and blocks with their lines.
+
+/// One attribute (`key = value`) or block (`key "label" { … }`) of the file.
+#[derive(Debug)]
+struct Item {
+    key: String,
+    line: Option<usize>,
+    kind: Kind,
+}
+
+#[derive(Debug)]
+enum Kind {
+    /// An attribute; `None` when its value is an HCL expression rather than a literal.
+    Value(Option<Value>),
+    Block {
+        labels: Vec<String>,
+        body: Vec<Item>,
+    },
+}
+
+fn json_items(text: &str) -> Result<Vec<Item>, ConfigError> {
+    let root: Value = serde_json::from_str(text).map_err(|e| ConfigError::Syntax {
+        file: None,
+        line: e.line(),
+        column: e.column(),
+        message: e.to_string(),
+    })?;
+    let Value::Object(root) = root else {
+        return Err(ConfigError::invalid(None, "a JSON configuration must be an object"));
+    };
+    let mut items = Vec::new();
+    for (key, value) in root {
+        if key != "storage" && key != "listener" {
+            items.push(Item { key, line: None, kind: Kind::Value(Some(value)) });
+            continue;
+        }
+        // `"listener": {"tcp": {…}}` or `"listener": [{"tcp": {…}}, …]`.
+        let stanzas = match value {
+            Value::Array(stanzas) => stanzas,
+            other => vec![other],
+        };
+        for stanza in stanzas {
+            let Value::Object(by_type) = stanza else {
+                return Err(ConfigError::invalid(
+                    None,
+                    format!("`{key}` must be an object such as {{\"tcp\": {{…}}}}"),
+                ));
+            };
+            for (label, body) in by_type {
+                let Value::Object(body) = body else {
+                    return Err(ConfigError::invalid(None, format!("`{key}` \"{label}\" must be an object")));
+                };
+                let body =
+                    body.into_iter().map(|(k, v)| Item { key: k, line: None, kind: Kind::Value(Some(v)) }).collect();
+                items.push(Item { key: key.clone(), line: None, kind: Kind::Block { labels: vec![label], body } });
+            }
+        }
+    }
+    Ok(items)
+}
+
+fn hcl_items(text: &str) -> Result<Vec<Item>, ConfigError> {
+    let strict_error = match hcl::edit::parser::parse_body(text) {
+        Ok(body) => return Ok(body_items(&body, &LineMap { text, inserted: Vec::new() })),
+        Err(e) => e,
+    };
+    // Retry with HCL1 one-line blocks split; if that fails too, report the original error.
+    if let Some((split, inserted)) = split_one_line_blocks(text)
+        && let Ok(body) = hcl::edit::parser::parse_body(&split)
+    {
+        return Ok(body_items(&body, &LineMap { text, inserted }));
+    }
+    let location = strict_error.location();
+    Err(ConfigError::Syntax {
+        file: None,
+        line: location.line(),
+        column: location.column(),
+        message: format!("{} (in `{}`)", strict_error.message(), strict_error.line().trim()),
+    })
+}
+
+/// Turns byte offsets of the parsed text back into lines of the original text.
+struct LineMap<'a> {
+    text: &'a str,
+    /// Offsets, in the parsed text, of newlines that [`split_one_line_blocks`] inserted.
+    inserted: Vec<usize>,
+}
+
+impl LineMap<'_> {
+    fn line(&self, span: Option<std::ops::Range<usize>>) -> Option<usize> {
+        let offset = span?.start;
+        let original = offset - self.inserted.iter().filter(|&&at| at < offset).count();
+        let before = self.text.as_bytes().get(..original).unwrap_or(self.text.as_bytes());
+        Some(1 + before.iter().filter(|&&b| b == b'\n').count())
+    }
+}
+
+fn body_items(body: &Body, lines: &LineMap<'_>) -> Vec<Item> {
+    body.iter()
+        .map(|structure| match structure {
+            Structure::Attribute(attr) => Item {
+                key: attr.key.as_str().to_owned(),
+                line: lines.line(attr.span()),
+                kind: Kind::Value(literal(&attr.value)),
+            },
+            Structure::Block(block) => Item {
+                key: block.ident.as_str().to_owned(),
+                line: lines.line(block.span()),
+                kind: Kind::Block {
+                    labels: block.labels.iter().map(|l| l.as_str().to_owned()).collect(),
+                    body: body_items(&block.body, lines),
+                },
+            },
+        })
+        .collect()
+}
+
+/// The JSON value of a literal HCL expression; `None` for anything computed.
+fn literal(expr: &Expression) -> Option<Value> {
+    match expr {
+        Expression::Null(_) => Some(Value::Null),
+        Expression::Bool(b) => Some(Value::Bool(*b.value())),
+        Expression::String(s) => Some(Value::String(s.value().clone())),
+        Expression::Number(n) => {
+            let n = n.value();
+            match (n.as_u64(), n.as_i64()) {
+                (Some(u), _) => Some(Value::from(u)),
+                (None, Some(i)) => Some(Value::from(i)),
+                (None, None) => n.as_f64().and_then(serde_json::Number::from_f64).map(Value::Number),
+            }
+        }
+        _ => None,
+    }
+}
+
+/// Splits HCL1 one-line blocks, which HCL2 refuses, by inserting newlines:
+/// `listener "tcp" { address = "a" tls_disable = true }` becomes four lines.
+///
+/// Returns the new text and the offsets (in it) of the inserted newlines, or `None` when the
+/// text holds something this small scanner does not follow (heredocs, string templates,
+/// unbalanced braces); the strict parser's error is then reported.
+fn split_one_line_blocks(text: &str) -> Option<(String, Vec<usize>)> {
+    let tokens = tokenize(text)?;
+    // Where the scanner is within a block body (or the top level).
+    #[derive(Clone, Copy, PartialEq)]
+    enum State {
+        /// At the start of an attribute or block: only newlines and a key may come.
+        Start,
+        /// After the key (and maybe labels): `=` or more labels, or `{`.
+        Header,
+        /// After `=`: the value.
+        Value,
+        /// After a value or a closed block: anything but a newline or `}` needs a newline first.
+        End,
+    }
+    let mut insert_at = Vec::new(); // offsets in `text`
+    let mut blocks = 0usize; // open block bodies
+    let mut nested = 0usize; // open brackets inside a value
+    let mut state = State::Start;
+    for (i, &(tok, start, end)) in tokens.iter().enumerate() {
+        if nested > 0 {
+            match tok {
+                Tok::Open | Tok::OpenBrace => nested += 1,
+                Tok::Close | Tok::CloseBrace => nested -= 1,
+                _ => {}
+            }
+            if nested == 0 {
+                state = State::End;
+            }
+            continue;
+        }
+        match (state, tok) {
+            (_, Tok::Newline) if state != State::Value => state = State::Start,
+            (State::End, Tok::Ident) => {
+                insert_at.push(start);
+                state = State::Header;
+            }
+            (State::Start, Tok::Ident) => state = State::Header,
+            (State::Header, Tok::Ident | Tok::Str) => {}
+            (State::Header, Tok::Equals) => state = State::Value,
+            (State::Header, Tok::OpenBrace) => {
+                blocks += 1;
+                state = State::Start;
+                if !matches!(tokens.get(i + 1), Some((Tok::Newline | Tok::CloseBrace, _, _))) {
+                    insert_at.push(end);
+                }
+            }
+            (State::Start | State::End, Tok::CloseBrace) if blocks > 0 => {
+                blocks -= 1;
+                if state == State::End {
+                    insert_at.push(start);
+                }
+                state = State::End;
+            }
+            (State::Value, Tok::Open | Tok::OpenBrace) => nested = 1,
+            (State::Value, Tok::Str | Tok::Ident | Tok::Other) => state = State::End,
+            _ => return None,
+        }
+    }
+    if blocks != 0 || nested != 0 || insert_at.is_empty() {
+        return None;
+    }
+    let mut out = String::with_capacity(text.len() + insert_at.len());
+    let mut inserted = Vec::with_capacity(insert_at.len());
+    let mut copied = 0;
+    for at in insert_at {
+        out.push_str(text.get(copied..at)?);
+        inserted.push(out.len());
+        out.push('\n');
+        copied = at;
+    }
+    out.push_str(text.get(copied..)?);
+    Some((out, inserted))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Tok {
+    Newline,
+    Ident,
+    Str,
+    Equals,
+    OpenBrace,
+    CloseBrace,
+    /// `[` or `(`.
+    Open,
+    /// `]` or `)`.
+    Close,
+    /// A number or any other run of punctuation.
+    Other,
+}
+
+/// Tokens with their byte ranges; whitespace and comments are dropped (a `#` or `//` comment
+/// leaves its newline). `None` for heredocs, templates, unterminated strings and comments.
+fn tokenize(text: &str) -> Option<Vec<(Tok, usize, usize)>> {
+    let bytes = text.as_bytes();
+    let mut tokens = Vec::new();
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        let start = i;
+        let tok = match b {
+            b' ' | b'\t' | b'\r' => {
+                i += 1;
+                continue;
+            }
+            b'#' => {
+                i = skip_line(bytes, i);
+                continue;
+            }
+            b'/' if bytes.get(i + 1) == Some(&b'/') => {
+                i = skip_line(bytes, i);
+                continue;
+            }
+            b'/' if bytes.get(i + 1) == Some(&b'*') => {
+                let close = text.get(i + 2..)?.find("*/")?;
+                if text.get(i..i + 2 + close)?.contains('\n') {
+                    return None; // a comment spanning lines: leave the text alone
+                }
+                i += close + 4;
+                continue;
+            }
+            b'<' if bytes.get(i + 1) == Some(&b'<') => return None,
+            b'\n' => {
+                i += 1;
+                Tok::Newline
+            }
+            b'"' => {
+                i += 1;
+                loop {
+                    match bytes.get(i)? {
+                        b'"' => break,
+                        b'\\' => i += 2,
+                        b'\n' => return None,
+                        b'$' | b'%' if bytes.get(i + 1) == Some(&b'{') => return None,
+                        _ => i += 1,
+                    }
+                }
+                i += 1;
+                Tok::Str
+            }
+            b'=' => {
+                i += 1;
+                Tok::Equals
+            }
+            b'{' => {
+                i += 1;
+                Tok::OpenBrace
+            }
+            b'}' => {
+                i += 1;
+                Tok::CloseBrace
+            }
+            b'[' | b'(' => {
+                i += 1;
+                Tok::Open
+            }
+            b']' | b')' => {
+                i += 1;
+                Tok::Close
+            }
+            b if b.is_ascii_alphabetic() || b == b'_' => {
+                while bytes.get(i).is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_' || *c == b'-') {
+                    i += 1;
+                }
+                Tok::Ident
+            }
+            _ => {
+                // Numbers (`-3`, `1.5e3`) and other punctuation, up to the next separator.
+                while bytes.get(i).is_some_and(|c| !b" \t\r\n\"={}[]()#/".contains(c)) {
+                    i += 1;
+                }
+                i = i.max(start + 1);
+                Tok::Other
+            }
+        };
+        tokens.push((tok, start, i));
+    }
+    Some(tokens)
+}
+
+fn skip_line(bytes: &[u8], from: usize) -> usize {
+    bytes.iter().skip(from).position(|&b| b == b'\n').map_or(bytes.len(), |n| from + n)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Validation.
+
+fn build(items: Vec<Item>) -> Result<ServerConfig, ConfigError> {
+    let mut storage: Option<(StorageConfig, Option<usize>)> = None;
+    let mut listeners: Vec<(ListenerConfig, Option<usize>)> = Vec::new();
+    let mut config = ServerConfig {
+        storage: StorageConfig { path: PathBuf::new() },
+        listeners: Vec::new(),
+        api_addr: None,
+        cluster_addr: None,
+        cluster_name: None,
+        default_lease_ttl: 0,
+        max_lease_ttl: 0,
+        log_level: None,
+        disable_mlock: false,
+        pid_file: None,
+        warnings: Vec::new(),
+    };
+    for item in &items {
+        let line = item.line;
+        match (item.key.as_str(), &item.kind) {
+            ("storage", Kind::Block { labels, body }) => {
+                if let Some((_, first)) = &storage {
+                    let first = first.map(|l| format!(" (the first is at line {l})")).unwrap_or_default();
+                    return Err(ConfigError::invalid(line, format!("only one storage stanza is allowed{first}")));
+                }
+                storage = Some((storage_stanza(labels, body, line)?, line));
+            }
+            ("listener", Kind::Block { labels, body }) => {
+                listeners.push((listener_stanza(labels, body, line, &mut config.warnings)?, line));
+            }
+            ("api_addr", Kind::Value(v)) => config.api_addr = Some(url(item, v)?),
+            ("cluster_addr", Kind::Value(v)) => config.cluster_addr = Some(url(item, v)?),
+            ("cluster_name", Kind::Value(v)) => config.cluster_name = Some(non_empty_string(item, v)?),
+            ("default_lease_ttl", Kind::Value(v)) => config.default_lease_ttl = duration(item, v)?,
+            ("max_lease_ttl", Kind::Value(v)) => config.max_lease_ttl = duration(item, v)?,
+            ("log_level", Kind::Value(v)) => config.log_level = Some(log_level(item, v)?),
+            ("disable_mlock", Kind::Value(v)) => config.disable_mlock = boolean(item, v)?,
+            ("pid_file", Kind::Value(v)) => config.pid_file = Some(PathBuf::from(non_empty_string(item, v)?)),
+            ("ui", Kind::Value(v)) => {
+                if boolean(item, v)? {
+                    config.warnings.push("`ui = true` is ignored: cairn has no web UI".to_owned());
+                }
+            }
+            ("storage" | "listener", Kind::Value(_)) => {
+                return Err(ConfigError::invalid(
+                    line,
+                    format!("`{}` must be a stanza such as {} \"…\" {{ … }}", item.key, item.key),
+                ));
+            }
+            (key, Kind::Block { .. }) if TOP_LEVEL_KEYS.contains(&key) => {
+                return Err(ConfigError::invalid(line, format!("`{key}` must be an attribute: {key} = …")));
+            }
+            (key, _) => return Err(unknown_key(key, line, "the top level", TOP_LEVEL_KEYS)),
+        }
+    }
+
+    let Some((storage, _)) = storage else {
+        return Err(ConfigError::invalid(
+            None,
+            "missing storage stanza; add: storage \"sled\" { path = \"/var/lib/cairn\" } (on separate lines)",
+        ));
+    };
+    if listeners.is_empty() {
+        return Err(ConfigError::invalid(None, "at least one listener \"tcp\" stanza is required"));
+    }
+    for (i, (listener, line)) in listeners.iter().enumerate() {
+        let twin = listeners[..i].iter().find(|(other, _)| other.address == listener.address);
+        if let Some((_, first)) = twin.filter(|_| listener.address.port() != 0) {
+            let first = first.map(|l| format!(" at line {l}")).unwrap_or_default();
+            return Err(ConfigError::invalid(
+                *line,
+                format!("two listeners have address {}; the other is{first}", listener.address),
+            ));
+        }
+    }
+    for ttl in [&mut config.default_lease_ttl, &mut config.max_lease_ttl] {
+        if *ttl == 0 {
+            *ttl = DEFAULT_LEASE_TTL;
+        }
+    }
+    if config.default_lease_ttl > config.max_lease_ttl {
+        let line = items.iter().find(|i| i.key == "default_lease_ttl").and_then(|i| i.line);
+        return Err(ConfigError::invalid(
+            line,
+            format!(
+                "default_lease_ttl ({}) cannot be longer than max_lease_ttl ({})",
+                format_go_duration(config.default_lease_ttl),
+                format_go_duration(config.max_lease_ttl)
+            ),
+        ));
+    }
+    config.storage = storage;
+    config.listeners = listeners.into_iter().map(|(l, _)| l).collect();
+    Ok(config)
+}
+
+fn storage_stanza(labels: &[String], body: &[Item], line: Option<usize>) -> Result<StorageConfig, ConfigError> {
+    let kind = single_label("storage", labels, line)?;
+    if kind != "sled" {
+        let later = if kind == "raft" { " (raft is planned)" } else { "" };
+        return Err(ConfigError::invalid(
+            line,
+            format!(
+                "storage \"{kind}\" is not supported{later}; cairn supports storage \"sled\", its embedded storage in a data directory"
+            ),
+        ));
+    }
+    let mut path = None;
+    for item in body {
+        match (item.key.as_str(), &item.kind) {
+            ("path", Kind::Value(v)) => path = Some(PathBuf::from(non_empty_string(item, v)?)),
+            (key, _) => return Err(unknown_key(key, item.line, "storage \"sled\"", STORAGE_KEYS)),
+        }
+    }
+    let path =
+        path.ok_or_else(|| ConfigError::invalid(line, "storage \"sled\" needs a `path` (the data directory)"))?;
+    Ok(StorageConfig { path })
+}
+
+fn listener_stanza(
+    labels: &[String],
+    body: &[Item],
+    line: Option<usize>,
+    warnings: &mut Vec<String>,
+) -> Result<ListenerConfig, ConfigError> {
+    let kind = single_label("listener", labels, line)?;
+    if kind != "tcp" {
+        return Err(ConfigError::invalid(
+            line,
+            format!("listener \"{kind}\" is not supported; cairn supports listener \"tcp\""),
+        ));
+    }
+    let mut address = DEFAULT_ADDRESS;
+    let mut tls_disable = false;
+    let (mut cert_file, mut key_file) = (None, None);
+    let mut min_version = TlsVersion::default();
+    for item in body {
+        match (item.key.as_str(), &item.kind) {
+            ("address", Kind::Value(v)) => {
+                let text = string(item, v)?;
+                address = parse_address(&text).map_err(|why| {
+                    ConfigError::invalid(item.line, format!("listener address {text:?} is not valid: {why}"))
+                })?;
+            }
+            ("tls_disable", Kind::Value(v)) => tls_disable = boolean(item, v)?,
+            ("tls_cert_file", Kind::Value(v)) => cert_file = Some(PathBuf::from(non_empty_string(item, v)?)),
+            ("tls_key_file", Kind::Value(v)) => key_file = Some(PathBuf::from(non_empty_string(item, v)?)),
+            ("tls_min_version", Kind::Value(v)) => {
+                min_version = match string(item, v)?.as_str() {
+                    "tls12" => TlsVersion::Tls12,
+                    "tls13" => TlsVersion::Tls13,
+                    other => {
+                        return Err(ConfigError::invalid(
+                            item.line,
+                            format!("tls_min_version {other:?} is not supported; use \"tls12\" or \"tls13\""),
+                        ));
+                    }
+                }
+            }
+            (key, _) => return Err(unknown_key(key, item.line, "listener \"tcp\"", LISTENER_KEYS)),
+        }
+    }
+    if tls_disable {
+        if cert_file.is_some() || key_file.is_some() {
+            warnings.push(format!(
+                "listener {address}: tls_disable is true, so tls_cert_file and tls_key_file are ignored"
+            ));
+        }
+        return Ok(ListenerConfig { address, tls: None });
+    }
+    match (cert_file, key_file) {
+        (Some(cert_file), Some(key_file)) => {
+            Ok(ListenerConfig { address, tls: Some(ListenerTls { cert_file, key_file, min_version }) })
+        }
+        (cert, _) => {
+            let missing = if cert.is_none() { "tls_cert_file" } else { "tls_key_file" };
+            Err(ConfigError::invalid(
+                line,
+                format!(
+                    "listener {address} has TLS enabled but no {missing}; set tls_cert_file and tls_key_file, or tls_disable = true"
+                ),
+            ))
+        }
+    }
+}
+
+fn single_label<'a>(stanza: &str, labels: &'a [String], line: Option<usize>) -> Result<&'a str, ConfigError> {
+    match labels {
+        [label] => Ok(label),
+        _ => Err(ConfigError::invalid(
+            line,
+            format!("a {stanza} stanza takes exactly one label, its type, as in {stanza} \"…\" {{ … }}"),
+        )),
+    }
+}
+
+fn unknown_key(key: &str, line: Option<usize>, place: &str, accepted: &[&str]) -> ConfigError {
+    let hint = match (place, key) {
+        ("the top level", "backend") => " (`backend` is the old name of `storage`)",
+        ("the top level", "seal") => " (auto-unseal is not supported: cairn unseals with key shares)",
+        ("the top level", "audit") => {
+            " (audit devices are not configured in the file: cairn's ledger records every request)"
+        }
+        ("the top level", "ha_storage" | "ha_backend") => " (high availability is not supported yet)",
+        _ => "",
+    };
+    ConfigError::invalid(line, format!("unknown key `{key}` in {place}{hint}; accepted keys: {}", accepted.join(", ")))
+}
+
+// Attribute values. Each takes the item (for its key and line) and its literal value.
+
+fn not_literal(item: &Item) -> ConfigError {
+    ConfigError::invalid(
+        item.line,
+        format!("`{}` must be a literal value (HCL expressions and interpolation are not supported)", item.key),
+    )
+}
+
+fn string(item: &Item, value: &Option<Value>) -> Result<String, ConfigError> {
+    match value {
+        Some(Value::String(s)) => Ok(s.clone()),
+        Some(_) => Err(ConfigError::invalid(item.line, format!("`{}` must be a string", item.key))),
+        None => Err(not_literal(item)),
+    }
+}
+
+fn non_empty_string(item: &Item, value: &Option<Value>) -> Result<String, ConfigError> {
+    let s = string(item, value)?;
+    if s.is_empty() {
+        return Err(ConfigError::invalid(item.line, format!("`{}` cannot be empty", item.key)));
+    }
+    Ok(s)
+}
+
+fn url(item: &Item, value: &Option<Value>) -> Result<String, ConfigError> {
+    let s = non_empty_string(item, value)?;
+    if !(s.starts_with("http://") || s.starts_with("https://")) {
+        return Err(ConfigError::invalid(
+            item.line,
+            format!("`{}` must be a URL starting with http:// or https://, got {s:?}", item.key),
+        ));
+    }
+    Ok(s)
+}
+
+fn duration(item: &Item, value: &Option<Value>) -> Result<u64, ConfigError> {
+    let value = value.as_ref().ok_or_else(|| not_literal(item))?;
+    parse_duration_value(value).map_err(|e| ConfigError::invalid(item.line, format!("`{}`: {e}", item.key)))
+}
+
+/// Go's `mapstructure.WeakDecode` into a bool, as Vault reads `tls_disable`: booleans, numbers
+/// (non-zero is true), `strconv.ParseBool` strings, `""` and `null` (false).
+fn boolean(item: &Item, value: &Option<Value>) -> Result<bool, ConfigError> {
+    let invalid = || ConfigError::invalid(item.line, format!("`{}` must be true or false", item.key));
+    match value {
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(Value::Null) => Ok(false),
+        Some(Value::Number(n)) => Ok(n.as_f64().is_some_and(|f| f != 0.0)),
+        Some(Value::String(s)) => match s.as_str() {
+            "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(true),
+            "" | "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),
+            _ => Err(invalid()),
+        },
+        Some(_) => Err(invalid()),
+        None => Err(not_literal(item)),
+    }
+}
+
+fn log_level(item: &Item, value: &Option<Value>) -> Result<String, ConfigError> {
+    let level = string(item, value)?;
+    let normalised = match level.trim().to_ascii_lowercase().as_str() {
+        "trace" => "trace",
+        "debug" => "debug",
+        "info" => "info",
+        "warn" | "warning" => "warn",
+        "err" | "error" => "error",
+        "off" => "off",
+        _ => {
+            return Err(ConfigError::invalid(
+                item.line,
+                format!("log_level {level:?} is not one of trace, debug, info, warn, error, off"),
+            ));
+        }
+    };
+    Ok(normalised.to_owned())
+}
+
+/// `IP:port`, `[v6]:port`, `:port` (all IPv4 interfaces, as Go's empty host) or `localhost:port`.
+fn parse_address(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(address) = text.parse() {
+        return Ok(address);
+    }
+    let (host, port) = text.rsplit_once(':').ok_or("missing port (use host:port, such as 127.0.0.1:8200)")?;
+    let port: u16 = port.parse().map_err(|_| format!("bad port {port:?}"))?;
+    match host {
+        "" => Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port)),
+        "localhost" => Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port)),
+        _ => Err("the host must be an IP address (or localhost)".to_owned()),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reload.
+
+/// What a SIGHUP can apply from a re-read configuration, and what only a restart can.
+///
+/// SIGHUP applies the log level and re-reads TLS certificates and keys (their paths and
+/// `tls_min_version` may change too). Everything else (storage path, listener addresses and
+/// count, turning TLS on or off, `api_addr`, `cluster_addr`, `cluster_name`, lease TTLs,
+/// `disable_mlock`, `pid_file`) keeps its running value until a restart, as in Vault; the caller
+/// should log [`ReloadPlan::restart_required`] as a warning.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReloadPlan {
+    /// The log level changed: apply the new `log_level` (`None` = the server's default).
+    pub log_level: bool,
+    /// Indexes of listeners (the same in old and new) whose TLS files must be re-read with the
+    /// new [`ListenerTls`]: every TLS listener that kept its address, since the files' contents
+    /// may have changed even when the paths did not.
+    pub tls_reload: Vec<usize>,
+    /// Settings that differ but need a restart, named as in the file (`storage.path`,
+    /// `listener[1].address`, `api_addr`…).
+    pub restart_required: Vec<String>,
+}
+
+/// Compares the running configuration with a re-read one (see [`ReloadPlan`]).
+pub fn reloadable_changes(old: &ServerConfig, new: &ServerConfig) -> ReloadPlan {
+    let mut plan = ReloadPlan { log_level: old.log_level != new.log_level, ..ReloadPlan::default() };
+    let mut restart = |changed: bool, name: &str| {
+        if changed {
+            plan.restart_required.push(name.to_owned());
+        }
+    };
+    restart(old.storage != new.storage, "storage.path");
+    restart(old.listeners.len() != new.listeners.len(), "listener (count)");
+    for (i, (a, b)) in old.listeners.iter().zip(&new.listeners).enumerate() {
+        restart(a.address != b.address, &format!("listener[{i}].address"));
+        restart(a.tls.is_some() != b.tls.is_some(), &format!("listener[{i}].tls_disable"));
+    }
+    restart(old.api_addr != new.api_addr, "api_addr");
+    restart(old.cluster_addr != new.cluster_addr, "cluster_addr");
+    restart(old.cluster_name != new.cluster_name, "cluster_name");
+    restart(old.default_lease_ttl != new.default_lease_ttl, "default_lease_ttl");
+    restart(old.max_lease_ttl != new.max_lease_ttl, "max_lease_ttl");
+    restart(old.disable_mlock != new.disable_mlock, "disable_mlock");
+    restart(old.pid_file != new.pid_file, "pid_file");
+    plan.tls_reload = old
+        .listeners
+        .iter()
+        .zip(&new.listeners)
+        .enumerate()
+        .filter(|(_, (a, b))| a.address == b.address && a.tls.is_some() && b.tls.is_some())
+        .map(|(i, _)| i)
+        .collect();
+    plan
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> ServerConfig {
+        match parse_config(text) {
+            Ok(config) => config,
+            Err(e) => panic!("should parse: {e}\n{text}"),
+        }
+    }
+
+    /// The error message, and its line.
+    fn refuse(text: &str) -> (String, Option<usize>) {
+        match parse_config(text) {
+            Ok(config) => panic!("should be refused: {config:?}\n{text}"),
+            Err(ConfigError::Invalid { line, message, .. }) => (message, line),
+            Err(ConfigError::Syntax { line, message, .. }) => (message, Some(line)),
+            Err(e) => panic!("unexpected error {e}"),
+        }
+    }
+
+    const MINIMAL: &str = "storage \"sled\" {\n  path = \"/data\"\n}\nlistener \"tcp\" {\n  tls_disable = true\n}\n";
+
+    fn plain(address: &str) -> ListenerConfig {
+        ListenerConfig { address: address.parse().expect("address"), tls: None }
+    }
+
+    /// bench/peer-openbao.sh's file, with cairn's storage: Vault's one-line blocks included.
+    const PEER: &str = r#"storage "sled" { path = "/tmp/bench/data" }
+listener "tcp" { address = "127.0.0.1:18210" tls_disable = true }
+api_addr = "http://127.0.0.1:18210"
+cluster_addr = "http://127.0.0.1:18211"
+disable_mlock = true
+"#;
+
+    #[test]
+    fn peer_openbao_config_with_sled_storage() {
+        let config = parse(PEER);
+        assert_eq!(config.storage.path, PathBuf::from("/tmp/bench/data"));
+        assert_eq!(config.listeners, vec![plain("127.0.0.1:18210")]);
+        assert_eq!(config.api_addr.as_deref(), Some("http://127.0.0.1:18210"));
+        assert_eq!(config.cluster_addr.as_deref(), Some("http://127.0.0.1:18211"));
+        assert!(config.disable_mlock);
+        assert_eq!((config.default_lease_ttl, config.max_lease_ttl), (DEFAULT_LEASE_TTL, DEFAULT_LEASE_TTL));
+        assert_eq!(config.log_level, None);
+        assert!(config.warnings.is_empty());
+    }
+
+    #[test]
+    fn peer_openbao_config_audit_stanza_is_refused_with_its_line() {
+        let text =
+            format!("{PEER}audit \"file\" \"file\" {{\n  options {{ file_path = \"/tmp/bench/audit.log\" }}\n}}\n");
+        let (message, line) = refuse(&text);
+        assert_eq!(line, Some(6));
+        assert!(message.contains("unknown key `audit`"), "{message}");
+        assert!(message.contains("ledger"), "{message}");
+        assert!(message.contains("accepted keys: api_addr, cluster_addr"), "{message}");
+    }
+
+    #[test]
+    fn peer_openbao_config_raft_storage_is_refused() {
+        let text = PEER.replace(
+            r#"storage "sled" { path = "/tmp/bench/data" }"#,
+            r#"storage "raft" { path = "/r" node_id = "n1" }"#,
+        );
+        let (message, line) = refuse(&text);
+        assert_eq!(line, Some(1));
+        assert!(message.contains("storage \"raft\" is not supported (raft is planned)"), "{message}");
+        assert!(message.contains("storage \"sled\""), "{message}");
+    }
+
+    #[test]
+    fn production_tls_config() {
+        let config = parse(
+            r#"
+# cairn production configuration
+storage "sled" {
+  path = "/var/lib/cairn"   // the data directory
+}
+
+listener "tcp" {
+  address         = "0.0.0.0:8200"
+  tls_cert_file   = "/etc/cairn/tls/server.crt"
+  tls_key_file    = "/etc/cairn/tls/server.key"
+  tls_min_version = "tls13"
+}
+
+listener "tcp" {
+  address     = "127.0.0.1:8201"
+  tls_disable = "true"
+}
+
+/* identity */
+api_addr          = "https://cairn.example.com:8200"
+cluster_name      = "prod-eu"
+default_lease_ttl = "1h"
+max_lease_ttl     = 86400
+log_level         = "WARNING"
+disable_mlock     = false
+pid_file          = "/run/cairn.pid"
+ui                = true
+"#,
+        );
+        assert_eq!(config.storage.path, PathBuf::from("/var/lib/cairn"));
+        assert_eq!(
+            config.listeners,
+            vec![
+                ListenerConfig {
+                    address: "0.0.0.0:8200".parse().expect("address"),
+                    tls: Some(ListenerTls {
+                        cert_file: "/etc/cairn/tls/server.crt".into(),
+                        key_file: "/etc/cairn/tls/server.key".into(),
+                        min_version: TlsVersion::Tls13,
+                    }),
+                },
+                plain("127.0.0.1:8201"),
+            ]
+        );
+        assert_eq!(config.api_addr.as_deref(), Some("https://cairn.example.com:8200"));
+        assert_eq!(config.cluster_name.as_deref(), Some("prod-eu"));
+        assert_eq!((config.default_lease_ttl, config.max_lease_ttl), (3600, 86400));
+        assert_eq!(config.log_level.as_deref(), Some("warn"));
+        assert!(!config.disable_mlock);
+        assert_eq!(config.pid_file, Some(PathBuf::from("/run/cairn.pid")));
+        assert_eq!(config.warnings, vec!["`ui = true` is ignored: cairn has no web UI".to_owned()]);
+    }
+
+    #[test]
+    fn listener_defaults_and_addresses() {
+        let config = parse("storage \"sled\" {\n path = \"d\"\n}\nlistener \"tcp\" {\n tls_disable = 1\n}\n");
+        assert_eq!(config.listeners, vec![ListenerConfig { address: DEFAULT_ADDRESS, tls: None }]);
+        for (written, expected) in [
+            ("127.0.0.1:0", "127.0.0.1:0"),
+            ("[::1]:8200", "[::1]:8200"),
+            (":8300", "0.0.0.0:8300"),
+            ("localhost:8400", "127.0.0.1:8400"),
+        ] {
+            let config =
+                parse(&MINIMAL.replace("tls_disable = true", &format!("tls_disable = true\n  address = {written:?}")));
+            assert_eq!(config.listeners[0].address, expected.parse().expect("address"), "{written}");
+        }
+        for bad in ["127.0.0.1", "example.com:8200", "127.0.0.1:99999", "127.0.0.1:x", ""] {
+            let text = MINIMAL.replace("tls_disable = true", &format!("tls_disable = true\n  address = {bad:?}"));
+            let (message, line) = refuse(&text);
+            assert!(message.contains("listener address"), "{bad}: {message}");
+            assert_eq!(line, Some(6), "{bad}");
+        }
+    }
+
+    #[test]
+    fn tls_disable_accepts_vault_forms() {
+        for yes in ["true", "\"true\"", "\"1\"", "1", "\"t\"", "\"TRUE\""] {
+            let config = parse(&MINIMAL.replace("tls_disable = true", &format!("tls_disable = {yes}")));
+            assert_eq!(config.listeners[0].tls, None, "{yes}");
+        }
+        for no in ["false", "\"false\"", "\"0\"", "0", "\"\"", "null"] {
+            let text = MINIMAL.replace("tls_disable = true", &format!("tls_disable = {no}"));
+            let (message, _) = refuse(&text);
+            assert!(message.contains("TLS enabled but no tls_cert_file"), "{no}: {message}");
+        }
+        let (message, line) = refuse(&MINIMAL.replace("tls_disable = true", "tls_disable = \"yes\""));
+        assert!(message.contains("`tls_disable` must be true or false"), "{message}");
+        assert_eq!(line, Some(5));
+    }
+
+    #[test]
+    fn tls_needs_both_files() {
+        let (message, line) = refuse(&MINIMAL.replace("tls_disable = true", ""));
+        assert!(message.contains("listener 127.0.0.1:8200 has TLS enabled but no tls_cert_file"), "{message}");
+        assert!(message.contains("tls_disable = true"), "{message}");
+        assert_eq!(line, Some(4));
+        let (message, _) = refuse(&MINIMAL.replace("tls_disable = true", "tls_cert_file = \"c.pem\""));
+        assert!(message.contains("no tls_key_file"), "{message}");
+        let config =
+            parse(&MINIMAL.replace("tls_disable = true", "tls_cert_file = \"c.pem\"\ntls_key_file = \"k.pem\""));
+        let tls = ListenerTls { cert_file: "c.pem".into(), key_file: "k.pem".into(), min_version: TlsVersion::Tls12 };
+        assert_eq!(config.listeners[0].tls, Some(tls));
+        let (message, _) =
+            refuse(&MINIMAL.replace(
+                "tls_disable = true",
+                "tls_cert_file = \"c\"\ntls_key_file = \"k\"\ntls_min_version = \"tls11\"",
+            ));
+        assert!(message.contains("tls_min_version \"tls11\" is not supported"), "{message}");
+    }
+
+    #[test]
+    fn tls_files_with_tls_disabled_give_a_warning() {
+        let config = parse(&MINIMAL.replace("tls_disable = true", "tls_disable = true\ntls_cert_file = \"c.pem\""));
+        assert_eq!(config.listeners[0].tls, None);
+        assert_eq!(config.warnings.len(), 1);
+        assert!(config.warnings[0].contains("ignored"), "{:?}", config.warnings);
+    }
+
+    #[test]
+    fn unknown_keys_are_named_with_line_and_alternatives() {
+        let (message, line) = refuse(&format!("{MINIMAL}\nfoo = \"bar\"\n"));
+        assert_eq!(line, Some(8));
+        assert_eq!(
+            message,
+            "unknown key `foo` in the top level; accepted keys: api_addr, cluster_addr, cluster_name, \
+             default_lease_ttl, disable_mlock, listener, log_level, max_lease_ttl, pid_file, storage, ui"
+        );
+        let (message, line) =
+            refuse(&MINIMAL.replace("tls_disable = true", "tls_disable = true\n  max_request_size = 10"));
+        assert_eq!(line, Some(6));
+        assert!(
+            message.starts_with(
+                "unknown key `max_request_size` in listener \"tcp\"; accepted keys: address, tls_cert_file"
+            )
+        );
+        let (message, line) = refuse(&MINIMAL.replace("path = \"/data\"", "path = \"/data\"\n  node_id = \"n1\""));
+        assert_eq!(line, Some(3));
+        assert_eq!(message, "unknown key `node_id` in storage \"sled\"; accepted keys: path");
+        for stanza in
+            ["seal \"transit\" {\n}\n", "telemetry {\n}\n", "ha_storage \"raft\" {\n}\n", "backend \"file\" {\n}\n"]
+        {
+            let (message, line) = refuse(&format!("{MINIMAL}{stanza}"));
+            assert!(message.starts_with("unknown key"), "{message}");
+            assert_eq!(line, Some(7), "{stanza}");
+        }
+        let (message, _) = refuse(&format!("{MINIMAL}seal \"awskms\" {{\n}}\n"));
+        assert!(message.contains("auto-unseal is not supported"), "{message}");
+    }
+
+    #[test]
+    fn lines_are_right_after_splitting_one_line_blocks() {
+        let text = "storage \"sled\" { path = \"/d\" }\n\nlistener \"tcp\" { address = \"127.0.0.1:1\" tls_disable = true }\nlistener \"tcp\" { address = \"127.0.0.1:2\" tls_disable = true bogus = 1 }\n";
+        let (message, line) = refuse(text);
+        assert!(message.contains("unknown key `bogus`"), "{message}");
+        assert_eq!(line, Some(4));
+        let text = "storage \"sled\" { path = \"/d\" }\nlistener \"tcp\" { tls_disable = true }\nlistener \"tcp\" { tls_disable = 1 }\nui = 5\n";
+        let (message, line) = refuse(text);
+        assert!(message.contains("two listeners have address 127.0.0.1:8200; the other is at line 2"), "{message}");
+        assert_eq!(line, Some(3));
+    }
+
+    #[test]
+    fn one_line_block_splitting() {
+        let split = |text: &str| split_one_line_blocks(text).map(|(s, _)| s);
+        assert_eq!(split("a \"b\" { c = 1 d = \"}\" }\n").as_deref(), Some("a \"b\" {\n c = 1 \nd = \"}\" \n}\n"));
+        assert_eq!(
+            split("a { b { c = [1, 2] d = {e = 1} } }").as_deref(),
+            Some("a {\n b {\n c = [1, 2] \nd = {e = 1} \n} \n}")
+        );
+        assert_eq!(split("a = 1\n# x = { y\nb = 2").as_deref(), None, "nothing to split");
+        for refused in
+            ["a { b = \"${x}\" c = 1 }", "a { b = <<EOF\nx\nEOF\n}", "a { b = \"x }", "} a = 1", "a { b = 1 c = 2"]
+        {
+            assert_eq!(split(refused), None, "{refused}");
+        }
+        // A real syntax error is reported from the strict parse, with its position.
+        let (message, line) = refuse("storage \"sled\" { path = \"/d\" }\nlistener \"tcp\" { address = }\n");
+        assert_eq!(line, Some(2));
+        assert!(message.contains("listener \"tcp\" { address = }"), "{message}");
+    }
+
+    #[test]
+    fn storage_rules() {
+        let (message, line) = refuse("listener \"tcp\" {\n tls_disable = true\n}\n");
+        assert!(message.starts_with("missing storage stanza"), "{message}");
+        assert_eq!(line, None);
+        let (message, line) = refuse(&format!("{MINIMAL}storage \"sled\" {{\n path = \"/other\"\n}}\n"));
+        assert_eq!(message, "only one storage stanza is allowed (the first is at line 1)");
+        assert_eq!(line, Some(7));
+        for other in ["file", "inmem", "consul", "postgresql"] {
+            let (message, _) = refuse(&MINIMAL.replace("\"sled\"", &format!("{other:?}")));
+            assert!(
+                message.contains(&format!("storage \"{other}\" is not supported; cairn supports storage \"sled\""))
+            );
+        }
+        let (message, _) = refuse(&MINIMAL.replace("path = \"/data\"", ""));
+        assert_eq!(message, "storage \"sled\" needs a `path` (the data directory)");
+        let (message, _) = refuse(&MINIMAL.replace("path = \"/data\"", "path = \"\""));
+        assert_eq!(message, "`path` cannot be empty");
+        let (message, _) = refuse(&MINIMAL.replace("storage \"sled\"", "storage"));
+        assert!(message.contains("a storage stanza takes exactly one label"), "{message}");
+        let (message, _) = refuse(&MINIMAL.replace("storage \"sled\"", "storage \"sled\" \"x\""));
+        assert!(message.contains("exactly one label"), "{message}");
+        let (message, _) = refuse("storage = \"sled\"\n");
+        assert!(message.contains("`storage` must be a stanza"), "{message}");
+    }
+
+    #[test]
+    fn listener_rules() {
+        let (message, _) = refuse("storage \"sled\" {\n path = \"/d\"\n}\n");
+        assert_eq!(message, "at least one listener \"tcp\" stanza is required");
+        let (message, line) = refuse(&MINIMAL.replace("\"tcp\"", "\"unix\""));
+        assert_eq!(message, "listener \"unix\" is not supported; cairn supports listener \"tcp\"");
+        assert_eq!(line, Some(4));
+        // Several listeners on port 0 are fine: each gets its own port.
+        let zero = "listener \"tcp\" {\n address = \"127.0.0.1:0\"\n tls_disable = true\n}\n";
+        assert_eq!(parse(&format!("storage \"sled\" {{\n path = \"d\"\n}}\n{zero}{zero}")).listeners.len(), 2);
+    }
+
+    #[test]
+    fn durations_and_defaults() {
+        let with = |extra: &str| format!("{MINIMAL}{extra}\n");
+        let config = parse(&with("default_lease_ttl = \"90m\"\nmax_lease_ttl = \"7d\""));
+        assert_eq!((config.default_lease_ttl, config.max_lease_ttl), (5400, 604_800));
+        let config = parse(&with("default_lease_ttl = 0\nmax_lease_ttl = \"0s\""));
+        assert_eq!((config.default_lease_ttl, config.max_lease_ttl), (DEFAULT_LEASE_TTL, DEFAULT_LEASE_TTL));
+        let config = parse(&with("max_lease_ttl = \"1000h\""));
+        assert_eq!((config.default_lease_ttl, config.max_lease_ttl), (DEFAULT_LEASE_TTL, 3_600_000));
+        let (message, line) = refuse(&with("default_lease_ttl = \"1000h\""));
+        assert_eq!(message, "default_lease_ttl (1000h0m0s) cannot be longer than max_lease_ttl (768h0m0s)");
+        assert_eq!(line, Some(7));
+        let (message, line) = refuse(&with("max_lease_ttl = \"1h\"\ndefault_lease_ttl = \"2h\""));
+        assert!(message.contains("cannot be longer"), "{message}");
+        assert_eq!(line, Some(8));
+        let (message, _) = refuse(&with("default_lease_ttl = \"abc\""));
+        assert_eq!(message, "`default_lease_ttl`: time: invalid duration \"abc\"");
+        let (message, _) = refuse(&with("max_lease_ttl = -5"));
+        assert!(message.contains("cannot be negative"), "{message}");
+        let (message, _) = refuse(&with("max_lease_ttl = 1.5"));
+        assert!(message.contains("missing unit"), "{message}");
+    }
+
+    #[test]
+    fn scalar_values() {
+        let with = |extra: &str| format!("{MINIMAL}{extra}\n");
+        for (written, expected) in
+            [("trace", "trace"), ("Debug", "debug"), ("INFO", "info"), ("err", "error"), ("off", "off")]
+        {
+            assert_eq!(parse(&with(&format!("log_level = {written:?}"))).log_level.as_deref(), Some(expected));
+        }
+        let (message, _) = refuse(&with("log_level = \"verbose\""));
+        assert!(message.contains("log_level \"verbose\" is not one of"), "{message}");
+        let (message, _) = refuse(&with("api_addr = \"cairn:8200\""));
+        assert!(message.contains("must be a URL starting with http:// or https://"), "{message}");
+        let (message, _) = refuse(&with("api_addr = 8200"));
+        assert_eq!(message, "`api_addr` must be a string");
+        let (message, line) = refuse(&with("api_addr = \"http://${host}:8200\""));
+        assert!(message.contains("must be a literal value"), "{message}");
+        assert_eq!(line, Some(7));
+        let (message, _) = refuse(&with("api_addr = upper(\"x\")"));
+        assert!(message.contains("must be a literal value"), "{message}");
+        let (message, _) = refuse(&with("log_level {\n}"));
+        assert_eq!(message, "`log_level` must be an attribute: log_level = …");
+        assert!(parse(&with("ui = false")).warnings.is_empty());
+    }
+
+    #[test]
+    fn syntax_errors_have_line_and_column() {
+        match parse_config("storage \"sled\" {\n  path = \"/d\"\n\nlistener \"tcp\" {\n") {
+            Err(ConfigError::Syntax { line, column, .. }) => assert!(line >= 4 && column >= 1, "{line}:{column}"),
+            other => panic!("{other:?}"),
+        }
+        let (message, line) = refuse("storage \"sled\"\n{\n  path = \"/d\"\n}\n");
+        assert_eq!(line, Some(1), "HCL1's brace on the next line is not supported: {message}");
+        let (_, line) = refuse("a = 1\na = 2\n");
+        assert_eq!(line, Some(2));
+    }
+
+    #[test]
+    fn empty_and_odd_texts_do_not_panic() {
+        for text in
+            ["", "\n", "{", "}", "[]", "{}", "null", "\"x\"", "a", "a =", "a { b { c", "\u{feff}", "#", "/*", "\"\\"]
+        {
+            assert!(parse_config(text).is_err(), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn json_configs() {
+        let config = parse(
+            r#"{
+  "storage": {"sled": {"path": "/var/lib/cairn"}},
+  "listener": [
+    {"tcp": {"address": "127.0.0.1:8200", "tls_disable": "1"}},
+    {"tcp": {"address": "127.0.0.1:8201", "tls_cert_file": "c.pem", "tls_key_file": "k.pem"}}
+  ],
+  "api_addr": "http://127.0.0.1:8200",
+  "default_lease_ttl": "1h",
+  "max_lease_ttl": 7200,
+  "disable_mlock": true
+}"#,
+        );
+        assert_eq!(config.storage.path, PathBuf::from("/var/lib/cairn"));
+        assert_eq!(config.listeners.len(), 2);
+        assert_eq!(config.listeners[0], plain("127.0.0.1:8200"));
+        assert!(config.listeners[1].tls.is_some());
+        assert_eq!((config.default_lease_ttl, config.max_lease_ttl), (3600, 7200));
+        assert!(config.disable_mlock);
+
+        let single = parse(r#"{"storage": {"sled": {"path": "d"}}, "listener": {"tcp": {"tls_disable": true}}}"#);
+        assert_eq!(single.listeners, vec![ListenerConfig { address: DEFAULT_ADDRESS, tls: None }]);
+
+        let (message, line) =
+            refuse(r#"{"storage": {"sled": {"path": "d"}}, "listener": {"tcp": {"tls_disable": 1}}, "seal": {}}"#);
+        assert!(message.starts_with("unknown key `seal`"), "{message}");
+        assert_eq!(line, None);
+        let (message, _) = refuse(r#"{"storage": "sled"}"#);
+        assert!(message.contains("`storage` must be an object"), "{message}");
+        let (message, _) = refuse(r#"{"storage": {"sled": 1}}"#);
+        assert!(message.contains("must be an object"), "{message}");
+        match parse_config("{\n  \"storage\": \n}") {
+            Err(ConfigError::Syntax { line: 3, .. }) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn load_config_names_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("cairn.hcl");
+        std::fs::write(&path, PEER).expect("write");
+        assert_eq!(load_config(&path).expect("load"), parse(PEER));
+
+        std::fs::write(&path, format!("{PEER}telemetry {{\n}}\n")).expect("write");
+        let message = load_config(&path).expect_err("refused").to_string();
+        assert!(message.starts_with(&format!("{}:6: unknown key `telemetry`", path.display())), "{message}");
+
+        std::fs::write(&path, "storage \"sled\" {").expect("write");
+        let message = load_config(&path).expect_err("refused").to_string();
+        assert!(message.starts_with(&format!("{}:1:", path.display())), "{message}");
+        assert!(message.contains("syntax error"), "{message}");
+
+        let json = dir.path().join("cairn.json");
+        std::fs::write(&json, r#"{"storage": {"sled": {"path": "d"}}}"#).expect("write");
+        let message = load_config(&json).expect_err("refused").to_string();
+        assert_eq!(message, format!("{}: at least one listener \"tcp\" stanza is required", json.display()));
+
+        let missing = dir.path().join("nope.hcl");
+        let message = load_config(&missing).expect_err("refused").to_string();
+        assert!(message.starts_with(&format!("cannot read configuration file {}", missing.display())), "{message}");
+
+        std::fs::write(&path, [0xff, 0xfe, 0x00]).expect("write");
+        assert!(matches!(load_config(&path), Err(ConfigError::Read { .. })));
+    }
+
+    #[test]
+    fn error_display_without_a_file() {
+        let e = ConfigError::invalid(Some(3), "boom");
+        assert_eq!(e.to_string(), "line 3: boom");
+        assert_eq!(ConfigError::invalid(None, "boom").to_string(), "configuration: boom");
+        let e = ConfigError::Syntax { file: None, line: 2, column: 7, message: "bad".into() };
+        assert_eq!(e.to_string(), "line 2:7: syntax error: bad");
+    }
+
+    #[test]
+    fn reload_plan() {
+        let tls_config = |cert: &str| {
+            parse(&format!(
+                "{MINIMAL}listener \"tcp\" {{\n address = \"0.0.0.0:8200\"\n tls_cert_file = {cert:?}\n tls_key_file = \"k\"\n}}\n"
+            ))
+        };
+        let old = tls_config("a.pem");
+        assert_eq!(reloadable_changes(&old, &old), ReloadPlan { tls_reload: vec![1], ..ReloadPlan::default() });
+
+        let mut new = tls_config("b.pem");
+        new.log_level = Some("debug".into());
+        assert_eq!(
+            reloadable_changes(&old, &new),
+            ReloadPlan { log_level: true, tls_reload: vec![1], restart_required: vec![] }
+        );
+
+        let mut new = old.clone();
+        new.storage.path = "/elsewhere".into();
+        new.listeners[0].address = "127.0.0.1:9999".parse().expect("address");
+        new.listeners[1].tls = None;
+        new.api_addr = Some("https://x".into());
+        new.default_lease_ttl = 60;
+        new.listeners.push(plain("127.0.0.1:1"));
+        let plan = reloadable_changes(&old, &new);
+        assert!(!plan.log_level);
+        assert!(plan.tls_reload.is_empty());
+        assert_eq!(
+            plan.restart_required,
+            [
+                "storage.path",
+                "listener (count)",
+                "listener[0].address",
+                "listener[1].tls_disable",
+                "api_addr",
+                "default_lease_ttl"
+            ]
+        );
+    }
+}

@@ -1,5 +1,13 @@
 //! cairn's HTTP server: the Vault-compatible API, its configuration and listeners.
 
+pub mod auth_token;
 pub mod config;
+pub mod core;
 pub mod duration;
+pub mod engines;
+pub mod http;
 pub mod listener;
+pub mod server;
+pub mod shamir;
+pub mod sys;
+pub mod time;

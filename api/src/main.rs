@@ -16,9 +16,35 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the server: `cairn server -dev`, or `cairn server -config=FILE`. Flags may be
+    /// written Vault's way with one dash.
+    Server(ServerFlags),
     /// Offline tools for the ledger: verify, export, keys. No server, no unseal keys.
     #[command(subcommand)]
     Ledger(LedgerCommand),
+}
+
+#[derive(Args)]
+struct ServerFlags {
+    /// Development mode: embedded storage in a temporary directory, initialized and
+    /// unsealed, KV v2 at secret/, root token printed.
+    #[arg(long)]
+    dev: bool,
+    /// The dev root token (random when not given).
+    #[arg(long, value_name = "ID")]
+    dev_root_token_id: Option<String>,
+    /// Address the dev server listens on (default 127.0.0.1:8200).
+    #[arg(long, value_name = "ADDR")]
+    dev_listen_address: Option<String>,
+    /// Keep the dev server's data in DIR (and reuse it on the next start).
+    #[arg(long, value_name = "DIR")]
+    dev_data_dir: Option<PathBuf>,
+    /// Server configuration file (HCL, Vault's stanzas).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// trace, debug, info, warn or error.
+    #[arg(long, value_name = "LEVEL")]
+    log_level: Option<String>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -92,9 +118,49 @@ enum LedgerCommand {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(vault_style_flags(std::env::args()));
     match cli.command {
+        Command::Server(flags) => server_command(flags),
         Command::Ledger(cmd) => ledger_command(cmd),
+    }
+}
+
+/// Vault's CLI takes Go-style flags (`-dev`, `-config=FILE`); clap wants `--dev`. After
+/// `server`, a single-dash flag longer than one letter gets its second dash.
+fn vault_style_flags(args: impl Iterator<Item = String>) -> Vec<String> {
+    let mut in_server = false;
+    args.map(|a| {
+        if a == "server" {
+            in_server = true;
+        }
+        let single_dash_long = a.starts_with('-') && !a.starts_with("--") && a.len() > 2;
+        if in_server && single_dash_long { format!("-{a}") } else { a }
+    })
+    .collect()
+}
+
+fn server_command(f: ServerFlags) -> ExitCode {
+    let args = api::server::ServerArgs {
+        dev: f.dev,
+        dev_root_token_id: f.dev_root_token_id,
+        dev_listen_address: f.dev_listen_address,
+        dev_data_dir: f.dev_data_dir,
+        config: f.config,
+        log_level: f.log_level,
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(api::server::run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("Error: {e}");
+            ExitCode::from(1)
+        }
     }
 }
 

@@ -1,6 +1,27 @@
-//! The write side: commands, their validation against current state, the events they
+//! The write side: requests, their validation against current state, the events they
 //! emit, and the sequencer that appends them to the ledger.
 //!
-//! Rules are pure functions — `decide(&State, Command, &Env) -> Result<Vec<Event>,
-//! Rejection>` — with time, ids and randomness injected; only the sequencer does I/O.
-//! They arrive with the server (issue "The server").
+//! Rules are pure functions — [`decide`] takes the state, a request and an [`Env`]
+//! (clock, randomness, sealing, keyed hashing) and returns events, erasures and a reply —
+//! so every rule is testable given/when/then without disk or network. Only the
+//! [`sequencer`] does I/O.
+
+pub mod access;
+mod decide;
+pub mod duration;
+mod env;
+mod ids;
+mod kv;
+mod mount;
+mod policy;
+mod rejection;
+mod request;
+pub mod sealing;
+pub mod sequencer;
+mod token;
+
+pub use decide::{Drafted, Effect, Outcome, decide};
+pub use env::Env;
+pub use ids::{new_accessor, new_token_id, new_uuid};
+pub use rejection::Rejection;
+pub use request::{Caller, Command, KvMetadataUpdate, Reply, Request, TokenParams};

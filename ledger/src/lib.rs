@@ -42,4 +42,4 @@ pub use error::{Error, Result};
 pub use hash::Hash;
 pub use keys::{KeyId, LedgerKey, PublicKey};
 pub use seal::{KeySlot, KeyedHasher, Keyring, Sealed};
-pub use store::{Clock, Durable, Events, Ledger, Options, Receipt, StoredEvent, system_clock};
+pub use store::{Clock, Durable, Entry, Events, Ledger, Options, Receipt, StoredEvent, system_clock};

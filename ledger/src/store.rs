@@ -23,6 +23,7 @@ use crate::keys::LedgerKey;
 use crate::seal::KeySlot;
 use crate::segments::{INDEX_DIR, OpenSegment, SEGMENTS_DIR};
 use crate::system::{KIND_GENESIS, SystemEvent};
+pub use crate::writer::Entry;
 use crate::writer::{Active, Request, Submission, Writer, system_draft};
 
 /// Source of commit times, in nanoseconds since the Unix epoch.
@@ -280,6 +281,13 @@ impl Ledger {
     /// durable; an error means none of them is acknowledged.
     pub async fn append(&self, drafts: Vec<EventDraft>) -> Result<Vec<Receipt>> {
         self.request(|reply| Request::Append { drafts, reply }).await
+    }
+
+    /// Appends events and erases earlier payloads in one commit batch, in the order given
+    /// (an erasure becomes a PayloadErased event at its position). All or nothing: one
+    /// invalid entry refuses the whole commit. One receipt per entry.
+    pub async fn commit(&self, entries: Vec<Entry>) -> Result<Vec<Receipt>> {
+        self.request(|reply| Request::Commit { entries, reply }).await
     }
 
     /// Appends a PayloadErased event for key slots `slots` of event `target`, then zeroes

@@ -41,16 +41,44 @@ use crate::system::SystemEvent;
 pub(crate) type Reply = oneshot::Sender<Result<Vec<Receipt>>>;
 
 /// What appenders send to the writer.
+/// One part of a [`crate::Ledger::commit`]: an event to append, or key slots of an
+/// earlier event to erase (appended as a PayloadErased event at that position).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entry {
+    Event(EventDraft),
+    Erase { target: u64, slots: Vec<u8>, actor: Actor, request_id: [u8; 16] },
+}
+
 pub(crate) enum Request {
-    Append { drafts: Vec<EventDraft>, reply: Reply },
-    Erase { target: u64, slots: Vec<u8>, actor: Actor, request_id: [u8; 16], reply: Reply },
-    Rotate { key: Box<LedgerKey>, actor: Actor, request_id: [u8; 16], reply: Reply },
+    Append {
+        drafts: Vec<EventDraft>,
+        reply: Reply,
+    },
+    /// Events and erasures of earlier payloads, in one frame, in the order given.
+    Commit {
+        entries: Vec<Entry>,
+        reply: Reply,
+    },
+    Erase {
+        target: u64,
+        slots: Vec<u8>,
+        actor: Actor,
+        request_id: [u8; 16],
+        reply: Reply,
+    },
+    Rotate {
+        key: Box<LedgerKey>,
+        actor: Actor,
+        request_id: [u8; 16],
+        reply: Reply,
+    },
 }
 
 impl Request {
     fn event_count(&self) -> usize {
         match self {
             Request::Append { drafts, .. } => drafts.len(),
+            Request::Commit { entries, .. } => entries.len(),
             Request::Erase { .. } | Request::Rotate { .. } => 1,
         }
     }
@@ -159,6 +187,15 @@ impl Writer {
                         let _ = reply.send(Err(e));
                     }
                 },
+                Request::Commit { entries, reply } => match self.prepare_commit(entries) {
+                    Ok(sub) => {
+                        submissions.push(sub);
+                        replies.push(reply);
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(e));
+                    }
+                },
                 Request::Erase { target, slots, actor, request_id, reply } => {
                     match self.prepare_erase(target, &slots) {
                         Ok(positions) => {
@@ -196,6 +233,29 @@ impl Writer {
                 }
             }
         }
+    }
+
+    /// Turns entries into one submission, refusing it whole if any part is invalid.
+    fn prepare_commit(&self, entries: Vec<Entry>) -> Result<Submission> {
+        if entries.is_empty() {
+            return Err(Error::Invalid("nothing to commit".into()));
+        }
+        let mut drafts = Vec::with_capacity(entries.len());
+        let mut positions = Vec::new();
+        for entry in entries {
+            match entry {
+                Entry::Event(d) => {
+                    check_drafts(std::slice::from_ref(&d))?;
+                    drafts.push(d);
+                }
+                Entry::Erase { target, slots, actor, request_id } => {
+                    positions.extend(self.prepare_erase(target, &slots)?);
+                    let body = SystemEvent::PayloadErased { target, slots }.encode();
+                    drafts.push(system_draft(crate::system::KIND_PAYLOAD_ERASED, actor, request_id, body));
+                }
+            }
+        }
+        Ok(Submission { drafts, erase: positions, rotate_to: None })
     }
 
     /// Finds where the slots to erase live on disk, refusing anything that does not exist.
@@ -382,6 +442,13 @@ impl Writer {
 fn request_bytes(r: &Request) -> usize {
     match r {
         Request::Append { drafts, .. } => drafts.iter().map(|d| d.body.len() + 128 + d.slots.len() * SLOT_LEN).sum(),
+        Request::Commit { entries, .. } => entries
+            .iter()
+            .map(|e| match e {
+                Entry::Event(d) => d.body.len() + 128 + d.slots.len() * SLOT_LEN,
+                Entry::Erase { .. } => 128,
+            })
+            .sum(),
         _ => 256,
     }
 }
@@ -404,6 +471,9 @@ pub(crate) fn system_draft(kind: u16, actor: Actor, request_id: [u8; 16], body: 
 }
 
 fn reply_err(req: Request, err: Error) {
-    let (Request::Append { reply, .. } | Request::Erase { reply, .. } | Request::Rotate { reply, .. }) = req;
+    let (Request::Append { reply, .. }
+    | Request::Commit { reply, .. }
+    | Request::Erase { reply, .. }
+    | Request::Rotate { reply, .. }) = req;
     let _ = reply.send(Err(err));
 }

@@ -309,3 +309,28 @@ fn a_second_writer_is_refused() {
     let _l = create(dir.path(), Options::default());
     assert!(matches!(Ledger::open(dir.path(), key_from(1), Options::default()), Err(Error::Invalid(_))));
 }
+
+#[test]
+fn commit_appends_and_erases_in_one_frame_or_not_at_all() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let rt = runtime();
+    let mut keyring = Keyring::new();
+    keyring.insert(1, &random_key().expect("rng"));
+    let l = create(dir.path(), Options::default());
+    let (sealed, slot) = keyring.seal(b"v1", b"ctx", 0).expect("seal");
+    let mut d = draft(1);
+    d.body = ledger::body::encode(&sealed).expect("encode");
+    d.slots = vec![slot];
+    let target = rt.block_on(l.append(vec![d])).expect("append")[0].seq;
+    // An invalid erasure refuses the whole commit.
+    let erase = |slot: u8| ledger::Entry::Erase { target, slots: vec![slot], actor: actor(), request_id: [0; 16] };
+    assert!(rt.block_on(l.commit(vec![ledger::Entry::Event(draft(2)), erase(5)])).is_err());
+    assert_eq!(l.durable().last_seq, target);
+    let r = rt.block_on(l.commit(vec![ledger::Entry::Event(draft(3)), erase(0)])).expect("commit");
+    assert_eq!(r.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![target + 1, target + 2]);
+    let stored = l.events(target, target).next().expect("one").expect("read");
+    assert_eq!(keyring.open(&sealed, &stored.slots[0], b"ctx"), Err(SealError::Erased));
+    drop(l);
+    let report = verify_dir(dir.path(), VerifyOptions::default());
+    assert!(report.intact && report.erased_payloads == 1, "{report:?}");
+}

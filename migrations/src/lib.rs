@@ -1,7 +1,150 @@
 //! The event catalogue: every kind of event cairn writes to its ledger, declared once,
-//! with its past versions and the upcasters that read them.
+//! with its kind number, its version, and how old versions are read.
 //!
-//! The ledger itself only reserves kinds below 0x0100 for its own use (genesis, key
-//! rotation, payload erasure). The kinds of the layers above are declared here as they
-//! are built; this crate sits below both the write side (`commands`) and the read side
-//! (`projections`) so neither can invent a kind the other does not know.
+//! The ledger reserves kinds below 0x0100 for itself (genesis, key rotation, payload
+//! erasure) and treats every other body as opaque bytes. Here each family gets a block of
+//! kind numbers, each event a struct encoded with the ledger's frozen bincode
+//! configuration. This crate sits below both the write side (`commands`) and the read side
+//! (`projections`), so neither can invent a kind the other does not know.
+//!
+//! Rules (FORMAT.md §6): kind numbers are never reused, fields are never reordered or
+//! removed within a version, and a changed struct gets a new version whose decoder stays
+//! here forever with an upcaster to the current shape.
+
+pub mod catalogue;
+
+use ledger::envelope::Event as LedgerEvent;
+use ledger::system::SystemEvent;
+
+pub use catalogue::access::*;
+pub use catalogue::kv::*;
+pub use catalogue::mount::*;
+pub use catalogue::policy::*;
+pub use catalogue::seal::*;
+pub use catalogue::token::*;
+
+/// Why an event body could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogueError {
+    #[error("unknown event kind {kind:#06x} version {version}")]
+    Unknown { kind: u16, version: u16 },
+    #[error("event kind {kind:#06x}: {source}")]
+    Body { kind: u16, source: ledger::body::BodyError },
+    #[error("system event: {0}")]
+    System(ledger::codec::DecodeError),
+}
+
+macro_rules! catalogue {
+    ($( $kind:literal => $variant:ident($ty:ty) ),* $(,)?) => {
+        /// Every application event cairn writes.
+        #[derive(Debug, Clone, PartialEq)]
+        pub enum Event {
+            $( $variant($ty), )*
+        }
+
+        impl Event {
+            /// The ledger kind number of this event.
+            pub fn kind(&self) -> u16 {
+                match self { $( Event::$variant(_) => $kind, )* }
+            }
+
+            /// A short stable name, for logs and query output.
+            pub fn name(&self) -> &'static str {
+                match self { $( Event::$variant(_) => stringify!($variant), )* }
+            }
+
+            /// `(kind, version, body)` as the ledger stores them.
+            pub fn encode(&self) -> Result<(u16, u16, Vec<u8>), ledger::body::BodyError> {
+                let body = match self { $( Event::$variant(e) => ledger::body::encode(e)?, )* };
+                Ok((self.kind(), 1, body))
+            }
+
+            /// Reads a stored body of `kind` at `version` (upcasting older versions).
+            pub fn decode(kind: u16, version: u16, body: &[u8]) -> Result<Event, CatalogueError> {
+                match (kind, version) {
+                    $( ($kind, 1) => ledger::body::decode::<$ty>(body).map(Event::$variant).map_err(|source| CatalogueError::Body { kind, source }), )*
+                    _ => Err(CatalogueError::Unknown { kind, version }),
+                }
+            }
+        }
+    };
+}
+
+catalogue! {
+    0x0100 => Initialized(Initialized),
+    0x0101 => KeyringRotated(KeyringRotated),
+    0x0102 => Unsealed(Unsealed),
+    0x0103 => SealedByOperator(SealedByOperator),
+    0x0200 => MountEnabled(MountEnabled),
+    0x0201 => MountTuned(MountTuned),
+    0x0202 => MountDisabled(MountDisabled),
+    0x0300 => PolicyWritten(PolicyWritten),
+    0x0301 => PolicyDeleted(PolicyDeleted),
+    0x0400 => TokenCreated(TokenCreated),
+    0x0401 => TokenRenewed(TokenRenewed),
+    0x0402 => TokensRevoked(TokensRevoked),
+    0x0403 => TokenRoleWritten(TokenRoleWritten),
+    0x0404 => TokenRoleDeleted(TokenRoleDeleted),
+    0x0500 => KvWritten(KvWritten),
+    0x0501 => KvVersionsDeleted(KvVersionsDeleted),
+    0x0502 => KvVersionsUndeleted(KvVersionsUndeleted),
+    0x0503 => KvMetadataWritten(KvMetadataWritten),
+    0x0504 => KvMetadataDeleted(KvMetadataDeleted),
+    0x0505 => KvConfigWritten(KvConfigWritten),
+    0x0506 => KvV1Written(KvV1Written),
+    0x0507 => KvV1Deleted(KvV1Deleted),
+    0x0600 => Access(Access),
+}
+
+/// An event as the read side sees it: a catalogue event or one of the ledger's own.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Body {
+    App(Event),
+    System(SystemEvent),
+}
+
+/// A decoded ledger event with its envelope.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Envelope {
+    pub seq: u64,
+    /// Commit time, nanoseconds since the Unix epoch.
+    pub time: u64,
+    pub actor: ledger::Actor,
+    pub request_id: [u8; 16],
+    pub body: Body,
+    /// The key slots the event owns (to open its sealed payloads).
+    pub slots: Vec<ledger::KeySlot>,
+}
+
+impl Envelope {
+    /// Decodes a stored event.
+    pub fn decode(ev: &LedgerEvent, slots: Vec<ledger::KeySlot>) -> Result<Envelope, CatalogueError> {
+        let body = if ev.is_system() {
+            match SystemEvent::decode(ev.kind, ev.kind_version, &ev.body).map_err(CatalogueError::System)? {
+                Some(s) => Body::System(s),
+                None => return Err(CatalogueError::Unknown { kind: ev.kind, version: ev.kind_version }),
+            }
+        } else {
+            Body::App(Event::decode(ev.kind, ev.kind_version, &ev.body)?)
+        };
+        Ok(Envelope { seq: ev.seq, time: ev.time, actor: ev.actor.clone(), request_id: ev.request_id, body, slots })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_round_trips_and_unknown_kinds_are_refused() {
+        let e = Event::PolicyWritten(PolicyWritten { name: "app".into(), text: "path \"x\" {}".into(), time: 5 });
+        let (kind, version, body) = e.encode().expect("encode");
+        assert_eq!((kind, version), (0x0300, 1));
+        assert_eq!(Event::decode(kind, version, &body).expect("decode"), e);
+        assert!(matches!(Event::decode(kind, 2, &body), Err(CatalogueError::Unknown { .. })));
+        assert!(matches!(Event::decode(0x7777, 1, &body), Err(CatalogueError::Unknown { .. })));
+        let mut longer = body.clone();
+        longer.push(0);
+        assert!(Event::decode(kind, version, &longer).is_err());
+    }
+}

@@ -4,4 +4,12 @@
 //! Projections are pure folds — `State::apply(&Event)` — and hold nothing the ledger does
 //! not: deleting them and replaying the ledger gives the same state.
 
+pub mod kv;
+pub mod mount;
+pub mod policies;
 pub mod policy;
+pub mod seal;
+pub mod state;
+pub mod token;
+
+pub use state::State;

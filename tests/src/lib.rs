@@ -1,9 +1,20 @@
 //! Harness for end-to-end tests: finds the built `cairn` binary and runs it.
 //!
 //! Tests here drive the real binary the way users do; they never link the server code.
+//! The compatibility suites (`compat_cli`, `compat_hvac`) also start a server, cairn's or
+//! a real OpenBao one (`CAIRN_COMPAT_TARGET=openbao`), and drive it with the real `bao`
+//! CLI and hvac: see [`server`], [`process`] and [`shape`].
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
+
+pub mod process;
+pub mod server;
+pub mod shape;
+
+pub use process::{HttpReply, Run};
+pub use server::{ConfigServer, DevServer, Server, Target};
+pub use shape::{Shape, base64_decode, redact};
 
 /// Path of the `cairn` binary of this build (`CAIRN_BIN` overrides it).
 pub fn cairn_bin() -> PathBuf {

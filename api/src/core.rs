@@ -1,0 +1,447 @@
+//! The server's core: the barrier (sealed or unsealed), the published state, and — while
+//! unsealed — the keys, the open ledger and the sequencer.
+//!
+//! Sealed, the server holds only what the ledger says in clear (seal configuration,
+//! wrapped keys, the projections of everything else, whose secrets stay sealed). Unsealing
+//! combines key shares into the unseal key, which must open the root key by authenticated
+//! decryption; the root key opens the keyring, the ledger's signing key and the keyed-hash
+//! key. Only then is the ledger opened for writing and the sequencer started.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+use commands::sealing::{
+    HMAC_KEY_CONTEXT, InitKeys, KEYRING_CONTEXT, ROOT_KEY_CONTEXT, SIGNING_KEY_CONTEXT, initial_events,
+};
+use commands::sequencer::{Sequencer, fold};
+use commands::{Command, Effect, Env, Rejection, Request};
+use ledger::seal::{KeyedHasher, Keyring, unwrap, wrap};
+use ledger::{Entry, EventDraft, KeySlot, Ledger, LedgerKey, Options, Sealed};
+use migrations::Envelope;
+use projections::State;
+use tokio::sync::RwLock;
+use zeroize::Zeroizing;
+
+use crate::shamir;
+
+/// Settings of the running server that rules need.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    pub default_lease_ttl: u64,
+    pub max_lease_ttl: u64,
+}
+
+/// What can go wrong at the barrier; every message is safe to show (no key material).
+#[derive(Debug, thiserror::Error)]
+pub enum CoreError {
+    #[error("Vault is already initialized")]
+    AlreadyInitialized,
+    #[error("Vault is not initialized")]
+    NotInitialized,
+    #[error("Vault is sealed")]
+    Sealed,
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Shamir(#[from] shamir::ShamirError),
+    #[error("ledger: {0}")]
+    Ledger(#[from] ledger::Error),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<Rejection> for CoreError {
+    fn from(r: Rejection) -> Self {
+        CoreError::Internal(r.to_string())
+    }
+}
+
+/// The real environment of rules: wall clock, OS randomness, the keyring, keyed hashes.
+pub struct RealEnv {
+    keyring: ArcSwap<Keyring>,
+    hasher: KeyedHasher,
+}
+
+impl RealEnv {
+    pub fn hasher(&self) -> &KeyedHasher {
+        &self.hasher
+    }
+
+    pub fn keyring(&self) -> Arc<Keyring> {
+        self.keyring.load_full()
+    }
+
+    /// Keyed hash of an audit value (hex), as access events record request fields.
+    pub fn audit_hash(&self, data: &[u8]) -> [u8; 32] {
+        self.hasher.hash("audit", data).0
+    }
+}
+
+impl Env for RealEnv {
+    fn now(&self) -> u64 {
+        now_nanos()
+    }
+    fn random(&self, buf: &mut [u8]) -> Result<(), Rejection> {
+        getrandom::fill(buf).map_err(|_| Rejection::Internal("operating system randomness unavailable".into()))
+    }
+    fn seal(&self, plaintext: &[u8], context: &[u8], slot: u8) -> Result<(Sealed, KeySlot), Rejection> {
+        self.keyring.load().seal(plaintext, context, slot).map_err(|e| Rejection::Internal(e.to_string()))
+    }
+    fn open(&self, sealed: &Sealed, slot: &KeySlot, context: &[u8]) -> Result<Zeroizing<Vec<u8>>, Rejection> {
+        self.keyring.load().open(sealed, slot, context).map_err(|e| Rejection::Internal(e.to_string()))
+    }
+    fn token_hash(&self, id: &str) -> [u8; 32] {
+        self.hasher.hash("token", id.as_bytes()).0
+    }
+}
+
+pub fn now_nanos() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// Everything that exists only while unsealed.
+pub struct Unsealed {
+    pub env: Arc<RealEnv>,
+    pub ledger: Arc<Ledger>,
+    pub sequencer: Sequencer,
+    root_key: Zeroizing<[u8; 32]>,
+}
+
+/// Shares collected towards an unseal.
+#[derive(Default)]
+struct UnsealProgress {
+    shares: Vec<Zeroizing<Vec<u8>>>,
+    nonce: String,
+}
+
+/// The seal-status object (`sys/seal-status`, `sys/unseal`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SealStatus {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub initialized: bool,
+    pub sealed: bool,
+    pub t: u8,
+    pub n: u8,
+    pub progress: usize,
+    pub nonce: String,
+    pub recovery_seal: bool,
+    pub version: &'static str,
+    pub build_date: &'static str,
+    pub migration: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster_id: Option<String>,
+    pub storage_type: &'static str,
+}
+
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The core of one server.
+pub struct Core {
+    data_dir: PathBuf,
+    pub state: Arc<ArcSwap<State>>,
+    barrier: RwLock<Option<Arc<Unsealed>>>,
+    unseal: Mutex<UnsealProgress>,
+    pub settings: Settings,
+}
+
+fn ledger_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("ledger")
+}
+
+/// Folds every durable event of the ledger in `dir` into a fresh state.
+pub fn replay(dir: &Path) -> Result<State, CoreError> {
+    let mut state = State::default();
+    if !Ledger::exists(dir) {
+        return Ok(state);
+    }
+    let scan = ledger::segments::FrameScan::new(&dir.join(ledger::segments::SEGMENTS_DIR))?;
+    for item in scan {
+        let (frame, _) = item?;
+        for fe in &frame.events {
+            let env = Envelope::decode(&fe.event, frame.slots_of(fe).to_vec())
+                .map_err(|e| CoreError::Internal(format!("cannot read event {}: {e}", fe.event.seq)))?;
+            state.apply(&env);
+        }
+    }
+    Ok(state)
+}
+
+impl Core {
+    /// Opens the core on a data directory, replaying whatever ledger is there. Sealed.
+    pub fn open(data_dir: &Path, settings: Settings) -> Result<Core, CoreError> {
+        std::fs::create_dir_all(data_dir)
+            .map_err(|e| CoreError::Internal(format!("cannot create {}: {e}", data_dir.display())))?;
+        let state = replay(&ledger_dir(data_dir))?;
+        Ok(Core {
+            data_dir: data_dir.to_path_buf(),
+            state: Arc::new(ArcSwap::from_pointee(state)),
+            barrier: RwLock::new(None),
+            unseal: Mutex::new(UnsealProgress::default()),
+            settings,
+        })
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    pub fn is_initialized(&self) -> bool {
+        self.state.load().seal.is_initialized()
+    }
+
+    /// The unsealed parts, or `None` while sealed.
+    pub async fn unsealed(&self) -> Option<Arc<Unsealed>> {
+        self.barrier.read().await.clone()
+    }
+
+    pub fn seal_status(&self, unsealed: bool) -> SealStatus {
+        let state = self.state.load();
+        let init = state.seal.init.as_ref();
+        let progress = self.unseal.lock().map(|p| (p.shares.len(), p.nonce.clone())).unwrap_or_default();
+        SealStatus {
+            kind: "shamir",
+            initialized: init.is_some(),
+            sealed: !unsealed,
+            t: init.map(|i| i.secret_threshold).unwrap_or(0),
+            n: init.map(|i| i.secret_shares).unwrap_or(0),
+            progress: progress.0,
+            nonce: progress.1,
+            recovery_seal: false,
+            version: VERSION,
+            build_date: "",
+            migration: false,
+            cluster_name: (unsealed && init.is_some()).then(|| cluster_name(init)),
+            cluster_id: if unsealed { init.map(|i| i.cluster_id.clone()) } else { None },
+            storage_type: "sled",
+        }
+    }
+
+    /// `sys/init`: creates the ledger with its genesis and the initial events. The server
+    /// stays sealed. Returns the unseal key shares and the root token, shown once.
+    pub async fn init(
+        &self,
+        shares: usize,
+        threshold: usize,
+        root_token_id: Option<&str>,
+        dev: bool,
+    ) -> Result<(Vec<Zeroizing<Vec<u8>>>, String, Zeroizing<[u8; 32]>), CoreError> {
+        let _guard = self.barrier.write().await;
+        if self.is_initialized() || Ledger::exists(&ledger_dir(&self.data_dir)) {
+            return Err(CoreError::AlreadyInitialized);
+        }
+        shamir::check_config(shares, threshold)?;
+        let keys = InitKeys::generate()?;
+        let env = env_from(&keys.keyring_key, 1, &keys.hmac_key);
+        let (drafts, root_token) = initial_events(
+            u8::try_from(shares).unwrap_or(u8::MAX),
+            u8::try_from(threshold).unwrap_or(u8::MAX),
+            &keys,
+            root_token_id,
+            dev,
+            &env,
+        )?;
+        let signing = LedgerKey::from_seed(&keys.signing_seed)
+            .ok_or_else(|| CoreError::Internal("generated signing key is weak".into()))?;
+        let dir = ledger_dir(&self.data_dir);
+        let mut entries = Vec::new();
+        for d in &drafts {
+            let (kind, kind_version, body) = d.event.encode().map_err(|e| CoreError::Internal(e.to_string()))?;
+            entries.push(Entry::Event(EventDraft {
+                kind,
+                kind_version,
+                request_id: [0; 16],
+                actor: ledger::Actor::system(),
+                body,
+                slots: d.slots.clone(),
+            }));
+        }
+        let receipts = {
+            let l = tokio::task::spawn_blocking(move || Ledger::create(&dir, signing, Options::default()))
+                .await
+                .map_err(|e| CoreError::Internal(e.to_string()))??;
+            let r = l.commit(entries).await?;
+            tokio::task::spawn_blocking(move || l.close()).await.map_err(|e| CoreError::Internal(e.to_string()))??;
+            r
+        };
+        let mut state = (**self.state.load()).clone();
+        let effects: Vec<Effect> = drafts.into_iter().map(Effect::Event).collect();
+        let first = receipts.first().map(|r| r.seq).unwrap_or(2);
+        fold(&mut state, &effects, first, now_nanos(), &ledger::Actor::system(), [0; 16]);
+        self.state.store(Arc::new(state));
+        let shares = shamir::split(&keys.unseal_key, shares, threshold)?;
+        Ok((shares, root_token, keys.unseal_key))
+    }
+
+    /// One `sys/unseal` step. Returns whether the barrier is now unsealed.
+    pub async fn unseal_step(&self, share: Option<Vec<u8>>, reset: bool) -> Result<bool, CoreError> {
+        let state = self.state.load_full();
+        let init = state.seal.init.clone().ok_or(CoreError::NotInitialized)?;
+        if self.barrier.read().await.is_some() {
+            return Ok(true);
+        }
+        let ready = {
+            let mut p = self.unseal.lock().map_err(|_| CoreError::Internal("unseal state poisoned".into()))?;
+            if reset {
+                *p = UnsealProgress::default();
+                return Ok(false);
+            }
+            let Some(share) = share else { return Ok(false) };
+            if share.len() < 16 {
+                return Err(CoreError::BadRequest("invalid key: key is shorter than minimum 16 bytes".into()));
+            }
+            if p.shares.is_empty() {
+                p.nonce = uuid::Uuid::new_v4().to_string();
+            }
+            if !p.shares.iter().any(|s| **s == share) {
+                p.shares.push(Zeroizing::new(share));
+            }
+            if p.shares.len() < usize::from(init.secret_threshold) {
+                return Ok(false);
+            }
+            std::mem::take(&mut *p)
+        };
+        let unseal_key = shamir::combine(&ready.shares, usize::from(init.secret_threshold)).map_err(|_| bad_key())?;
+        self.unseal_with(&unseal_key, false).await?;
+        Ok(true)
+    }
+
+    /// Unseals with the unseal key itself (after combining shares, or in dev mode).
+    pub async fn unseal_with(&self, unseal_key: &[u8; 32], dev: bool) -> Result<(), CoreError> {
+        let mut barrier = self.barrier.write().await;
+        if barrier.is_some() {
+            return Ok(());
+        }
+        let state = self.state.load_full();
+        let init = state.seal.init.clone().ok_or(CoreError::NotInitialized)?;
+        let root_key = unwrap_key(unseal_key, &init.wrapped_root_key, ROOT_KEY_CONTEXT)?;
+        let mut keyring = Keyring::new();
+        for (term, t) in &state.seal.keyring {
+            keyring.insert(*term, &*unwrap_key(&root_key, &t.wrapped_key, KEYRING_CONTEXT)?);
+        }
+        let hmac_key = unwrap_key(&root_key, &init.wrapped_hmac_key, HMAC_KEY_CONTEXT)?;
+        let seed = unwrap_key(&root_key, &init.wrapped_signing_key, SIGNING_KEY_CONTEXT)?;
+        let signing =
+            LedgerKey::from_seed(&seed).ok_or_else(|| CoreError::Internal("stored signing key is weak".into()))?;
+        let dir = ledger_dir(&self.data_dir);
+        let ledger = tokio::task::spawn_blocking(move || Ledger::open(&dir, signing, Options::default()))
+            .await
+            .map_err(|e| CoreError::Internal(e.to_string()))??;
+        if ledger.durable().last_seq != state.last_seq {
+            // Recovery changed what is durable (it cut a torn tail): read the state again.
+            let fresh = replay(&ledger_dir(&self.data_dir))?;
+            self.state.store(Arc::new(fresh));
+        }
+        for (term, count) in ledger.wraps() {
+            keyring.set_wrap_count(term, count);
+        }
+        let env = Arc::new(RealEnv { keyring: ArcSwap::from_pointee(keyring), hasher: KeyedHasher::derive(&hmac_key) });
+        let ledger = Arc::new(ledger);
+        let sequencer = Sequencer::start(ledger.clone(), self.state.clone(), env.clone());
+        let unsealed = Arc::new(Unsealed { env, ledger, sequencer, root_key });
+        let request = Request {
+            caller: None,
+            actor: ledger::Actor::system(),
+            request_id: random_id(),
+            access: None,
+            command: Some(Command::RecordUnsealed { dev }),
+        };
+        unsealed.sequencer.submit(request).await.map_err(|e| CoreError::Internal(e.to_string()))?;
+        *barrier = Some(unsealed);
+        Ok(())
+    }
+
+    /// Seals: records who sealed, stops the sequencer, closes the ledger, drops every key.
+    pub async fn seal(&self, actor: ledger::Actor) -> Result<(), CoreError> {
+        let mut barrier = self.barrier.write().await;
+        let Some(unsealed) = barrier.take() else { return Ok(()) };
+        let request = Request {
+            caller: None,
+            actor,
+            request_id: random_id(),
+            access: None,
+            command: Some(Command::RecordSealed),
+        };
+        if let Err(e) = unsealed.sequencer.submit(request).await {
+            tracing::warn!(error = %e, "could not record the seal in the ledger");
+        }
+        drop(unsealed);
+        if let Ok(mut p) = self.unseal.lock() {
+            *p = UnsealProgress::default();
+        }
+        Ok(())
+    }
+
+    /// Rotates the keyring: a new term, wrapped under the root key, recorded by event.
+    pub async fn rotate_keyring(
+        &self,
+        unsealed: &Unsealed,
+        caller: commands::Caller,
+        actor: ledger::Actor,
+        access: migrations::Access,
+    ) -> Result<commands::sequencer::Committed, CoreError> {
+        let key = ledger::seal::random_key().map_err(|e| CoreError::Internal(e.to_string()))?;
+        let wrapped =
+            wrap(&unsealed.root_key, &*key, KEYRING_CONTEXT).map_err(|e| CoreError::Internal(e.to_string()))?;
+        let request = Request {
+            caller: Some(caller),
+            actor,
+            request_id: random_id(),
+            access: Some(access),
+            command: Some(Command::RotateKeyring { wrapped_key: wrapped }),
+        };
+        let committed = unsealed.sequencer.submit(request).await.map_err(|e| CoreError::Internal(e.to_string()))?;
+        if committed.result.is_ok() {
+            let term = committed.state.seal.active_term();
+            let mut next = Keyring::new();
+            let current = unsealed.env.keyring.load();
+            for (t, rec) in &committed.state.seal.keyring {
+                if *t == term {
+                    next.insert(*t, &key);
+                } else {
+                    next.insert(*t, &*unwrap_key(&unsealed.root_key, &rec.wrapped_key, KEYRING_CONTEXT)?);
+                }
+                next.set_wrap_count(*t, current.wrap_count(*t));
+            }
+            unsealed.env.keyring.store(Arc::new(next));
+        }
+        Ok(committed)
+    }
+}
+
+fn env_from(keyring_key: &[u8; 32], term: u32, hmac_key: &[u8; 32]) -> RealEnv {
+    let mut keyring = Keyring::new();
+    keyring.insert(term, keyring_key);
+    RealEnv { keyring: ArcSwap::from_pointee(keyring), hasher: KeyedHasher::derive(hmac_key) }
+}
+
+fn bad_key() -> CoreError {
+    CoreError::BadRequest("unable to retrieve stored keys: invalid key: failed to decrypt keys from storage: cipher: message authentication failed".into())
+}
+
+fn unwrap_key(key: &[u8; 32], wrapped: &[u8], context: &[u8]) -> Result<Zeroizing<[u8; 32]>, CoreError> {
+    let plain = unwrap(key, wrapped, context).map_err(|_| bad_key())?;
+    let mut out = Zeroizing::new([0u8; 32]);
+    if plain.len() != 32 {
+        return Err(bad_key());
+    }
+    out.copy_from_slice(&plain);
+    Ok(out)
+}
+
+/// `vault-cluster-<8 hex>` derived from the cluster id.
+fn cluster_name(init: Option<&migrations::Initialized>) -> String {
+    let id = init.map(|i| i.cluster_id.replace('-', "")).unwrap_or_default();
+    format!("vault-cluster-{}", &id[..8.min(id.len())])
+}
+
+/// A random request id (UUID bytes).
+pub fn random_id() -> [u8; 16] {
+    *uuid::Uuid::new_v4().as_bytes()
+}

@@ -1,0 +1,49 @@
+//! Secrets engines: path parsing and response shaping only. Their rules live in
+//! `commands::kv`, their state in `projections::kv`.
+
+pub mod kv_v1;
+pub mod kv_v2;
+
+use serde_json::{Map, Value};
+
+use crate::http::reply::Reply;
+
+/// A request field that must be a JSON object (`data`, `options`), or `None` if absent.
+pub fn object_field<'a>(data: &'a Map<String, Value>, key: &str) -> Result<Option<&'a Map<String, Value>>, Reply> {
+    match data.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Object(m)) => Ok(Some(m)),
+        Some(other) => Err(Reply::error(
+            400,
+            format!(
+                "error converting input for field \"{key}\": '' expected type 'map[string]interface {{}}', got unconvertible type '{}'",
+                go_type(other)
+            ),
+        )),
+    }
+}
+
+fn go_type(v: &Value) -> &'static str {
+    match v {
+        Value::String(_) => "string",
+        Value::Number(_) => "float64",
+        Value::Bool(_) => "bool",
+        Value::Array(_) => "[]interface {}",
+        _ => "interface {}",
+    }
+}
+
+/// A non-negative integer given as a JSON number or string.
+pub fn as_u64(v: &Value) -> Option<u64> {
+    v.as_u64().or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+}
+
+/// `versions` as a list of numbers (JSON list, or comma-separated string).
+pub fn versions(v: Option<&Value>) -> Vec<u64> {
+    match v {
+        Some(Value::Array(a)) => a.iter().filter_map(as_u64).collect(),
+        Some(Value::String(s)) => s.split(',').filter_map(|x| x.trim().parse().ok()).collect(),
+        Some(n @ Value::Number(_)) => as_u64(n).into_iter().collect(),
+        _ => Vec::new(),
+    }
+}

@@ -1,0 +1,384 @@
+//! The Vault HTTP API: one handler for every `/v1/…` request, in Vault's order of checks
+//! (openbao-api.md §1.6): unauthenticated `sys/` endpoints; sealed → 503; token → 403
+//! `permission denied`; ACL (before routing) → 403; then the backend. Every request past
+//! the seal gate ends in an access event that is durable before the answer leaves.
+
+pub mod reply;
+pub mod request;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::{Body, to_bytes};
+use axum::extract::{ConnectInfo, State as AxState};
+use axum::http::{Method, Request as HttpRequest};
+use axum::response::Response;
+use commands::sequencer::Committed;
+use commands::{Caller, Command, Request};
+use migrations::{Access, Outcome as AccessOutcome};
+use projections::State;
+use projections::policy::{Acl, Operation};
+use projections::token::Token;
+
+use crate::core::{Core, Unsealed, now_nanos};
+use reply::{ACL_DENIED, Reply};
+use request::{MAX_BODY, VaultRequest, parse_body, parse_query, token_from};
+
+/// The axum router serving the whole API.
+pub fn router(core: Arc<Core>) -> Router {
+    let api = Arc::new(Api { core, acls: Mutex::new(HashMap::new()) });
+    Router::new().fallback(handle).with_state(api)
+}
+
+/// Shared by every request.
+pub struct Api {
+    pub core: Arc<Core>,
+    /// Compiled ACLs by policy set.
+    acls: Mutex<HashMap<Vec<String>, CachedAcl>>,
+}
+
+/// A compiled ACL, valid for one policy generation and until its earliest rule expiry.
+struct CachedAcl {
+    generation: u64,
+    acl: Arc<Acl>,
+}
+
+impl CachedAcl {
+    fn fresh(&self, generation: u64) -> bool {
+        let now = i64::try_from(now_nanos() / 1_000_000_000).unwrap_or(i64::MAX);
+        self.generation == generation && self.acl.valid_until().is_none_or(|until| now < until)
+    }
+}
+
+impl Api {
+    pub fn acl_for(&self, state: &State, token: &Token) -> Arc<Acl> {
+        if token.is_root() {
+            return Arc::new(Acl::root());
+        }
+        let generation = state.policies.generation();
+        if let Ok(cache) = self.acls.lock()
+            && let Some(cached) = cache.get(&token.policies)
+            && cached.fresh(generation)
+        {
+            return cached.acl.clone();
+        }
+        let parsed: Vec<_> =
+            token.policies.iter().filter_map(|p| state.policies.get(p)).map(|p| p.parsed.clone()).collect();
+        let refs: Vec<&projections::policy::Policy> = parsed.iter().map(|p| p.as_ref()).collect();
+        let acl = Arc::new(Acl::new(&refs));
+        if let Ok(mut cache) = self.acls.lock() {
+            if cache.len() > 10_000 {
+                cache.clear();
+            }
+            cache.insert(token.policies.clone(), CachedAcl { generation, acl: acl.clone() });
+        }
+        acl
+    }
+}
+
+/// What a backend made of a request.
+pub enum Handled {
+    /// The answer is ready; only the access event remains to be made durable.
+    Read(Reply),
+    /// A write: the command goes to the sequencer; the answer is rendered from the commit.
+    Write { command: Command, render: Box<dyn FnOnce(&Committed) -> Reply + Send> },
+    /// The backend made its own access event durable (`sys/seal`, `sys/rotate`).
+    Recorded(Reply),
+}
+
+impl Handled {
+    /// A write whose answer does not depend on the commit.
+    pub fn write(command: Command, reply: Reply) -> Handled {
+        Handled::Write { command, render: Box::new(move |_| reply) }
+    }
+}
+
+/// Everything a backend may look at while handling one request.
+pub struct Ctx<'a> {
+    pub api: &'a Api,
+    pub req: &'a VaultRequest,
+    pub state: Arc<State>,
+    pub unsealed: &'a Arc<Unsealed>,
+    pub token: Arc<Token>,
+    pub acl: Arc<Acl>,
+    pub op: Operation,
+    /// The token may use sudo on this path (or is root).
+    pub sudo: bool,
+}
+
+impl Ctx<'_> {
+    pub fn core(&self) -> &Core {
+        &self.api.core
+    }
+
+    pub fn caller(&self) -> Caller {
+        Caller { accessor: self.token.accessor.clone(), id_hash: self.token.id_hash }
+    }
+
+    pub fn actor(&self) -> ledger::Actor {
+        actor_of(Some(&self.token), self.req)
+    }
+
+    /// The access event for this request with `outcome`.
+    pub fn access(&self, outcome: AccessOutcome) -> Access {
+        access_of(self.api, self.req, self.op, Some(&self.token), outcome, self.unsealed, &self.state)
+    }
+}
+
+async fn handle(AxState(api): AxState<Arc<Api>>, req: HttpRequest<Body>) -> Response {
+    let remote =
+        req.extensions().get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(a)| a.ip().to_string()).unwrap_or_default();
+    let id = uuid::Uuid::new_v4().to_string();
+    match run(&api, req, remote, &id).await {
+        Ok(r) | Err(r) => r.into_response(&id),
+    }
+}
+
+/// The request pipeline; `Err` carries an early answer.
+async fn run(api: &Api, http: HttpRequest<Body>, remote_addr: String, id: &str) -> Result<Reply, Reply> {
+    let (parts, body) = http.into_parts();
+    let Some(path) = parts.uri.path().strip_prefix("/v1/") else {
+        return Err(Reply::not_found());
+    };
+    let path = path.to_string();
+    let query = parse_query(parts.uri.query());
+    let method = parts.method.clone();
+    if !matches!(method.as_str(), "GET" | "HEAD" | "POST" | "PUT" | "DELETE" | "PATCH" | "LIST") {
+        return Err(Reply::Error(405, Vec::new()));
+    }
+    let bytes = to_bytes(body, MAX_BODY).await.map_err(|_| Reply::error(413, "http: request body too large"))?;
+    let content_type = parts.headers.get("content-type").and_then(|v| v.to_str().ok());
+    let mut data = parse_body(&method, content_type, &bytes)?;
+    let list = method.as_str() == "LIST" || query.get("list").is_some_and(|v| matches!(v.as_str(), "true" | "1"));
+    if method == Method::GET {
+        for (k, v) in &query {
+            if k != "list" {
+                data.entry(k.clone()).or_insert_with(|| serde_json::Value::String(v.clone()));
+            }
+        }
+    }
+    let req = VaultRequest {
+        id: id.to_string(),
+        method,
+        path,
+        query,
+        data,
+        token: token_from(&parts.headers),
+        remote_addr,
+        list,
+    };
+
+    if let Some(reply) = crate::sys::seal::unauthenticated(&api.core, &req).await {
+        return Ok(reply);
+    }
+    if req.method == Method::HEAD {
+        return Err(Reply::Empty(405));
+    }
+    let Some(unsealed) = api.core.unsealed().await else {
+        return Err(Reply::error(503, "Vault is sealed"));
+    };
+    let state = api.core.state.load_full();
+    let token = req
+        .token
+        .as_deref()
+        .and_then(|t| state.tokens.by_hash(&commands::Env::token_hash(unsealed.env.as_ref(), t)))
+        .filter(|t| !t.expired(now_nanos()))
+        .cloned();
+    let op = operation(&req, &state);
+    let Some(token) = token else {
+        record(api, &unsealed, &req, op, None, AccessOutcome::Denied, &state).await?;
+        return Err(Reply::error(403, "permission denied"));
+    };
+    let acl = api.acl_for(&state, &token);
+    let acl_path =
+        if op == Operation::List && !req.path.ends_with('/') { format!("{}/", req.path) } else { req.path.clone() };
+    let decision = acl.check(&acl_path, op, &req.data);
+    let needs_sudo = crate::sys::needs_sudo(&req.path, op);
+    let self_authorizing = crate::sys::self_authorizing(&req.path);
+    if !self_authorizing && (!decision.allowed || (needs_sudo && !decision.sudo)) {
+        record(api, &unsealed, &req, op, Some(&token), AccessOutcome::Denied, &state).await?;
+        return Err(Reply::error(403, ACL_DENIED));
+    }
+    let sudo = decision.sudo || token.is_root();
+    let ctx = Ctx { api, req: &req, state: state.clone(), unsealed: &unsealed, token, acl, op, sudo };
+    match dispatch(&ctx).await {
+        Err(reply) => {
+            let outcome = AccessOutcome::Failed(reply.status());
+            record(api, &unsealed, &req, op, Some(&ctx.token), outcome, &state).await?;
+            Err(reply)
+        }
+        Ok(Handled::Read(reply)) => {
+            let mut access = ctx.access(AccessOutcome::Allowed);
+            if let Some(data) = reply.data_object() {
+                access.response_hmac = commands::access::hmac_fields(data, |b| unsealed.env.audit_hash(b));
+            }
+            let committed = submit(&unsealed, &req, ctx.caller(), ctx.actor(), access, None).await?;
+            committed.result.map_err(rejection_reply)?;
+            Ok(reply)
+        }
+        Ok(Handled::Recorded(reply)) => Ok(reply),
+        Ok(Handled::Write { command, render }) => {
+            let committed =
+                submit(&unsealed, &req, ctx.caller(), ctx.actor(), ctx.access(AccessOutcome::Allowed), Some(command))
+                    .await?;
+            match &committed.result {
+                Ok(_) => Ok(render(&committed)),
+                Err(r) => Err(rejection_reply(r.clone())),
+            }
+        }
+    }
+}
+
+/// Routes a request past the ACL to the backend that serves its path.
+async fn dispatch(ctx: &Ctx<'_>) -> Result<Handled, Reply> {
+    let path = ctx.req.path.as_str();
+    if path == "sys" || path.starts_with("sys/") {
+        return crate::sys::handle(ctx).await;
+    }
+    if let Some(rest) = path.strip_prefix("auth/token/").or_else(|| (path == "auth/token").then_some("")) {
+        return crate::auth_token::handle(ctx, rest);
+    }
+    let Some((mount, rest)) = ctx.state.mounts.route(path) else {
+        return Err(Reply::error(404, format!("no handler for route \"{path}\". route entry not found.")));
+    };
+    let mount = mount.clone();
+    match mount.kind.as_str() {
+        "kv" if mount.kv_version() == 2 => crate::engines::kv_v2::handle(ctx, &mount, rest),
+        "kv" => crate::engines::kv_v1::handle(ctx, &mount, &mount.uuid, rest),
+        "cubbyhole" => {
+            let store = projections::kv::cubbyhole_mount(&ctx.token.accessor);
+            crate::engines::kv_v1::handle(ctx, &mount, &store, rest)
+        }
+        _ => Err(Reply::error(404, format!("no handler for route \"{path}\". route entry not found."))),
+    }
+}
+
+/// The logical operation (POST/PUT become create or update by whether the item exists).
+fn operation(req: &VaultRequest, state: &State) -> Operation {
+    match req.method.as_str() {
+        _ if req.list => Operation::List,
+        "GET" | "HEAD" => Operation::Read,
+        "DELETE" => Operation::Delete,
+        "PATCH" => Operation::Patch,
+        _ if exists(req, state) => Operation::Update,
+        "POST" | "PUT" => Operation::Create,
+        _ => Operation::Read,
+    }
+}
+
+/// Existence check for create vs update: only KV and cubbyhole items can be "new".
+fn exists(req: &VaultRequest, state: &State) -> bool {
+    let Some((mount, rest)) = state.mounts.route(&req.path) else { return true };
+    match mount.kind.as_str() {
+        "kv" if mount.kv_version() == 2 => {
+            match rest.strip_prefix("data/").or_else(|| rest.strip_prefix("metadata/")) {
+                Some(p) => {
+                    state.kv.secret(&mount.uuid, p).is_some_and(|s| s.current > 0 || rest.starts_with("metadata/"))
+                }
+                None => true,
+            }
+        }
+        "kv" => state.kv.v1(&mount.uuid, rest).is_some(),
+        // Cubbyholes are per token; the token is not known here, so treat writes as create.
+        "cubbyhole" => false,
+        _ => true,
+    }
+}
+
+fn op_name(op: Operation) -> &'static str {
+    match op {
+        Operation::Create => "create",
+        Operation::Read => "read",
+        Operation::Update => "update",
+        Operation::Patch => "patch",
+        Operation::Delete => "delete",
+        Operation::List => "list",
+        Operation::Scan => "scan",
+    }
+}
+
+fn actor_of(token: Option<&Token>, req: &VaultRequest) -> ledger::Actor {
+    ledger::Actor {
+        accessor: token.map(|t| t.accessor.clone()).unwrap_or_default(),
+        entity_id: token.and_then(|t| uuid::Uuid::parse_str(&t.entity_id).ok()).map(|u| *u.as_bytes()),
+        display_name: token.map(|t| t.display_name.chars().take(255).collect()).unwrap_or_default(),
+        remote_addr: req.remote_addr.chars().take(255).collect(),
+    }
+}
+
+fn access_of(
+    _api: &Api,
+    req: &VaultRequest,
+    op: Operation,
+    token: Option<&Token>,
+    outcome: AccessOutcome,
+    unsealed: &Unsealed,
+    state: &State,
+) -> Access {
+    Access {
+        operation: op_name(op).to_string(),
+        path: req.path.clone(),
+        mount_accessor: state.mounts.route(&req.path).map(|(m, _)| m.accessor.clone()).unwrap_or_default(),
+        outcome,
+        policies: token.map(|t| t.policies.clone()).unwrap_or_default(),
+        request_hmac: commands::access::hmac_fields(&req.data, |b| unsealed.env.audit_hash(b)),
+        response_hmac: Default::default(),
+        used_token: false,
+    }
+}
+
+/// Records an access event with no write, and waits for it to be durable.
+async fn record(
+    api: &Api,
+    unsealed: &Unsealed,
+    req: &VaultRequest,
+    op: Operation,
+    token: Option<&Token>,
+    outcome: AccessOutcome,
+    state: &State,
+) -> Result<(), Reply> {
+    let access = access_of(api, req, op, token, outcome, unsealed, state);
+    let caller = token.map(|t| Caller { accessor: t.accessor.clone(), id_hash: t.id_hash });
+    let request = Request {
+        caller,
+        actor: actor_of(token, req),
+        request_id: request_id_bytes(&req.id),
+        access: Some(access),
+        command: None,
+    };
+    unsealed.sequencer.submit(request).await.map(|_| ()).map_err(unavailable)
+}
+
+async fn submit(
+    unsealed: &Unsealed,
+    req: &VaultRequest,
+    caller: Caller,
+    actor: ledger::Actor,
+    access: Access,
+    command: Option<Command>,
+) -> Result<Committed, Reply> {
+    let request =
+        Request { caller: Some(caller), actor, request_id: request_id_bytes(&req.id), access: Some(access), command };
+    unsealed.sequencer.submit(request).await.map_err(unavailable)
+}
+
+/// The ledger could not make the request durable: fail closed.
+fn unavailable(e: commands::sequencer::SequencerError) -> Reply {
+    tracing::error!(error = %e, "request refused: the ledger cannot record it");
+    Reply::error(503, "the audit ledger cannot record this request; refusing it")
+}
+
+pub fn rejection_reply(r: commands::Rejection) -> Reply {
+    match r {
+        commands::Rejection::Invalid(m) => Reply::error(400, m),
+        commands::Rejection::PermissionDenied => Reply::error(403, "permission denied"),
+        commands::Rejection::NotFound => Reply::not_found(),
+        commands::Rejection::Internal(m) => Reply::error(500, m),
+    }
+}
+
+fn request_id_bytes(id: &str) -> [u8; 16] {
+    uuid::Uuid::parse_str(id).map(|u| *u.as_bytes()).unwrap_or_default()
+}

@@ -1,0 +1,65 @@
+//! The `sys/` backend: barrier, mounts, policies, capabilities, keys.
+
+pub mod capabilities;
+pub mod keys;
+pub mod mounts;
+pub mod policies;
+pub mod seal;
+
+use projections::policy::Operation;
+
+use crate::http::reply::Reply;
+use crate::http::{Ctx, Handled};
+
+/// Paths whose use needs `sudo` besides the operation's capability.
+pub fn needs_sudo(path: &str, op: Operation) -> bool {
+    let p = path.trim_end_matches('/');
+    p == "sys/seal"
+        || p == "sys/rotate"
+        || p.starts_with("sys/rotate/")
+        || (p.starts_with("sys/auth/") && op != Operation::Read)
+        || p == "auth/token/create-orphan"
+        || p == "auth/token/revoke-orphan"
+        || (p == "auth/token/accessors" && op == Operation::List)
+        || p.starts_with("sys/ledger/") && p != "sys/ledger/keys"
+}
+
+/// Paths that any valid token may call; their handler checks access itself (the `bao kv`
+/// preflight answers only about mounts the token can use).
+pub fn self_authorizing(path: &str) -> bool {
+    path.starts_with("sys/internal/ui/mounts")
+}
+
+/// Routes a `sys/` request.
+pub async fn handle(ctx: &Ctx<'_>) -> Result<Handled, Reply> {
+    let path = ctx.req.path.trim_end_matches('/');
+    let rest = path.strip_prefix("sys/").unwrap_or("");
+    let (head, tail) = rest.split_once('/').unwrap_or((rest, ""));
+    match head {
+        "seal" => seal::seal(ctx).await,
+        "mounts" => mounts::handle(ctx, migrations::MountClass::Secret, tail),
+        "auth" => mounts::handle(ctx, migrations::MountClass::Auth, tail),
+        "policies" => match tail.strip_prefix("acl").map(|t| t.trim_start_matches('/')) {
+            Some(name) => policies::handle(ctx, name, false),
+            None => Err(unsupported()),
+        },
+        "policy" => policies::handle(ctx, tail, true),
+        "capabilities" | "capabilities-self" | "capabilities-accessor" => capabilities::handle(ctx, head),
+        "key-status" => keys::key_status(ctx),
+        "rotate" if tail.is_empty() || tail == "keyring" => keys::rotate(ctx).await,
+        "ledger" if tail == "keys" => keys::ledger_keys(ctx),
+        "internal" => match tail.strip_prefix("ui/mounts") {
+            Some(p) => mounts::ui_mounts(ctx, p.trim_start_matches('/')),
+            None => Err(unsupported()),
+        },
+        _ => Err(unsupported()),
+    }
+}
+
+pub fn unsupported() -> Reply {
+    Reply::error(404, "1 error occurred:\n\t* unsupported path\n\n")
+}
+
+pub fn unsupported_operation() -> Reply {
+    Reply::error(405, "1 error occurred:\n\t* unsupported operation\n\n")
+}

@@ -1,0 +1,149 @@
+//! The `sys/` endpoints that answer without a token and while sealed: `init`,
+//! `seal-status`, `unseal`, `health`, `leader` — raw JSON, no envelope — and `seal`.
+
+use axum::http::Method;
+use base64::Engine;
+use serde_json::{Value, json};
+
+use crate::core::{Core, CoreError, now_nanos};
+use crate::http::reply::Reply;
+use crate::http::request::VaultRequest;
+use crate::http::{Ctx, Handled};
+
+/// Answers the unauthenticated endpoints; `None` for every other path.
+pub async fn unauthenticated(core: &Core, req: &VaultRequest) -> Option<Reply> {
+    let path = req.path.trim_end_matches('/');
+    let m = &req.method;
+    Some(match path {
+        "sys/init" if *m == Method::GET => Reply::Raw(200, json!({ "initialized": core.is_initialized() })),
+        "sys/init" if *m == Method::PUT || *m == Method::POST => init(core, req).await,
+        "sys/seal-status" if *m == Method::GET => status(core).await,
+        "sys/unseal" if *m == Method::PUT || *m == Method::POST => unseal(core, req).await,
+        "sys/health" if *m == Method::GET || *m == Method::HEAD => health(core, req).await,
+        "sys/leader" if *m == Method::GET => Reply::Raw(200, json!({ "ha_enabled": false })),
+        "sys/init" | "sys/seal-status" | "sys/unseal" | "sys/health" | "sys/leader" => Reply::Error(405, Vec::new()),
+        "sys/seal" if !(*m == Method::PUT || *m == Method::POST) => Reply::Error(405, Vec::new()),
+        // Sealing a sealed server is a no-op success; unsealed, the request goes through
+        // the token and sudo checks like any other.
+        "sys/seal" if core.unsealed().await.is_none() && core.is_initialized() => Reply::NoContent,
+        _ => return None,
+    })
+}
+
+async fn status(core: &Core) -> Reply {
+    let unsealed = core.unsealed().await.is_some();
+    Reply::Raw(200, serde_json::to_value(core.seal_status(unsealed)).unwrap_or(Value::Null))
+}
+
+fn core_error(e: CoreError) -> Reply {
+    match e {
+        CoreError::Internal(m) => {
+            tracing::error!(error = %m, "barrier operation failed");
+            Reply::error(500, m)
+        }
+        CoreError::Ledger(e) => {
+            tracing::error!(error = %e, "barrier operation failed in the ledger");
+            Reply::error(500, e.to_string())
+        }
+        other => Reply::error(400, other.to_string()),
+    }
+}
+
+async fn init(core: &Core, req: &VaultRequest) -> Reply {
+    let shares = req.get("secret_shares").and_then(as_u64).unwrap_or(0);
+    let threshold = req.get("secret_threshold").and_then(as_u64).unwrap_or(0);
+    if req.get("pgp_keys").is_some_and(|v| !v.is_null())
+        || req.get("root_token_pgp_key").is_some_and(|v| v.as_str().is_some_and(|s| !s.is_empty()))
+    {
+        return Reply::error(400, "PGP-encrypted key shares are not supported by this server");
+    }
+    let (shares, threshold) =
+        (usize::try_from(shares).unwrap_or(usize::MAX), usize::try_from(threshold).unwrap_or(usize::MAX));
+    match core.init(shares, threshold, None, false).await {
+        Ok((keys, root_token, _)) => {
+            let hex: Vec<String> = keys.iter().map(|k| hex::encode(&**k)).collect();
+            let b64: Vec<String> =
+                keys.iter().map(|k| base64::engine::general_purpose::STANDARD.encode(&**k)).collect();
+            Reply::Raw(200, json!({ "keys": hex, "keys_base64": b64, "root_token": root_token }))
+        }
+        Err(e) => core_error(e),
+    }
+}
+
+async fn unseal(core: &Core, req: &VaultRequest) -> Reply {
+    if !core.is_initialized() {
+        return Reply::error(400, "Vault is not initialized");
+    }
+    let reset = req.get("reset").is_some_and(|v| v.as_bool() == Some(true) || v.as_str() == Some("true"));
+    let share = match req.get_str("key").filter(|_| !reset) {
+        None if !reset => {
+            return Reply::error(400, "'key' must be specified in request body as JSON, or 'reset' set to true");
+        }
+        None => None,
+        Some(k) => match decode_share(k) {
+            Some(bytes) => Some(bytes),
+            None => return Reply::error(400, "'key' must be a valid hex or base64 string"),
+        },
+    };
+    match core.unseal_step(share, reset).await {
+        Ok(_) => status(core).await,
+        Err(e) => core_error(e),
+    }
+}
+
+/// A share as hex, or else base64.
+fn decode_share(k: &str) -> Option<Vec<u8>> {
+    let k = k.trim();
+    hex::decode(k).ok().or_else(|| base64::engine::general_purpose::STANDARD.decode(k).ok())
+}
+
+async fn health(core: &Core, req: &VaultRequest) -> Reply {
+    let initialized = core.is_initialized();
+    let unsealed = core.unsealed().await.is_some();
+    let code = |name: &str, default: u16| req.query.get(name).and_then(|v| v.parse::<u16>().ok()).unwrap_or(default);
+    let status = if !initialized {
+        code("uninitcode", 501)
+    } else if !unsealed {
+        code("sealedcode", 503)
+    } else {
+        code("activecode", 200)
+    };
+    let mut body = json!({
+        "initialized": initialized,
+        "sealed": !unsealed,
+        "standby": !unsealed,
+        "replication_performance_mode": if unsealed { "disabled" } else { "unknown" },
+        "replication_dr_mode": if unsealed { "disabled" } else { "unknown" },
+        "server_time_utc": now_nanos() / 1_000_000_000,
+        "version": crate::core::VERSION,
+    });
+    if unsealed {
+        let s = core.seal_status(true);
+        body["cluster_name"] = json!(s.cluster_name);
+        body["cluster_id"] = json!(s.cluster_id);
+    }
+    if req.method == Method::HEAD {
+        return Reply::Empty(status);
+    }
+    Reply::Raw(status, body)
+}
+
+/// `sys/seal` (sudo): records the seal, then drops every key.
+pub async fn seal(ctx: &Ctx<'_>) -> Result<Handled, Reply> {
+    // The access event and the seal record go in before the barrier closes.
+    let access = ctx.access(migrations::Outcome::Allowed);
+    let request = commands::Request {
+        caller: Some(ctx.caller()),
+        actor: ctx.actor(),
+        request_id: crate::core::random_id(),
+        access: Some(access),
+        command: None,
+    };
+    ctx.unsealed.sequencer.submit(request).await.map_err(|e| Reply::error(503, e.to_string()))?;
+    ctx.core().seal(ctx.actor()).await.map_err(core_error)?;
+    Ok(Handled::Recorded(Reply::NoContent))
+}
+
+fn as_u64(v: &Value) -> Option<u64> {
+    v.as_u64().or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+}

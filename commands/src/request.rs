@@ -1,0 +1,232 @@
+//! What the API hands the sequencer: who asks, what the access event records, and the
+//! write to make (if any).
+
+use std::collections::BTreeMap;
+
+use migrations::{Access, KvMetadata, MountClass, MountConfig, TokenRole};
+
+/// The token a request was made with (never the token id itself).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub accessor: String,
+    pub id_hash: [u8; 32],
+}
+
+/// One API request on its way to the ledger.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request {
+    pub caller: Option<Caller>,
+    pub actor: ledger::Actor,
+    pub request_id: [u8; 16],
+    /// The access event as the API saw the request (outcome Allowed or Denied); the
+    /// sequencer settles the final outcome.
+    pub access: Option<Access>,
+    /// The write, if the request makes one.
+    pub command: Option<Command>,
+}
+
+/// Parameters of a new token, already validated for form by the API.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TokenParams {
+    /// `None`: inherit the parent's policies.
+    pub policies: Option<Vec<String>>,
+    pub no_default_policy: bool,
+    pub meta: BTreeMap<String, String>,
+    pub display_name: Option<String>,
+    pub num_uses: u64,
+    pub ttl: Option<u64>,
+    pub explicit_max_ttl: Option<u64>,
+    pub period: Option<u64>,
+    pub renewable: Option<bool>,
+    /// No parent (create-orphan, `no_parent`, or a role with `orphan`).
+    pub orphan: bool,
+    /// A caller-chosen token id (root only).
+    pub id: Option<String>,
+    pub role: Option<String>,
+    pub entity_id: String,
+    /// The path the token was created through ("auth/token/create", …).
+    pub path: String,
+}
+
+/// Every write cairn knows how to make.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    EnableMount {
+        path: String,
+        class: MountClass,
+        kind: String,
+        description: String,
+        options: BTreeMap<String, String>,
+        config: MountConfig,
+        local: bool,
+        seal_wrap: bool,
+    },
+    TuneMount {
+        prefix: String,
+        description: Option<String>,
+        config: MountConfig,
+        options: BTreeMap<String, String>,
+    },
+    DisableMount {
+        prefix: String,
+    },
+    WritePolicy {
+        name: String,
+        text: String,
+        cas: Option<u64>,
+    },
+    DeletePolicy {
+        name: String,
+    },
+    CreateToken {
+        params: TokenParams,
+        max_ttl: u64,
+        default_ttl: u64,
+    },
+    RenewToken {
+        accessor: String,
+        increment: Option<u64>,
+        max_ttl: u64,
+    },
+    RevokeToken {
+        accessor: String,
+        orphan_children: bool,
+    },
+    ExpireTokens,
+    WriteTokenRole(TokenRole),
+    DeleteTokenRole {
+        name: String,
+    },
+    KvPut {
+        mount: String,
+        path: String,
+        data: serde_json::Map<String, serde_json::Value>,
+        cas: Option<u64>,
+    },
+    KvPatch {
+        mount: String,
+        path: String,
+        patch: serde_json::Map<String, serde_json::Value>,
+        cas: Option<u64>,
+    },
+    KvDeleteLatest {
+        mount: String,
+        path: String,
+    },
+    KvDeleteVersions {
+        mount: String,
+        path: String,
+        versions: Vec<u64>,
+    },
+    KvUndelete {
+        mount: String,
+        path: String,
+        versions: Vec<u64>,
+    },
+    KvDestroy {
+        mount: String,
+        path: String,
+        versions: Vec<u64>,
+    },
+    KvMetadataPut {
+        mount: String,
+        path: String,
+        update: KvMetadataUpdate,
+    },
+    KvMetadataDelete {
+        mount: String,
+        path: String,
+    },
+    KvConfigPut {
+        mount: String,
+        max_versions: Option<u64>,
+        cas_required: Option<bool>,
+        delete_version_after: Option<u64>,
+    },
+    KvV1Put {
+        mount: String,
+        path: String,
+        data: serde_json::Map<String, serde_json::Value>,
+    },
+    KvV1Delete {
+        mount: String,
+        path: String,
+    },
+    RotateKeyring {
+        wrapped_key: Vec<u8>,
+    },
+    RecordUnsealed {
+        dev: bool,
+    },
+    RecordSealed,
+}
+
+/// Which metadata fields a write sets; `None` keeps the current value. With `patch`,
+/// custom metadata merges (a `None` value deletes the key) instead of replacing.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct KvMetadataUpdate {
+    pub max_versions: Option<u64>,
+    pub cas_required: Option<bool>,
+    pub delete_version_after: Option<u64>,
+    pub custom_metadata: Option<BTreeMap<String, Option<String>>>,
+    pub patch: bool,
+}
+
+impl KvMetadataUpdate {
+    pub(crate) fn apply_to(&self, mut m: KvMetadata) -> KvMetadata {
+        if let Some(v) = self.max_versions {
+            m.max_versions = v;
+        }
+        if let Some(v) = self.cas_required {
+            m.cas_required = v;
+        }
+        if let Some(v) = self.delete_version_after {
+            m.delete_version_after = v;
+        }
+        if let Some(custom) = &self.custom_metadata {
+            if !self.patch {
+                m.custom_metadata.clear();
+            }
+            for (k, v) in custom {
+                match v {
+                    Some(v) => {
+                        m.custom_metadata.insert(k.clone(), v.clone());
+                    }
+                    None => {
+                        m.custom_metadata.remove(k);
+                    }
+                }
+            }
+        }
+        m
+    }
+}
+
+/// What a write answers, besides the new state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    Done,
+    Warnings(Vec<String>),
+    KvWritten {
+        version: u64,
+        created: u64,
+        deletion: u64,
+    },
+    TokenIssued {
+        id: String,
+        accessor: String,
+        warnings: Vec<String>,
+    },
+    TokenRenewed {
+        accessor: String,
+        warnings: Vec<String>,
+    },
+    /// A revocation; `found` is false when the token did not exist.
+    Revoked {
+        found: bool,
+    },
+    MountEnabled {
+        uuid: String,
+        accessor: String,
+    },
+}

@@ -1,0 +1,223 @@
+//! The sequencer: the single writer of cairn's state.
+//!
+//! Requests wait in a channel. The sequencer task takes every request already waiting (up
+//! to a batch limit), decides each against a working copy of the state — folding each
+//! decision in before deciding the next, so check-and-set, token uses and cascades are
+//! atomic — then commits all their events and erasures to the ledger in ONE call (one
+//! frame, one `fdatasync`). Only once the ledger says durable does it publish the new
+//! state to readers and answer. If the ledger refuses, the working copy is dropped and
+//! every request of the batch gets the error: nothing half-done is ever visible.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use ledger::{Entry, EventDraft, Ledger};
+use migrations::{Body, Envelope};
+use projections::State;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::decide::{Effect, decide};
+use crate::{Env, Rejection, Reply, Request};
+
+/// Most requests decided into one commit.
+const MAX_BATCH: usize = 4096;
+
+/// A request's fate once its batch is durable.
+#[derive(Debug, Clone)]
+pub struct Committed {
+    pub result: Result<Reply, Rejection>,
+    /// The published state that includes this request's effects.
+    pub state: Arc<State>,
+    /// Seqs of the events this request appended (its access event is the last).
+    pub seqs: Vec<u64>,
+}
+
+/// Why a request could not be committed at all (maps to 503).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SequencerError {
+    #[error("ledger: {0}")]
+    Ledger(#[from] ledger::Error),
+    #[error("the sequencer has stopped")]
+    Closed,
+}
+
+struct Job {
+    request: Request,
+    reply: oneshot::Sender<Result<Committed, SequencerError>>,
+}
+
+/// Handle to the running sequencer task.
+#[derive(Clone)]
+pub struct Sequencer {
+    tx: mpsc::Sender<Job>,
+}
+
+impl Sequencer {
+    /// Starts the sequencer on the current tokio runtime. `published` must already hold
+    /// the state of everything durable in `ledger`.
+    pub fn start(ledger: Arc<Ledger>, published: Arc<ArcSwap<State>>, env: Arc<dyn Env + Send + Sync>) -> Sequencer {
+        let (tx, rx) = mpsc::channel(MAX_BATCH * 4);
+        tokio::spawn(run(rx, ledger, published, env));
+        Sequencer { tx }
+    }
+
+    /// Submits one request and waits until it is durable (or refused).
+    pub async fn submit(&self, request: Request) -> Result<Committed, SequencerError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(Job { request, reply }).await.map_err(|_| SequencerError::Closed)?;
+        rx.await.map_err(|_| SequencerError::Closed)?
+    }
+}
+
+async fn run(
+    mut rx: mpsc::Receiver<Job>,
+    ledger: Arc<Ledger>,
+    published: Arc<ArcSwap<State>>,
+    env: Arc<dyn Env + Send + Sync>,
+) {
+    let mut deferred: VecDeque<Job> = VecDeque::new();
+    loop {
+        let first = match deferred.pop_front() {
+            Some(j) => j,
+            None => match rx.recv().await {
+                Some(j) => j,
+                None => return,
+            },
+        };
+        let mut jobs = vec![first];
+        while jobs.len() < MAX_BATCH {
+            match deferred.pop_front().map(Ok).unwrap_or_else(|| rx.try_recv()) {
+                Ok(j) => jobs.push(j),
+                Err(_) => break,
+            }
+        }
+        let batch = Batch::decide(jobs, &published.load_full(), env.as_ref(), &mut deferred);
+        batch.commit(&ledger, &published).await;
+    }
+}
+
+/// The ledger entries of a decision, and the seqs they will get from `first_seq` on.
+fn encode(effects: &[Effect], r: &Request, first_seq: u64) -> Result<(Vec<Entry>, Vec<u64>), Rejection> {
+    let mut entries = Vec::with_capacity(effects.len());
+    for effect in effects {
+        entries.push(match effect {
+            Effect::Event(d) => {
+                let (kind, kind_version, body) =
+                    d.event.encode().map_err(|e| Rejection::Internal(format!("cannot encode event: {e}")))?;
+                Entry::Event(EventDraft {
+                    kind,
+                    kind_version,
+                    request_id: r.request_id,
+                    actor: r.actor.clone(),
+                    body,
+                    slots: d.slots.clone(),
+                })
+            }
+            Effect::Erase { target, slots } => {
+                Entry::Erase { target: *target, slots: slots.clone(), actor: r.actor.clone(), request_id: r.request_id }
+            }
+        });
+    }
+    let seqs = (first_seq..first_seq + entries.len() as u64).collect();
+    Ok((entries, seqs))
+}
+
+/// Folds a decision's effects into `state` as the events they become, numbered from
+/// `first_seq`; returns the next seq. The sequencer and the tests share this.
+pub fn fold(
+    state: &mut State,
+    effects: &[Effect],
+    first_seq: u64,
+    time: u64,
+    actor: &ledger::Actor,
+    request_id: [u8; 16],
+) -> u64 {
+    let mut seq = first_seq;
+    for effect in effects {
+        let (body, slots) = match effect {
+            Effect::Event(d) => (Body::App(d.event.clone()), d.slots.clone()),
+            Effect::Erase { target, slots } => (
+                Body::System(ledger::system::SystemEvent::PayloadErased { target: *target, slots: slots.clone() }),
+                Vec::new(),
+            ),
+        };
+        state.apply(&Envelope { seq, time, actor: actor.clone(), request_id, body, slots });
+        seq += 1;
+    }
+    seq
+}
+
+/// Requests decided against one working state, waiting to be committed.
+struct Batch {
+    working: State,
+    first_seq: u64,
+    next_seq: u64,
+    entries: Vec<Entry>,
+    decided: Vec<(Job, Result<Reply, Rejection>, Vec<u64>)>,
+}
+
+impl Batch {
+    fn decide(jobs: Vec<Job>, base: &State, env: &dyn Env, deferred: &mut VecDeque<Job>) -> Batch {
+        let first_seq = base.last_seq + 1;
+        let mut b =
+            Batch { working: base.clone(), first_seq, next_seq: first_seq, entries: Vec::new(), decided: Vec::new() };
+        let now = env.now();
+        for job in jobs {
+            let out = decide(&b.working, &job.request, env);
+            // The ledger erases only durable payloads: erasing one written by this very batch
+            // waits for the next.
+            if out.effects.iter().any(|e| matches!(e, Effect::Erase { target, .. } if *target >= first_seq)) {
+                deferred.push_back(job);
+                continue;
+            }
+            let mut result = out.result;
+            let (entries, seqs) = match encode(&out.effects, &job.request, b.next_seq) {
+                Ok(x) => x,
+                Err(e) => {
+                    result = Err(e);
+                    (Vec::new(), Vec::new())
+                }
+            };
+            if !entries.is_empty() {
+                let r = &job.request;
+                b.next_seq = fold(&mut b.working, &out.effects, b.next_seq, now, &r.actor, r.request_id);
+                b.entries.extend(entries);
+            }
+            b.decided.push((job, result, seqs));
+        }
+        b
+    }
+
+    async fn commit(self, ledger: &Ledger, published: &ArcSwap<State>) {
+        if self.entries.is_empty() {
+            let state = published.load_full();
+            for (job, result, seqs) in self.decided {
+                let _ = job.reply.send(Ok(Committed { result, state: state.clone(), seqs }));
+            }
+            return;
+        }
+        let outcome = match ledger.commit(self.entries).await {
+            Ok(receipts) if receipts.iter().map(|r| r.seq).eq(self.first_seq..self.next_seq) => Ok(()),
+            Ok(_) => Err(SequencerError::Ledger(ledger::Error::Failed(
+                "ledger seqs differ from the sequencer's: another writer?".into(),
+            ))),
+            Err(e) => Err(SequencerError::Ledger(e)),
+        };
+        match outcome {
+            Ok(()) => {
+                let state = Arc::new(self.working);
+                published.store(state.clone());
+                for (job, result, seqs) in self.decided {
+                    let _ = job.reply.send(Ok(Committed { result, state: state.clone(), seqs }));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "commit refused; the batch is dropped");
+                for (job, _, _) in self.decided {
+                    let _ = job.reply.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+}

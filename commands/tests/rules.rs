@@ -1,0 +1,534 @@
+//! Given/when/then tests of the write rules: a state built from events, a request, and
+//! the events, erasures and reply it must produce. No disk, no network, no clock.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use commands::sealing::{InitKeys, initial_events};
+use commands::sequencer::fold;
+use commands::{Caller, Command, Effect, Env, KvMetadataUpdate, Rejection, Reply, Request, TokenParams, decide};
+use ledger::seal::{KeyedHasher, Keyring};
+use ledger::{KeySlot, Sealed};
+use migrations::{Access, Event, Outcome as AccessOutcome};
+use projections::State;
+use serde_json::json;
+use zeroize::Zeroizing;
+
+const SEC: u64 = 1_000_000_000;
+
+struct TestEnv {
+    now: AtomicU64,
+    counter: AtomicU64,
+    keyring: Keyring,
+    hasher: KeyedHasher,
+}
+
+impl TestEnv {
+    fn new() -> Self {
+        let mut keyring = Keyring::new();
+        keyring.insert(1, &[7; 32]);
+        TestEnv {
+            now: AtomicU64::new(1_000 * SEC),
+            counter: AtomicU64::new(0),
+            keyring,
+            hasher: KeyedHasher::derive(&[9; 32]),
+        }
+    }
+    fn advance(&self, secs: u64) {
+        self.now.fetch_add(secs * SEC, Ordering::SeqCst);
+    }
+}
+
+impl Env for TestEnv {
+    fn now(&self) -> u64 {
+        self.now.load(Ordering::SeqCst)
+    }
+    fn random(&self, buf: &mut [u8]) -> Result<(), Rejection> {
+        for chunk in buf.chunks_mut(32) {
+            let n = self.counter.fetch_add(1, Ordering::SeqCst);
+            chunk.copy_from_slice(&blake3::hash(&n.to_be_bytes()).as_bytes()[..chunk.len()]);
+        }
+        Ok(())
+    }
+    fn seal(&self, plaintext: &[u8], context: &[u8], slot: u8) -> Result<(Sealed, KeySlot), Rejection> {
+        self.keyring.seal(plaintext, context, slot).map_err(|e| Rejection::Internal(e.to_string()))
+    }
+    fn open(&self, sealed: &Sealed, slot: &KeySlot, context: &[u8]) -> Result<Zeroizing<Vec<u8>>, Rejection> {
+        self.keyring.open(sealed, slot, context).map_err(|e| Rejection::Internal(e.to_string()))
+    }
+    fn token_hash(&self, id: &str) -> [u8; 32] {
+        self.hasher.hash("token", id.as_bytes()).0
+    }
+}
+
+/// A world: a state, an env, and the next seq.
+struct World {
+    state: State,
+    env: TestEnv,
+    next_seq: u64,
+}
+
+impl World {
+    /// An initialized barrier with a dev root token "root" and a KV v2 mount "kv".
+    fn new() -> World {
+        let env = TestEnv::new();
+        let keys = InitKeys::generate().expect("keys");
+        let (events, _) = initial_events(1, 1, &keys, Some("root"), true, &env).expect("init");
+        let mut w = World { state: State::default(), env, next_seq: 1 };
+        let effects: Vec<Effect> = events.into_iter().map(Effect::Event).collect();
+        w.next_seq = fold(&mut w.state, &effects, w.next_seq, w.env.now(), &ledger::Actor::system(), [0; 16]);
+        w.ok(
+            "root",
+            Command::EnableMount {
+                path: "kv/".into(),
+                class: migrations::MountClass::Secret,
+                kind: "kv".into(),
+                description: String::new(),
+                options: BTreeMap::from([("version".into(), "2".into())]),
+                config: Default::default(),
+                local: false,
+                seal_wrap: false,
+            },
+        );
+        w
+    }
+
+    fn caller(&self, token: &str) -> Caller {
+        let id_hash = self.env.token_hash(token);
+        let accessor = self.state.tokens.by_hash(&id_hash).map(|t| t.accessor.clone()).unwrap_or_default();
+        Caller { accessor, id_hash }
+    }
+
+    /// Decides a request by `token` and folds its effects in; returns the outcome.
+    fn when(&mut self, token: &str, command: Command) -> commands::Outcome {
+        let caller = self.caller(token);
+        let access = Access {
+            operation: "update".into(),
+            path: "x".into(),
+            mount_accessor: String::new(),
+            outcome: AccessOutcome::Allowed,
+            policies: vec![],
+            request_hmac: BTreeMap::new(),
+            response_hmac: BTreeMap::new(),
+            used_token: false,
+        };
+        let req = Request {
+            caller: Some(caller.clone()),
+            actor: ledger::Actor { accessor: caller.accessor, ..Default::default() },
+            request_id: [1; 16],
+            access: Some(access),
+            command: Some(command),
+        };
+        let out = decide(&self.state, &req, &self.env);
+        self.next_seq = fold(&mut self.state, &out.effects, self.next_seq, self.env.now(), &req.actor, req.request_id);
+        out
+    }
+
+    fn ok(&mut self, token: &str, command: Command) -> Reply {
+        let out = self.when(token, command);
+        out.result.expect("accepted")
+    }
+
+    fn kv_uuid(&self) -> String {
+        self.state.mounts.at_prefix("kv/").expect("kv mount").uuid.clone()
+    }
+
+    fn put(&mut self, path: &str, data: serde_json::Value, cas: Option<u64>) -> Result<Reply, Rejection> {
+        let mount = self.kv_uuid();
+        self.when(
+            "root",
+            Command::KvPut { mount, path: path.into(), data: data.as_object().cloned().unwrap_or_default(), cas },
+        )
+        .result
+    }
+
+    fn read(&self, path: &str, version: u64) -> Option<serde_json::Value> {
+        let s = self.state.kv.secret(&self.kv_uuid(), path)?;
+        let v = s.versions.get(&version)?.value.as_ref()?;
+        let plain =
+            self.env.open(&v.sealed, &v.slot, &projections::kv::kv_context(&self.kv_uuid(), path, version)).ok()?;
+        serde_json::from_slice(&plain).ok()
+    }
+
+    fn token(&mut self, parent: &str, params: TokenParams) -> Result<(String, String), Rejection> {
+        match self.when(parent, Command::CreateToken { params, max_ttl: 768 * 3600, default_ttl: 768 * 3600 }).result? {
+            Reply::TokenIssued { id, accessor, .. } => Ok((id, accessor)),
+            other => panic!("unexpected reply {other:?}"),
+        }
+    }
+}
+
+fn erasures(out: &commands::Outcome) -> Vec<u64> {
+    out.effects.iter().filter_map(|e| if let Effect::Erase { target, .. } = e { Some(*target) } else { None }).collect()
+}
+
+fn events(out: &commands::Outcome) -> Vec<&'static str> {
+    out.effects.iter().filter_map(|e| if let Effect::Event(d) = e { Some(d.event.name()) } else { None }).collect()
+}
+
+#[test]
+fn kv_versions_count_up_and_check_and_set_guards_them() {
+    let mut w = World::new();
+    assert!(matches!(w.put("app", json!({"user": "alice"}), None), Ok(Reply::KvWritten { version: 1, .. })));
+    assert_eq!(
+        w.put("app", json!({"user": "bob"}), Some(0)),
+        Err(Rejection::Invalid("check-and-set parameter did not match the current version".into()))
+    );
+    assert!(matches!(w.put("app", json!({"user": "bob"}), Some(1)), Ok(Reply::KvWritten { version: 2, .. })));
+    assert_eq!(w.read("app", 1), Some(json!({"user": "alice"})));
+    assert_eq!(w.read("app", 2), Some(json!({"user": "bob"})));
+    let mount = w.kv_uuid();
+    w.ok(
+        "root",
+        Command::KvMetadataPut {
+            mount,
+            path: "app".into(),
+            update: KvMetadataUpdate { cas_required: Some(true), ..Default::default() },
+        },
+    );
+    assert_eq!(
+        w.put("app", json!({"user": "eve"}), None),
+        Err(Rejection::Invalid("check-and-set parameter required for this call".into()))
+    );
+}
+
+#[test]
+fn a_refused_write_still_records_its_access_and_changes_nothing_else() {
+    let mut w = World::new();
+    w.put("app", json!({"a": 1}), None).expect("write");
+    let before = w.state.kv.secret(&w.kv_uuid(), "app").cloned();
+    let mount = w.kv_uuid();
+    let out = w.when(
+        "root",
+        Command::KvPut {
+            mount,
+            path: "app".into(),
+            data: json!({"a": 2}).as_object().cloned().unwrap_or_default(),
+            cas: Some(7),
+        },
+    );
+    assert!(out.result.is_err());
+    assert_eq!(events(&out), vec!["Access"]);
+    let Some(Effect::Event(d)) = out.effects.last() else { panic!("no access event") };
+    let Event::Access(a) = &d.event else { panic!("not an access event") };
+    assert_eq!(a.outcome, AccessOutcome::Failed(400));
+    assert_eq!(w.state.kv.secret(&w.kv_uuid(), "app").cloned(), before);
+}
+
+#[test]
+fn patch_merges_and_null_removes_keys() {
+    let mut w = World::new();
+    w.put("app", json!({"user": "alice", "pass": "old"}), None).expect("write");
+    let mount = w.kv_uuid();
+    let patch = json!({"pass": "new", "user": null}).as_object().cloned().unwrap_or_default();
+    w.ok("root", Command::KvPatch { mount: mount.clone(), path: "app".into(), patch: patch.clone(), cas: None });
+    assert_eq!(w.read("app", 2), Some(json!({"pass": "new"})));
+    assert_eq!(
+        w.when("root", Command::KvPatch { mount, path: "missing".into(), patch, cas: None }).result,
+        Err(Rejection::NotFound)
+    );
+}
+
+#[test]
+fn soft_delete_and_undelete_keep_the_payload_but_destroy_erases_it() {
+    let mut w = World::new();
+    w.put("app", json!({"v": 1}), None).expect("write");
+    w.put("app", json!({"v": 2}), None).expect("write");
+    let mount = w.kv_uuid();
+    w.ok("root", Command::KvDeleteLatest { mount: mount.clone(), path: "app".into() });
+    let s = w.state.kv.secret(&mount, "app").expect("secret").clone();
+    assert!(s.versions[&2].deletion > 0 && s.versions[&2].value.is_some());
+    w.ok("root", Command::KvUndelete { mount: mount.clone(), path: "app".into(), versions: vec![2] });
+    assert_eq!(w.state.kv.secret(&mount, "app").expect("secret").versions[&2].deletion, 0);
+    let v1_seq = s.versions[&1].value.as_ref().expect("value").seq;
+    let out = w.when("root", Command::KvDestroy { mount: mount.clone(), path: "app".into(), versions: vec![1, 9] });
+    assert_eq!(erasures(&out), vec![v1_seq]);
+    let v1 = &w.state.kv.secret(&mount, "app").expect("secret").versions[&1];
+    assert!(v1.destroyed && v1.value.is_none());
+    assert_eq!(
+        w.when("root", Command::KvDestroy { mount, path: "app".into(), versions: vec![] }).result,
+        Err(Rejection::Invalid("no version number provided".into()))
+    );
+}
+
+#[test]
+fn versions_beyond_max_versions_are_pruned_and_erased() {
+    let mut w = World::new();
+    let mount = w.kv_uuid();
+    w.ok(
+        "root",
+        Command::KvMetadataPut {
+            mount: mount.clone(),
+            path: "app".into(),
+            update: KvMetadataUpdate { max_versions: Some(2), ..Default::default() },
+        },
+    );
+    w.put("app", json!({"v": 1}), None).expect("write");
+    w.put("app", json!({"v": 2}), None).expect("write");
+    // Vault's rule: writing v2 under max 2 gives cutoff 0, so nothing is pruned yet but
+    // oldest_version becomes 1.
+    assert_eq!(w.state.kv.secret(&mount, "app").expect("s").oldest, 1);
+    let v1_seq = w.state.kv.secret(&mount, "app").expect("s").versions[&1].value.as_ref().expect("v").seq;
+    let out = w.when(
+        "root",
+        Command::KvPut {
+            mount: mount.clone(),
+            path: "app".into(),
+            data: json!({"v": 3}).as_object().cloned().unwrap_or_default(),
+            cas: None,
+        },
+    );
+    assert_eq!(erasures(&out), vec![v1_seq]);
+    let s = w.state.kv.secret(&mount, "app").expect("secret");
+    assert_eq!(s.versions.keys().copied().collect::<Vec<_>>(), vec![2, 3]);
+    assert_eq!(s.oldest, 2);
+    // Lowering max_versions prunes nothing until the next data write.
+    w.ok(
+        "root",
+        Command::KvMetadataPut {
+            mount: mount.clone(),
+            path: "app".into(),
+            update: KvMetadataUpdate { max_versions: Some(1), ..Default::default() },
+        },
+    );
+    assert_eq!(w.state.kv.secret(&mount, "app").expect("secret").versions.len(), 2);
+}
+
+#[test]
+fn deleting_all_metadata_erases_every_version() {
+    let mut w = World::new();
+    w.put("app", json!({"v": 1}), None).expect("write");
+    w.put("app", json!({"v": 2}), None).expect("write");
+    let mount = w.kv_uuid();
+    let out = w.when("root", Command::KvMetadataDelete { mount: mount.clone(), path: "app".into() });
+    assert_eq!(erasures(&out).len(), 2);
+    assert!(w.state.kv.secret(&mount, "app").is_none());
+}
+
+#[test]
+fn child_tokens_get_at_most_their_parents_policies() {
+    let mut w = World::new();
+    let (parent, _) = w
+        .token(
+            "root",
+            TokenParams { policies: Some(vec!["app".into()]), path: "auth/token/create".into(), ..Default::default() },
+        )
+        .expect("token");
+    let t = w.state.tokens.by_hash(&w.env.token_hash(&parent)).expect("live").clone();
+    assert_eq!(t.policies, vec!["app", "default"]);
+    assert_eq!(t.creation_ttl, 768 * 3600);
+    assert_eq!(
+        w.token(&parent, TokenParams { policies: Some(vec!["admin".into()]), ..Default::default() }),
+        Err(Rejection::Invalid("child policies must be subset of parent".into()))
+    );
+    let (child, _) = w.token(&parent, TokenParams::default()).expect("inherits");
+    assert_eq!(w.state.tokens.by_hash(&w.env.token_hash(&child)).expect("live").policies, vec!["app", "default"]);
+    let (root_child, _) = w.token("root", TokenParams::default()).expect("root child");
+    let rc = w.state.tokens.by_hash(&w.env.token_hash(&root_child)).expect("live");
+    assert_eq!((rc.policies.clone(), rc.expire_time, rc.renewable), (vec!["root".to_string()], 0, false));
+}
+
+#[test]
+fn revoking_a_parent_revokes_its_subtree_unless_orphaning() {
+    let mut w = World::new();
+    let (a, a_acc) = w.token("root", TokenParams { policies: Some(vec![]), ..Default::default() }).expect("a");
+    let (b, _) = w.token(&a, TokenParams::default()).expect("b");
+    let (c, c_acc) = w.token(&b, TokenParams::default()).expect("c");
+    let (_, orphan_acc) = w.token(&a, TokenParams { orphan: true, ..Default::default() }).expect("orphan");
+    assert_eq!(
+        w.ok("root", Command::RevokeToken { accessor: a_acc, orphan_children: false }),
+        Reply::Revoked { found: true }
+    );
+    for t in [&a, &b, &c] {
+        assert!(w.state.tokens.by_hash(&w.env.token_hash(t)).is_none());
+    }
+    assert!(w.state.tokens.by_accessor(&orphan_acc).is_some());
+    assert_eq!(
+        w.ok("root", Command::RevokeToken { accessor: c_acc, orphan_children: false }),
+        Reply::Revoked { found: false }
+    );
+
+    let (p, p_acc) = w.token("root", TokenParams { policies: Some(vec![]), ..Default::default() }).expect("p");
+    let (kid, _) = w.token(&p, TokenParams::default()).expect("kid");
+    w.ok("root", Command::RevokeToken { accessor: p_acc, orphan_children: true });
+    let kid = w.state.tokens.by_hash(&w.env.token_hash(&kid)).expect("kid survives");
+    assert!(kid.orphan());
+}
+
+#[test]
+fn renewal_counts_from_now_and_is_capped_by_explicit_max_ttl() {
+    let mut w = World::new();
+    let (_, acc) = w
+        .token(
+            "root",
+            TokenParams { policies: Some(vec![]), ttl: Some(3600), explicit_max_ttl: Some(7200), ..Default::default() },
+        )
+        .expect("token");
+    w.env.advance(1000);
+    w.ok("root", Command::RenewToken { accessor: acc.clone(), increment: Some(600), max_ttl: 768 * 3600 });
+    let t = w.state.tokens.by_accessor(&acc).expect("live").clone();
+    assert_eq!((t.last_ttl, t.expire_time), (600, w.env.now() + 600 * SEC));
+    // An empty renewal reuses the last granted TTL.
+    w.ok("root", Command::RenewToken { accessor: acc.clone(), increment: None, max_ttl: 768 * 3600 });
+    assert_eq!(w.state.tokens.by_accessor(&acc).expect("live").last_ttl, 600);
+    let Reply::TokenRenewed { warnings, .. } =
+        w.ok("root", Command::RenewToken { accessor: acc.clone(), increment: Some(7200), max_ttl: 768 * 3600 })
+    else {
+        panic!("renewal")
+    };
+    assert_eq!(
+        warnings,
+        vec![
+            "TTL of \"2h0m0s\" exceeded the effective max_ttl of \"1h43m20s\"; TTL value is capped accordingly"
+                .to_string()
+        ]
+    );
+    assert_eq!(w.state.tokens.by_accessor(&acc).expect("live").expire_time, 1_000 * SEC + 7200 * SEC);
+}
+
+#[test]
+fn expired_tokens_are_revoked_with_their_children_by_an_event() {
+    let mut w = World::new();
+    let (p, p_acc) =
+        w.token("root", TokenParams { policies: Some(vec![]), ttl: Some(60), ..Default::default() }).expect("p");
+    let (_, kid_acc) = w.token(&p, TokenParams { ttl: Some(3600), ..Default::default() }).expect("kid");
+    w.env.advance(61);
+    let out = w.when("root", Command::ExpireTokens);
+    assert_eq!(events(&out), vec!["TokensRevoked", "Access"]);
+    assert!(w.state.tokens.by_accessor(&p_acc).is_none() && w.state.tokens.by_accessor(&kid_acc).is_none());
+}
+
+#[test]
+fn a_token_with_limited_uses_is_revoked_by_its_last_use() {
+    let mut w = World::new();
+    let (t, acc) =
+        w.token("root", TokenParams { policies: Some(vec![]), num_uses: 2, ..Default::default() }).expect("t");
+    let mount = w.kv_uuid();
+    let out = w.when(
+        &t,
+        Command::KvConfigPut {
+            mount: mount.clone(),
+            max_versions: None,
+            cas_required: None,
+            delete_version_after: None,
+        },
+    );
+    assert_eq!(events(&out), vec!["KvConfigWritten", "Access"]);
+    assert_eq!(w.state.tokens.by_accessor(&acc).expect("live").uses_left, 1);
+    let out = w.when(
+        &t,
+        Command::KvConfigPut {
+            mount: mount.clone(),
+            max_versions: None,
+            cas_required: None,
+            delete_version_after: None,
+        },
+    );
+    assert_eq!(events(&out), vec!["KvConfigWritten", "Access", "TokensRevoked"]);
+    let out =
+        w.when(&t, Command::KvConfigPut { mount, max_versions: None, cas_required: None, delete_version_after: None });
+    assert_eq!(out.result, Err(Rejection::PermissionDenied));
+}
+
+#[test]
+fn a_revoked_tokens_cubbyhole_is_erased_with_it() {
+    let mut w = World::new();
+    let (t, acc) = w.token("root", TokenParams { policies: Some(vec![]), ..Default::default() }).expect("t");
+    let mount = projections::kv::cubbyhole_mount(&acc);
+    w.ok(
+        &t,
+        Command::KvV1Put {
+            mount: mount.clone(),
+            path: "note".into(),
+            data: json!({"k": "v"}).as_object().cloned().unwrap_or_default(),
+        },
+    );
+    let seq = w.state.kv.v1(&mount, "note").expect("stored").seq;
+    let out = w.when("root", Command::RevokeToken { accessor: acc, orphan_children: false });
+    assert_eq!(erasures(&out), vec![seq]);
+    assert!(w.state.kv.v1(&mount, "note").is_none());
+}
+
+#[test]
+fn mounts_cannot_nest_or_take_reserved_paths() {
+    let mut w = World::new();
+    let enable = |path: &str, kind: &str| Command::EnableMount {
+        path: path.into(),
+        class: migrations::MountClass::Secret,
+        kind: kind.into(),
+        description: String::new(),
+        options: BTreeMap::new(),
+        config: Default::default(),
+        local: false,
+        seal_wrap: false,
+    };
+    assert_eq!(
+        w.when("root", enable("kv/inner/", "kv")).result,
+        Err(Rejection::Invalid("path is already in use at kv/".into()))
+    );
+    assert_eq!(
+        w.when("root", enable("sys/x/", "kv")).result,
+        Err(Rejection::Invalid("cannot mount under sys/".into()))
+    );
+    assert_eq!(
+        w.when("root", enable("other/", "nonexistent-type")).result,
+        Err(Rejection::Invalid("plugin not found in the catalog: nonexistent-type".into()))
+    );
+    assert_eq!(
+        w.when("root", Command::DisableMount { prefix: "sys/".into() }).result,
+        Err(Rejection::Invalid("cannot unmount \"sys/\"".into()))
+    );
+    assert_eq!(w.ok("root", Command::DisableMount { prefix: "nope/".into() }), Reply::Done);
+}
+
+#[test]
+fn disabling_a_mount_erases_its_secrets() {
+    let mut w = World::new();
+    w.put("a", json!({"x": 1}), None).expect("write");
+    w.put("b/c", json!({"x": 2}), None).expect("write");
+    let out = w.when("root", Command::DisableMount { prefix: "kv/".into() });
+    assert_eq!(erasures(&out).len(), 2);
+    assert!(w.state.mounts.at_prefix("kv/").is_none());
+}
+
+#[test]
+fn policies_root_is_untouchable_and_default_cannot_go() {
+    let mut w = World::new();
+    assert_eq!(
+        w.when(
+            "root",
+            Command::WritePolicy {
+                name: "root".into(),
+                text: "path \"x\" { capabilities = [\"read\"] }".into(),
+                cas: None
+            }
+        )
+        .result,
+        Err(Rejection::Invalid("cannot update \"root\" policy".into()))
+    );
+    assert_eq!(
+        w.when("root", Command::DeletePolicy { name: "default".into() }).result,
+        Err(Rejection::Invalid("cannot delete default policy".into()))
+    );
+    assert!(matches!(
+        w.when(
+            "root",
+            Command::WritePolicy {
+                name: "bad".into(),
+                text: "path \"x\" { capabilities = [\"fly\"] }".into(),
+                cas: None
+            }
+        )
+        .result,
+        Err(Rejection::Invalid(_))
+    ));
+    w.ok(
+        "root",
+        Command::WritePolicy {
+            name: "app".into(),
+            text: "path \"kv/data/app\" { capabilities = [\"read\"] }".into(),
+            cas: None,
+        },
+    );
+    assert!(w.state.policies.get("app").is_some());
+}

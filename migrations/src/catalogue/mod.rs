@@ -1,0 +1,8 @@
+//! Event families, one module each; the names match the projection and command modules.
+
+pub mod access;
+pub mod kv;
+pub mod mount;
+pub mod policy;
+pub mod seal;
+pub mod token;

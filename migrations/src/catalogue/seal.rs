@@ -1,0 +1,41 @@
+//! Initialization, keyring and seal events.
+//!
+//! Key material appears here only wrapped: the root key under the unseal key (which exists
+//! only as Shamir shares outside the server), everything else under the root key.
+
+use bincode::{Decode, Encode};
+
+/// The barrier was initialized: how it is sealed and the wrapped keys it starts with.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct Initialized {
+    pub secret_shares: u8,
+    pub secret_threshold: u8,
+    /// The root key, wrapped under the unseal key (`ledger::seal::wrap`, context "root-key").
+    pub wrapped_root_key: Vec<u8>,
+    /// Keyring term 1, wrapped under the root key.
+    pub keyring_term: u32,
+    pub wrapped_keyring_key: Vec<u8>,
+    /// The ledger's checkpoint signing key seed, wrapped under the root key.
+    pub wrapped_signing_key: Vec<u8>,
+    /// The key of keyed hashes (token ids, HMACs of access events), wrapped under the root key.
+    pub wrapped_hmac_key: Vec<u8>,
+    /// Identifier shown as `cluster_id` (a UUID).
+    pub cluster_id: String,
+}
+
+/// A new keyring term, wrapped under the root key; new seals use it from now on.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct KeyringRotated {
+    pub term: u32,
+    pub wrapped_key: Vec<u8>,
+}
+
+/// The server was unsealed (or started unsealed in dev mode) and began writing.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct Unsealed {
+    pub dev: bool,
+}
+
+/// An operator sealed the server (`sys/seal`).
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct SealedByOperator {}

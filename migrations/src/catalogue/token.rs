@@ -1,0 +1,94 @@
+//! Tokens and token roles. A token id never appears here: only its keyed hash.
+
+use std::collections::BTreeMap;
+
+use bincode::{Decode, Encode};
+
+/// A new service token.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct TokenCreated {
+    /// Keyed hash of the token id (`KeyedHasher::hash("token", id)`).
+    pub id_hash: [u8; 32],
+    pub accessor: String,
+    /// Accessor of the parent token; `None` for orphans.
+    pub parent: Option<String>,
+    pub policies: Vec<String>,
+    pub meta: BTreeMap<String, String>,
+    pub display_name: String,
+    /// Where the token came from ("auth/token/create", "auth/token/root", …).
+    pub path: String,
+    /// 0 means unlimited.
+    pub num_uses: u64,
+    /// TTL granted at creation, seconds (0: never expires).
+    pub ttl: u64,
+    pub explicit_max_ttl: u64,
+    pub period: u64,
+    pub renewable: bool,
+    pub role: String,
+    pub entity_id: String,
+    /// Creation time, nanoseconds since the Unix epoch.
+    pub issue_time: u64,
+    /// When it expires, nanoseconds since the Unix epoch; 0 for never.
+    pub expire_time: u64,
+    /// Tokens made at init have no `issue_time`/`renewable` in lookups (Vault's root).
+    pub from_init: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct TokenRenewed {
+    pub accessor: String,
+    /// The TTL granted by this renewal, seconds.
+    pub ttl: u64,
+    pub expire_time: u64,
+}
+
+/// Why tokens stopped being valid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode)]
+pub enum RevocationReason {
+    /// An explicit revoke (of these tokens or of an ancestor).
+    Revoked,
+    /// The TTL ran out.
+    Expired,
+    /// The last allowed use was spent.
+    UsesExhausted,
+}
+
+/// Tokens revoked together (a token and its descendants). `orphaned` children of a
+/// `revoke-orphan` survive and lose their parent.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct TokensRevoked {
+    pub accessors: Vec<String>,
+    pub orphaned: Vec<String>,
+    pub reason: RevocationReason,
+}
+
+/// A token role (`auth/token/roles/<name>`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Encode, Decode)]
+pub struct TokenRole {
+    pub name: String,
+    pub allowed_policies: Vec<String>,
+    pub disallowed_policies: Vec<String>,
+    pub allowed_policies_glob: Vec<String>,
+    pub disallowed_policies_glob: Vec<String>,
+    pub orphan: bool,
+    pub renewable: bool,
+    pub path_suffix: String,
+    pub token_period: u64,
+    pub token_explicit_max_ttl: u64,
+    pub token_no_default_policy: bool,
+    pub token_type: String,
+    pub token_ttl: u64,
+    pub token_max_ttl: u64,
+    pub token_num_uses: u64,
+    pub allowed_entity_aliases: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct TokenRoleWritten {
+    pub role: TokenRole,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct TokenRoleDeleted {
+    pub name: String,
+}

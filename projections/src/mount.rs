@@ -1,0 +1,168 @@
+//! The mount table: which engine serves which path prefix.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use imbl::OrdMap;
+use migrations::{MountClass, MountConfig, MountEnabled, MountTuned};
+
+/// One mounted secrets engine or auth method.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mount {
+    pub uuid: String,
+    /// Path with trailing slash, relative to its class root ("secret/", or "token/" for
+    /// the auth method at "auth/token/").
+    pub path: String,
+    pub class: MountClass,
+    pub kind: String,
+    pub accessor: String,
+    pub description: String,
+    pub options: BTreeMap<String, String>,
+    pub config: MountConfig,
+    pub local: bool,
+    pub seal_wrap: bool,
+    /// When it was enabled, ns since the Unix epoch.
+    pub enabled_at: u64,
+}
+
+impl Mount {
+    /// The API path prefix this mount serves ("secret/" or "auth/token/").
+    pub fn api_prefix(&self) -> String {
+        match self.class {
+            MountClass::Secret => self.path.clone(),
+            MountClass::Auth => format!("auth/{}", self.path),
+        }
+    }
+
+    /// KV version of a "kv" mount (1 unless `options.version` says 2).
+    pub fn kv_version(&self) -> u8 {
+        if self.options.get("version").map(String::as_str) == Some("2") { 2 } else { 1 }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Mounts {
+    by_uuid: OrdMap<String, Arc<Mount>>,
+    /// API prefix ("secret/", "auth/token/") → uuid.
+    by_prefix: OrdMap<String, String>,
+}
+
+impl Mounts {
+    pub fn get(&self, uuid: &str) -> Option<&Arc<Mount>> {
+        self.by_uuid.get(uuid)
+    }
+
+    /// The mount serving `api_path` (longest prefix), and the rest of the path after it.
+    pub fn route<'p>(&self, api_path: &'p str) -> Option<(&Arc<Mount>, &'p str)> {
+        // Walk candidate prefixes from the longest: each '/' ends a possible mount path.
+        let mut ends: Vec<usize> = api_path.match_indices('/').map(|(i, _)| i + 1).collect();
+        if !api_path.ends_with('/') {
+            ends.push(api_path.len());
+        }
+        for end in ends.into_iter().rev() {
+            let candidate = &api_path[..end];
+            let key = if candidate.ends_with('/') { candidate.to_string() } else { format!("{candidate}/") };
+            if let Some(uuid) = self.by_prefix.get(&key) {
+                let rest = api_path.get(key.len()..).unwrap_or("");
+                return self.by_uuid.get(uuid).map(|m| (m, rest));
+            }
+        }
+        None
+    }
+
+    /// The mount at exactly this API prefix ("secret/", "auth/userpass/").
+    pub fn at_prefix(&self, prefix: &str) -> Option<&Arc<Mount>> {
+        self.by_prefix.get(prefix).and_then(|u| self.by_uuid.get(u))
+    }
+
+    /// A mount whose prefix contains or is contained in `prefix` (nested mounts are refused).
+    pub fn conflicting(&self, prefix: &str) -> Option<&Arc<Mount>> {
+        self.by_prefix
+            .iter()
+            .find(|(p, _)| p.starts_with(prefix) || prefix.starts_with(p.as_str()))
+            .and_then(|(_, u)| self.by_uuid.get(u))
+    }
+
+    /// Mounts of one class, ordered by path.
+    pub fn of_class(&self, class: MountClass) -> impl Iterator<Item = &Arc<Mount>> {
+        self.by_uuid.values().filter(move |m| m.class == class)
+    }
+
+    pub(crate) fn enabled(&mut self, e: &MountEnabled, time: u64) {
+        let m = Mount {
+            uuid: e.uuid.clone(),
+            path: e.path.clone(),
+            class: e.class,
+            kind: e.kind.clone(),
+            accessor: e.accessor.clone(),
+            description: e.description.clone(),
+            options: e.options.clone(),
+            config: e.config.clone(),
+            local: e.local,
+            seal_wrap: e.seal_wrap,
+            enabled_at: time,
+        };
+        self.by_prefix.insert(m.api_prefix(), m.uuid.clone());
+        self.by_uuid.insert(m.uuid.clone(), Arc::new(m));
+    }
+
+    pub(crate) fn tuned(&mut self, e: &MountTuned) {
+        if let Some(m) = self.by_uuid.get(&e.uuid) {
+            let mut m = (**m).clone();
+            if let Some(d) = &e.description {
+                m.description = d.clone();
+            }
+            m.config = e.config.clone();
+            m.options = e.options.clone();
+            self.by_uuid.insert(m.uuid.clone(), Arc::new(m));
+        }
+    }
+
+    pub(crate) fn disabled(&mut self, uuid: &str) -> Option<Arc<Mount>> {
+        let m = self.by_uuid.remove(uuid)?;
+        self.by_prefix.remove(&m.api_prefix());
+        Some(m)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn enable(ms: &mut Mounts, path: &str, class: MountClass) {
+        ms.enabled(
+            &MountEnabled {
+                uuid: format!("u-{path}"),
+                path: path.into(),
+                class,
+                kind: "kv".into(),
+                accessor: format!("kv_{path}"),
+                description: String::new(),
+                options: BTreeMap::new(),
+                config: MountConfig::default(),
+                local: false,
+                seal_wrap: false,
+            },
+            0,
+        );
+    }
+
+    #[test]
+    fn routes_by_longest_prefix() {
+        let mut ms = Mounts::default();
+        enable(&mut ms, "secret/", MountClass::Secret);
+        enable(&mut ms, "team/a/", MountClass::Secret);
+        enable(&mut ms, "token/", MountClass::Auth);
+        let (m, rest) = ms.route("secret/data/app").expect("routed");
+        assert_eq!((m.path.as_str(), rest), ("secret/", "data/app"));
+        let (m, rest) = ms.route("team/a/x").expect("routed");
+        assert_eq!((m.path.as_str(), rest), ("team/a/", "x"));
+        assert_eq!(ms.route("secret").map(|(m, r)| (m.path.clone(), r)), Some(("secret/".into(), "")));
+        assert!(ms.route("team/b/x").is_none());
+        let (m, rest) = ms.route("auth/token/create").expect("routed");
+        assert_eq!((m.kind.as_str(), rest), ("kv", "create"));
+        assert!(ms.conflicting("team/").is_some());
+        assert!(ms.conflicting("team/a/b/").is_some());
+        assert!(ms.conflicting("other/").is_none());
+    }
+}

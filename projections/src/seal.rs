@@ -1,0 +1,41 @@
+//! What the ledger says about the barrier: is it initialized, how is it sealed, and the
+//! wrapped keys (useless without the unseal key shares).
+
+use std::collections::BTreeMap;
+
+use migrations::{Initialized, KeyringRotated};
+
+/// One keyring term as recorded (wrapped under the root key).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyringTerm {
+    pub wrapped_key: Vec<u8>,
+    /// Install time, nanoseconds since the Unix epoch.
+    pub installed: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SealState {
+    /// The `Initialized` event, once there is one.
+    pub init: Option<Initialized>,
+    pub keyring: BTreeMap<u32, KeyringTerm>,
+}
+
+impl SealState {
+    pub fn is_initialized(&self) -> bool {
+        self.init.is_some()
+    }
+
+    pub(crate) fn initialized(&mut self, e: &Initialized) {
+        self.keyring.insert(e.keyring_term, KeyringTerm { wrapped_key: e.wrapped_keyring_key.clone(), installed: 0 });
+        self.init = Some(e.clone());
+    }
+
+    pub(crate) fn keyring_rotated(&mut self, e: &KeyringRotated, time: u64) {
+        self.keyring.insert(e.term, KeyringTerm { wrapped_key: e.wrapped_key.clone(), installed: time });
+    }
+
+    /// The term new seals use.
+    pub fn active_term(&self) -> u32 {
+        self.keyring.keys().next_back().copied().unwrap_or(1)
+    }
+}

@@ -1,0 +1,193 @@
+//! Tokens: by keyed hash of their id, by accessor, and their parent/child tree.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use imbl::{HashMap, OrdMap, OrdSet};
+use migrations::{TokenCreated, TokenRenewed, TokenRole, TokensRevoked};
+
+/// A live token (revoked tokens are removed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Token {
+    pub id_hash: [u8; 32],
+    pub accessor: String,
+    pub parent: Option<String>,
+    pub policies: Vec<String>,
+    pub meta: BTreeMap<String, String>,
+    pub display_name: String,
+    pub path: String,
+    /// Uses granted at creation (0: unlimited) and uses left.
+    pub num_uses: u64,
+    pub uses_left: u64,
+    /// TTL at creation, and the TTL granted by the last renewal, in seconds.
+    pub creation_ttl: u64,
+    pub last_ttl: u64,
+    pub explicit_max_ttl: u64,
+    pub period: u64,
+    pub renewable: bool,
+    pub role: String,
+    pub entity_id: String,
+    /// ns since the Unix epoch; `expire_time` 0 means never.
+    pub issue_time: u64,
+    pub expire_time: u64,
+    /// Time of the last renewal (ns), 0 if never renewed.
+    pub last_renewal: u64,
+    pub from_init: bool,
+}
+
+impl Token {
+    pub fn is_root(&self) -> bool {
+        self.policies.iter().any(|p| p == "root")
+    }
+
+    pub fn orphan(&self) -> bool {
+        self.parent.is_none()
+    }
+
+    /// True once `now` (ns) is past the expiry.
+    pub fn expired(&self, now: u64) -> bool {
+        self.expire_time != 0 && now >= self.expire_time
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Tokens {
+    by_hash: HashMap<[u8; 32], Arc<Token>>,
+    by_accessor: HashMap<String, [u8; 32]>,
+    children: HashMap<String, OrdSet<String>>,
+    roles: OrdMap<String, Arc<TokenRole>>,
+}
+
+impl Tokens {
+    pub fn by_hash(&self, hash: &[u8; 32]) -> Option<&Arc<Token>> {
+        self.by_hash.get(hash)
+    }
+
+    pub fn by_accessor(&self, accessor: &str) -> Option<&Arc<Token>> {
+        self.by_accessor.get(accessor).and_then(|h| self.by_hash.get(h))
+    }
+
+    /// Accessors of every live token.
+    pub fn accessors(&self) -> impl Iterator<Item = &String> {
+        self.by_accessor.keys()
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_hash.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_hash.is_empty()
+    }
+
+    /// The token and all its descendants, parents before children.
+    pub fn subtree(&self, accessor: &str) -> Vec<String> {
+        let mut out = vec![accessor.to_string()];
+        let mut i = 0;
+        while i < out.len() {
+            if let Some(kids) = self.children.get(&out[i]) {
+                out.extend(kids.iter().cloned());
+            }
+            i += 1;
+        }
+        out
+    }
+
+    /// Direct children of a token.
+    pub fn children_of(&self, accessor: &str) -> Vec<String> {
+        self.children.get(accessor).map(|k| k.iter().cloned().collect()).unwrap_or_default()
+    }
+
+    /// Live tokens whose expiry is at or before `now` (ns).
+    pub fn expired(&self, now: u64) -> Vec<String> {
+        self.by_hash.values().filter(|t| t.expired(now)).map(|t| t.accessor.clone()).collect()
+    }
+
+    pub fn role(&self, name: &str) -> Option<&Arc<TokenRole>> {
+        self.roles.get(name)
+    }
+
+    pub fn role_names(&self) -> Vec<String> {
+        self.roles.keys().cloned().collect()
+    }
+
+    pub(crate) fn created(&mut self, e: &TokenCreated) {
+        let t = Token {
+            id_hash: e.id_hash,
+            accessor: e.accessor.clone(),
+            parent: e.parent.clone(),
+            policies: e.policies.clone(),
+            meta: e.meta.clone(),
+            display_name: e.display_name.clone(),
+            path: e.path.clone(),
+            num_uses: e.num_uses,
+            uses_left: e.num_uses,
+            creation_ttl: e.ttl,
+            last_ttl: e.ttl,
+            explicit_max_ttl: e.explicit_max_ttl,
+            period: e.period,
+            renewable: e.renewable,
+            role: e.role.clone(),
+            entity_id: e.entity_id.clone(),
+            issue_time: e.issue_time,
+            expire_time: e.expire_time,
+            last_renewal: 0,
+            from_init: e.from_init,
+        };
+        if let Some(p) = &t.parent {
+            self.children.entry(p.clone()).or_default().insert(t.accessor.clone());
+        }
+        self.by_accessor.insert(t.accessor.clone(), t.id_hash);
+        self.by_hash.insert(t.id_hash, Arc::new(t));
+    }
+
+    pub(crate) fn renewed(&mut self, e: &TokenRenewed) {
+        self.update(&e.accessor, |t| {
+            t.last_ttl = e.ttl;
+            t.expire_time = e.expire_time;
+            t.last_renewal = e.expire_time.saturating_sub(e.ttl * 1_000_000_000);
+        });
+    }
+
+    /// One use of a token with limited uses.
+    pub(crate) fn used(&mut self, accessor: &str) {
+        self.update(accessor, |t| {
+            if t.num_uses > 0 {
+                t.uses_left = t.uses_left.saturating_sub(1);
+            }
+        });
+    }
+
+    pub(crate) fn revoked(&mut self, e: &TokensRevoked) {
+        for child in &e.orphaned {
+            self.update(child, |t| t.parent = None);
+        }
+        for accessor in &e.accessors {
+            let Some(hash) = self.by_accessor.remove(accessor) else { continue };
+            if let Some(t) = self.by_hash.remove(&hash)
+                && let Some(p) = &t.parent
+                && let Some(kids) = self.children.get_mut(p)
+            {
+                kids.remove(accessor);
+            }
+            self.children.remove(accessor);
+        }
+    }
+
+    pub(crate) fn role_written(&mut self, role: &TokenRole) {
+        self.roles.insert(role.name.clone(), Arc::new(role.clone()));
+    }
+
+    pub(crate) fn role_deleted(&mut self, name: &str) {
+        self.roles.remove(name);
+    }
+
+    fn update(&mut self, accessor: &str, f: impl FnOnce(&mut Token)) {
+        let Some(hash) = self.by_accessor.get(accessor).copied() else { return };
+        if let Some(t) = self.by_hash.get(&hash) {
+            let mut t = (**t).clone();
+            f(&mut t);
+            self.by_hash.insert(hash, Arc::new(t));
+        }
+    }
+}
