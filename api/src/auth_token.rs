@@ -57,7 +57,7 @@ pub fn handle(ctx: &Ctx<'_>, rest: &str) -> Result<Handled, Reply> {
             Ok(Handled::write(Command::RevokeToken { accessor, orphan_children: false }, Reply::NoContent))
         }
         "accessors" if ctx.req.list => {
-            let keys: Vec<&String> = ctx.state.tokens.accessors().collect();
+            let keys: Vec<&str> = ctx.state.tokens.accessors().collect();
             Ok(Handled::Read(Reply::data(json!({ "keys": keys }))))
         }
         "roles" if ctx.req.list => {

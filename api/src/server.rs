@@ -205,7 +205,7 @@ struct DevBanner {
 async fn serve(
     core: Arc<Core>,
     listeners: &[ListenerConfig],
-    reload: Option<(PathBuf, ServerConfig, LogHandle)>,
+    mut reload: Option<(PathBuf, ServerConfig, LogHandle)>,
     banner: Option<DevBanner>,
 ) -> Result<(), ServerError> {
     let bound = bind(listeners).await?;
@@ -267,21 +267,20 @@ async fn shutdown_signal() {
 }
 
 async fn reload_on_hup(
-    reload: Option<(PathBuf, ServerConfig, LogHandle)>,
+    mut reload: Option<(PathBuf, ServerConfig, LogHandle)>,
     tls: Vec<Option<crate::listener::TlsReloader>>,
 ) {
     let Ok(mut hup) = signal(SignalKind::hangup()) else { return };
     while hup.recv().await.is_some() {
-        let Some((path, old, logs)) = &reload else {
+        let Some((path, old, logs)) = reload.as_mut() else {
             tracing::info!("SIGHUP: nothing to reload in dev mode");
             continue;
         };
         match load_config(path) {
             Ok(new) => {
                 let plan = crate::config::reloadable_changes(old, &new);
-                if plan.log_level
-                    && let Some(level) = &new.log_level
-                {
+                if plan.log_level {
+                    let level = new.log_level.as_deref().unwrap_or("info");
                     let _ = logs.reload(EnvFilter::new(format!("{level},sled=warn,hyper=warn")));
                     tracing::info!(level = %level, "SIGHUP: log level reloaded");
                 }
@@ -299,6 +298,15 @@ async fn reload_on_hup(
                 }
                 for what in &plan.restart_required {
                     tracing::warn!("SIGHUP: {what} changed; a restart is needed to apply it");
+                }
+                // What was applied is the new baseline; the rest still awaits a restart.
+                if plan.log_level {
+                    old.log_level = new.log_level.clone();
+                }
+                for i in &plan.tls_reload {
+                    if let (Some(o), Some(n)) = (old.listeners.get_mut(*i), new.listeners.get(*i)) {
+                        o.tls = n.tls.clone();
+                    }
                 }
             }
             Err(e) => tracing::error!(error = %e, "SIGHUP: configuration not reloaded"),

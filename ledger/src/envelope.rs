@@ -16,8 +16,10 @@ pub const EVENT_TAG: u8 = 0x01;
 pub const FIRST_APPLICATION_KIND: u16 = 0x0100;
 /// Most erasable key slots one event can own.
 pub const MAX_SLOTS_PER_EVENT: usize = 255;
-/// Largest body the ledger accepts (bodies are bounded; secrets are small).
-pub const MAX_BODY_LEN: usize = 4 << 20;
+/// Largest body the ledger accepts: above the API's 32 MiB request limit (a sealed value
+/// is its plaintext plus 16 bytes), and bounded so a corrupt length cannot make a reader
+/// allocate without limit.
+pub const MAX_BODY_LEN: usize = 40 << 20;
 
 /// Who caused an event. Never holds a token id: only its accessor.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -67,7 +69,7 @@ impl EventDraft {
             return Err("more than 255 key slots in one event");
         }
         if self.body.len() > MAX_BODY_LEN {
-            return Err("event body larger than 4 MiB");
+            return Err("event body larger than 40 MiB");
         }
         Ok(())
     }

@@ -355,16 +355,16 @@ impl Writer {
             },
             &self.chain,
         );
+        let mut erase: Vec<(PathBuf, u64)> = Vec::new();
         for sub in submissions {
             if let Some(k) = sub.rotate_to {
                 self.key = k;
             }
-            for (path, at) in &sub.erase {
-                if let Err(e) = self.zero_slot(path, *at) {
-                    self.fail(&e);
-                    return Err(e);
-                }
-            }
+            erase.extend(sub.erase);
+        }
+        if let Err(e) = self.zero_slots(erase) {
+            self.fail(&e);
+            return Err(e);
         }
         self.unsaved_frames += 1;
         if self.unsaved_frames >= SAVE_EVERY_FRAMES || self.last_save.elapsed() >= SAVE_EVERY {
@@ -373,15 +373,27 @@ impl Writer {
         Ok(receipts)
     }
 
-    fn zero_slot(&self, path: &PathBuf, at: u64) -> Result<()> {
+    /// Zeroes key slots, then syncs each file touched once (a batch may erase many).
+    fn zero_slots(&self, mut positions: Vec<(PathBuf, u64)>) -> Result<()> {
+        positions.sort();
         let zero = [0u8; SLOT_LEN];
-        if *path == self.active.path {
-            self.active.file.write_all_at(&zero, at).map_err(|e| Error::io("erase key slot", &e))?;
-            return self.active.file.sync_data().map_err(|e| Error::io("fdatasync", &e));
+        let mut i = 0;
+        while i < positions.len() {
+            let path = positions[i].0.clone();
+            let other;
+            let file: &dyn LedgerFile = if path == self.active.path {
+                self.active.file.as_ref()
+            } else {
+                other = self.shared.fs.open_write(&path).map_err(|e| Error::io("open segment for erasure", &e))?;
+                other.as_ref()
+            };
+            while i < positions.len() && positions[i].0 == path {
+                file.write_all_at(&zero, positions[i].1).map_err(|e| Error::io("erase key slot", &e))?;
+                i += 1;
+            }
+            file.sync_data().map_err(|e| Error::io("fdatasync", &e))?;
         }
-        let f = self.shared.fs.open_write(path).map_err(|e| Error::io("open segment for erasure", &e))?;
-        f.write_all_at(&zero, at).map_err(|e| Error::io("erase key slot", &e))?;
-        f.sync_data().map_err(|e| Error::io("fdatasync", &e))
+        Ok(())
     }
 
     /// Starts a new segment when the frame would overflow the active one.

@@ -2,6 +2,7 @@
 //! Values stay sealed here; only the API layer opens them, with the keyring.
 
 use std::collections::BTreeMap;
+use std::ops::Bound;
 use std::sync::Arc;
 
 use imbl::{HashMap, OrdMap};
@@ -92,24 +93,40 @@ pub struct KvConfig {
     pub delete_version_after: u64,
 }
 
+/// Secrets are keyed by `mount \0 path` in one `Arc<str>`: it sorts like the pair (so a
+/// prefix is a contiguous range), and cloning it — which every insert does for the keys of
+/// the nodes it copies — is a counter bump, not an allocation.
 #[derive(Debug, Clone, Default)]
 pub struct KvStore {
-    secrets: OrdMap<(String, String), Arc<KvSecret>>,
+    secrets: OrdMap<Arc<str>, Arc<KvSecret>>,
     configs: OrdMap<String, KvConfig>,
-    v1: OrdMap<(String, String), Arc<SealedValue>>,
+    v1: OrdMap<Arc<str>, Arc<SealedValue>>,
     /// Event seq → the value it wrote, so an erasure finds what it destroyed.
     by_seq: HashMap<u64, ValueRef>,
 }
 
+/// Where a sealed value lives: a KV v2 version (`Some`) or a KV v1 / cubbyhole entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum ValueRef {
-    V2 { mount: String, path: String, version: u64 },
-    V1 { mount: String, path: String },
+struct ValueRef {
+    key: Arc<str>,
+    version: Option<u64>,
+}
+
+fn key(mount: &str, path: &str) -> String {
+    format!("{mount}\0{path}")
+}
+
+/// The entries of `map` whose key starts with `prefix`, in order.
+fn with_prefix<'a, V>(
+    map: &'a OrdMap<Arc<str>, V>,
+    prefix: &'a str,
+) -> impl Iterator<Item = (&'a Arc<str>, &'a V)> + 'a {
+    map.range::<_, str>((Bound::Included(prefix), Bound::Unbounded)).take_while(move |(k, _)| k.starts_with(prefix))
 }
 
 impl KvStore {
     pub fn secret(&self, mount: &str, path: &str) -> Option<&Arc<KvSecret>> {
-        self.secrets.get(&(mount.to_string(), path.to_string()))
+        self.secrets.get(key(mount, path).as_str())
     }
 
     pub fn config(&self, mount: &str) -> KvConfig {
@@ -117,35 +134,32 @@ impl KvStore {
     }
 
     pub fn v1(&self, mount: &str, path: &str) -> Option<&Arc<SealedValue>> {
-        self.v1.get(&(mount.to_string(), path.to_string()))
+        self.v1.get(key(mount, path).as_str())
     }
 
     /// Immediate children of `prefix` among KV v2 secrets of `mount` ("dir/" for folders).
     pub fn list(&self, mount: &str, prefix: &str) -> Vec<String> {
-        children(self.secrets.range((mount.to_string(), prefix.to_string())..).map(|((m, p), _)| (m, p)), mount, prefix)
+        let start = key(mount, prefix);
+        children(with_prefix(&self.secrets, &start).map(|(k, _)| &k[start.len()..]))
     }
 
     /// Immediate children of `prefix` among KV v1 (or cubbyhole) entries of `mount`.
     pub fn list_v1(&self, mount: &str, prefix: &str) -> Vec<String> {
-        children(self.v1.range((mount.to_string(), prefix.to_string())..).map(|((m, p), _)| (m, p)), mount, prefix)
+        let start = key(mount, prefix);
+        children(with_prefix(&self.v1, &start).map(|(k, _)| &k[start.len()..]))
     }
 
     /// Seqs of every value still readable in `mount` (to erase when it goes away).
     pub fn live_values(&self, mount: &str) -> Vec<u64> {
-        let v2 =
-            self.secrets.range((mount.to_string(), String::new())..).take_while(|((m, _), _)| m == mount).flat_map(
-                |(_, s)| s.versions.values().filter_map(|v| v.value.as_ref().map(|x| x.seq)).collect::<Vec<_>>(),
-            );
-        let v1 = self
-            .v1
-            .range((mount.to_string(), String::new())..)
-            .take_while(|((m, _), _)| m == mount)
-            .map(|(_, v)| v.seq);
+        let start = key(mount, "");
+        let v2 = with_prefix(&self.secrets, &start)
+            .flat_map(|(_, s)| s.versions.values().filter_map(|v| v.value.as_ref().map(|x| x.seq)).collect::<Vec<_>>());
+        let v1 = with_prefix(&self.v1, &start).map(|(_, v)| v.seq);
         v2.chain(v1).collect()
     }
 
     pub(crate) fn written(&mut self, e: &KvWritten, env: &Envelope) {
-        let key = (e.mount.clone(), e.path.clone());
+        let key: Arc<str> = Arc::from(key(&e.mount, &e.path));
         let mut s = self.secrets.get(&key).map(|s| (**s).clone()).unwrap_or_default();
         if s.created == 0 {
             s.created = e.created;
@@ -161,7 +175,7 @@ impl KvStore {
             s.versions.retain(|v, _| *v > cutoff);
             s.oldest = cutoff + 1;
         }
-        self.by_seq.insert(env.seq, ValueRef::V2 { mount: e.mount.clone(), path: e.path.clone(), version: e.version });
+        self.by_seq.insert(env.seq, ValueRef { key: key.clone(), version: Some(e.version) });
         self.secrets.insert(key, Arc::new(s));
     }
 
@@ -193,7 +207,7 @@ impl KvStore {
 
     pub(crate) fn metadata_written(&mut self, e: &KvMetadataWritten) {
         let time = e.time;
-        let key = (e.mount.clone(), e.path.clone());
+        let key: Arc<str> = Arc::from(key(&e.mount, &e.path));
         let mut s = self.secrets.get(&key).map(|s| (**s).clone()).unwrap_or_default();
         if s.created == 0 {
             s.created = time;
@@ -205,7 +219,7 @@ impl KvStore {
     }
 
     pub(crate) fn metadata_deleted(&mut self, e: &KvMetadataDeleted) {
-        self.secrets.remove(&(e.mount.clone(), e.path.clone()));
+        self.secrets.remove(key(&e.mount, &e.path).as_str());
     }
 
     pub(crate) fn config_written(&mut self, e: &KvConfigWritten) {
@@ -221,54 +235,42 @@ impl KvStore {
 
     pub(crate) fn v1_written(&mut self, e: &KvV1Written, env: &Envelope) {
         if let Some(slot) = env.slots.first() {
-            self.v1.insert(
-                (e.mount.clone(), e.path.clone()),
-                Arc::new(SealedValue { sealed: e.value.clone(), slot: *slot, seq: env.seq }),
-            );
-            self.by_seq.insert(env.seq, ValueRef::V1 { mount: e.mount.clone(), path: e.path.clone() });
+            let key: Arc<str> = Arc::from(key(&e.mount, &e.path));
+            self.v1.insert(key.clone(), Arc::new(SealedValue { sealed: e.value.clone(), slot: *slot, seq: env.seq }));
+            self.by_seq.insert(env.seq, ValueRef { key, version: None });
         }
     }
 
     pub(crate) fn v1_deleted(&mut self, e: &KvV1Deleted) {
-        self.v1.remove(&(e.mount.clone(), e.path.clone()));
+        self.v1.remove(key(&e.mount, &e.path).as_str());
     }
 
     /// The payload written at `seq` was erased: its version is destroyed for good.
     pub(crate) fn erased(&mut self, seq: u64) {
-        match self.by_seq.remove(&seq) {
-            Some(ValueRef::V2 { mount, path, version }) => self.update(&mount, &path, |s| {
+        let Some(r) = self.by_seq.remove(&seq) else { return };
+        match r.version {
+            Some(version) => self.update_key(&r.key, |s| {
                 if let Some(v) = s.versions.get_mut(&version) {
                     v.destroyed = true;
                     v.value = None;
                 }
             }),
-            Some(ValueRef::V1 { mount, path }) => {
-                let key = (mount, path);
-                if self.v1.get(&key).is_some_and(|v| v.seq == seq) {
-                    self.v1.remove(&key);
+            None => {
+                if self.v1.get(&r.key).is_some_and(|v| v.seq == seq) {
+                    self.v1.remove(&r.key);
                 }
             }
-            None => {}
         }
     }
 
     /// Forgets everything of a mount (disabled mount, revoked token's cubbyhole).
     pub(crate) fn drop_mount(&mut self, mount: &str) {
-        let v2: Vec<_> = self
-            .secrets
-            .range((mount.to_string(), String::new())..)
-            .take_while(|((m, _), _)| m == mount)
-            .map(|(k, _)| k.clone())
-            .collect();
+        let start = key(mount, "");
+        let v2: Vec<Arc<str>> = with_prefix(&self.secrets, &start).map(|(k, _)| k.clone()).collect();
         for k in v2 {
             self.secrets.remove(&k);
         }
-        let v1: Vec<_> = self
-            .v1
-            .range((mount.to_string(), String::new())..)
-            .take_while(|((m, _), _)| m == mount)
-            .map(|(k, _)| k.clone())
-            .collect();
+        let v1: Vec<Arc<str>> = with_prefix(&self.v1, &start).map(|(k, _)| k.clone()).collect();
         for k in v1 {
             self.v1.remove(&k);
         }
@@ -276,23 +278,22 @@ impl KvStore {
     }
 
     fn update(&mut self, mount: &str, path: &str, f: impl FnOnce(&mut KvSecret)) {
-        let key = (mount.to_string(), path.to_string());
-        if let Some(s) = self.secrets.get(&key) {
-            let mut s = (**s).clone();
+        self.update_key(key(mount, path).as_str(), f);
+    }
+
+    fn update_key(&mut self, key: &str, f: impl FnOnce(&mut KvSecret)) {
+        if let Some((k, s)) = self.secrets.get_key_value(key) {
+            let (k, mut s) = (k.clone(), (**s).clone());
             f(&mut s);
-            self.secrets.insert(key, Arc::new(s));
+            self.secrets.insert(k, Arc::new(s));
         }
     }
 }
 
-/// Immediate children of `prefix` from an ordered walk starting at (mount, prefix).
-fn children<'a>(entries: impl Iterator<Item = (&'a String, &'a String)>, mount: &str, prefix: &str) -> Vec<String> {
+/// Immediate children from the ordered rest-of-keys under a prefix ("dir/" for folders).
+fn children<'a>(rests: impl Iterator<Item = &'a str>) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
-    for (m, p) in entries {
-        if m != mount || !p.starts_with(prefix) {
-            break;
-        }
-        let rest = &p[prefix.len()..];
+    for rest in rests {
         let child = match rest.find('/') {
             Some(i) => &rest[..=i],
             None => rest,

@@ -70,7 +70,7 @@ impl State {
                 if e.used_token {
                     self.tokens.used(&env.actor.accessor);
                 }
-            }
+            } // (`used` changes nothing for tokens with unlimited uses, and so copies nothing.)
         }
     }
 }

@@ -50,11 +50,14 @@ impl Token {
     }
 }
 
+/// Keys of the persistent maps are `Arc<str>`: every insert copies the nodes on its path,
+/// and a node copy clones its keys — an `Arc` clone is a counter bump, a `String` clone
+/// is an allocation.
 #[derive(Debug, Clone, Default)]
 pub struct Tokens {
     by_hash: HashMap<[u8; 32], Arc<Token>>,
-    by_accessor: HashMap<String, [u8; 32]>,
-    children: HashMap<String, OrdSet<String>>,
+    by_accessor: HashMap<Arc<str>, [u8; 32]>,
+    children: HashMap<Arc<str>, OrdSet<Arc<str>>>,
     roles: OrdMap<String, Arc<TokenRole>>,
 }
 
@@ -68,8 +71,8 @@ impl Tokens {
     }
 
     /// Accessors of every live token.
-    pub fn accessors(&self) -> impl Iterator<Item = &String> {
-        self.by_accessor.keys()
+    pub fn accessors(&self) -> impl Iterator<Item = &str> {
+        self.by_accessor.keys().map(|k| &**k)
     }
 
     pub fn len(&self) -> usize {
@@ -85,8 +88,8 @@ impl Tokens {
         let mut out = vec![accessor.to_string()];
         let mut i = 0;
         while i < out.len() {
-            if let Some(kids) = self.children.get(&out[i]) {
-                out.extend(kids.iter().cloned());
+            if let Some(kids) = self.children.get(out[i].as_str()) {
+                out.extend(kids.iter().map(|k| k.to_string()));
             }
             i += 1;
         }
@@ -95,7 +98,7 @@ impl Tokens {
 
     /// Direct children of a token.
     pub fn children_of(&self, accessor: &str) -> Vec<String> {
-        self.children.get(accessor).map(|k| k.iter().cloned().collect()).unwrap_or_default()
+        self.children.get(accessor).map(|k| k.iter().map(|a| a.to_string()).collect()).unwrap_or_default()
     }
 
     /// Live tokens whose expiry is at or before `now` (ns).
@@ -135,9 +138,9 @@ impl Tokens {
             from_init: e.from_init,
         };
         if let Some(p) = &t.parent {
-            self.children.entry(p.clone()).or_default().insert(t.accessor.clone());
+            self.children.entry(Arc::from(p.as_str())).or_default().insert(Arc::from(t.accessor.as_str()));
         }
-        self.by_accessor.insert(t.accessor.clone(), t.id_hash);
+        self.by_accessor.insert(Arc::from(t.accessor.as_str()), t.id_hash);
         self.by_hash.insert(t.id_hash, Arc::new(t));
     }
 
@@ -149,13 +152,12 @@ impl Tokens {
         });
     }
 
-    /// One use of a token with limited uses.
+    /// One use of a token with limited uses (nothing to do, and nothing copied, for the
+    /// usual unlimited token).
     pub(crate) fn used(&mut self, accessor: &str) {
-        self.update(accessor, |t| {
-            if t.num_uses > 0 {
-                t.uses_left = t.uses_left.saturating_sub(1);
-            }
-        });
+        if self.by_accessor(accessor).is_some_and(|t| t.num_uses > 0) {
+            self.update(accessor, |t| t.uses_left = t.uses_left.saturating_sub(1));
+        }
     }
 
     pub(crate) fn revoked(&mut self, e: &TokensRevoked) {
@@ -163,14 +165,14 @@ impl Tokens {
             self.update(child, |t| t.parent = None);
         }
         for accessor in &e.accessors {
-            let Some(hash) = self.by_accessor.remove(accessor) else { continue };
+            let Some(hash) = self.by_accessor.remove(accessor.as_str()) else { continue };
             if let Some(t) = self.by_hash.remove(&hash)
                 && let Some(p) = &t.parent
-                && let Some(kids) = self.children.get_mut(p)
+                && let Some(kids) = self.children.get_mut(p.as_str())
             {
-                kids.remove(accessor);
+                kids.remove(accessor.as_str());
             }
-            self.children.remove(accessor);
+            self.children.remove(accessor.as_str());
         }
     }
 

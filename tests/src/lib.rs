@@ -5,15 +5,18 @@
 //! a real OpenBao one (`CAIRN_COMPAT_TARGET=openbao`), and drive it with the real `bao`
 //! CLI and hvac: see [`server`], [`process`] and [`shape`].
 
-use std::path::PathBuf;
+use std::io::Read;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+
+use anyhow::Context;
 
 pub mod process;
 pub mod server;
 pub mod shape;
 
-pub use process::{HttpReply, Run};
-pub use server::{ConfigServer, DevServer, Server, Target};
+pub use process::{HttpReply, Run, http_with};
+pub use server::{ConfigServer, DevServer, Options, Server, Target, Tls};
 pub use shape::{Shape, base64_decode, redact};
 
 /// Path of the `cairn` binary of this build (`CAIRN_BIN` overrides it).
@@ -37,4 +40,61 @@ pub fn cairn(args: &[&str]) -> anyhow::Result<Output> {
 /// stdout of a run, as text.
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// `len` random letters and digits from the operating system's randomness: a value no
+/// file could hold by chance.
+pub fn random_alnum(len: usize) -> anyhow::Result<String> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut out = String::with_capacity(len);
+    let mut urandom = std::fs::File::open("/dev/urandom").context("open /dev/urandom")?;
+    let mut byte = [0u8; 1];
+    while out.len() < len {
+        urandom.read_exact(&mut byte).context("read /dev/urandom")?;
+        // 248 = 4 × 62: keep the distribution uniform.
+        if byte[0] < 248 {
+            out.push(char::from(ALPHABET[usize::from(byte[0]) % ALPHABET.len()]));
+        }
+    }
+    Ok(out)
+}
+
+/// Every regular file under `dir` (recursively) whose bytes contain `needle`.
+pub fn files_containing(dir: &Path, needle: &[u8]) -> anyhow::Result<Vec<PathBuf>> {
+    anyhow::ensure!(!needle.is_empty(), "an empty needle is in every file");
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(d) = pending.pop() {
+        for entry in std::fs::read_dir(&d).with_context(|| format!("list {}", d.display()))? {
+            let entry = entry?;
+            let kind = entry.file_type()?;
+            let path = entry.path();
+            if kind.is_dir() {
+                pending.push(path);
+            } else if kind.is_file() {
+                let bytes = std::fs::read(&path).with_context(|| format!("read {}", path.display()))?;
+                if bytes.windows(needle.len()).any(|w| w == needle) {
+                    found.push(path);
+                }
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// How many regular files are under `dir` (recursively), to show a search looked at some.
+pub fn count_files(dir: &Path) -> anyhow::Result<usize> {
+    let mut n = 0;
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(d) = pending.pop() {
+        for entry in std::fs::read_dir(&d).with_context(|| format!("list {}", d.display()))? {
+            let entry = entry?;
+            if entry.file_type()?.is_dir() {
+                pending.push(entry.path());
+            } else {
+                n += 1;
+            }
+        }
+    }
+    Ok(n)
 }

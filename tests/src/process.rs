@@ -124,22 +124,45 @@ pub fn http(
     body: Option<&str>,
     timeout: Duration,
 ) -> Result<HttpReply> {
-    let mut stream = TcpStream::connect_timeout(&addr, timeout).with_context(|| format!("connect to {addr}"))?;
+    let headers: Vec<(&str, &str)> = token.map(|t| ("X-Vault-Token", t)).into_iter().collect();
+    http_with(addr, method, path, &headers, body.unwrap_or("").as_bytes(), timeout)
+}
+
+/// One HTTP/1.1 request with `Connection: close` and the given extra headers, bounded by
+/// `timeout` for connecting, writing and reading. The body is sent from another thread
+/// while the answer is read, so a server that answers early (413 for a body too large)
+/// and closes is still heard: the answer is returned even when the body could not be sent
+/// whole.
+pub fn http_with(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    timeout: Duration,
+) -> Result<HttpReply> {
+    let stream = TcpStream::connect_timeout(&addr, timeout).with_context(|| format!("connect to {addr}"))?;
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    if let Some(t) = token {
-        req.push_str(&format!("X-Vault-Token: {t}\r\n"));
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
     }
-    let body = body.unwrap_or("");
     if !body.is_empty() || matches!(method, "PUT" | "POST") {
-        req.push_str(&format!("Content-Length: {}\r\n", body.len()));
+        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
     }
-    req.push_str("\r\n");
-    req.push_str(body);
-    stream.write_all(req.as_bytes()).with_context(|| format!("send {method} {path}"))?;
+    head.push_str("\r\n");
+    let mut request = head.into_bytes();
+    request.extend_from_slice(body);
+    let mut writer = stream.try_clone().context("clone the socket")?;
+    let sender = thread::spawn(move || writer.write_all(&request));
     let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).with_context(|| format!("read the answer to {method} {path}"))?;
+    let read = (&stream).read_to_end(&mut raw);
+    let sent = sender.join().map_err(|_| anyhow::anyhow!("the sending thread panicked"))?;
+    if raw.is_empty() {
+        sent.with_context(|| format!("send {method} {path}"))?;
+        read.with_context(|| format!("read the answer to {method} {path}"))?;
+    }
     parse_reply(&raw).with_context(|| format!("answer to {method} {path}: {:?}", String::from_utf8_lossy(&raw)))
 }
 

