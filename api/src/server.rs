@@ -205,7 +205,7 @@ struct DevBanner {
 async fn serve(
     core: Arc<Core>,
     listeners: &[ListenerConfig],
-    mut reload: Option<(PathBuf, ServerConfig, LogHandle)>,
+    reload: Option<(PathBuf, ServerConfig, LogHandle)>,
     banner: Option<DevBanner>,
 ) -> Result<(), ServerError> {
     let bound = bind(listeners).await?;
