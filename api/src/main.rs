@@ -5,6 +5,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use replay::{Source, VerifyRequest};
 
 #[derive(Parser)]
@@ -139,6 +142,17 @@ fn vault_style_flags(args: impl Iterator<Item = String>) -> Vec<String> {
     .collect()
 }
 
+/// The ledger's writer is a dedicated thread that is busy whenever requests are, so the
+/// runtime takes the other cores (at least one). `TOKIO_WORKER_THREADS` overrides it.
+/// Measured on 2 cores: one worker serves 18% more writes than two (BENCHMARKS.md).
+fn worker_threads() -> usize {
+    if let Some(n) = std::env::var("TOKIO_WORKER_THREADS").ok().and_then(|v| v.parse().ok()).filter(|&n: &usize| n > 0)
+    {
+        return n;
+    }
+    std::thread::available_parallelism().map(|n| n.get().saturating_sub(1)).unwrap_or(1).max(1)
+}
+
 fn server_command(f: ServerFlags) -> ExitCode {
     let args = api::server::ServerArgs {
         dev: f.dev,
@@ -148,13 +162,14 @@ fn server_command(f: ServerFlags) -> ExitCode {
         config: f.config,
         log_level: f.log_level,
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return ExitCode::from(1);
-        }
-    };
+    let runtime =
+        match tokio::runtime::Builder::new_multi_thread().worker_threads(worker_threads()).enable_all().build() {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("error: cannot start the runtime: {e}");
+                return ExitCode::from(1);
+            }
+        };
     match runtime.block_on(api::server::run(args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -238,6 +238,39 @@ fn parse(buf: &[u8], check_crc: bool) -> Result<Frame, FrameError> {
     Ok(Frame { events, checkpoint, slots, len: total, checksum_ok })
 }
 
+/// Where each event's key slots are in a frame, found by walking the records without
+/// hashing or decoding them: (seq, index of its first slot, slot count) per event. For
+/// locating slots to erase, where a full parse would hash every event of the frame.
+pub fn slot_layout(buf: &[u8]) -> Result<Vec<(u64, usize, u8)>, FrameError> {
+    let header = FrameHeader::parse(buf)?;
+    if buf.len() < header.total_len() {
+        return Err(FrameError::Truncated);
+    }
+    let body = &buf[FRAME_HEADER_LEN..FRAME_HEADER_LEN + header.body_len];
+    let mut d = Decoder::new(body);
+    let mut out = Vec::new();
+    let mut base = 0usize;
+    let malformed = FrameError::Malformed;
+    loop {
+        match d.u8().map_err(malformed)? {
+            EVENT_TAG => {
+                let seq = d.u64().map_err(malformed)?;
+                // prev, time, kind, kind version, request id
+                d.take(32 + 8 + 2 + 2 + 16).map_err(malformed)?;
+                for _ in 0..4 {
+                    d.short_bytes().map_err(malformed)?;
+                }
+                let count = d.u8().map_err(malformed)?;
+                d.long_bytes().map_err(malformed)?;
+                out.push((seq, base, count));
+                base += usize::from(count);
+            }
+            CHECKPOINT_TAG => return Ok(out),
+            _ => return Err(FrameError::Malformed(DecodeError::Invalid { what: "record tag" })),
+        }
+    }
+}
+
 /// True if some intact frame (valid header, length inside `buf`, matching checksum) starts
 /// anywhere in `buf` after offset 0. Used to tell a torn tail from corruption in the middle.
 pub fn intact_frame_after(buf: &[u8]) -> bool {
@@ -310,6 +343,16 @@ mod tests {
         slot_changed[n - 1] ^= 1;
         let f = parse_frame(&slot_changed).expect("slots are outside the checksum");
         assert!(!f.slots_readable());
+    }
+
+    #[test]
+    fn slot_layout_agrees_with_a_full_parse() {
+        let bytes = sample_frame(2);
+        let full = parse_frame(&bytes).expect("parses");
+        let layout = slot_layout(&bytes).expect("layout");
+        let expected: Vec<_> = full.events.iter().map(|e| (e.event.seq, e.slot_base, e.event.slot_count)).collect();
+        assert_eq!(layout, expected);
+        assert!(slot_layout(&bytes[..bytes.len() - 1]).is_err());
     }
 
     #[test]

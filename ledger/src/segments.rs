@@ -50,6 +50,12 @@ pub fn read_into(fs: &dyn FileSystem, path: &Path, buf: &mut Vec<u8>) -> Result<
 
 /// Reads and parses the frame starting at `offset` of an open file.
 pub fn read_frame(file: &dyn LedgerFile, offset: u64) -> Result<Frame> {
+    let buf = read_frame_bytes(file, offset)?;
+    parse_frame(&buf).map_err(|e| Error::Corrupt { seq: 0, reason: format!("frame at offset {offset}: {e}") })
+}
+
+/// Reads the bytes of the frame starting at `offset` of an open file.
+pub fn read_frame_bytes(file: &dyn LedgerFile, offset: u64) -> Result<Vec<u8>> {
     let mut header = [0u8; FRAME_HEADER_LEN];
     file.read_exact_at(&mut header, offset).map_err(|e| Error::io("read frame header", &e))?;
     let h = FrameHeader::parse(&header)
@@ -58,7 +64,7 @@ pub fn read_frame(file: &dyn LedgerFile, offset: u64) -> Result<Frame> {
     buf[..FRAME_HEADER_LEN].copy_from_slice(&header);
     file.read_exact_at(&mut buf[FRAME_HEADER_LEN..], offset + FRAME_HEADER_LEN as u64)
         .map_err(|e| Error::io("read frame", &e))?;
-    parse_frame(&buf).map_err(|e| Error::Corrupt { seq: 0, reason: format!("frame at offset {offset}: {e}") })
+    Ok(buf)
 }
 
 /// A read-only handle cache keyed by segment, for readers that walk the ledger.
@@ -89,19 +95,22 @@ pub(crate) fn locate_slots(
     let loc = index.locate(target).ok_or_else(|| Error::Invalid(format!("event {target} is not in the ledger")))?;
     let path = seg_dir.join(crate::frame::segment_file_name(loc.segment));
     let file = fs.open_read(&path).map_err(|e| Error::io("open segment", &e))?;
-    let frame = read_frame(file.as_ref(), loc.offset)?;
-    let fe = frame
-        .events
+    let buf = read_frame_bytes(file.as_ref(), loc.offset)?;
+    let corrupt = |reason: String| Error::Corrupt { seq: target, reason };
+    let layout = crate::frame::slot_layout(&buf).map_err(|e| corrupt(e.to_string()))?;
+    let total_slots: usize = layout.iter().map(|(_, _, n)| usize::from(*n)).sum();
+    let &(_, base, count) = layout
         .iter()
-        .find(|e| e.event.seq == target)
-        .ok_or_else(|| Error::Corrupt { seq: target, reason: "event missing from its indexed frame".into() })?;
+        .find(|(seq, _, _)| *seq == target)
+        .ok_or_else(|| corrupt("event missing from its indexed frame".into()))?;
+    let slots_start = buf.len() - total_slots * crate::seal::SLOT_LEN;
     slots
         .iter()
         .map(|&s| {
-            if s >= fe.event.slot_count {
+            if s >= count {
                 return Err(Error::Invalid(format!("event {target} has no key slot {s}")));
             }
-            Ok((path.clone(), loc.offset + frame.slot_offset(fe.slot_base + usize::from(s)) as u64))
+            Ok((path.clone(), loc.offset + (slots_start + (base + usize::from(s)) * crate::seal::SLOT_LEN) as u64))
         })
         .collect()
 }

@@ -116,6 +116,9 @@ pub(crate) struct Writer {
     pub clock: crate::store::Clock,
     unsaved_frames: u32,
     last_save: Instant,
+    /// Key slots of the active segment were zeroed since its last `fdatasync`; the next
+    /// frame's sync (or the roll to a new segment, or shutdown) makes them durable.
+    active_zeroed: bool,
 }
 
 const SAVE_EVERY_FRAMES: u32 = 256;
@@ -140,6 +143,7 @@ impl Writer {
             clock: opts.clock.clone(),
             unsaved_frames: 0,
             last_save: Instant::now(),
+            active_zeroed: false,
         }
     }
 
@@ -165,7 +169,18 @@ impl Writer {
             }
             self.process(batch);
         }
+        self.sync_zeroed();
         self.save_state();
+    }
+
+    /// Makes pending zeroed slots of the active segment durable.
+    fn sync_zeroed(&mut self) {
+        if self.active_zeroed {
+            match self.active.file.sync_data() {
+                Ok(()) => self.active_zeroed = false,
+                Err(e) => self.fail(&Error::io("fdatasync", &e)),
+            }
+        }
     }
 
     fn process(&mut self, batch: Vec<Request>) {
@@ -324,7 +339,8 @@ impl Writer {
             self.fail(&err);
             return Err(err);
         }
-        // Durable from here on.
+        // Durable from here on (and so is any slot zeroed before this frame was written).
+        self.active_zeroed = false;
         self.active.len += frame_len;
         next.last_time = time;
         next.last_checkpoint = Some(cp);
@@ -373,15 +389,20 @@ impl Writer {
         Ok(receipts)
     }
 
-    /// Zeroes key slots, then syncs each file touched once (a batch may erase many).
-    fn zero_slots(&self, mut positions: Vec<(PathBuf, u64)>) -> Result<()> {
+    /// Zeroes key slots whose erase events are durable. Slots in earlier segments are
+    /// synced now, once per file. Slots in the active segment are made durable by its
+    /// next `fdatasync` — the next frame's, the roll's, or shutdown's — which saves a
+    /// second sync per frame. Until then a crash leaves the erasing frame last, and
+    /// recovery finishes its erasures; readers (and copies) already see the zeros.
+    fn zero_slots(&mut self, mut positions: Vec<(PathBuf, u64)>) -> Result<()> {
         positions.sort();
         let zero = [0u8; SLOT_LEN];
         let mut i = 0;
         while i < positions.len() {
             let path = positions[i].0.clone();
+            let active = path == self.active.path;
             let other;
-            let file: &dyn LedgerFile = if path == self.active.path {
+            let file: &dyn LedgerFile = if active {
                 self.active.file.as_ref()
             } else {
                 other = self.shared.fs.open_write(&path).map_err(|e| Error::io("open segment for erasure", &e))?;
@@ -391,7 +412,11 @@ impl Writer {
                 file.write_all_at(&zero, positions[i].1).map_err(|e| Error::io("erase key slot", &e))?;
                 i += 1;
             }
-            file.sync_data().map_err(|e| Error::io("fdatasync", &e))?;
+            if active {
+                self.active_zeroed = true;
+            } else {
+                file.sync_data().map_err(|e| Error::io("fdatasync", &e))?;
+            }
         }
         Ok(())
     }
@@ -401,6 +426,11 @@ impl Writer {
         let has_frames = self.active.len > SEGMENT_HEADER_LEN as u64;
         if !has_frames || self.active.len + frame_len <= self.segment_max_bytes {
             return Ok(());
+        }
+        // Zeroed slots of the old segment must be durable before it stops being synced.
+        if self.active_zeroed {
+            self.active.file.sync_data().map_err(|e| Error::io("fdatasync", &e))?;
+            self.active_zeroed = false;
         }
         let path = self.shared.seg_dir.join(segment_file_name(first_seq));
         let fs = &self.shared.fs;
