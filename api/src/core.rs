@@ -233,10 +233,21 @@ impl Core {
         dev: bool,
     ) -> Result<(Vec<Zeroizing<Vec<u8>>>, String, Zeroizing<[u8; 32]>), CoreError> {
         let _guard = self.barrier.write().await;
-        if self.is_initialized() || Ledger::exists(&ledger_dir(&self.data_dir)) {
+        if self.is_initialized() {
             return Err(CoreError::AlreadyInitialized);
         }
+        // Bad input changes nothing: check it before touching the disk.
         shamir::check_config(shares, threshold)?;
+        let dir = ledger_dir(&self.data_dir);
+        if Ledger::exists(&dir) {
+            // A ledger without an Initialized event: an init that stopped between creating
+            // the ledger and committing its first events. It holds nothing but a genesis
+            // whose keys died with that process; keep it aside and start over.
+            let aside = self.data_dir.join(format!("ledger.incomplete-init-{}", now_nanos()));
+            tracing::warn!(from = %dir.display(), to = %aside.display(), "moving aside a ledger from an interrupted init");
+            std::fs::rename(&dir, &aside)
+                .map_err(|e| CoreError::Internal(format!("cannot move aside {}: {e}", dir.display())))?;
+        }
         let keys = InitKeys::generate()?;
         let env = env_from(&keys.keyring_key, 1, &keys.hmac_key);
         let (drafts, root_token) = initial_events(
@@ -249,7 +260,6 @@ impl Core {
         )?;
         let signing = LedgerKey::from_seed(&keys.signing_seed)
             .ok_or_else(|| CoreError::Internal("generated signing key is weak".into()))?;
-        let dir = ledger_dir(&self.data_dir);
         let mut entries = Vec::new();
         for d in &drafts {
             let (kind, kind_version, body) = d.event.encode().map_err(|e| CoreError::Internal(e.to_string()))?;
@@ -444,4 +454,54 @@ fn cluster_name(init: Option<&migrations::Initialized>) -> String {
 /// A random request id (UUID bytes).
 pub fn random_id() -> [u8; 16] {
     *uuid::Uuid::new_v4().as_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> Settings {
+        Settings { default_lease_ttl: 3600, max_lease_ttl: 7200 }
+    }
+
+    #[tokio::test]
+    async fn an_interrupted_init_is_moved_aside_and_init_runs_again() {
+        let dir = tempfile::tempdir().expect("tmp");
+        // What a crash right after creating the ledger leaves: a genesis and nothing else.
+        drop(
+            Ledger::create(&ledger_dir(dir.path()), LedgerKey::generate().expect("rng"), Options::default())
+                .expect("create"),
+        );
+        let core = Core::open(dir.path(), settings()).expect("open");
+        assert!(!core.is_initialized());
+        let (shares, _root, _) = core.init(3, 2, None, false).await.expect("init");
+        assert!(core.is_initialized());
+        let moved = std::fs::read_dir(dir.path())
+            .expect("ls")
+            .filter_map(|e| e.ok())
+            .any(|e| e.file_name().to_string_lossy().starts_with("ledger.incomplete-init-"));
+        assert!(moved, "the interrupted ledger was kept aside");
+        assert!(!core.unseal_step(Some(shares[0].to_vec()), false).await.expect("first share"));
+        assert!(core.unseal_step(Some(shares[2].to_vec()), false).await.expect("second share"));
+        assert!(core.unsealed().await.is_some());
+    }
+
+    #[tokio::test]
+    async fn a_wrong_share_combination_is_refused_and_changes_nothing() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let core = Core::open(dir.path(), settings()).expect("open");
+        let (shares, _, _) = core.init(3, 2, None, false).await.expect("init");
+        let mut forged = shares[1].to_vec();
+        forged[10] ^= 0xff;
+        assert!(!core.unseal_step(Some(shares[0].to_vec()), false).await.expect("first share"));
+        let err = core.unseal_step(Some(forged), false).await.expect_err("a forged share must not unseal");
+        assert!(err.to_string().contains("message authentication failed"), "{err}");
+        assert!(core.unsealed().await.is_none());
+        assert_eq!(core.seal_status(false).progress, 0, "a failed attempt resets the progress");
+        // Bad configurations are refused before anything is written.
+        let other = tempfile::tempdir().expect("tmp");
+        let fresh = Core::open(other.path(), settings()).expect("open");
+        assert!(fresh.init(2, 3, None, false).await.is_err());
+        assert!(!Ledger::exists(&ledger_dir(other.path())));
+    }
 }

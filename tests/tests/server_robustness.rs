@@ -30,17 +30,45 @@ fn a_thousand_odd_requests_leave_the_server_serving_and_its_ledger_intact() -> R
     s.bao(&["kv", "put", "secret/app", "k=v"])?.success()?;
     let methods = ["GET", "POST", "PUT", "DELETE", "PATCH", "LIST", "HEAD", "OPTIONS", "BREW"];
     let paths = [
-        "/v1/secret/data/app", "/v1/secret/metadata/", "/v1/secret/destroy/app", "/v1/secret/subkeys/app?depth=x",
-        "/v1/sys/mounts/x", "/v1/sys/policies/acl/p", "/v1/sys/capabilities-self", "/v1/auth/token/create",
-        "/v1/auth/token/lookup", "/v1/auth/token/roles/r", "/v1/cubbyhole/a/b", "/v1/sys/internal/ui/mounts/secret",
-        "/v1/sys/unseal", "/v1/sys/init", "/v1/sys/health?sealedcode=abc", "/v1/%ff%00/..", "/v1/", "/v2/x", "/",
-        "/v1/secret/data/app?version=18446744073709551616", "/v1/sys/rotate", "/v1/sys/key-status",
+        "/v1/secret/data/app",
+        "/v1/secret/metadata/",
+        "/v1/secret/destroy/app",
+        "/v1/secret/subkeys/app?depth=x",
+        "/v1/sys/mounts/x",
+        "/v1/sys/policies/acl/p",
+        "/v1/sys/capabilities-self",
+        "/v1/auth/token/create",
+        "/v1/auth/token/lookup",
+        "/v1/auth/token/roles/r",
+        "/v1/cubbyhole/a/b",
+        "/v1/sys/internal/ui/mounts/secret",
+        "/v1/sys/unseal",
+        "/v1/sys/init",
+        "/v1/sys/health?sealedcode=abc",
+        "/v1/%ff%00/..",
+        "/v1/",
+        "/v2/x",
+        "/",
+        "/v1/secret/data/app?version=18446744073709551616",
+        "/v1/sys/rotate",
+        "/v1/sys/key-status",
     ];
     let bodies = [
-        "", "{", "[]", "null", "1", "{\"data\":5}", "{\"data\":{\"a\":{\"b\":[1,{\"c\":null}]}}}",
-        "{\"policy\":\"path \\\"x\\\" { capabilities = [\\\"read\\\"\"}", "{\"versions\":\"1,x,3\"}",
-        "{\"options\":{\"cas\":\"-1\"},\"data\":{}}", "{\"ttl\":\"-5s\",\"policies\":\"a,,b\"}",
-        "{\"key\":\"zz\"}", "{\"paths\":[1,2]}", "a=b&c=%zz", "{\"max_versions\":1e309}",
+        "",
+        "{",
+        "[]",
+        "null",
+        "1",
+        "{\"data\":5}",
+        "{\"data\":{\"a\":{\"b\":[1,{\"c\":null}]}}}",
+        "{\"policy\":\"path \\\"x\\\" { capabilities = [\\\"read\\\"\"}",
+        "{\"versions\":\"1,x,3\"}",
+        "{\"options\":{\"cas\":\"-1\"},\"data\":{}}",
+        "{\"ttl\":\"-5s\",\"policies\":\"a,,b\"}",
+        "{\"key\":\"zz\"}",
+        "{\"paths\":[1,2]}",
+        "a=b&c=%zz",
+        "{\"max_versions\":1e309}",
     ];
     let tokens = [Some("root"), None, Some("s.nope"), Some("")];
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
@@ -49,7 +77,12 @@ fn a_thousand_odd_requests_leave_the_server_serving_and_its_ledger_intact() -> R
         let (m, p, b) = (rng.pick(&methods), rng.pick(&paths), rng.pick(&bodies));
         let token = tokens[(rng.next() % 4) as usize];
         let reply = s.http(m, p, token, Some(b)).with_context(|| format!("request {i}: {m} {p} {b:?}"))?;
-        ensure!(reply.status < 500 || reply.status == 503, "request {i}: {m} {p} {b:?} answered {}: {}", reply.status, reply.body);
+        ensure!(
+            reply.status < 500 || reply.status == 503,
+            "request {i}: {m} {p} {b:?} answered {}: {}",
+            reply.status,
+            reply.body
+        );
         ensure!(started.elapsed() < Duration::from_secs(120), "too slow");
     }
     // Still serving, and the secret is untouched unless one of the requests legitimately

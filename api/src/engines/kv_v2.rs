@@ -67,27 +67,40 @@ fn version_metadata(s: &KvSecret, version: u64, v: &KvVersion) -> Value {
 }
 
 fn read(ctx: &Ctx<'_>, uuid: &str, path: &str) -> Result<Handled, Reply> {
-    let s = ctx.state.kv.secret(uuid, path).ok_or_else(Reply::not_found)?;
     let wanted = match ctx.req.query.get("version").map(|v| v.parse::<u64>()) {
-        None | Some(Ok(0)) => s.current,
-        Some(Ok(n)) => n,
+        None | Some(Ok(0)) => None,
+        Some(Ok(n)) => Some(n),
         Some(Err(_)) => return Err(Reply::error(400, "error converting input for field \"version\"")),
     };
+    let (data, metadata) = open_version(ctx, uuid, path, wanted, "data")?;
+    Ok(Handled::Read(Reply::data(json!({ "data": data, "metadata": metadata }))))
+}
+
+/// The data of one version (the current one when `wanted` is `None`) and its metadata.
+/// A deleted or destroyed version answers 404 with the metadata under `field: null`, as
+/// Vault does, so clients can tell "deleted" from "never existed".
+fn open_version(
+    ctx: &Ctx<'_>,
+    uuid: &str,
+    path: &str,
+    wanted: Option<u64>,
+    field: &str,
+) -> Result<(Value, Value), Reply> {
+    let s = ctx.state.kv.secret(uuid, path).ok_or_else(Reply::not_found)?;
+    let wanted = wanted.unwrap_or(s.current);
     let v = s.versions.get(&wanted).ok_or_else(Reply::not_found)?;
     let metadata = version_metadata(s, wanted, v);
     if v.destroyed || v.deleted_at(now_nanos()) {
-        return Err(Reply::envelope(Envelope {
-            status: 404,
-            data: Some(json!({ "data": null, "metadata": metadata })),
-            ..Envelope::default()
-        }));
+        let mut data = json!({ "metadata": metadata });
+        data[field] = Value::Null;
+        return Err(Reply::envelope(Envelope { status: 404, data: Some(data), ..Envelope::default() }));
     }
     let value = v.value.as_ref().ok_or_else(Reply::not_found)?;
     let plain =
         commands::Env::open(ctx.unsealed.env.as_ref(), &value.sealed, &value.slot, &kv_context(uuid, path, wanted))
             .map_err(|e| Reply::error(500, e.to_string()))?;
     let data: Value = serde_json::from_slice(&plain).map_err(|_| Reply::error(500, "stored secret is not JSON"))?;
-    Ok(Handled::Read(Reply::data(json!({ "data": data, "metadata": metadata }))))
+    Ok((data, metadata))
 }
 
 /// Unknown top-level keys of a write body, as Vault warns about them.
@@ -216,24 +229,9 @@ fn metadata_write(ctx: &Ctx<'_>, uuid: String, path: String, patch: bool) -> Res
 }
 
 fn subkeys(ctx: &Ctx<'_>, uuid: &str, path: &str) -> Result<Handled, Reply> {
-    let s = ctx.state.kv.secret(uuid, path).ok_or_else(Reply::not_found)?;
-    let wanted =
-        ctx.req.query.get("version").and_then(|v| v.parse::<u64>().ok()).filter(|&v| v > 0).unwrap_or(s.current);
+    let wanted = ctx.req.query.get("version").and_then(|v| v.parse::<u64>().ok()).filter(|&v| v > 0);
     let depth = ctx.req.query.get("depth").and_then(|v| v.parse::<usize>().ok()).unwrap_or(0);
-    let v = s.versions.get(&wanted).ok_or_else(Reply::not_found)?;
-    let metadata = version_metadata(s, wanted, v);
-    if v.destroyed || v.deleted_at(now_nanos()) {
-        return Err(Reply::envelope(Envelope {
-            status: 404,
-            data: Some(json!({ "subkeys": null, "metadata": metadata })),
-            ..Envelope::default()
-        }));
-    }
-    let value = v.value.as_ref().ok_or_else(Reply::not_found)?;
-    let plain =
-        commands::Env::open(ctx.unsealed.env.as_ref(), &value.sealed, &value.slot, &kv_context(uuid, path, wanted))
-            .map_err(|e| Reply::error(500, e.to_string()))?;
-    let data: Value = serde_json::from_slice(&plain).map_err(|_| Reply::error(500, "stored secret is not JSON"))?;
+    let (data, metadata) = open_version(ctx, uuid, path, wanted, "subkeys")?;
     Ok(Handled::Read(Reply::data(json!({ "subkeys": keys_only(&data, depth, 1), "metadata": metadata }))))
 }
 
