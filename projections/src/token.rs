@@ -58,6 +58,9 @@ pub struct Tokens {
     by_hash: HashMap<[u8; 32], Arc<Token>>,
     by_accessor: HashMap<Arc<str>, [u8; 32]>,
     children: HashMap<Arc<str>, OrdSet<Arc<str>>>,
+    /// (expire time, accessor) of every token that expires, so finding the expired ones
+    /// is a range, not a scan of every token.
+    by_expiry: OrdSet<(u64, Arc<str>)>,
     roles: OrdMap<String, Arc<TokenRole>>,
 }
 
@@ -103,7 +106,7 @@ impl Tokens {
 
     /// Live tokens whose expiry is at or before `now` (ns).
     pub fn expired(&self, now: u64) -> Vec<String> {
-        self.by_hash.values().filter(|t| t.expired(now)).map(|t| t.accessor.clone()).collect()
+        self.by_expiry.iter().take_while(|(at, _)| *at <= now).map(|(_, a)| a.to_string()).collect()
     }
 
     pub fn role(&self, name: &str) -> Option<&Arc<TokenRole>> {
@@ -140,11 +143,20 @@ impl Tokens {
         if let Some(p) = &t.parent {
             self.children.entry(Arc::from(p.as_str())).or_default().insert(Arc::from(t.accessor.as_str()));
         }
-        self.by_accessor.insert(Arc::from(t.accessor.as_str()), t.id_hash);
+        let accessor: Arc<str> = Arc::from(t.accessor.as_str());
+        if t.expire_time != 0 {
+            self.by_expiry.insert((t.expire_time, accessor.clone()));
+        }
+        self.by_accessor.insert(accessor, t.id_hash);
         self.by_hash.insert(t.id_hash, Arc::new(t));
     }
 
     pub(crate) fn renewed(&mut self, e: &TokenRenewed) {
+        if let Some(t) = self.by_accessor(&e.accessor) {
+            let accessor: Arc<str> = Arc::from(e.accessor.as_str());
+            self.by_expiry.remove(&(t.expire_time, accessor.clone()));
+            self.by_expiry.insert((e.expire_time, accessor));
+        }
         self.update(&e.accessor, |t| {
             t.last_ttl = e.ttl;
             t.expire_time = e.expire_time;
@@ -166,6 +178,9 @@ impl Tokens {
         }
         for accessor in &e.accessors {
             let Some(hash) = self.by_accessor.remove(accessor.as_str()) else { continue };
+            if let Some(t) = self.by_hash.get(&hash) {
+                self.by_expiry.remove(&(t.expire_time, Arc::from(accessor.as_str())));
+            }
             if let Some(t) = self.by_hash.remove(&hash)
                 && let Some(p) = &t.parent
                 && let Some(kids) = self.children.get_mut(p.as_str())
@@ -191,5 +206,55 @@ impl Tokens {
             f(&mut t);
             self.by_hash.insert(hash, Arc::new(t));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn created(accessor: &str, expire_time: u64) -> TokenCreated {
+        TokenCreated {
+            id_hash: *fake_hash(accessor),
+            accessor: accessor.into(),
+            parent: None,
+            policies: vec![],
+            meta: BTreeMap::new(),
+            display_name: "token".into(),
+            path: "auth/token/create".into(),
+            num_uses: 0,
+            ttl: 10,
+            explicit_max_ttl: 0,
+            period: 0,
+            renewable: true,
+            role: String::new(),
+            entity_id: String::new(),
+            issue_time: 0,
+            expire_time,
+            from_init: false,
+        }
+    }
+
+    /// A distinct 32-byte stand-in for a keyed hash (the tests need no real key).
+    fn fake_hash(s: &str) -> Box<[u8; 32]> {
+        let mut h = [0u8; 32];
+        for (i, b) in s.bytes().enumerate() {
+            h[i % 32] ^= b;
+        }
+        Box::new(h)
+    }
+
+    #[test]
+    fn the_expiry_index_follows_creation_renewal_and_revocation() {
+        let mut t = Tokens::default();
+        t.created(&created("a", 100));
+        t.created(&created("b", 200));
+        t.created(&created("never", 0));
+        assert_eq!(t.expired(150), vec!["a".to_string()]);
+        t.renewed(&TokenRenewed { accessor: "a".into(), ttl: 1, expire_time: 300 });
+        assert!(t.expired(150).is_empty());
+        assert_eq!(t.expired(250), vec!["b".to_string()]);
+        t.revoked(&TokensRevoked { accessors: vec!["b".into()], orphaned: vec![], reason: migrations::RevocationReason::Revoked });
+        assert_eq!(t.expired(u64::MAX), vec!["a".to_string()]);
     }
 }
