@@ -254,7 +254,11 @@ mod tests {
         t.renewed(&TokenRenewed { accessor: "a".into(), ttl: 1, expire_time: 300 });
         assert!(t.expired(150).is_empty());
         assert_eq!(t.expired(250), vec!["b".to_string()]);
-        t.revoked(&TokensRevoked { accessors: vec!["b".into()], orphaned: vec![], reason: migrations::RevocationReason::Revoked });
+        t.revoked(&TokensRevoked {
+            accessors: vec!["b".into()],
+            orphaned: vec![],
+            reason: migrations::RevocationReason::Revoked,
+        });
         assert_eq!(t.expired(u64::MAX), vec!["a".to_string()]);
     }
 }
