@@ -122,6 +122,14 @@ fn decide_command(state: &State, cmd: &Command, token: Option<&Token>, env: &dyn
                 Reply::Done,
             ))
         }
+        IssueLease { path, mount, ttl, max_ttl, secret } => {
+            crate::lease::issue(state, token, path, mount, *ttl, *max_ttl, secret, env)
+        }
+        RenewLease { lease_id, increment, default_ttl } => {
+            crate::lease::renew(state, lease_id, *increment, *default_ttl, env)
+        }
+        RecordLeasesRevoked { lease_ids, reason } => crate::lease::revoked(state, lease_ids, *reason, env),
+        RecordRevocationFailure { lease_id, error } => crate::lease::revocation_failed(state, lease_id, error, env),
         RecordUnsealed { dev } => Ok((vec![event(Event::Unsealed(migrations::Unsealed { dev: *dev }))], Reply::Done)),
         RecordSealed => Ok((vec![event(Event::SealedByOperator(migrations::SealedByOperator {}))], Reply::Done)),
     }

@@ -12,6 +12,7 @@ pub mod duration;
 mod env;
 mod ids;
 mod kv;
+mod lease;
 mod mount;
 mod policy;
 mod rejection;

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use migrations::{Access, KvMetadata, MountClass, MountConfig, TokenRole};
+use migrations::{Access, KvMetadata, LeaseEnd, LeaseSecret, MountClass, MountConfig, TokenRole};
 
 /// The token a request was made with (never the token id itself).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -155,6 +155,27 @@ pub enum Command {
     RotateKeyring {
         wrapped_key: Vec<u8>,
     },
+    /// A lease for a credential about to be created at `path` of `mount` (uuid).
+    IssueLease {
+        path: String,
+        mount: String,
+        ttl: u64,
+        max_ttl: u64,
+        secret: LeaseSecret,
+    },
+    RenewLease {
+        lease_id: String,
+        increment: Option<u64>,
+        default_ttl: u64,
+    },
+    RecordLeasesRevoked {
+        lease_ids: Vec<String>,
+        reason: LeaseEnd,
+    },
+    RecordRevocationFailure {
+        lease_id: String,
+        error: String,
+    },
     RecordUnsealed {
         dev: bool,
     },
@@ -228,5 +249,14 @@ pub enum Reply {
     MountEnabled {
         uuid: String,
         accessor: String,
+    },
+    LeaseIssued {
+        lease_id: String,
+        ttl: u64,
+    },
+    LeaseRenewed {
+        lease_id: String,
+        ttl: u64,
+        warnings: Vec<String>,
     },
 }

@@ -532,3 +532,77 @@ fn policies_root_is_untouchable_and_default_cannot_go() {
     );
     assert!(w.state.policies.get("app").is_some());
 }
+
+fn db_secret(user: &str) -> migrations::LeaseSecret {
+    migrations::LeaseSecret::Database { config: "pg".into(), role: "ro".into(), username: user.into() }
+}
+
+fn issue_lease(w: &mut World, token: &str, ttl: u64, max_ttl: u64) -> String {
+    let mount = w.kv_uuid();
+    match w
+        .ok(token, Command::IssueLease { path: "kv/creds/ro".into(), mount, ttl, max_ttl, secret: db_secret("v-user") })
+    {
+        Reply::LeaseIssued { lease_id, ttl: granted } => {
+            assert_eq!(granted, ttl.min(max_ttl));
+            lease_id
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn a_lease_is_renewed_from_now_up_to_its_max_ttl_and_no_further() {
+    let mut w = World::new();
+    let id = issue_lease(&mut w, "root", 60, 300);
+    assert!(id.starts_with("kv/creds/ro/") && id.len() == "kv/creds/ro/".len() + 24);
+    let l = w.state.leases.get(&id).expect("lease").clone();
+    assert_eq!((l.expire_time - l.issue_time) / SEC, 60);
+    w.env.advance(30);
+    let Reply::LeaseRenewed { ttl, warnings, .. } =
+        w.ok("root", Command::RenewLease { lease_id: id.clone(), increment: Some(120), default_ttl: 60 })
+    else {
+        panic!("renewal")
+    };
+    assert_eq!((ttl, warnings.len()), (120, 0));
+    let Reply::LeaseRenewed { ttl, warnings, .. } =
+        w.ok("root", Command::RenewLease { lease_id: id.clone(), increment: Some(1000), default_ttl: 60 })
+    else {
+        panic!("renewal")
+    };
+    assert_eq!(ttl, 270, "capped at issue + max_ttl");
+    assert_eq!(warnings.len(), 1);
+    let refused =
+        w.when("root", Command::RenewLease { lease_id: id.clone(), increment: Some(10), default_ttl: 60 }).result;
+    assert_eq!(refused, Err(Rejection::Invalid("lease is at its max TTL and cannot be renewed further".into())));
+    assert_eq!(
+        w.when("root", Command::RenewLease { lease_id: "nope".into(), increment: None, default_ttl: 60 }).result,
+        Err(Rejection::Invalid("lease not found".into()))
+    );
+}
+
+#[test]
+fn failed_revocations_back_off_and_the_lease_stays_until_revoked() {
+    let mut w = World::new();
+    let id = issue_lease(&mut w, "root", 60, 60);
+    for (attempt, delay) in [(1u32, 1u64), (2, 2), (3, 4)] {
+        w.ok("root", Command::RecordRevocationFailure { lease_id: id.clone(), error: "connection refused".into() });
+        let l = w.state.leases.get(&id).expect("still there").clone();
+        assert_eq!((l.attempts, l.next_attempt), (attempt, w.env.now() + delay * SEC));
+        assert_eq!(l.last_error.as_deref(), Some("connection refused"));
+    }
+    w.ok("root", Command::RecordLeasesRevoked { lease_ids: vec![id.clone()], reason: migrations::LeaseEnd::Expired });
+    assert!(w.state.leases.get(&id).is_none());
+}
+
+#[test]
+fn revoking_a_token_makes_its_leases_due_at_once() {
+    let mut w = World::new();
+    let (t, acc) = w.token("root", TokenParams { policies: Some(vec![]), ..Default::default() }).expect("token");
+    let id = issue_lease(&mut w, &t, 3600, 3600);
+    let other = issue_lease(&mut w, "root", 3600, 3600);
+    assert!(w.state.leases.due(w.env.now(), 10).is_empty());
+    w.ok("root", Command::RevokeToken { accessor: acc, orphan_children: false });
+    let due: Vec<String> = w.state.leases.due(w.env.now(), 10).iter().map(|l| l.id.to_string()).collect();
+    assert_eq!(due, vec![id]);
+    assert!(!due.contains(&other));
+}

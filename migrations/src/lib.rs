@@ -18,6 +18,7 @@ use ledger::system::SystemEvent;
 
 pub use catalogue::access::*;
 pub use catalogue::kv::*;
+pub use catalogue::lease::*;
 pub use catalogue::mount::*;
 pub use catalogue::policy::*;
 pub use catalogue::seal::*;
@@ -94,6 +95,10 @@ catalogue! {
     0x0506 => KvV1Written(KvV1Written),
     0x0507 => KvV1Deleted(KvV1Deleted),
     0x0600 => Access(Access),
+    0x0700 => LeaseIssued(LeaseIssued),
+    0x0701 => LeaseRenewed(LeaseRenewed),
+    0x0702 => LeaseRevoked(LeaseRevoked),
+    0x0703 => LeaseRevocationFailed(LeaseRevocationFailed),
 }
 
 /// An event as the read side sees it: a catalogue event or one of the ledger's own.

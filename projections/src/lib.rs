@@ -5,6 +5,7 @@
 //! not: deleting them and replaying the ledger gives the same state.
 
 pub mod kv;
+pub mod lease;
 pub mod mount;
 pub mod policies;
 pub mod policy;

@@ -6,6 +6,7 @@
 use migrations::{Body, Envelope, Event};
 
 use crate::kv::KvStore;
+use crate::lease::Leases;
 use crate::mount::Mounts;
 use crate::policies::Policies;
 use crate::seal::SealState;
@@ -20,6 +21,7 @@ pub struct State {
     pub policies: Policies,
     pub tokens: Tokens,
     pub kv: KvStore,
+    pub leases: Leases,
 }
 
 impl State {
@@ -54,8 +56,13 @@ impl State {
                 for accessor in &e.accessors {
                     self.kv.drop_mount(&crate::kv::cubbyhole_mount(accessor));
                 }
+                self.leases.tokens_revoked(&e.accessors);
                 self.tokens.revoked(e);
             }
+            Event::LeaseIssued(e) => self.leases.issued(e),
+            Event::LeaseRenewed(e) => self.leases.renewed(e),
+            Event::LeaseRevoked(e) => self.leases.revoked(&e.lease_id),
+            Event::LeaseRevocationFailed(e) => self.leases.revocation_failed(e),
             Event::TokenRoleWritten(e) => self.tokens.role_written(&e.role),
             Event::TokenRoleDeleted(e) => self.tokens.role_deleted(&e.name),
             Event::KvWritten(e) => self.kv.written(e, env),

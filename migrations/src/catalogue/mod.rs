@@ -2,6 +2,7 @@
 
 pub mod access;
 pub mod kv;
+pub mod lease;
 pub mod mount;
 pub mod policy;
 pub mod seal;
