@@ -122,9 +122,12 @@ fn decide_command(state: &State, cmd: &Command, token: Option<&Token>, env: &dyn
                 Reply::Done,
             ))
         }
-        IssueLease { path, mount, ttl, max_ttl, secret } => {
-            crate::lease::issue(state, token, path, mount, *ttl, *max_ttl, secret, env)
-        }
+        IssueLease { path, mount, ttl, max_ttl, secret } => crate::lease::issue(
+            state,
+            token,
+            crate::lease::Issue { path, mount, ttl: *ttl, max_ttl: *max_ttl, secret },
+            env,
+        ),
         RenewLease { lease_id, increment, default_ttl } => {
             crate::lease::renew(state, lease_id, *increment, *default_ttl, env)
         }

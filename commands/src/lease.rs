@@ -14,17 +14,18 @@ const NANOS: u64 = 1_000_000_000;
 const FIRST_RETRY_SECS: u64 = 1;
 const MAX_RETRY_SECS: u64 = 300;
 
-/// Issues a lease for a credential about to be created (`path` is the request path).
-pub(crate) fn issue(
-    state: &State,
-    token: Option<&Token>,
-    path: &str,
-    mount: &str,
-    ttl: u64,
-    max_ttl: u64,
-    secret: &LeaseSecret,
-    env: &dyn Env,
-) -> Decided {
+/// A lease to issue for a credential about to be created at `path` of `mount` (uuid).
+pub(crate) struct Issue<'a> {
+    pub path: &'a str,
+    pub mount: &'a str,
+    pub ttl: u64,
+    pub max_ttl: u64,
+    pub secret: &'a LeaseSecret,
+}
+
+/// Issues a lease (the request's token owns it).
+pub(crate) fn issue(state: &State, token: Option<&Token>, req: Issue<'_>, env: &dyn Env) -> Decided {
+    let Issue { path, mount, ttl, max_ttl, secret } = req;
     let token = token.ok_or(Rejection::PermissionDenied)?;
     if state.mounts.get(mount).is_none() {
         return Err(Rejection::invalid("no such mount"));
