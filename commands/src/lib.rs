@@ -7,6 +7,7 @@
 //! [`sequencer`] does I/O.
 
 pub mod access;
+mod database;
 mod decide;
 pub mod duration;
 mod env;
@@ -25,4 +26,4 @@ pub use decide::{Drafted, Effect, Outcome, decide};
 pub use env::Env;
 pub use ids::{new_accessor, new_token_id, new_uuid};
 pub use rejection::Rejection;
-pub use request::{Caller, Command, KvMetadataUpdate, Reply, Request, TokenParams};
+pub use request::{Caller, Command, DbCommand, KvMetadataUpdate, Reply, Request, Secret, TokenParams};

@@ -10,7 +10,7 @@ use crate::{Command, Env, Rejection, Reply};
 
 /// Secrets engines an operator can mount (`sys/`, `cubbyhole/` and the token auth method
 /// exist from init on).
-pub const SECRET_KINDS: &[&str] = &["kv"];
+pub const SECRET_KINDS: &[&str] = &["kv", "database"];
 /// Auth methods an operator can mount.
 pub const AUTH_KINDS: &[&str] = &[];
 /// Prefixes secrets engines may not be mounted under.
@@ -77,6 +77,7 @@ pub(crate) fn decide(state: &State, cmd: &Command, env: &dyn Env) -> Decided {
                 .kv
                 .live_values(&m.uuid)
                 .into_iter()
+                .chain(state.databases.live_values(&m.uuid))
                 .map(|target| Effect::Erase { target, slots: vec![0] })
                 .collect();
             effects.push(event(Event::MountDisabled(MountDisabled { uuid: m.uuid.clone() })));

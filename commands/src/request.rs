@@ -3,7 +3,11 @@
 
 use std::collections::BTreeMap;
 
-use migrations::{Access, KvMetadata, LeaseEnd, LeaseSecret, MountClass, MountConfig, TokenRole};
+use migrations::{
+    Access, DbConnectionConfig, DbRole, DbStaticRole, KvMetadata, LeaseEnd, LeaseSecret, MountClass, MountConfig,
+    TokenRole,
+};
+use zeroize::Zeroizing;
 
 /// The token a request was made with (never the token id itself).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -176,10 +180,111 @@ pub enum Command {
         lease_id: String,
         error: String,
     },
+    /// A write of the `database` engine.
+    Database(DbCommand),
     RecordUnsealed {
         dev: bool,
     },
     RecordSealed,
+}
+
+/// A password on its way to be sealed: never printed, wiped when dropped.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(Zeroizing<String>);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Secret {
+        Secret(Zeroizing::new(s.into()))
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(redacted)")
+    }
+}
+
+/// Writes of the `database` engine; `mount` is the mount's uuid.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DbCommand {
+    /// `password: None` keeps the connection's current password.
+    WriteConnection {
+        mount: String,
+        name: String,
+        config: DbConnectionConfig,
+        password: Option<Secret>,
+    },
+    DeleteConnection {
+        mount: String,
+        name: String,
+    },
+    /// Records a new root password before it is set in the database.
+    StageRootPassword {
+        mount: String,
+        name: String,
+        password: Secret,
+    },
+    /// The database took the staged root password.
+    ConfirmRootPassword {
+        mount: String,
+        name: String,
+    },
+    WriteRole {
+        mount: String,
+        name: String,
+        role: DbRole,
+    },
+    DeleteRole {
+        mount: String,
+        name: String,
+    },
+    WriteStaticRole {
+        mount: String,
+        name: String,
+        role: DbStaticRole,
+    },
+    DeleteStaticRole {
+        mount: String,
+        name: String,
+    },
+    /// Records a static role's next password before it is set in the database.
+    StageStaticPassword {
+        mount: String,
+        name: String,
+        password: Secret,
+    },
+    ConfirmStaticPassword {
+        mount: String,
+        name: String,
+    },
+    RecordStaticRotationFailure {
+        mount: String,
+        name: String,
+        error: String,
+    },
+}
+
+impl DbCommand {
+    pub fn mount(&self) -> &str {
+        use DbCommand::*;
+        match self {
+            WriteConnection { mount, .. }
+            | DeleteConnection { mount, .. }
+            | StageRootPassword { mount, .. }
+            | ConfirmRootPassword { mount, .. }
+            | WriteRole { mount, .. }
+            | DeleteRole { mount, .. }
+            | WriteStaticRole { mount, .. }
+            | DeleteStaticRole { mount, .. }
+            | StageStaticPassword { mount, .. }
+            | ConfirmStaticPassword { mount, .. }
+            | RecordStaticRotationFailure { mount, .. } => mount,
+        }
+    }
 }
 
 /// Which metadata fields a write sets; `None` keeps the current value. With `patch`,

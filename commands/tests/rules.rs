@@ -6,7 +6,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use commands::sealing::{InitKeys, initial_events};
 use commands::sequencer::fold;
-use commands::{Caller, Command, Effect, Env, KvMetadataUpdate, Rejection, Reply, Request, TokenParams, decide};
+use commands::{
+    Caller, Command, DbCommand, Effect, Env, KvMetadataUpdate, Rejection, Reply, Request, Secret, TokenParams, decide,
+};
 use ledger::seal::{KeyedHasher, Keyring};
 use ledger::{KeySlot, Sealed};
 use migrations::{Access, Event, Outcome as AccessOutcome};
@@ -605,4 +607,128 @@ fn revoking_a_token_makes_its_leases_due_at_once() {
     let due: Vec<String> = w.state.leases.due(w.env.now(), 10).iter().map(|l| l.id.to_string()).collect();
     assert_eq!(due, vec![id]);
     assert!(!due.contains(&other));
+}
+
+fn enable_database(w: &mut World) -> String {
+    w.ok(
+        "root",
+        Command::EnableMount {
+            path: "database/".into(),
+            class: migrations::MountClass::Secret,
+            kind: "database".into(),
+            description: String::new(),
+            options: BTreeMap::new(),
+            config: Default::default(),
+            local: false,
+            seal_wrap: false,
+        },
+    );
+    w.state.mounts.at_prefix("database/").expect("database mount").uuid.clone()
+}
+
+fn open_root_password(w: &World, mount: &str) -> String {
+    let c = w.state.databases.connection(mount, "pg").expect("connection");
+    let p = c.password.as_ref().expect("password");
+    let plain =
+        w.env.open(&p.sealed, &p.slot, &projections::database::root_password_context(mount, "pg")).expect("opens");
+    String::from_utf8(plain.to_vec()).expect("utf-8")
+}
+
+#[test]
+fn a_connection_password_is_sealed_kept_on_update_and_erased_when_replaced() {
+    let mut w = World::new();
+    let mount = enable_database(&mut w);
+    let config = migrations::DbConnectionConfig {
+        plugin_name: "postgresql-database-plugin".into(),
+        connection_url: "postgres://{{username}}:{{password}}@127.0.0.1/postgres".into(),
+        username: "postgres".into(),
+        ..Default::default()
+    };
+    let write = |password: Option<&str>| {
+        Command::Database(DbCommand::WriteConnection {
+            mount: mount.clone(),
+            name: "pg".into(),
+            config: config.clone(),
+            password: password.map(Secret::new),
+        })
+    };
+    let refused = w.when("root", write(None)).result;
+    assert_eq!(refused, Err(Rejection::Invalid("password is required for a new connection".into())));
+    let first = w.when("root", write(Some("hunter2")));
+    assert!(first.result.is_ok());
+    let Some(Effect::Event(d)) = first.effects.first() else { panic!("an event") };
+    assert!(!format!("{:?}", d.event).contains("hunter2"), "the password is sealed in the event");
+    assert!(!format!("{:?}", write(Some("hunter2"))).contains("hunter2"), "commands never print a password");
+    let first_seq = w.state.databases.connection(&mount, "pg").and_then(|c| c.password.clone()).expect("pw").seq;
+    assert_eq!(open_root_password(&w, &mount), "hunter2");
+    let keep = w.when("root", write(None));
+    assert!(erasures(&keep).is_empty(), "no password given: the old one stays");
+    assert_eq!(open_root_password(&w, &mount), "hunter2");
+    let replace = w.when("root", write(Some("correct horse")));
+    assert_eq!(erasures(&replace), vec![first_seq]);
+    assert_eq!(open_root_password(&w, &mount), "correct horse");
+}
+
+#[test]
+fn a_rotated_root_password_is_staged_first_and_live_only_once_confirmed() {
+    let mut w = World::new();
+    let mount = enable_database(&mut w);
+    w.ok(
+        "root",
+        Command::Database(DbCommand::WriteConnection {
+            mount: mount.clone(),
+            name: "pg".into(),
+            config: Default::default(),
+            password: Some(Secret::new("old")),
+        }),
+    );
+    let stage = |p: &str| {
+        Command::Database(DbCommand::StageRootPassword {
+            mount: mount.clone(),
+            name: "pg".into(),
+            password: Secret::new(p),
+        })
+    };
+    w.ok("root", stage("new-1"));
+    assert_eq!(open_root_password(&w, &mount), "old", "staged is not live");
+    let staged_seq =
+        w.state.databases.connection(&mount, "pg").and_then(|c| c.staged_password.clone()).expect("staged").seq;
+    // A second attempt replaces (and erases) the first staged password.
+    let again = w.when("root", stage("new-2"));
+    assert_eq!(erasures(&again), vec![staged_seq]);
+    let confirm = Command::Database(DbCommand::ConfirmRootPassword { mount: mount.clone(), name: "pg".into() });
+    let done = w.when("root", confirm.clone());
+    assert_eq!(erasures(&done).len(), 1, "the old root password is erased");
+    assert_eq!(open_root_password(&w, &mount), "new-2");
+    assert_eq!(w.when("root", confirm).result, Err(Rejection::Invalid("no root rotation in progress".into())));
+}
+
+#[test]
+fn database_writes_need_a_database_mount_and_roles_keep_their_kind() {
+    let mut w = World::new();
+    let kv = w.kv_uuid();
+    let role = Command::Database(DbCommand::WriteRole { mount: kv, name: "ro".into(), role: Default::default() });
+    assert_eq!(w.when("root", role).result, Err(Rejection::Invalid("no database mount".into())));
+    let mount = enable_database(&mut w);
+    let static_role = migrations::DbStaticRole {
+        db_name: "pg".into(),
+        username: "app".into(),
+        rotation_period: 3600,
+        ..Default::default()
+    };
+    w.ok(
+        "root",
+        Command::Database(DbCommand::WriteStaticRole {
+            mount: mount.clone(),
+            name: "app".into(),
+            role: static_role.clone(),
+        }),
+    );
+    let dynamic =
+        Command::Database(DbCommand::WriteRole { mount: mount.clone(), name: "app".into(), role: Default::default() });
+    assert!(w.when("root", dynamic).result.is_err(), "a name is static or dynamic, not both");
+    let renamed = migrations::DbStaticRole { username: "other".into(), ..static_role };
+    let out =
+        w.when("root", Command::Database(DbCommand::WriteStaticRole { mount, name: "app".into(), role: renamed }));
+    assert_eq!(out.result, Err(Rejection::Invalid("cannot update static role username or db_name".into())));
 }

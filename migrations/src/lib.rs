@@ -17,6 +17,7 @@ use ledger::envelope::Event as LedgerEvent;
 use ledger::system::SystemEvent;
 
 pub use catalogue::access::*;
+pub use catalogue::database::*;
 pub use catalogue::kv::*;
 pub use catalogue::lease::*;
 pub use catalogue::mount::*;
@@ -99,6 +100,17 @@ catalogue! {
     0x0701 => LeaseRenewed(LeaseRenewed),
     0x0702 => LeaseRevoked(LeaseRevoked),
     0x0703 => LeaseRevocationFailed(LeaseRevocationFailed),
+    0x0800 => DbConnectionWritten(DbConnectionWritten),
+    0x0801 => DbConnectionDeleted(DbConnectionDeleted),
+    0x0802 => DbRootPasswordStaged(DbRootPasswordStaged),
+    0x0803 => DbRootRotated(DbRootRotated),
+    0x0804 => DbRoleWritten(DbRoleWritten),
+    0x0805 => DbRoleDeleted(DbRoleDeleted),
+    0x0806 => DbStaticRoleWritten(DbStaticRoleWritten),
+    0x0807 => DbStaticRoleDeleted(DbStaticRoleDeleted),
+    0x0808 => DbStaticPasswordStaged(DbStaticPasswordStaged),
+    0x0809 => DbStaticPasswordRotated(DbStaticPasswordRotated),
+    0x080a => DbStaticRotationFailed(DbStaticRotationFailed),
 }
 
 /// An event as the read side sees it: a catalogue event or one of the ledger's own.

@@ -5,6 +5,7 @@
 
 use migrations::{Body, Envelope, Event};
 
+use crate::database::Databases;
 use crate::kv::KvStore;
 use crate::lease::Leases;
 use crate::mount::Mounts;
@@ -22,6 +23,7 @@ pub struct State {
     pub tokens: Tokens,
     pub kv: KvStore,
     pub leases: Leases,
+    pub databases: Databases,
 }
 
 impl State {
@@ -46,6 +48,7 @@ impl State {
             Event::MountDisabled(e) => {
                 if let Some(m) = self.mounts.disabled(&e.uuid) {
                     self.kv.drop_mount(&m.uuid);
+                    self.databases.drop_mount(&m.uuid);
                 }
             }
             Event::PolicyWritten(e) => self.policies.written(e),
@@ -63,6 +66,17 @@ impl State {
             Event::LeaseRenewed(e) => self.leases.renewed(e),
             Event::LeaseRevoked(e) => self.leases.revoked(&e.lease_id),
             Event::LeaseRevocationFailed(e) => self.leases.revocation_failed(e),
+            Event::DbConnectionWritten(e) => self.databases.connection_written(e, env),
+            Event::DbConnectionDeleted(e) => self.databases.connection_deleted(&e.mount, &e.name),
+            Event::DbRootPasswordStaged(e) => self.databases.root_staged(e, env),
+            Event::DbRootRotated(e) => self.databases.root_rotated(&e.mount, &e.name, env.seq),
+            Event::DbRoleWritten(e) => self.databases.role_written(&e.mount, &e.name, &e.role),
+            Event::DbRoleDeleted(e) => self.databases.role_deleted(&e.mount, &e.name),
+            Event::DbStaticRoleWritten(e) => self.databases.static_written(&e.mount, &e.name, &e.role),
+            Event::DbStaticRoleDeleted(e) => self.databases.static_deleted(&e.mount, &e.name),
+            Event::DbStaticPasswordStaged(e) => self.databases.static_staged(e, env),
+            Event::DbStaticPasswordRotated(e) => self.databases.static_rotated(&e.mount, &e.name, e.time),
+            Event::DbStaticRotationFailed(e) => self.databases.static_failed(e),
             Event::TokenRoleWritten(e) => self.tokens.role_written(&e.role),
             Event::TokenRoleDeleted(e) => self.tokens.role_deleted(&e.name),
             Event::KvWritten(e) => self.kv.written(e, env),

@@ -1,6 +1,7 @@
 //! Event families, one module each; the names match the projection and command modules.
 
 pub mod access;
+pub mod database;
 pub mod kv;
 pub mod lease;
 pub mod mount;
