@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 
 use crate::core::now_nanos;
 use crate::duration::parse_duration_value;
+use crate::engines::string_list;
 use crate::http::reply::{Envelope, Reply};
 use crate::http::{Ctx, Handled};
 use crate::sys::{unsupported, unsupported_operation};
@@ -177,19 +178,7 @@ fn ttl_field(ctx: &Ctx<'_>, key: &str) -> Result<Option<u64>, Reply> {
 }
 
 fn bool_field(ctx: &Ctx<'_>, key: &str) -> Option<bool> {
-    match ctx.req.get(key)? {
-        Value::Bool(b) => Some(*b),
-        Value::String(s) => s.parse().ok(),
-        _ => None,
-    }
-}
-
-fn string_list(v: Option<&Value>) -> Option<Vec<String>> {
-    match v? {
-        Value::Array(a) => Some(a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect()),
-        Value::String(s) => Some(s.split(',').map(|x| x.trim().to_string()).filter(|x| !x.is_empty()).collect()),
-        _ => None,
-    }
+    crate::engines::bool_value(ctx.req.get(key))
 }
 
 /// (default, max) TTL for tokens: the token mount's tuning, else the server's.

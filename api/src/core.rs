@@ -108,6 +108,8 @@ pub struct Unsealed {
     pub env: Arc<RealEnv>,
     pub ledger: Arc<Ledger>,
     pub sequencer: Sequencer,
+    /// Open database connection pools (they hold root passwords: dropped at seal).
+    pub databases: crate::engines::database::runtime::Pools,
     root_key: Zeroizing<[u8; 32]>,
 }
 
@@ -354,7 +356,7 @@ impl Core {
         let env = Arc::new(RealEnv { keyring: ArcSwap::from_pointee(keyring), hasher: KeyedHasher::derive(&hmac_key) });
         let ledger = Arc::new(ledger);
         let sequencer = Sequencer::start(ledger.clone(), self.state.clone(), env.clone());
-        let unsealed = Arc::new(Unsealed { env, ledger, sequencer, root_key });
+        let unsealed = Arc::new(Unsealed { env, ledger, sequencer, databases: Default::default(), root_key });
         let request = Request {
             caller: None,
             actor: ledger::Actor::system(),

@@ -6,6 +6,7 @@ pub mod core;
 pub mod duration;
 pub mod engines;
 pub mod http;
+pub mod leases;
 pub mod listener;
 pub mod server;
 pub mod shamir;

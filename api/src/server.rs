@@ -245,10 +245,12 @@ async fn serve(
     let _ = std::io::stdout().flush();
 
     let expiry = tokio::spawn(expire_tokens(core.clone()));
+    let leases = tokio::spawn(crate::leases::scheduler(core.clone()));
     let hup = tokio::spawn(reload_on_hup(reload, tls));
     let router = crate::http::router(core.clone());
     let result = bound.serve(router, shutdown_signal()).await;
     expiry.abort();
+    leases.abort();
     hup.abort();
     // Stop writing: the sequencer and ledger close when the last handle goes.
     core.seal(ledger::Actor::system()).await?;

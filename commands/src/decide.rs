@@ -132,7 +132,7 @@ fn decide_command(state: &State, cmd: &Command, token: Option<&Token>, env: &dyn
             crate::lease::renew(state, lease_id, *increment, *default_ttl, env)
         }
         RecordLeasesRevoked { lease_ids, reason } => crate::lease::revoked(state, lease_ids, *reason, env),
-        RecordRevocationFailure { lease_id, error } => crate::lease::revocation_failed(state, lease_id, error, env),
+        RecordRevocationFailures { failures } => crate::lease::revocation_failed(state, failures, env),
         Database(cmd) => crate::database::decide(state, cmd, env),
         RecordUnsealed { dev } => Ok((vec![event(Event::Unsealed(migrations::Unsealed { dev: *dev }))], Reply::Done)),
         RecordSealed => Ok((vec![event(Event::SealedByOperator(migrations::SealedByOperator {}))], Reply::Done)),

@@ -87,18 +87,21 @@ pub(crate) fn revoked(state: &State, lease_ids: &[String], reason: LeaseEnd, env
     Ok((effects, Reply::Done))
 }
 
-/// Records a failed revocation attempt and when to try again (exponential back-off).
-pub(crate) fn revocation_failed(state: &State, lease_id: &str, error: &str, env: &dyn Env) -> Decided {
-    let Some(lease) = state.leases.get(lease_id) else { return Ok((Vec::new(), Reply::Done)) };
-    let attempt = lease.attempts + 1;
-    let delay = FIRST_RETRY_SECS.saturating_mul(1 << (attempt - 1).min(20)).min(MAX_RETRY_SECS);
+/// Records failed revocation attempts and when to try each again (exponential back-off).
+pub(crate) fn revocation_failed(state: &State, failures: &[(String, String)], env: &dyn Env) -> Decided {
     let now = env.now();
-    let e = LeaseRevocationFailed {
-        lease_id: lease_id.to_string(),
-        attempt,
-        error: error.chars().take(1000).collect(),
-        next_attempt: now + delay * NANOS,
-        time: now,
-    };
-    Ok((vec![event(Event::LeaseRevocationFailed(e))], Reply::Done))
+    let mut effects = Vec::new();
+    for (lease_id, error) in failures {
+        let Some(lease) = state.leases.get(lease_id) else { continue };
+        let attempt = lease.attempts + 1;
+        let delay = FIRST_RETRY_SECS.saturating_mul(1 << (attempt - 1).min(20)).min(MAX_RETRY_SECS);
+        effects.push(event(Event::LeaseRevocationFailed(LeaseRevocationFailed {
+            lease_id: lease_id.clone(),
+            attempt,
+            error: error.chars().take(1000).collect(),
+            next_attempt: now + delay * NANOS,
+            time: now,
+        })));
+    }
+    Ok((effects, Reply::Done))
 }

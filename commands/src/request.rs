@@ -176,9 +176,10 @@ pub enum Command {
         lease_ids: Vec<String>,
         reason: LeaseEnd,
     },
-    RecordRevocationFailure {
-        lease_id: String,
-        error: String,
+    /// Failed revocation attempts, `(lease id, error)`: each lease backs off and is
+    /// revoked by the scheduler from then on, whatever its TTL.
+    RecordRevocationFailures {
+        failures: Vec<(String, String)>,
     },
     /// A write of the `database` engine.
     Database(DbCommand),

@@ -587,7 +587,7 @@ fn failed_revocations_back_off_and_the_lease_stays_until_revoked() {
     let mut w = World::new();
     let id = issue_lease(&mut w, "root", 60, 60);
     for (attempt, delay) in [(1u32, 1u64), (2, 2), (3, 4)] {
-        w.ok("root", Command::RecordRevocationFailure { lease_id: id.clone(), error: "connection refused".into() });
+        w.ok("root", Command::RecordRevocationFailures { failures: vec![(id.clone(), "connection refused".into())] });
         let l = w.state.leases.get(&id).expect("still there").clone();
         assert_eq!((l.attempts, l.next_attempt), (attempt, w.env.now() + delay * SEC));
         assert_eq!(l.last_error.as_deref(), Some("connection refused"));

@@ -132,6 +132,8 @@ impl Leases {
             l.attempts = e.attempt;
             l.last_error = Some(e.error.clone());
             l.next_attempt = e.next_attempt;
+            // Someone wanted it gone (expiry, its token, an operator): retry whatever the TTL.
+            l.revoke_requested = true;
         });
     }
 

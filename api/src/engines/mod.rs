@@ -1,6 +1,7 @@
 //! Secrets engines: path parsing and response shaping only. Their rules live in
 //! `commands::kv`, their state in `projections::kv`.
 
+pub mod database;
 pub mod kv_v1;
 pub mod kv_v2;
 
@@ -45,5 +46,23 @@ pub fn versions(v: Option<&Value>) -> Vec<u64> {
         Some(Value::String(s)) => s.split(',').filter_map(|x| x.trim().parse().ok()).collect(),
         Some(n @ Value::Number(_)) => as_u64(n).into_iter().collect(),
         _ => Vec::new(),
+    }
+}
+
+/// A list given as a JSON array or a comma-separated string.
+pub fn string_list(v: Option<&Value>) -> Option<Vec<String>> {
+    match v? {
+        Value::Array(a) => Some(a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect()),
+        Value::String(s) => Some(s.split(',').map(|x| x.trim().to_string()).filter(|x| !x.is_empty()).collect()),
+        _ => None,
+    }
+}
+
+/// A boolean given as JSON or as a string ("true", "false").
+pub fn bool_value(v: Option<&Value>) -> Option<bool> {
+    match v? {
+        Value::Bool(b) => Some(*b),
+        Value::String(s) => s.parse().ok(),
+        _ => None,
     }
 }

@@ -125,6 +125,33 @@ impl Ctx<'_> {
     pub fn access(&self, outcome: AccessOutcome) -> Access {
         access_of(self.api, self.req, self.op, Some(&self.token), outcome, self.unsealed, &self.state)
     }
+
+    /// Commits one write of this request before its answer is known, for backends that
+    /// must record an intent before acting on the outside world (a lease before its
+    /// database user). The request's access event follows with [`Ctx::finish`].
+    pub async fn commit_step(&self, command: Command) -> Result<Committed, Reply> {
+        let request = Request {
+            caller: Some(self.caller()),
+            actor: self.actor(),
+            request_id: request_id_bytes(&self.req.id),
+            access: None,
+            command: Some(command),
+        };
+        let committed = self.unsealed.sequencer.submit(request).await.map_err(unavailable)?;
+        committed.result.clone().map_err(rejection_reply)?;
+        Ok(committed)
+    }
+
+    /// Ends a request whose backend recorded its own steps: its access event, with a last
+    /// write if any, and the keyed hashes of the answer's fields. Answer `Handled::Recorded`.
+    pub async fn finish(&self, command: Option<Command>, reply: &Reply) -> Result<Committed, Reply> {
+        let outcome = if reply.status() < 400 { AccessOutcome::Allowed } else { AccessOutcome::Failed(reply.status()) };
+        let mut access = self.access(outcome);
+        if let Some(data) = reply.data_object() {
+            access.response_hmac = commands::access::hmac_fields(data, |b| self.unsealed.env.audit_hash(b));
+        }
+        submit(self.unsealed, self.req, self.caller(), self.actor(), access, command).await
+    }
 }
 
 async fn handle(AxState(api): AxState<Arc<Api>>, req: HttpRequest<Body>) -> Response {
@@ -247,6 +274,7 @@ async fn dispatch(ctx: &Ctx<'_>) -> Result<Handled, Reply> {
     match mount.kind.as_str() {
         "kv" if mount.kv_version() == 2 => crate::engines::kv_v2::handle(ctx, &mount, rest),
         "kv" => crate::engines::kv_v1::handle(ctx, &mount, &mount.uuid, rest),
+        "database" => crate::engines::database::routes::handle(ctx, &mount, rest).await,
         "cubbyhole" => {
             let store = projections::kv::cubbyhole_mount(&ctx.token.accessor);
             crate::engines::kv_v1::handle(ctx, &mount, &store, rest)
@@ -281,6 +309,16 @@ fn exists(req: &VaultRequest, state: &State) -> bool {
             }
         }
         "kv" => state.kv.v1(&mount.uuid, rest).is_some(),
+        "database" => {
+            let (head, name) = rest.trim_end_matches('/').split_once('/').unwrap_or((rest, ""));
+            let dbs = &state.databases;
+            match head {
+                "config" => dbs.connection(&mount.uuid, name).is_some(),
+                "roles" => dbs.role(&mount.uuid, name).is_some(),
+                "static-roles" => dbs.static_role(&mount.uuid, name).is_some(),
+                _ => true,
+            }
+        }
         // Cubbyholes are per token; the token is not known here, so treat writes as create.
         "cubbyhole" => false,
         _ => true,

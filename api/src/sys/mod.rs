@@ -2,6 +2,7 @@
 
 pub mod capabilities;
 pub mod keys;
+pub mod leases;
 pub mod mounts;
 pub mod policies;
 pub mod seal;
@@ -22,6 +23,9 @@ pub fn needs_sudo(path: &str, op: Operation) -> bool {
         || p == "auth/token/revoke-orphan"
         || (p == "auth/token/accessors" && op == Operation::List)
         || p.starts_with("sys/ledger/") && p != "sys/ledger/keys"
+        || p.starts_with("sys/leases/revoke-prefix")
+        || p.starts_with("sys/leases/revoke-force")
+        || (p.starts_with("sys/leases/lookup") && op == Operation::List)
 }
 
 /// Paths that any valid token may call; their handler checks access itself (the `bao kv`
@@ -45,6 +49,7 @@ pub async fn handle(ctx: &Ctx<'_>) -> Result<Handled, Reply> {
         },
         "policy" => policies::handle(ctx, tail, true),
         "capabilities" | "capabilities-self" | "capabilities-accessor" => capabilities::handle(ctx, head),
+        "leases" => leases::handle(ctx, tail).await,
         "key-status" => keys::key_status(ctx),
         "rotate" if tail.is_empty() || tail == "keyring" => keys::rotate(ctx).await,
         "ledger" if tail == "keys" => keys::ledger_keys(ctx),
