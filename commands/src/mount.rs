@@ -73,6 +73,11 @@ pub(crate) fn decide(state: &State, cmd: &Command, env: &dyn Env) -> Decided {
             let Some(m) = state.mounts.at_prefix(prefix) else {
                 return Ok((Vec::new(), Reply::Done));
             };
+            let live = state.leases.under(prefix).len();
+            if live > 0 {
+                // The API revokes them first; a lease issued meanwhile keeps the mount.
+                return Err(Rejection::invalid(format!("cannot unmount {prefix:?}: {live} leases are still live")));
+            }
             let mut effects: Vec<Effect> = state
                 .kv
                 .live_values(&m.uuid)

@@ -732,3 +732,15 @@ fn database_writes_need_a_database_mount_and_roles_keep_their_kind() {
         w.when("root", Command::Database(DbCommand::WriteStaticRole { mount, name: "app".into(), role: renamed }));
     assert_eq!(out.result, Err(Rejection::Invalid("cannot update static role username or db_name".into())));
 }
+
+#[test]
+fn a_mount_with_live_leases_cannot_be_disabled() {
+    let mut w = World::new();
+    let id = issue_lease(&mut w, "root", 60, 60);
+    let refused = w.when("root", Command::DisableMount { prefix: "kv/".into() }).result;
+    assert_eq!(refused, Err(Rejection::Invalid("cannot unmount \"kv/\": 1 leases are still live".into())));
+    assert!(w.state.mounts.at_prefix("kv/").is_some());
+    w.ok("root", Command::RecordLeasesRevoked { lease_ids: vec![id], reason: migrations::LeaseEnd::MountDisabled });
+    w.ok("root", Command::DisableMount { prefix: "kv/".into() });
+    assert!(w.state.mounts.at_prefix("kv/").is_none());
+}

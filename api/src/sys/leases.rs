@@ -166,3 +166,22 @@ async fn revoke(ctx: &Ctx<'_>, leases: Vec<Arc<Lease>>, reason: LeaseEnd) -> Res
     committed.result.map_err(crate::http::rejection_reply)?;
     Ok(Handled::Recorded(reply))
 }
+
+/// Revokes every lease under `prefix` now, as a step of this request (a mount going away).
+/// A failure is recorded (and retried later) and answers 400: the caller must not go on.
+pub async fn revoke_under(ctx: &Ctx<'_>, prefix: &str, reason: LeaseEnd) -> Result<(), Reply> {
+    let leases = ctx.state.leases.under(prefix);
+    if leases.is_empty() {
+        return Ok(());
+    }
+    let attempts = revoke_in_backends(ctx.unsealed, &ctx.state, leases).await;
+    if !attempts.revoked.is_empty() {
+        ctx.commit_step(Command::RecordLeasesRevoked { lease_ids: attempts.revoked, reason }).await?;
+    }
+    if let Some((id, e)) = attempts.failed.first() {
+        let msg = format!("failed to revoke {prefix:?}: lease_id={id}: {e} (it will be retried)");
+        record_failures(ctx.unsealed, attempts.failed).await;
+        return Err(Reply::error(400, msg));
+    }
+    Ok(())
+}

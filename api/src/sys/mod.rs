@@ -41,8 +41,8 @@ pub async fn handle(ctx: &Ctx<'_>) -> Result<Handled, Reply> {
     let (head, tail) = rest.split_once('/').unwrap_or((rest, ""));
     match head {
         "seal" => seal::seal(ctx).await,
-        "mounts" => mounts::handle(ctx, migrations::MountClass::Secret, tail),
-        "auth" => mounts::handle(ctx, migrations::MountClass::Auth, tail),
+        "mounts" => mounts::handle(ctx, migrations::MountClass::Secret, tail).await,
+        "auth" => mounts::handle(ctx, migrations::MountClass::Auth, tail).await,
         "policies" => match tail.strip_prefix("acl").map(|t| t.trim_start_matches('/')) {
             Some(name) => policies::handle(ctx, name, false),
             None => Err(unsupported()),

@@ -54,7 +54,7 @@ pub fn entry(m: &Mount) -> Value {
     })
 }
 
-pub fn handle(ctx: &Ctx<'_>, class: MountClass, tail: &str) -> Result<Handled, Reply> {
+pub async fn handle(ctx: &Ctx<'_>, class: MountClass, tail: &str) -> Result<Handled, Reply> {
     let m = &ctx.req.method;
     if tail.is_empty() {
         if *m != Method::GET {
@@ -88,7 +88,11 @@ pub fn handle(ctx: &Ctx<'_>, class: MountClass, tail: &str) -> Result<Handled, R
         }
         ("POST" | "PUT", false) => enable(ctx, class, path),
         ("POST" | "PUT", true) => tune_write(ctx, prefix),
-        ("DELETE", false) => Ok(Handled::write(Command::DisableMount { prefix }, Reply::NoContent)),
+        ("DELETE", false) => {
+            // A mount takes its leases with it: their credentials are revoked first.
+            super::leases::revoke_under(ctx, &prefix, migrations::LeaseEnd::MountDisabled).await?;
+            Ok(Handled::write(Command::DisableMount { prefix }, Reply::NoContent))
+        }
         _ => Err(super::unsupported_operation()),
     }
 }

@@ -51,6 +51,8 @@ pub enum LeaseEnd {
     Forced,
     /// Creating the credential failed after the lease was recorded; nothing was handed out.
     CreationFailed,
+    /// Its mount was disabled (`sys/mounts/<path>` DELETE revokes every lease under it).
+    MountDisabled,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
