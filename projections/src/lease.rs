@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use imbl::{HashMap, OrdMap, OrdSet};
+use imbl::{OrdMap, OrdSet};
 use migrations::{LeaseIssued, LeaseRenewed, LeaseRevocationFailed, LeaseSecret};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,7 +40,9 @@ impl Lease {
 pub struct Leases {
     by_id: OrdMap<Arc<str>, Arc<Lease>>,
     by_due: OrdSet<(u64, Arc<str>)>,
-    by_token: HashMap<Arc<str>, OrdSet<Arc<str>>>,
+    /// `(token accessor, lease id)`: one ordered set, not a set per token (a token with
+    /// one lease would otherwise cost a whole tree node).
+    by_token: OrdSet<(Arc<str>, Arc<str>)>,
 }
 
 impl Leases {
@@ -94,7 +96,8 @@ impl Leases {
 
     /// Leases owned by a token.
     pub fn of_token(&self, accessor: &str) -> Vec<Arc<str>> {
-        self.by_token.get(accessor).map(|s| s.iter().cloned().collect()).unwrap_or_default()
+        let from: (Arc<str>, Arc<str>) = (Arc::from(accessor), Arc::from(""));
+        self.by_token.range(from..).take_while(|(token, _)| &**token == accessor).map(|(_, id)| id.clone()).collect()
     }
 
     pub(crate) fn issued(&mut self, e: &LeaseIssued) {
@@ -116,7 +119,7 @@ impl Leases {
             last_error: None,
             next_attempt: 0,
         };
-        self.by_token.entry(token).or_default().insert(id.clone());
+        self.by_token.insert((token, id.clone()));
         self.put(lease);
     }
 
@@ -140,12 +143,7 @@ impl Leases {
     pub(crate) fn revoked(&mut self, id: &str) {
         let Some(lease) = self.by_id.remove(id) else { return };
         self.by_due.remove(&(lease.due(), lease.id.clone()));
-        if let Some(set) = self.by_token.get_mut(&*lease.token) {
-            set.remove(id);
-            if set.is_empty() {
-                self.by_token.remove(&*lease.token);
-            }
-        }
+        self.by_token.remove(&(lease.token.clone(), lease.id.clone()));
     }
 
     /// The tokens are gone: their leases are due now.
