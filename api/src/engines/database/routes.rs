@@ -179,6 +179,13 @@ async fn write_config(ctx: &Ctx<'_>, mount: &str, name: &str) -> Result<Handled,
     if cfg.connection_url.is_empty() {
         return Err(Reply::error(400, "connection_url cannot be empty"));
     }
+    if has_literal_password(&cfg.connection_url) {
+        // The URL is stored and read back in clear; a password in it would be too.
+        return Err(Reply::error(
+            400,
+            "connection_url must not contain a password: write {{password}} in it and give the password in the \"password\" field, which is stored sealed",
+        ));
+    }
     let password = req.get_str("password").filter(|p| !p.is_empty()).map(Secret::new);
     if is_new && password.is_none() && cfg.connection_url.contains("{{password}}") {
         return Err(Reply::error(400, "password is required for a new connection"));
@@ -196,6 +203,24 @@ async fn write_config(ctx: &Ctx<'_>, mount: &str, name: &str) -> Result<Handled,
     let cmd = DbCommand::WriteConnection { mount: mount.into(), name: name.into(), config: cfg, password };
     runtime::reset(ctx.unsealed, mount, name);
     Ok(Handled::write(Command::Database(cmd), Reply::NoContent))
+}
+
+/// Whether a connection URL (PostgreSQL URL or key=value form, MySQL DSN) holds a password
+/// other than the `{{password}}` placeholder.
+fn has_literal_password(url: &str) -> bool {
+    let placeholder = |v: &str| v.is_empty() || v == "{{password}}" || v == "'{{password}}'";
+    // key=value form, or a `password=` query parameter.
+    for part in url.split(|c: char| c.is_whitespace() || c == '?' || c == '&') {
+        if let Some(v) = part.strip_prefix("password=")
+            && !placeholder(v)
+        {
+            return true;
+        }
+    }
+    // user:password@host (URL user-info or Go DSN).
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let Some(at) = rest.rfind('@') else { return false };
+    rest[..at].split_once(':').is_some_and(|(_, pass)| !placeholder(pass))
 }
 
 /// `rotate-root/<name>`: a new root password, staged in the ledger, set in the database,
@@ -483,4 +508,31 @@ async fn rotate_now(ctx: &Ctx<'_>, mount: &str, name: &str) -> Result<Handled, R
     };
     ctx.finish(Some(Command::Database(command)), &reply).await?.result.map_err(crate::http::rejection_reply)?;
     Ok(Handled::Recorded(reply))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::has_literal_password;
+
+    #[test]
+    fn passwords_written_into_connection_urls_are_found() {
+        for url in [
+            "postgresql://{{username}}:{{password}}@127.0.0.1:5432/postgres?sslmode=disable",
+            "postgres://{{username}}@db/app",
+            "{{username}}:{{password}}@tcp(127.0.0.1:3306)/",
+            "host=db user={{username}} password={{password}} dbname=app",
+            "postgresql://db/app?user={{username}}&password={{password}}",
+        ] {
+            assert!(!has_literal_password(url), "{url}");
+        }
+        for url in [
+            "postgresql://postgres:hunter2@127.0.0.1:5432/postgres",
+            "root:hunter2@tcp(127.0.0.1:3306)/",
+            "host=db user=app password=hunter2",
+            "postgresql://db/app?password=hunter2",
+            "postgresql://u:p@ss@db/app",
+        ] {
+            assert!(has_literal_password(url), "{url}");
+        }
+    }
 }
