@@ -3,7 +3,9 @@
 //! Tests here drive the real binary the way users do; they never link the server code.
 //! The compatibility suites (`compat_cli`, `compat_hvac`) also start a server, cairn's or
 //! a real OpenBao one (`CAIRN_COMPAT_TARGET=openbao`), and drive it with the real `bao`
-//! CLI and hvac: see [`server`], [`process`] and [`shape`].
+//! CLI and hvac: see [`server`], [`process`] and [`shape`]. The database tests also reach
+//! the shared PostgreSQL and MariaDB servers ([`db`]), some through a proxy they can
+//! switch off ([`proxy`]). [`ledger`] reads a data directory's ledger back, as an auditor does.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -11,7 +13,10 @@ use std::process::{Command, Output};
 
 use anyhow::Context;
 
+pub mod db;
+pub mod ledger;
 pub mod process;
+pub mod proxy;
 pub mod server;
 pub mod shape;
 

@@ -9,10 +9,10 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
+use e2e::ledger::{Stored, read_ledger};
 use e2e::process::run_bounded;
 use e2e::{DevServer, HttpReply, Options, Server, Target, cairn, count_files, files_containing, random_alnum, stdout};
 use ledger::seal::SlotState;
-use ledger::segments::FrameScan;
 use ledger::system::SystemEvent;
 use migrations::{Access, Body, Envelope, Event, KvWritten, Outcome};
 use serde_json::{Value, json};
@@ -32,28 +32,6 @@ fn stop(s: &mut Server) -> Result<()> {
     let status = s.stop(STOP_TIMEOUT)?;
     ensure!(status.success(), "SIGTERM should end the server with exit code 0, got {status}\n--- log ---\n{}", s.log());
     Ok(())
-}
-
-/// One event read back from the segments, decoded, with the state of its key slots.
-struct Stored {
-    env: Envelope,
-    slots: Vec<SlotState>,
-}
-
-/// Every event of the ledger in `data_dir`, read offline with the ledger library.
-fn read_ledger(data_dir: &Path) -> Result<Vec<Stored>> {
-    let seg_dir = data_dir.join("ledger").join("segments");
-    let mut out = Vec::new();
-    for item in FrameScan::new(&seg_dir).with_context(|| format!("open {}", seg_dir.display()))? {
-        let (frame, _) = item.context("read a frame")?;
-        for fe in &frame.events {
-            let slots = frame.slots_of(fe).to_vec();
-            let states = slots.iter().map(|s| s.state()).collect();
-            let env = Envelope::decode(&fe.event, slots).with_context(|| format!("decode event {}", fe.event.seq))?;
-            out.push(Stored { env, slots: states });
-        }
-    }
-    Ok(out)
 }
 
 fn access_events(events: &[Stored]) -> Vec<(&Envelope, &Access)> {

@@ -32,11 +32,11 @@ pub async fn handle(ctx: &Ctx<'_>, tail: &str) -> Result<Handled, Reply> {
         }
         "revoke-prefix" | "revoke-force" if rest.is_empty() => Err(unsupported()),
         "revoke-prefix" if write => {
-            let leases = ctx.state.leases.under(rest);
+            let leases = leases_under_prefix(ctx, rest);
             revoke(ctx, leases, LeaseEnd::Prefix).await
         }
         "revoke-force" if write => {
-            let leases = ctx.state.leases.under(rest);
+            let leases = leases_under_prefix(ctx, rest);
             revoke(ctx, leases, LeaseEnd::Forced).await
         }
         "lookup" | "renew" | "revoke" | "revoke-prefix" | "revoke-force" => Err(unsupported_operation()),
@@ -47,6 +47,19 @@ pub async fn handle(ctx: &Ctx<'_>, tail: &str) -> Result<Handled, Reply> {
 /// The lease id of a request: the body's `lease_id`, or the rest of the path.
 fn lease_id(ctx: &Ctx<'_>, rest: &str) -> String {
     ctx.req.get_str("lease_id").filter(|s| !s.is_empty()).unwrap_or(rest).to_string()
+}
+
+/// The leases a revoke-prefix of `prefix` ends, as Vault picks them: the lease whose id is
+/// exactly `prefix`, or else those under `prefix/` (so `database/creds/app` never reaches
+/// the leases of a role `app2`).
+fn leases_under_prefix(ctx: &Ctx<'_>, prefix: &str) -> Vec<Arc<Lease>> {
+    if prefix.ends_with('/') {
+        return ctx.state.leases.under(prefix);
+    }
+    match ctx.state.leases.get(prefix) {
+        Some(lease) => vec![lease.clone()],
+        None => ctx.state.leases.under(&format!("{prefix}/")),
+    }
 }
 
 fn list(ctx: &Ctx<'_>, prefix: &str) -> Result<Handled, Reply> {
