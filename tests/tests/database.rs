@@ -377,6 +377,44 @@ fn renewal_stops_at_max_ttl() -> Result<()> {
     Ok(())
 }
 
+/// A role without TTLs takes the mount's (as tuned): default_lease_ttl for the lease,
+/// max_lease_ttl as its cap, and the user's VALID UNTIL follows the cap.
+#[test]
+fn ttls_come_from_the_mount_when_the_role_has_none() -> Result<()> {
+    let mut cleanup = PgCleanup::new();
+    let role = role_name()?;
+    pg_cleanup_users(&mut cleanup, &role);
+    let s = cairn_dev()?;
+    ok(
+        &s,
+        "POST",
+        "sys/mounts/database",
+        Some(json!({ "type": "database", "config": { "default_lease_ttl": "10m", "max_lease_ttl": "1h" } })),
+    )?;
+    ok(&s, "POST", "sys/mounts/database/tune", Some(json!({ "max_lease_ttl": "20m" })))?;
+    pg_config(&s, "pg", PG_ADDR, &role, "unused")?;
+    ok(
+        &s,
+        "POST",
+        &format!("database/roles/{role}"),
+        Some(json!({ "db_name": "pg", "creation_statements": PG_CREATE_USER })),
+    )?;
+    let before = unix_now();
+    let c = creds(&s, &role)?;
+    ensure!(c.lease_duration == 600, "the mount's default_lease_ttl (10m): {}", c.lease_duration);
+    let until = pg_valid_until(&c.username)?.context("VALID UNTIL")?;
+    ensure!(
+        (before + 1200 - 2..=unix_now() + 1200 + 2).contains(&until),
+        "VALID UNTIL at the tuned max (20m): {until}"
+    );
+    let renewed = ok(&s, "PUT", "sys/leases/renew", Some(json!({ "lease_id": c.lease_id, "increment": "1h" })))?;
+    let ttl = renewed["lease_duration"].as_u64().context("lease_duration")?;
+    ensure!((1190..=1200).contains(&ttl), "renewal capped at the tuned max_lease_ttl (20m): {renewed}");
+    ok(&s, "PUT", &format!("sys/leases/revoke-prefix/database/creds/{role}"), None)?;
+    ensure!(!pg_role_exists(&c.username)?, "revoke-prefix drops the user");
+    Ok(())
+}
+
 /// revoke-prefix ends every lease under the prefix, and only those: a role whose name
 /// extends the prefix keeps its users.
 #[test]
