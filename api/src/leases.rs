@@ -8,7 +8,7 @@
 //! forensics see every try.
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use commands::sequencer::Committed;
@@ -108,51 +108,138 @@ fn end_reason(state: &State, lease: &Lease, now: u64) -> LeaseEnd {
 /// Revokes due leases until the server stops: expired ones, those of revoked tokens, and
 /// retries after failures. Runs whenever the server is unsealed, so leases that expired
 /// while it was down or sealed are revoked right after unseal.
+///
+/// Up to [`CONCURRENCY`] revocations run at once; a new one starts as soon as one ends,
+/// from a queue of due leases refilled every tick. What ended is recorded every tick, in
+/// one command per reason, so one slow revocation never holds back the others' records.
 pub async fn scheduler(core: Arc<Core>) {
-    // Leases being revoked right now (an API revoke may hold some too: dropping a user
-    // twice is harmless, recording twice is filtered by the rules).
-    let in_flight: Arc<Mutex<HashSet<Arc<str>>>> = Arc::default();
+    let mut work = Revocations::default();
+    let mut rotations: Option<tokio::task::JoinHandle<()>> = None;
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tick.tick().await;
-        let Some(unsealed) = core.unsealed().await else { continue };
-        let state = core.state.load_full();
-        let now = now_nanos();
-        let due: Vec<Arc<Lease>> = {
-            let Ok(mut busy) = in_flight.lock() else { return };
-            let due: Vec<_> = state.leases.due(now, ROUND).into_iter().filter(|l| !busy.contains(&l.id)).collect();
-            busy.extend(due.iter().map(|l| l.id.clone()));
-            due
-        };
-        if due.is_empty() {
-            crate::engines::database::runtime::rotate_due_static_roles(&unsealed, &core.state).await;
-            continue;
-        }
-        let reasons: Vec<(String, LeaseEnd)> =
-            due.iter().map(|l| (l.id.to_string(), end_reason(&state, l, now))).collect();
-        let ids: Vec<Arc<str>> = due.iter().map(|l| l.id.clone()).collect();
-        let attempts = revoke_in_backends(&unsealed, &state, due).await;
-        record_revoked(&unsealed, &attempts.revoked, &reasons).await;
-        record_failures(&unsealed, attempts.failed).await;
-        if let Ok(mut busy) = in_flight.lock() {
-            for id in ids {
-                busy.remove(&id);
+        tokio::select! {
+            _ = tick.tick() => {}
+            Some(joined) = work.running.join_next_with_id(), if !work.running.is_empty() => {
+                work.finished(joined);
+                if let Some(unsealed) = core.unsealed().await {
+                    work.start_queued(&unsealed, &core.state.load_full());
+                }
+                continue;
             }
         }
-        crate::engines::database::runtime::rotate_due_static_roles(&unsealed, &core.state).await;
+        let Some(unsealed) = core.unsealed().await else { continue };
+        work.record(&unsealed).await;
+        let state = core.state.load_full();
+        work.queue_due(&state, now_nanos());
+        work.start_queued(&unsealed, &state);
+        if rotations.as_ref().is_none_or(|r| r.is_finished()) {
+            let (unsealed, state) = (unsealed.clone(), core.state.clone());
+            rotations = Some(tokio::spawn(async move {
+                crate::engines::database::runtime::rotate_due_static_roles(&unsealed, &state).await;
+            }));
+        }
     }
 }
 
-/// Records revocations grouped by reason.
-async fn record_revoked(unsealed: &Unsealed, revoked: &[String], reasons: &[(String, LeaseEnd)]) {
-    let done: HashSet<&str> = revoked.iter().map(String::as_str).collect();
+/// What a revocation task returns: the lease, why it ends, and how its revocation went.
+type Outcome = (Arc<str>, LeaseEnd, Result<(), String>);
+
+/// The scheduler's revocations: queued, running, and ended but not yet recorded.
+#[derive(Default)]
+struct Revocations {
+    /// Due leases waiting for a free slot.
+    queue: std::collections::VecDeque<Arc<Lease>>,
+    running: JoinSet<Outcome>,
+    /// Which lease each running task revokes (a task that panics reports only its id).
+    tasks: std::collections::HashMap<tokio::task::Id, Arc<str>>,
+    /// Every lease queued, running or ended-but-unrecorded: never picked twice.
+    busy: HashSet<Arc<str>>,
+    revoked: Vec<(Arc<str>, LeaseEnd)>,
+    failed: Vec<(Arc<str>, String)>,
+    /// Ended by a panicked task: free to be picked again once the tick records the rest.
+    lost: Vec<Arc<str>>,
+}
+
+impl Revocations {
+    /// Queues the due leases that are not already in hand, up to [`ROUND`] in the queue.
+    fn queue_due(&mut self, state: &State, now: u64) {
+        let room = ROUND.saturating_sub(self.queue.len());
+        if room == 0 {
+            return;
+        }
+        for lease in state.leases.due(now, room + self.busy.len()) {
+            if self.queue.len() >= ROUND {
+                break;
+            }
+            if self.busy.insert(lease.id.clone()) {
+                self.queue.push_back(lease);
+            }
+        }
+    }
+
+    /// Starts queued revocations while there are free slots. A lease queued a while ago is
+    /// checked against the state of now: renewed or already revoked since, it is dropped.
+    fn start_queued(&mut self, unsealed: &Arc<Unsealed>, state: &Arc<State>) {
+        let now = now_nanos();
+        while self.running.len() < CONCURRENCY {
+            let Some(queued) = self.queue.pop_front() else { break };
+            let lease = match state.leases.get(&queued.id) {
+                Some(current) if current.due() <= now => current.clone(),
+                _ => {
+                    self.busy.remove(&queued.id);
+                    continue;
+                }
+            };
+            let reason = end_reason(state, &lease, now);
+            let (unsealed, state) = (unsealed.clone(), state.clone());
+            let id = lease.id.clone();
+            let handle = self.running.spawn(async move {
+                let result = revoke_credential(&unsealed, &state, &lease).await;
+                (lease.id.clone(), reason, result)
+            });
+            self.tasks.insert(handle.id(), id);
+        }
+    }
+
+    fn finished(&mut self, joined: Result<(tokio::task::Id, Outcome), tokio::task::JoinError>) {
+        match joined {
+            Ok((task, (id, reason, result))) => {
+                self.tasks.remove(&task);
+                match result {
+                    Ok(()) => self.revoked.push((id, reason)),
+                    Err(e) => self.failed.push((id, e)),
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "a lease revocation task failed");
+                if let Some(id) = self.tasks.remove(&e.id()) {
+                    self.lost.push(id);
+                }
+            }
+        }
+    }
+
+    /// Records what ended since the last tick; those leases may be picked again (a failed
+    /// one once its back-off is over, as the projection says).
+    async fn record(&mut self, unsealed: &Unsealed) {
+        let revoked = std::mem::take(&mut self.revoked);
+        let failed = std::mem::take(&mut self.failed);
+        let lost = std::mem::take(&mut self.lost);
+        record_revoked(unsealed, &revoked).await;
+        let failures = failed.iter().map(|(id, e)| (id.to_string(), e.clone())).collect();
+        record_failures(unsealed, failures).await;
+        for id in revoked.iter().map(|(id, _)| id).chain(failed.iter().map(|(id, _)| id)).chain(&lost) {
+            self.busy.remove(id);
+        }
+    }
+}
+
+/// Records revocations, one command per reason.
+async fn record_revoked(unsealed: &Unsealed, revoked: &[(Arc<str>, LeaseEnd)]) {
     for reason in [LeaseEnd::Expired, LeaseEnd::TokenRevoked, LeaseEnd::Revoked] {
-        let lease_ids: Vec<String> = reasons
-            .iter()
-            .filter(|(id, r)| *r == reason && done.contains(id.as_str()))
-            .map(|(id, _)| id.clone())
-            .collect();
+        let lease_ids: Vec<String> =
+            revoked.iter().filter(|(_, r)| *r == reason).map(|(id, _)| id.to_string()).collect();
         if lease_ids.is_empty() {
             continue;
         }
