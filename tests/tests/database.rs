@@ -165,6 +165,26 @@ fn write_role(s: &Server, role: &str, db: &str, creation: &str, default_ttl: &st
     Ok(())
 }
 
+/// A cairn dev server with the database engine, the connection `pg` to the shared
+/// PostgreSQL and a role of [`PG_CREATE_USER`] with the given TTLs, whose users are
+/// dropped at the end. Bind `cleanup` first so that it is dropped last.
+struct PgFixture {
+    cleanup: PgCleanup,
+    role: String,
+    s: DevServer,
+}
+
+fn pg_fixture(default_ttl: &str, max_ttl: &str) -> Result<PgFixture> {
+    let mut cleanup = PgCleanup::new();
+    let role = role_name()?;
+    pg_cleanup_users(&mut cleanup, &role);
+    let s = cairn_dev()?;
+    enable_database(&s)?;
+    pg_config(&s, "pg", PG_ADDR, &role, "unused")?;
+    write_role(&s, &role, "pg", PG_CREATE_USER, default_ttl, max_ttl)?;
+    Ok(PgFixture { cleanup, role, s })
+}
+
 /// Issued credentials, as `database/creds/<role>` returned them.
 #[derive(Debug, Clone)]
 struct Creds {
@@ -326,13 +346,7 @@ fn postgres_credentials_can_do_what_was_granted_until_revoked() -> Result<()> {
 /// seconds of it, and the ledger says why.
 #[test]
 fn expired_lease_drops_the_user() -> Result<()> {
-    let mut cleanup = PgCleanup::new();
-    let role = role_name()?;
-    pg_cleanup_users(&mut cleanup, &role);
-    let mut s = cairn_dev()?;
-    enable_database(&s)?;
-    pg_config(&s, "pg", PG_ADDR, &role, "unused")?;
-    write_role(&s, &role, "pg", PG_CREATE_USER, "3s", "1h")?;
+    let PgFixture { cleanup: _cleanup, role, mut s } = pg_fixture("3s", "1h")?;
     let issued = Instant::now();
     let c = creds(&s, &role)?;
     ensure!(c.lease_duration == 3, "lease_duration {}", c.lease_duration);
@@ -351,13 +365,7 @@ fn expired_lease_drops_the_user() -> Result<()> {
 /// next one is refused, and the user still dies at max TTL.
 #[test]
 fn renewal_stops_at_max_ttl() -> Result<()> {
-    let mut cleanup = PgCleanup::new();
-    let role = role_name()?;
-    pg_cleanup_users(&mut cleanup, &role);
-    let s = cairn_dev()?;
-    enable_database(&s)?;
-    pg_config(&s, "pg", PG_ADDR, &role, "unused")?;
-    write_role(&s, &role, "pg", PG_CREATE_USER, "2s", "6s")?;
+    let PgFixture { cleanup: _cleanup, role, s } = pg_fixture("2s", "6s")?;
     let issued = Instant::now();
     let c = creds(&s, &role)?;
     let capped = ok(&s, "PUT", "sys/leases/renew", Some(json!({ "lease_id": c.lease_id, "increment": "1h" })))?;
@@ -694,13 +702,7 @@ fn revocation_survives_an_unreachable_database() -> Result<()> {
 /// ledger ties every lease to the accessor of the token that held it.
 #[test]
 fn revoking_a_token_revokes_its_leases_and_its_childrens() -> Result<()> {
-    let mut cleanup = PgCleanup::new();
-    let role = role_name()?;
-    pg_cleanup_users(&mut cleanup, &role);
-    let mut s = cairn_dev()?;
-    enable_database(&s)?;
-    pg_config(&s, "pg", PG_ADDR, &role, "unused")?;
-    write_role(&s, &role, "pg", PG_CREATE_USER, "1h", "1h")?;
+    let PgFixture { cleanup: _cleanup, role, mut s } = pg_fixture("1h", "1h")?;
     let policy = format!(
         "path \"database/creds/{role}\" {{ capabilities = [\"read\"] }}\npath \"auth/token/create\" {{ capabilities = [\"update\"] }}"
     );
@@ -753,13 +755,7 @@ fn revoking_a_token_revokes_its_leases_and_its_childrens() -> Result<()> {
 /// Leases that expire while the server is down are revoked when it starts again.
 #[test]
 fn leases_that_expired_while_down_are_revoked_at_start() -> Result<()> {
-    let mut cleanup = PgCleanup::new();
-    let role = role_name()?;
-    pg_cleanup_users(&mut cleanup, &role);
-    let mut s = cairn_dev()?;
-    enable_database(&s)?;
-    pg_config(&s, "pg", PG_ADDR, &role, "unused")?;
-    write_role(&s, &role, "pg", PG_CREATE_USER, "3s", "1h")?;
+    let PgFixture { cleanup: _cleanup, role, mut s } = pg_fixture("3s", "1h")?;
     let c = creds(&s, &role)?;
     let lives = creds(&s, &role)?;
     ok(&s, "PUT", "sys/leases/renew", Some(json!({ "lease_id": lives.lease_id, "increment": "1h" })))?;
