@@ -113,6 +113,24 @@ pub struct Unsealed {
     root_key: Zeroizing<[u8; 32]>,
 }
 
+impl Unsealed {
+    /// Submits a command as the server itself (no caller, no access event: expiries,
+    /// revocations, rotations) and waits until it is durable.
+    pub async fn submit_as_system(
+        &self,
+        command: Command,
+    ) -> Result<commands::sequencer::Committed, commands::sequencer::SequencerError> {
+        let request = Request {
+            caller: None,
+            actor: ledger::Actor::system(),
+            request_id: random_id(),
+            access: None,
+            command: Some(command),
+        };
+        self.sequencer.submit(request).await
+    }
+}
+
 /// Shares collected towards an unseal.
 #[derive(Default)]
 struct UnsealProgress {
@@ -357,14 +375,10 @@ impl Core {
         let ledger = Arc::new(ledger);
         let sequencer = Sequencer::start(ledger.clone(), self.state.clone(), env.clone());
         let unsealed = Arc::new(Unsealed { env, ledger, sequencer, databases: Default::default(), root_key });
-        let request = Request {
-            caller: None,
-            actor: ledger::Actor::system(),
-            request_id: random_id(),
-            access: None,
-            command: Some(Command::RecordUnsealed { dev }),
-        };
-        unsealed.sequencer.submit(request).await.map_err(|e| CoreError::Internal(e.to_string()))?;
+        unsealed
+            .submit_as_system(Command::RecordUnsealed { dev })
+            .await
+            .map_err(|e| CoreError::Internal(e.to_string()))?;
         *barrier = Some(unsealed);
         Ok(())
     }

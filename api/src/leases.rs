@@ -11,14 +11,13 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use commands::sequencer::Committed;
-use commands::{Command, Request};
+use commands::Command;
 use migrations::{LeaseEnd, LeaseSecret};
 use projections::State;
 use projections::lease::Lease;
 use tokio::task::JoinSet;
 
-use crate::core::{Core, Unsealed, now_nanos, random_id};
+use crate::core::{Core, Unsealed, now_nanos};
 
 /// Backend revocations run at once, at most.
 const CONCURRENCY: usize = 32;
@@ -77,21 +76,9 @@ pub async fn record_failures(unsealed: &Unsealed, failures: Vec<(String, String)
     for (id, error) in &failures {
         tracing::warn!(lease_id = %id, error = %error, "lease revocation failed; will retry");
     }
-    if let Err(e) = system(unsealed, Command::RecordRevocationFailures { failures }).await {
+    if let Err(e) = unsealed.submit_as_system(Command::RecordRevocationFailures { failures }).await {
         tracing::error!(error = %e, "could not record failed lease revocations");
     }
-}
-
-/// Submits a command as the system (no caller, no access event) and waits until durable.
-pub async fn system(unsealed: &Unsealed, command: Command) -> Result<Committed, commands::sequencer::SequencerError> {
-    let request = Request {
-        caller: None,
-        actor: ledger::Actor::system(),
-        request_id: random_id(),
-        access: None,
-        command: Some(command),
-    };
-    unsealed.sequencer.submit(request).await
 }
 
 /// Why the scheduler ends a lease.
@@ -243,7 +230,7 @@ async fn record_revoked(unsealed: &Unsealed, revoked: &[(Arc<str>, LeaseEnd)]) {
         if lease_ids.is_empty() {
             continue;
         }
-        if let Err(e) = system(unsealed, Command::RecordLeasesRevoked { lease_ids, reason }).await {
+        if let Err(e) = unsealed.submit_as_system(Command::RecordLeasesRevoked { lease_ids, reason }).await {
             tracing::error!(error = %e, "could not record revoked leases; they will be revoked again");
         }
     }

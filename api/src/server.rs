@@ -8,14 +8,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
-use commands::{Command, Request};
+use commands::Command;
 use migrations::MountClass;
 use tokio::signal::unix::{SignalKind, signal};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::reload;
 
 use crate::config::{ListenerConfig, ServerConfig, load_config};
-use crate::core::{Core, Settings, now_nanos, random_id};
+use crate::core::{Core, Settings, now_nanos};
 use crate::listener::bind;
 
 /// The arguments of `cairn server` (Vault's flags).
@@ -182,15 +182,8 @@ async fn enable_dev_kv(core: &Core) -> Result<(), ServerError> {
         local: false,
         seal_wrap: false,
     };
-    let request = Request {
-        caller: None,
-        actor: ledger::Actor::system(),
-        request_id: random_id(),
-        access: None,
-        command: Some(command),
-    };
     let committed =
-        unsealed.sequencer.submit(request).await.map_err(|e| crate::core::CoreError::Internal(e.to_string()))?;
+        unsealed.submit_as_system(command).await.map_err(|e| crate::core::CoreError::Internal(e.to_string()))?;
     committed.result.map_err(|e| crate::core::CoreError::Internal(e.to_string()))?;
     Ok(())
 }
@@ -325,14 +318,7 @@ async fn expire_tokens(core: Arc<Core>) {
         if core.state.load().tokens.expired(now_nanos()).is_empty() {
             continue;
         }
-        let request = Request {
-            caller: None,
-            actor: ledger::Actor::system(),
-            request_id: random_id(),
-            access: None,
-            command: Some(Command::ExpireTokens),
-        };
-        if let Err(e) = unsealed.sequencer.submit(request).await {
+        if let Err(e) = unsealed.submit_as_system(Command::ExpireTokens).await {
             tracing::warn!(error = %e, "could not revoke expired tokens");
         }
     }

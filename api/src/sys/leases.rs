@@ -150,7 +150,7 @@ async fn revoke(ctx: &Ctx<'_>, leases: Vec<Arc<Lease>>, reason: LeaseEnd) -> Res
             let revoked: Vec<String> = ids.into_iter().filter(|id| attempts.revoked.contains(id)).collect();
             if !revoked.is_empty()
                 && let Err(e) =
-                    crate::leases::system(&unsealed, Command::RecordLeasesRevoked { lease_ids: revoked, reason }).await
+                    unsealed.submit_as_system(Command::RecordLeasesRevoked { lease_ids: revoked, reason }).await
             {
                 tracing::error!(error = %e, "could not record revoked leases");
             }

@@ -123,7 +123,7 @@ async fn open_pool(unsealed: &Unsealed, mount: &str, name: &str, conn: &DbConnec
     let db = within("connecting", Database::connect(connection_config(&conn.config, staged)?, true)).await?;
     // The staged password works: the rotation did happen. Say so in the ledger.
     let confirm = DbCommand::ConfirmRootPassword { mount: mount.into(), name: name.into() };
-    if let Err(e) = crate::leases::system(unsealed, Command::Database(confirm)).await {
+    if let Err(e) = unsealed.submit_as_system(Command::Database(confirm)).await {
         tracing::warn!(error = %e, "could not record the finished root rotation");
     }
     Ok(db)
@@ -253,7 +253,7 @@ pub async fn rotate_due_static_roles(unsealed: &Unsealed, published: &arc_swap::
                     name: name.clone(),
                     password: password.clone(),
                 };
-                if let Err(e) = crate::leases::system(unsealed, Command::Database(stage)).await {
+                if let Err(e) = unsealed.submit_as_system(Command::Database(stage)).await {
                     tracing::error!(role = %name, error = %e, "could not stage a static password");
                     continue;
                 }
@@ -268,7 +268,7 @@ pub async fn rotate_due_static_roles(unsealed: &Unsealed, published: &arc_swap::
                 DbCommand::RecordStaticRotationFailure { mount: mount.clone(), name: name.clone(), error }
             }
         };
-        if let Err(e) = crate::leases::system(unsealed, Command::Database(record)).await {
+        if let Err(e) = unsealed.submit_as_system(Command::Database(record)).await {
             tracing::error!(role = %name, error = %e, "could not record a static rotation");
         }
     }
