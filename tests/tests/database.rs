@@ -380,6 +380,8 @@ fn renewal_stops_at_max_ttl() -> Result<()> {
     ensure!(pg_role_exists(&c.username)?, "the user lives until max TTL");
     wait_until(Duration::from_secs(10), "the user is dropped at max TTL", || Ok(!pg_role_exists(&c.username)?))?;
     ensure!(issued.elapsed() >= Duration::from_millis(5900), "dropped before max TTL: {:?}", issued.elapsed());
+    // The user is dropped first, then the lease recorded as revoked (at the next tick).
+    wait_until(Duration::from_secs(2), "the lease is gone", || Ok(lookup(&s, &c.lease_id)?.is_none()))?;
     let e = refused(&s, "PUT", "sys/leases/renew", Some(json!({ "lease_id": c.lease_id })), 400)?;
     ensure!(e.contains("lease not found"), "renewing a revoked lease: {e}");
     Ok(())
