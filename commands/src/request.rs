@@ -50,6 +50,8 @@ pub struct TokenParams {
     pub entity_id: String,
     /// The path the token was created through ("auth/token/create", …).
     pub path: String,
+    /// CIDR blocks the token may be used from; empty: anywhere.
+    pub bound_cidrs: Vec<String>,
 }
 
 /// Every write cairn knows how to make.

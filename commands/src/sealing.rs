@@ -110,6 +110,7 @@ pub fn initial_events(
         issue_time: env.now(),
         expire_time: 0,
         from_init: !dev,
+        bound_cidrs: Vec::new(),
     })));
     Ok((events, root_token))
 }

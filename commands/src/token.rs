@@ -131,6 +131,7 @@ pub(crate) fn create(
         issue_time: now,
         expire_time: if ttl == 0 { 0 } else { now + ttl * NANOS },
         from_init: false,
+        bound_cidrs: p.bound_cidrs.clone(),
     };
     Ok((vec![event(Event::TokenCreated(created))], Reply::TokenIssued { id, accessor, warnings }))
 }

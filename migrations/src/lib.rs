@@ -17,7 +17,9 @@ use ledger::envelope::Event as LedgerEvent;
 use ledger::system::SystemEvent;
 
 pub use catalogue::access::*;
+pub use catalogue::auth::*;
 pub use catalogue::database::*;
+pub use catalogue::identity::*;
 pub use catalogue::kv::*;
 pub use catalogue::lease::*;
 pub use catalogue::mount::*;
@@ -37,7 +39,7 @@ pub enum CatalogueError {
 }
 
 macro_rules! catalogue {
-    ($( $kind:literal => $variant:ident($ty:ty) ),* $(,)?) => {
+    ($( $kind:literal => $variant:ident($ty:ty) $(@ $current:literal { $( $old:literal => $old_ty:ty ),* })? ),* $(,)?) => {
         /// Every application event cairn writes.
         #[derive(Debug, Clone, PartialEq)]
         pub enum Event {
@@ -55,20 +57,49 @@ macro_rules! catalogue {
                 match self { $( Event::$variant(_) => stringify!($variant), )* }
             }
 
+            /// The version this build writes for this event's kind.
+            pub fn version(&self) -> u16 {
+                match self { $( Event::$variant(_) => current_version!($($current)?), )* }
+            }
+
             /// `(kind, version, body)` as the ledger stores them.
             pub fn encode(&self) -> Result<(u16, u16, Vec<u8>), ledger::body::BodyError> {
                 let body = match self { $( Event::$variant(e) => ledger::body::encode(e)?, )* };
-                Ok((self.kind(), 1, body))
+                Ok((self.kind(), self.version(), body))
             }
 
-            /// Reads a stored body of `kind` at `version` (upcasting older versions).
+            /// Reads a stored body of `kind` at `version`, upcasting older versions to the
+            /// current shape (each old shape converts with `From`).
             pub fn decode(kind: u16, version: u16, body: &[u8]) -> Result<Event, CatalogueError> {
-                match (kind, version) {
-                    $( ($kind, 1) => ledger::body::decode::<$ty>(body).map(Event::$variant).map_err(|source| CatalogueError::Body { kind, source }), )*
-                    _ => Err(CatalogueError::Unknown { kind, version }),
-                }
+                let err = |source| CatalogueError::Body { kind, source };
+                $(
+                    if kind == $kind {
+                        if version == current_version!($($current)?) {
+                            return ledger::body::decode::<$ty>(body).map(Event::$variant).map_err(err);
+                        }
+                        $($(
+                            if version == $old {
+                                return ledger::body::decode::<$old_ty>(body)
+                                    .map(|old| Event::$variant(<$ty>::from(old)))
+                                    .map_err(err);
+                            }
+                        )*)?
+                        return Err(CatalogueError::Unknown { kind, version });
+                    }
+                )*
+                Err(CatalogueError::Unknown { kind, version })
             }
         }
+    };
+}
+
+/// The version written for a kind: 1 unless the catalogue names a later one.
+macro_rules! current_version {
+    () => {
+        1
+    };
+    ($v:literal) => {
+        $v
     };
 }
 
@@ -82,7 +113,7 @@ catalogue! {
     0x0202 => MountDisabled(MountDisabled),
     0x0300 => PolicyWritten(PolicyWritten),
     0x0301 => PolicyDeleted(PolicyDeleted),
-    0x0400 => TokenCreated(TokenCreated),
+    0x0400 => TokenCreated(TokenCreated) @2 { 1 => TokenCreatedV1 },
     0x0401 => TokenRenewed(TokenRenewed),
     0x0402 => TokensRevoked(TokensRevoked),
     0x0403 => TokenRoleWritten(TokenRoleWritten),
@@ -111,6 +142,28 @@ catalogue! {
     0x0808 => DbStaticPasswordStaged(DbStaticPasswordStaged),
     0x0809 => DbStaticPasswordRotated(DbStaticPasswordRotated),
     0x080a => DbStaticRotationFailed(DbStaticRotationFailed),
+    0x0900 => AppRoleWritten(AppRoleWritten),
+    0x0901 => AppRoleDeleted(AppRoleDeleted),
+    0x0902 => SecretIdIssued(SecretIdIssued),
+    0x0903 => SecretIdUsed(SecretIdUsed),
+    0x0904 => SecretIdsDestroyed(SecretIdsDestroyed),
+    0x0910 => UserpassUserWritten(UserpassUserWritten),
+    0x0911 => UserpassUserDeleted(UserpassUserDeleted),
+    0x0920 => JwtConfigWritten(JwtConfigWritten),
+    0x0921 => JwtRoleWritten(JwtRoleWritten),
+    0x0922 => JwtRoleDeleted(JwtRoleDeleted),
+    0x0930 => KubernetesConfigWritten(KubernetesConfigWritten),
+    0x0931 => KubernetesRoleWritten(KubernetesRoleWritten),
+    0x0932 => KubernetesRoleDeleted(KubernetesRoleDeleted),
+    0x0a00 => EntityWritten(EntityWritten),
+    0x0a01 => EntityDeleted(EntityDeleted),
+    0x0a02 => EntityAliasWritten(EntityAliasWritten),
+    0x0a03 => EntityAliasDeleted(EntityAliasDeleted),
+    0x0a04 => GroupWritten(GroupWritten),
+    0x0a05 => GroupDeleted(GroupDeleted),
+    0x0a06 => GroupAliasWritten(GroupAliasWritten),
+    0x0a07 => GroupAliasDeleted(GroupAliasDeleted),
+    0x0a08 => ExternalGroupsSynced(ExternalGroupsSynced),
 }
 
 /// An event as the read side sees it: a catalogue event or one of the ledger's own.
@@ -163,5 +216,37 @@ mod tests {
         let mut longer = body.clone();
         longer.push(0);
         assert!(Event::decode(kind, version, &longer).is_err());
+    }
+
+    #[test]
+    fn a_version_1_token_is_read_as_the_current_shape() {
+        let v1 = TokenCreatedV1 {
+            id_hash: [7; 32],
+            accessor: "acc".into(),
+            parent: None,
+            policies: vec!["default".into()],
+            meta: Default::default(),
+            display_name: "token".into(),
+            path: "auth/token/create".into(),
+            num_uses: 0,
+            ttl: 60,
+            explicit_max_ttl: 0,
+            period: 0,
+            renewable: true,
+            role: String::new(),
+            entity_id: String::new(),
+            issue_time: 1,
+            expire_time: 2,
+            from_init: false,
+        };
+        let body = ledger::body::encode(&v1).expect("encode");
+        let Event::TokenCreated(t) = Event::decode(0x0400, 1, &body).expect("decode v1") else {
+            panic!("not a TokenCreated")
+        };
+        assert_eq!((t.accessor.as_str(), t.ttl, t.bound_cidrs.len()), ("acc", 60, 0));
+        let (kind, version, current) = Event::TokenCreated(t.clone()).encode().expect("encode");
+        assert_eq!((kind, version), (0x0400, 2));
+        assert_eq!(Event::decode(kind, version, &current).expect("decode v2"), Event::TokenCreated(t));
+        assert!(Event::decode(0x0400, 3, &current).is_err());
     }
 }

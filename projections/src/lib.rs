@@ -4,7 +4,9 @@
 //! Projections are pure folds — `State::apply(&Event)` — and hold nothing the ledger does
 //! not: deleting them and replaying the ledger gives the same state.
 
+pub mod auth;
 pub mod database;
+pub mod identity;
 pub mod kv;
 pub mod lease;
 pub mod mount;

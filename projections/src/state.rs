@@ -5,7 +5,9 @@
 
 use migrations::{Body, Envelope, Event};
 
+use crate::auth::AuthMethods;
 use crate::database::Databases;
+use crate::identity::Identity;
 use crate::kv::KvStore;
 use crate::lease::Leases;
 use crate::mount::Mounts;
@@ -24,6 +26,8 @@ pub struct State {
     pub kv: KvStore,
     pub leases: Leases,
     pub databases: Databases,
+    pub auth: AuthMethods,
+    pub identity: Identity,
 }
 
 impl State {
@@ -49,6 +53,7 @@ impl State {
                 if let Some(m) = self.mounts.disabled(&e.uuid) {
                     self.kv.drop_mount(&m.uuid);
                     self.databases.drop_mount(&m.uuid);
+                    self.auth.drop_mount(&m.uuid);
                 }
             }
             Event::PolicyWritten(e) => self.policies.written(e),
@@ -87,6 +92,28 @@ impl State {
             Event::KvConfigWritten(e) => self.kv.config_written(e),
             Event::KvV1Written(e) => self.kv.v1_written(e, env),
             Event::KvV1Deleted(e) => self.kv.v1_deleted(e),
+            Event::AppRoleWritten(e) => self.auth.approle_written(&e.mount, &e.role),
+            Event::AppRoleDeleted(e) => self.auth.approle_deleted(&e.mount, &e.name),
+            Event::SecretIdIssued(e) => self.auth.secret_id_issued(e),
+            Event::SecretIdUsed(e) => self.auth.secret_id_used(&e.mount, &e.role, &e.accessor, env.time),
+            Event::SecretIdsDestroyed(e) => self.auth.secret_ids_destroyed(e),
+            Event::UserpassUserWritten(e) => self.auth.user_written(e, env),
+            Event::UserpassUserDeleted(e) => self.auth.user_deleted(&e.mount, &e.name),
+            Event::JwtConfigWritten(e) => self.auth.jwt_config_written(&e.mount, &e.config),
+            Event::JwtRoleWritten(e) => self.auth.jwt_role_written(&e.mount, &e.role),
+            Event::JwtRoleDeleted(e) => self.auth.jwt_role_deleted(&e.mount, &e.name),
+            Event::KubernetesConfigWritten(e) => self.auth.k8s_config_written(e, env),
+            Event::KubernetesRoleWritten(e) => self.auth.k8s_role_written(&e.mount, &e.role),
+            Event::KubernetesRoleDeleted(e) => self.auth.k8s_role_deleted(&e.mount, &e.name),
+            Event::EntityWritten(e) => self.identity.entity_written(&e.entity),
+            Event::EntityDeleted(e) => self.identity.entity_deleted(&e.id),
+            Event::EntityAliasWritten(e) => self.identity.alias_written(&e.alias),
+            Event::EntityAliasDeleted(e) => self.identity.alias_deleted(&e.id),
+            Event::GroupWritten(e) => self.identity.group_written(&e.group),
+            Event::GroupDeleted(e) => self.identity.group_deleted(&e.id),
+            Event::GroupAliasWritten(e) => self.identity.group_alias_written(&e.alias),
+            Event::GroupAliasDeleted(e) => self.identity.group_alias_deleted(&e.id),
+            Event::ExternalGroupsSynced(e) => self.identity.external_synced(e),
             Event::Access(e) => {
                 if e.used_token {
                     self.tokens.used(&env.actor.accessor);

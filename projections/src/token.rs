@@ -33,6 +33,8 @@ pub struct Token {
     /// Time of the last renewal (ns), 0 if never renewed.
     pub last_renewal: u64,
     pub from_init: bool,
+    /// CIDR blocks the token may be used from; empty: anywhere.
+    pub bound_cidrs: Vec<String>,
 }
 
 impl Token {
@@ -139,6 +141,7 @@ impl Tokens {
             expire_time: e.expire_time,
             last_renewal: 0,
             from_init: e.from_init,
+            bound_cidrs: e.bound_cidrs.clone(),
         };
         if let Some(p) = &t.parent {
             self.children.entry(Arc::from(p.as_str())).or_default().insert(Arc::from(t.accessor.as_str()));
@@ -232,6 +235,7 @@ mod tests {
             issue_time: 0,
             expire_time,
             from_init: false,
+            bound_cidrs: Vec::new(),
         }
     }
 

@@ -32,6 +32,55 @@ pub struct TokenCreated {
     pub expire_time: u64,
     /// Tokens made at init have no `issue_time`/`renewable` in lookups (Vault's root).
     pub from_init: bool,
+    /// CIDR blocks the token may be used from; empty: anywhere. (Since version 2.)
+    pub bound_cidrs: Vec<String>,
+}
+
+/// Version 1 of [`TokenCreated`], before `bound_cidrs`.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct TokenCreatedV1 {
+    pub id_hash: [u8; 32],
+    pub accessor: String,
+    pub parent: Option<String>,
+    pub policies: Vec<String>,
+    pub meta: BTreeMap<String, String>,
+    pub display_name: String,
+    pub path: String,
+    pub num_uses: u64,
+    pub ttl: u64,
+    pub explicit_max_ttl: u64,
+    pub period: u64,
+    pub renewable: bool,
+    pub role: String,
+    pub entity_id: String,
+    pub issue_time: u64,
+    pub expire_time: u64,
+    pub from_init: bool,
+}
+
+impl From<TokenCreatedV1> for TokenCreated {
+    fn from(v: TokenCreatedV1) -> TokenCreated {
+        TokenCreated {
+            id_hash: v.id_hash,
+            accessor: v.accessor,
+            parent: v.parent,
+            policies: v.policies,
+            meta: v.meta,
+            display_name: v.display_name,
+            path: v.path,
+            num_uses: v.num_uses,
+            ttl: v.ttl,
+            explicit_max_ttl: v.explicit_max_ttl,
+            period: v.period,
+            renewable: v.renewable,
+            role: v.role,
+            entity_id: v.entity_id,
+            issue_time: v.issue_time,
+            expire_time: v.expire_time,
+            from_init: v.from_init,
+            bound_cidrs: Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
