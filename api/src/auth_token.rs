@@ -227,6 +227,9 @@ fn create(ctx: &Ctx<'_>, orphan_path: bool, role: Option<String>) -> Result<Hand
         role,
         entity_id: String::new(),
         path: path.into(),
+        bound_cidrs: commands::cidr::normalise(&string_list(req.get("bound_cidrs")).unwrap_or_default())
+            .map_err(|e| Reply::error(400, e))?,
+        login: false,
     };
     let (default_ttl, max_ttl) = token_ttls(ctx);
     Ok(Handled::Write {

@@ -157,7 +157,7 @@ impl commands::Env for SystemRandom {
     ) -> Result<zeroize::Zeroizing<Vec<u8>>, commands::Rejection> {
         Err(commands::Rejection::Internal("no keyring".into()))
     }
-    fn token_hash(&self, _: &str) -> [u8; 32] {
+    fn keyed_hash(&self, _: &str, _: &[u8]) -> [u8; 32] {
         [0; 32]
     }
 }

@@ -71,7 +71,7 @@ pub fn decide(state: &State, req: &Request, env: &dyn Env) -> Outcome {
         }
         a.used_token = token.is_some();
         effects.push(Effect::Event(Drafted::plain(Event::Access(a))));
-        if let Some(t) = token.filter(|t| t.num_uses > 0 && t.uses_left <= 1) {
+        if let Some(t) = token.filter(|t| t.num_uses > 0 && t.uses_left <= 1 && !revokes(&effects, &t.accessor)) {
             // That was the last use: the token (and its children) go now.
             effects.extend(crate::token::revoke_subtree(
                 state,
@@ -136,7 +136,21 @@ fn decide_command(state: &State, cmd: &Command, token: Option<&Token>, env: &dyn
         Database(cmd) => crate::database::decide(state, cmd, env),
         RecordUnsealed { dev } => Ok((vec![event(Event::Unsealed(migrations::Unsealed { dev: *dev }))], Reply::Done)),
         RecordSealed => Ok((vec![event(Event::SealedByOperator(migrations::SealedByOperator {}))], Reply::Done)),
+        Auth(cmd) => crate::auth::decide(state, cmd, env),
+        Login(l) => crate::login::login(state, l, env),
+        Identity(cmd) => crate::identity::decide(state, cmd, env),
+        Wrap { response, ttl, creation_path, wrapped_accessor } => {
+            crate::wrapping::wrap(state, response, *ttl, creation_path, wrapped_accessor, env)
+        }
+        Unwrap { accessor } => crate::wrapping::unwrap(state, accessor),
     }
+}
+
+/// Whether these effects already revoke the token (a revoke-self, an unwrap).
+fn revokes(effects: &[Effect], accessor: &str) -> bool {
+    effects.iter().any(|e| {
+        matches!(e, Effect::Event(Drafted { event: Event::TokensRevoked(r), .. }) if r.accessors.iter().any(|a| a == accessor))
+    })
 }
 
 /// An event without sealed payloads, as an effect.

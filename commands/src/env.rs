@@ -15,6 +15,10 @@ pub trait Env {
     fn seal(&self, plaintext: &[u8], context: &[u8], slot: u8) -> Result<(Sealed, KeySlot), Rejection>;
     /// Opens a sealed payload.
     fn open(&self, sealed: &Sealed, slot: &KeySlot, context: &[u8]) -> Result<Zeroizing<Vec<u8>>, Rejection>;
+    /// A keyed hash (blake3, keyed by the barrier's hash key) in a domain of its own.
+    fn keyed_hash(&self, domain: &str, data: &[u8]) -> [u8; 32];
     /// The keyed hash a token id is stored under.
-    fn token_hash(&self, id: &str) -> [u8; 32];
+    fn token_hash(&self, id: &str) -> [u8; 32] {
+        self.keyed_hash("token", id.as_bytes())
+    }
 }

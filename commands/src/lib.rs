@@ -7,13 +7,17 @@
 //! [`sequencer`] does I/O.
 
 pub mod access;
+mod auth;
+pub mod cidr;
 mod database;
 mod decide;
 pub mod duration;
 mod env;
+mod identity;
 mod ids;
 mod kv;
 mod lease;
+mod login;
 mod mount;
 mod policy;
 mod rejection;
@@ -21,9 +25,15 @@ mod request;
 pub mod sealing;
 pub mod sequencer;
 mod token;
+mod wrapping;
 
+pub use auth::{SECRET_ID_DOMAIN, secret_id_hash};
+pub use wrapping::{RESPONSE_PATH, WRAPPING_POLICY};
 pub use decide::{Drafted, Effect, Outcome, decide};
 pub use env::Env;
 pub use ids::{new_accessor, new_token_id, new_uuid};
 pub use rejection::Rejection;
-pub use request::{Caller, Command, DbCommand, KvMetadataUpdate, Reply, Request, Secret, TokenParams};
+pub use request::{
+    AuthCommand, Caller, Command, DbCommand, IdentityCommand, KvMetadataUpdate, Login, LoginProof, Reply, Request, Secret,
+    TokenParams, VerifiedLogin,
+};

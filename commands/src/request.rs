@@ -4,8 +4,9 @@
 use std::collections::BTreeMap;
 
 use migrations::{
-    Access, DbConnectionConfig, DbRole, DbStaticRole, KvMetadata, LeaseEnd, LeaseSecret, MountClass, MountConfig,
-    TokenRole,
+    Access, AppRole, DbConnectionConfig, DbRole, DbStaticRole, Entity, EntityAlias, Group, GroupAlias, JwtConfig,
+    JwtRole, KubernetesConfig, KubernetesRole, KvMetadata, LeaseEnd, LeaseSecret, MountClass, MountConfig,
+    SecretIdEnd, TokenRole, TokenSettings,
 };
 use zeroize::Zeroizing;
 
@@ -52,6 +53,9 @@ pub struct TokenParams {
     pub path: String,
     /// CIDR blocks the token may be used from; empty: anywhere.
     pub bound_cidrs: Vec<String>,
+    /// Made by a login: no parent bounds its policies, and the display name is used as
+    /// given (no `token-` prefix).
+    pub login: bool,
 }
 
 /// Every write cairn knows how to make.
@@ -189,6 +193,143 @@ pub enum Command {
         dev: bool,
     },
     RecordSealed,
+    /// A write of an auth method.
+    Auth(AuthCommand),
+    /// A login: checks what only the ledger can (an AppRole secret id's uses), finds or
+    /// makes the caller's entity and alias, and issues an orphan token.
+    Login(Box<Login>),
+    Identity(IdentityCommand),
+    /// Wraps a response in the cubbyhole of a new single-use token.
+    Wrap {
+        response: Secret,
+        ttl: u64,
+        creation_path: String,
+        /// Accessor of the token (or secret id) inside the response, if any.
+        wrapped_accessor: String,
+    },
+    /// A wrapping token's response was read: the token ends, its cubbyhole is erased.
+    Unwrap {
+        accessor: String,
+    },
+}
+
+/// Writes of the auth methods; `mount` is the auth mount's uuid.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AuthCommand {
+    WriteAppRole {
+        mount: String,
+        role: AppRole,
+    },
+    DeleteAppRole {
+        mount: String,
+        name: String,
+    },
+    /// A new secret id: `custom` is a caller-chosen value, else one is generated.
+    IssueSecretId {
+        mount: String,
+        role: String,
+        custom: Option<Secret>,
+        metadata: BTreeMap<String, String>,
+        cidr_list: Vec<String>,
+        token_bound_cidrs: Vec<String>,
+        num_uses: Option<u64>,
+        ttl: Option<u64>,
+    },
+    DestroySecretIds {
+        mount: String,
+        role: String,
+        accessors: Vec<String>,
+        reason: SecretIdEnd,
+    },
+    /// Ends every secret id whose TTL ran out.
+    ExpireSecretIds,
+    /// `password_hash`: an argon2id PHC string (the API hashes, off the sequencer).
+    WriteUser {
+        mount: String,
+        name: String,
+        password_hash: Option<Secret>,
+        token: TokenSettings,
+    },
+    DeleteUser {
+        mount: String,
+        name: String,
+    },
+    WriteJwtConfig {
+        mount: String,
+        config: JwtConfig,
+    },
+    WriteJwtRole {
+        mount: String,
+        role: JwtRole,
+    },
+    DeleteJwtRole {
+        mount: String,
+        name: String,
+    },
+    /// `reviewer_jwt: None` clears it.
+    WriteK8sConfig {
+        mount: String,
+        config: KubernetesConfig,
+        reviewer_jwt: Option<Secret>,
+    },
+    WriteK8sRole {
+        mount: String,
+        role: KubernetesRole,
+    },
+    DeleteK8sRole {
+        mount: String,
+        name: String,
+    },
+}
+
+/// A login through the auth mount `mount` (uuid).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Login {
+    pub mount: String,
+    pub proof: LoginProof,
+    /// The client's address, for CIDR bindings.
+    pub remote_addr: String,
+    /// The mount's default and max TTL (its tuning, else the server's).
+    pub default_ttl: u64,
+    pub max_ttl: u64,
+    /// The request path ("auth/approle/login").
+    pub path: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum LoginProof {
+    /// Checked by the rules: the role and secret id (its hash) and their CIDR bindings.
+    AppRole { role_id: String, secret_id_hash: Option<[u8; 32]> },
+    /// Checked by the API (a password hash, a JWT signature, a TokenReview).
+    Verified(VerifiedLogin),
+}
+
+/// What an auth method established about a caller.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct VerifiedLogin {
+    /// The name the method knows the caller by (the entity alias).
+    pub alias_name: String,
+    pub alias_metadata: BTreeMap<String, String>,
+    pub token: TokenSettings,
+    /// Token metadata.
+    pub meta: BTreeMap<String, String>,
+    /// The token's display name, without the mount prefix ("alice").
+    pub display_name: String,
+    /// Group names the method reported (a JWT groups claim); None: it reports none.
+    pub groups: Option<Vec<String>>,
+}
+
+/// Writes of `identity/`. An empty `id` creates.
+#[derive(Debug, Clone, PartialEq)]
+pub enum IdentityCommand {
+    WriteEntity(Entity),
+    DeleteEntity { id: String },
+    WriteAlias(EntityAlias),
+    DeleteAlias { id: String },
+    WriteGroup(Group),
+    DeleteGroup { id: String },
+    WriteGroupAlias(GroupAlias),
+    DeleteGroupAlias { id: String },
 }
 
 /// A password on its way to be sealed: never printed, wiped when dropped.
@@ -366,5 +507,26 @@ pub enum Reply {
         lease_id: String,
         ttl: u64,
         warnings: Vec<String>,
+    },
+    SecretIdIssued {
+        secret_id: String,
+        accessor: String,
+        num_uses: u64,
+        ttl: u64,
+    },
+    /// A login's token (its details are in the committed state).
+    LoggedIn {
+        id: String,
+        accessor: String,
+        warnings: Vec<String>,
+    },
+    IdentityWritten {
+        id: String,
+        name: String,
+    },
+    Wrapped {
+        token: String,
+        accessor: String,
+        creation_time: u64,
     },
 }

@@ -42,7 +42,7 @@ pub(crate) fn create(
             if !no_default {
                 set.insert("default".into());
             }
-            if !parent_is_root {
+            if parent.is_some() && !parent_is_root {
                 let allowed: BTreeSet<&str> = parent_policies.iter().map(String::as_str).chain(["default"]).collect();
                 if !set.iter().all(|p| allowed.contains(p.as_str())) {
                     return Err(Rejection::invalid("child policies must be subset of parent"));
@@ -102,6 +102,7 @@ pub(crate) fn create(
     let accessor = new_accessor(env)?;
     let now = env.now();
     let display_name = match p.display_name.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        Some(n) if p.login => n.to_string(),
         Some(n) => format!(
             "token-{}",
             n.to_lowercase().replace(|c: char| !c.is_ascii_alphanumeric() && c != '-' && c != '_', "-")

@@ -58,8 +58,8 @@ impl Env for TestEnv {
     fn open(&self, sealed: &Sealed, slot: &KeySlot, context: &[u8]) -> Result<Zeroizing<Vec<u8>>, Rejection> {
         self.keyring.open(sealed, slot, context).map_err(|e| Rejection::Internal(e.to_string()))
     }
-    fn token_hash(&self, id: &str) -> [u8; 32] {
-        self.hasher.hash("token", id.as_bytes()).0
+    fn keyed_hash(&self, domain: &str, data: &[u8]) -> [u8; 32] {
+        self.hasher.hash(domain, data).0
     }
 }
 
