@@ -244,7 +244,10 @@ fn create(ctx: &Ctx<'_>, orphan_path: bool, role: Option<String>) -> Result<Hand
 fn renew(ctx: &Ctx<'_>, t: &Token, client_token: String) -> Result<Handled, Reply> {
     // An increment of 0 means "not given" (the bao CLI always sends one).
     let increment = ttl_field(ctx, "increment")?.filter(|&i| i > 0);
-    let (_, max_ttl) = token_ttls(ctx);
+    let max_ttl = match crate::auth::login::renewal_max_ttl(ctx.api, &ctx.state, t) {
+        Some(max) => max,
+        None => token_ttls(ctx).1,
+    };
     Ok(Handled::Write {
         command: Command::RenewToken { accessor: t.accessor.clone(), increment, max_ttl },
         render: Box::new(move |c: &Committed| match &c.result {

@@ -18,7 +18,9 @@
 //!
 //! **Accepted top-level keys:** `storage` (exactly one), `listener` (one or more), `api_addr`,
 //! `cluster_addr`, `cluster_name`, `default_lease_ttl`, `max_lease_ttl`, `log_level`,
-//! `disable_mlock`, `pid_file`, and `ui` (cairn has no web UI: `ui = true` only adds a warning).
+//! `disable_mlock`, `pid_file`, `ui` (cairn has no web UI: `ui = true` only adds a warning), and
+//! cairn's own `login_rate_limit` and `login_rate_burst`: logins per second and burst size
+//! allowed per client address (default 100 and 200; a rate of 0 turns the limit off).
 //! **`storage`** takes only the type `"sled"` (cairn's embedded storage, the data directory) and
 //! its `path`. **`listener`** takes only the type `"tcp"` and `address`, `tls_disable`,
 //! `tls_cert_file`, `tls_key_file`, `tls_min_version`. Every other key or stanza (`seal`,
@@ -62,6 +64,8 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "disable_mlock",
     "listener",
     "log_level",
+    "login_rate_burst",
+    "login_rate_limit",
     "max_lease_ttl",
     "pid_file",
     "storage",
@@ -94,6 +98,8 @@ pub struct ServerConfig {
     pub disable_mlock: bool,
     /// A file where the server should write its process id, as Vault's `pid_file`.
     pub pid_file: Option<PathBuf>,
+    /// Logins allowed per client address (`login_rate_limit`, `login_rate_burst`).
+    pub login_rate_limit: crate::auth::ratelimit::LoginRateLimit,
     /// Settings that were accepted but have no effect, for the caller to log once logging is up.
     pub warnings: Vec<String>,
 }
@@ -552,6 +558,7 @@ fn build(items: Vec<Item>) -> Result<ServerConfig, ConfigError> {
         log_level: None,
         disable_mlock: false,
         pid_file: None,
+        login_rate_limit: Default::default(),
         warnings: Vec::new(),
     };
     for item in &items {
@@ -573,6 +580,8 @@ fn build(items: Vec<Item>) -> Result<ServerConfig, ConfigError> {
             ("default_lease_ttl", Kind::Value(v)) => config.default_lease_ttl = duration(item, v)?,
             ("max_lease_ttl", Kind::Value(v)) => config.max_lease_ttl = duration(item, v)?,
             ("log_level", Kind::Value(v)) => config.log_level = Some(log_level(item, v)?),
+            ("login_rate_limit", Kind::Value(v)) => config.login_rate_limit.per_second = rate(item, v)?,
+            ("login_rate_burst", Kind::Value(v)) => config.login_rate_limit.burst = rate(item, v)?,
             ("disable_mlock", Kind::Value(v)) => config.disable_mlock = boolean(item, v)?,
             ("pid_file", Kind::Value(v)) => config.pid_file = Some(PathBuf::from(non_empty_string(item, v)?)),
             ("ui", Kind::Value(v)) => {
@@ -780,6 +789,18 @@ fn url(item: &Item, value: &Option<Value>) -> Result<String, ConfigError> {
         ));
     }
     Ok(s)
+}
+
+/// A non-negative integer (a JSON number or a numeric string).
+fn rate(item: &Item, value: &Option<Value>) -> Result<u32, ConfigError> {
+    let n = match value {
+        Some(Value::Number(n)) => n.as_u64(),
+        Some(Value::String(s)) => s.trim().parse::<u64>().ok(),
+        Some(_) => None,
+        None => return Err(not_literal(item)),
+    };
+    n.and_then(|n| u32::try_from(n).ok())
+        .ok_or_else(|| ConfigError::invalid(item.line, format!("`{}` must be a non-negative integer", item.key)))
 }
 
 fn duration(item: &Item, value: &Option<Value>) -> Result<u64, ConfigError> {

@@ -30,6 +30,8 @@ use crate::shamir;
 pub struct Settings {
     pub default_lease_ttl: u64,
     pub max_lease_ttl: u64,
+    /// Logins per client address.
+    pub login_rate_limit: crate::auth::ratelimit::LoginRateLimit,
 }
 
 /// What can go wrong at the barrier; every message is safe to show (no key material).
@@ -477,7 +479,7 @@ mod tests {
     use super::*;
 
     fn settings() -> Settings {
-        Settings { default_lease_ttl: 3600, max_lease_ttl: 7200 }
+        Settings { default_lease_ttl: 3600, max_lease_ttl: 7200, login_rate_limit: Default::default() }
     }
 
     #[tokio::test]

@@ -1,11 +1,13 @@
 //! cairn's HTTP server: the Vault-compatible API, its configuration and listeners.
 
+pub mod auth;
 pub mod auth_token;
 pub mod config;
 pub mod core;
 pub mod duration;
 pub mod engines;
 pub mod http;
+pub mod identity;
 pub mod leases;
 pub mod listener;
 pub mod server;

@@ -70,8 +70,11 @@ pub async fn run(args: ServerArgs) -> Result<(), ServerError> {
             for w in &config.warnings {
                 tracing::warn!("{w}");
             }
-            let settings =
-                Settings { default_lease_ttl: config.default_lease_ttl, max_lease_ttl: config.max_lease_ttl };
+            let settings = Settings {
+                default_lease_ttl: config.default_lease_ttl,
+                max_lease_ttl: config.max_lease_ttl,
+                login_rate_limit: config.login_rate_limit,
+            };
             let core = Arc::new(Core::open(&config.storage.path, settings)?);
             if let Some(pid) = &config.pid_file {
                 std::fs::write(pid, std::process::id().to_string())?;
@@ -100,6 +103,7 @@ async fn run_dev(args: ServerArgs) -> Result<(), ServerError> {
     let settings = Settings {
         default_lease_ttl: crate::config::DEFAULT_LEASE_TTL,
         max_lease_ttl: crate::config::DEFAULT_LEASE_TTL,
+        login_rate_limit: Default::default(),
     };
     let core = Arc::new(Core::open(&data_dir, settings)?);
     let (unseal_key, root_token) = if core.is_initialized() {
@@ -309,17 +313,24 @@ async fn reload_on_hup(
     }
 }
 
-/// Revokes expired tokens, by event, once a second.
+/// Revokes expired tokens and ends expired AppRole secret ids, by event, once a second.
 async fn expire_tokens(core: Arc<Core>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tick.tick().await;
         let Some(unsealed) = core.unsealed().await else { continue };
-        if core.state.load().tokens.expired(now_nanos()).is_empty() {
-            continue;
-        }
-        if let Err(e) = unsealed.submit_as_system(Command::ExpireTokens).await {
+        let (tokens, secret_ids) = {
+            let state = core.state.load();
+            let now = now_nanos();
+            (!state.tokens.expired(now).is_empty(), !state.auth.expired_secret_ids(now, 1).is_empty())
+        };
+        if tokens && let Err(e) = unsealed.submit_as_system(Command::ExpireTokens).await {
             tracing::warn!(error = %e, "could not revoke expired tokens");
+        }
+        if secret_ids
+            && let Err(e) = unsealed.submit_as_system(Command::Auth(commands::AuthCommand::ExpireSecretIds)).await
+        {
+            tracing::warn!(error = %e, "could not end expired secret ids");
         }
     }
 }

@@ -3,8 +3,8 @@
 
 use migrations::{
     AppRoleDeleted, AppRoleWritten, Event, JwtConfigWritten, JwtRoleDeleted, JwtRoleWritten, KubernetesConfigWritten,
-    KubernetesRoleDeleted, KubernetesRoleWritten, SecretIdEnd, SecretIdIssued, SecretIdsDestroyed,
-    UserpassUserDeleted, UserpassUserWritten,
+    KubernetesRoleDeleted, KubernetesRoleWritten, SecretIdEnd, SecretIdIssued, SecretIdsDestroyed, UserpassUserDeleted,
+    UserpassUserWritten,
 };
 use projections::State;
 use projections::auth::{reviewer_jwt_context, userpass_hash_context};
@@ -42,12 +42,17 @@ pub(crate) fn decide(state: &State, cmd: &AuthCommand, env: &dyn Env) -> Decided
             if state.auth.mount(mount).and_then(|m| m.approles.get(name)).is_none() {
                 return Ok((Vec::new(), Reply::Done));
             }
-            Ok((vec![event(Event::AppRoleDeleted(AppRoleDeleted { mount: mount.clone(), name: name.clone() }))], Reply::Done))
+            Ok((
+                vec![event(Event::AppRoleDeleted(AppRoleDeleted { mount: mount.clone(), name: name.clone() }))],
+                Reply::Done,
+            ))
         }
         IssueSecretId { mount, role, custom, metadata, cidr_list, token_bound_cidrs, num_uses, ttl } => {
-            let r = state.auth.mount(mount).and_then(|m| m.approles.get(role)).ok_or_else(|| {
-                Rejection::invalid(format!("role \"{role}\" does not exist"))
-            })?;
+            let r = state
+                .auth
+                .mount(mount)
+                .and_then(|m| m.approles.get(role))
+                .ok_or_else(|| Rejection::invalid(format!("role \"{role}\" does not exist")))?;
             let secret_id = match custom {
                 Some(s) => s.expose().to_string(),
                 None => new_uuid(env)?,
@@ -71,7 +76,9 @@ pub(crate) fn decide(state: &State, cmd: &AuthCommand, env: &dyn Env) -> Decided
                 (Some(t), 0) => *t,
                 (Some(t), max) if *t > 0 && *t <= max => *t,
                 (Some(_), max) => {
-                    return Err(Rejection::invalid(format!("ttl cannot be longer than the role's secret_id_ttl ({max})")));
+                    return Err(Rejection::invalid(format!(
+                        "ttl cannot be longer than the role's secret_id_ttl ({max})"
+                    )));
                 }
                 (None, max) => max,
             };
@@ -156,22 +163,34 @@ pub(crate) fn decide(state: &State, cmd: &AuthCommand, env: &dyn Env) -> Decided
             };
             let mut effects: Vec<Effect> =
                 user.password_hash.iter().map(|v| Effect::Erase { target: v.seq, slots: vec![0] }).collect();
-            effects.push(event(Event::UserpassUserDeleted(UserpassUserDeleted { mount: mount.clone(), name: name.clone() })));
+            effects.push(event(Event::UserpassUserDeleted(UserpassUserDeleted {
+                mount: mount.clone(),
+                name: name.clone(),
+            })));
             Ok((effects, Reply::Done))
         }
         WriteJwtConfig { mount, config } => {
             mount_of(mount)?;
-            Ok((vec![event(Event::JwtConfigWritten(JwtConfigWritten { mount: mount.clone(), config: config.clone() }))], Reply::Done))
+            Ok((
+                vec![event(Event::JwtConfigWritten(JwtConfigWritten { mount: mount.clone(), config: config.clone() }))],
+                Reply::Done,
+            ))
         }
         WriteJwtRole { mount, role } => {
             mount_of(mount)?;
-            Ok((vec![event(Event::JwtRoleWritten(JwtRoleWritten { mount: mount.clone(), role: role.clone() }))], Reply::Done))
+            Ok((
+                vec![event(Event::JwtRoleWritten(JwtRoleWritten { mount: mount.clone(), role: role.clone() }))],
+                Reply::Done,
+            ))
         }
         DeleteJwtRole { mount, name } => {
             if state.auth.mount(mount).and_then(|m| m.jwt_roles.get(name)).is_none() {
                 return Ok((Vec::new(), Reply::Done));
             }
-            Ok((vec![event(Event::JwtRoleDeleted(JwtRoleDeleted { mount: mount.clone(), name: name.clone() }))], Reply::Done))
+            Ok((
+                vec![event(Event::JwtRoleDeleted(JwtRoleDeleted { mount: mount.clone(), name: name.clone() }))],
+                Reply::Done,
+            ))
         }
         WriteK8sConfig { mount, config, reviewer_jwt } => {
             mount_of(mount)?;
@@ -183,16 +202,25 @@ pub(crate) fn decide(state: &State, cmd: &AuthCommand, env: &dyn Env) -> Decided
                 }
                 None => (None, Vec::new()),
             };
-            if let Some(v) = state.auth.mount(mount).and_then(|m| m.k8s_config.as_ref()).and_then(|c| c.token_reviewer_jwt.as_ref()) {
+            if let Some(v) =
+                state.auth.mount(mount).and_then(|m| m.k8s_config.as_ref()).and_then(|c| c.token_reviewer_jwt.as_ref())
+            {
                 effects.push(Effect::Erase { target: v.seq, slots: vec![0] });
             }
-            let e = KubernetesConfigWritten { mount: mount.clone(), config: config.clone(), token_reviewer_jwt: sealed };
+            let e =
+                KubernetesConfigWritten { mount: mount.clone(), config: config.clone(), token_reviewer_jwt: sealed };
             effects.insert(0, Effect::Event(Drafted { event: Event::KubernetesConfigWritten(e), slots }));
             Ok((effects, Reply::Done))
         }
         WriteK8sRole { mount, role } => {
             mount_of(mount)?;
-            Ok((vec![event(Event::KubernetesRoleWritten(KubernetesRoleWritten { mount: mount.clone(), role: role.clone() }))], Reply::Done))
+            Ok((
+                vec![event(Event::KubernetesRoleWritten(KubernetesRoleWritten {
+                    mount: mount.clone(),
+                    role: role.clone(),
+                }))],
+                Reply::Done,
+            ))
         }
         DeleteK8sRole { mount, name } => {
             if state.auth.mount(mount).and_then(|m| m.k8s_roles.get(name)).is_none() {
@@ -206,9 +234,8 @@ pub(crate) fn decide(state: &State, cmd: &AuthCommand, env: &dyn Env) -> Decided
 
 /// Whether the block `inner` lies inside the block `outer` (both normalised).
 fn subset(inner: &str, outer: &str) -> bool {
-    let parse = |s: &str| {
-        s.parse::<ipnet::IpNet>().ok().or_else(|| s.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from))
-    };
+    let parse =
+        |s: &str| s.parse::<ipnet::IpNet>().ok().or_else(|| s.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from));
     match (parse(inner), parse(outer)) {
         (Some(i), Some(o)) => o.contains(&i),
         _ => false,

@@ -143,6 +143,7 @@ fn decide_command(state: &State, cmd: &Command, token: Option<&Token>, env: &dyn
             crate::wrapping::wrap(state, response, *ttl, creation_path, wrapped_accessor, env)
         }
         Unwrap { accessor } => crate::wrapping::unwrap(state, accessor),
+        Rewrap { accessor } => crate::wrapping::rewrap(state, accessor, env),
     }
 }
 

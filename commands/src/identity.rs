@@ -57,9 +57,7 @@ pub(crate) fn decide(state: &State, cmd: &IdentityCommand, env: &dyn Env) -> Dec
                 return Err(Rejection::invalid("alias with combination of mount accessor and name already exists"));
             }
             if ids.aliases_of(&a.canonical_id).iter().any(|o| o.id != a.id && o.mount_accessor == a.mount_accessor) {
-                return Err(Rejection::invalid(
-                    "alias already exists for requested entity and mount accessor",
-                ));
+                return Err(Rejection::invalid("alias already exists for requested entity and mount accessor"));
             }
             let reply = Reply::IdentityWritten { id: a.id.clone(), name: a.name.clone() };
             Ok((vec![event(Event::EntityAliasWritten(EntityAliasWritten { alias: a, time: now }))], reply))

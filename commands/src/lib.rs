@@ -28,12 +28,12 @@ mod token;
 mod wrapping;
 
 pub use auth::{SECRET_ID_DOMAIN, secret_id_hash};
-pub use wrapping::{RESPONSE_PATH, WRAPPING_POLICY};
 pub use decide::{Drafted, Effect, Outcome, decide};
 pub use env::Env;
 pub use ids::{new_accessor, new_token_id, new_uuid};
 pub use rejection::Rejection;
 pub use request::{
-    AuthCommand, Caller, Command, DbCommand, IdentityCommand, KvMetadataUpdate, Login, LoginProof, Reply, Request, Secret,
-    TokenParams, VerifiedLogin,
+    AuthCommand, Caller, Command, DbCommand, IdentityCommand, KvMetadataUpdate, Login, LoginProof, Reply, Request,
+    Secret, TokenParams, VerifiedLogin,
 };
+pub use wrapping::{RESPONSE_PATH, WRAPPING_POLICY};

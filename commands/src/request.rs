@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use migrations::{
     Access, AppRole, DbConnectionConfig, DbRole, DbStaticRole, Entity, EntityAlias, Group, GroupAlias, JwtConfig,
-    JwtRole, KubernetesConfig, KubernetesRole, KvMetadata, LeaseEnd, LeaseSecret, MountClass, MountConfig,
-    SecretIdEnd, TokenRole, TokenSettings,
+    JwtRole, KubernetesConfig, KubernetesRole, KvMetadata, LeaseEnd, LeaseSecret, MountClass, MountConfig, SecretIdEnd,
+    TokenRole, TokenSettings,
 };
 use zeroize::Zeroizing;
 
@@ -209,6 +209,10 @@ pub enum Command {
     },
     /// A wrapping token's response was read: the token ends, its cubbyhole is erased.
     Unwrap {
+        accessor: String,
+    },
+    /// Moves a wrapped response to a new wrapping token (same TTL); the old one ends.
+    Rewrap {
         accessor: String,
     },
 }

@@ -70,11 +70,29 @@ pub(crate) fn wrap(
     Ok((effects, Reply::Wrapped { token: id, accessor, creation_time: now }))
 }
 
-/// Ends a wrapping token (its cubbyhole, the response, is erased with it).
-pub(crate) fn unwrap(state: &State, accessor: &str) -> Decided {
+/// A live wrapping token, or the refusal Vault gives.
+fn wrapping_token<'s>(state: &'s State, accessor: &str) -> Result<&'s projections::token::Token, Rejection> {
     let t = state.tokens.by_accessor(accessor).ok_or(Rejection::PermissionDenied)?;
     if t.policies.iter().all(|p| p != WRAPPING_POLICY) {
         return Err(Rejection::invalid("token is not a valid response-wrapping token"));
     }
+    Ok(t)
+}
+
+pub(crate) fn rewrap(state: &State, accessor: &str, env: &dyn Env) -> Decided {
+    let t = wrapping_token(state, accessor)?;
+    let store = cubbyhole_mount(accessor);
+    let v = state.kv.v1(&store, RESPONSE_PATH).ok_or_else(|| Rejection::invalid("no wrapped response found"))?;
+    let plain = env.open(&v.sealed, &v.slot, &kv_v1_context(&store, RESPONSE_PATH))?;
+    let text = std::str::from_utf8(&plain).map_err(|_| Rejection::Internal("wrapped response is not text".into()))?;
+    let wrapped_accessor = t.meta.get("wrapped_accessor").cloned().unwrap_or_default();
+    let (mut effects, reply) = wrap(state, &Secret::new(text), t.creation_ttl, &t.path, &wrapped_accessor, env)?;
+    effects.extend(crate::token::revoke_subtree(state, accessor, migrations::RevocationReason::Revoked));
+    Ok((effects, reply))
+}
+
+/// Ends a wrapping token (its cubbyhole, the response, is erased with it).
+pub(crate) fn unwrap(state: &State, accessor: &str) -> Decided {
+    wrapping_token(state, accessor)?;
     Ok((crate::token::revoke_subtree(state, accessor, migrations::RevocationReason::UsesExhausted), Reply::Done))
 }

@@ -84,7 +84,11 @@ impl AuthMount {
     /// Accessors of a role's secret ids, in order.
     pub fn secret_id_accessors(&self, role: &str) -> Vec<String> {
         let from = (role.to_string(), String::new());
-        self.secret_id_accessors.range(from..).take_while(|((r, _), _)| r == role).map(|((_, a), _)| a.clone()).collect()
+        self.secret_id_accessors
+            .range(from..)
+            .take_while(|((r, _), _)| r == role)
+            .map(|((_, a), _)| a.clone())
+            .collect()
     }
 
     pub fn secret_id_by_accessor(&self, role: &str, accessor: &str) -> Option<&Arc<SecretId>> {
@@ -130,7 +134,12 @@ impl AuthMethods {
     pub(crate) fn drop_mount(&mut self, uuid: &str) {
         if let Some(m) = self.mounts.remove(uuid) {
             for s in m.secret_ids.values() {
-                self.secret_id_expiry.remove(&(s.expiration_time, uuid.to_string(), s.role.clone(), s.accessor.clone()));
+                self.secret_id_expiry.remove(&(
+                    s.expiration_time,
+                    uuid.to_string(),
+                    s.role.clone(),
+                    s.accessor.clone(),
+                ));
             }
         }
     }
@@ -209,7 +218,12 @@ impl AuthMethods {
         for accessor in accessors {
             let Some(hash) = m.secret_id_accessors.remove(&(role.to_string(), accessor.clone())) else { continue };
             if let Some(s) = m.secret_ids.remove(&hash) {
-                self.secret_id_expiry.remove(&(s.expiration_time, mount.to_string(), role.to_string(), accessor.clone()));
+                self.secret_id_expiry.remove(&(
+                    s.expiration_time,
+                    mount.to_string(),
+                    role.to_string(),
+                    accessor.clone(),
+                ));
             }
         }
     }

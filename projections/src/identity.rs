@@ -99,7 +99,9 @@ impl Identity {
     }
 
     pub fn group_alias_by_name(&self, mount_accessor: &str, name: &str) -> Option<&Arc<GroupAlias>> {
-        self.group_alias_keys.get(&(mount_accessor.to_string(), name.to_string())).and_then(|id| self.group_aliases.get(id))
+        self.group_alias_keys
+            .get(&(mount_accessor.to_string(), name.to_string()))
+            .and_then(|id| self.group_aliases.get(id))
     }
 
     /// The groups an entity belongs to directly (internal lists, external claims).

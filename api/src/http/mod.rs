@@ -24,11 +24,12 @@ use projections::token::Token;
 
 use crate::core::{Core, Unsealed, now_nanos};
 use reply::{ACL_DENIED, Reply};
-use request::{MAX_BODY, VaultRequest, parse_body, parse_query, token_from};
+use request::{MAX_BODY, VaultRequest, parse_body, parse_query, token_from, wrap_ttl_from};
 
 /// The axum router serving the whole API.
 pub fn router(core: Arc<Core>) -> Router {
-    let api = Arc::new(Api { core, acls: Mutex::new(HashMap::new()) });
+    let login_limiter = crate::auth::ratelimit::LoginLimiter::new(core.settings.login_rate_limit);
+    let api = Arc::new(Api { core, acls: Mutex::new(HashMap::new()), login_limiter });
     Router::new().fallback(handle).with_state(api)
 }
 
@@ -37,6 +38,8 @@ pub struct Api {
     pub core: Arc<Core>,
     /// Compiled ACLs by policy set.
     acls: Mutex<HashMap<Vec<String>, CachedAcl>>,
+    /// Logins per client address.
+    pub login_limiter: crate::auth::ratelimit::LoginLimiter,
 }
 
 /// A compiled ACL, valid for one policy generation and until its earliest rule expiry.
@@ -52,27 +55,53 @@ impl CachedAcl {
     }
 }
 
+/// The built-in policy of wrapping tokens (Vault's): they can only be unwrapped.
+const WRAPPING_POLICY_TEXT: &str = r#"
+path "cubbyhole/response" { capabilities = ["create", "read"] }
+path "sys/wrapping/unwrap" { capabilities = ["update"] }
+"#;
+
+static WRAPPING_POLICY: std::sync::LazyLock<Option<Arc<projections::policy::Policy>>> =
+    std::sync::LazyLock::new(|| {
+        projections::policy::parse_policy(commands::WRAPPING_POLICY, WRAPPING_POLICY_TEXT).ok().map(Arc::new)
+    });
+
 impl Api {
+    /// The token's ACL: its own policies and those its entity and groups add.
     pub fn acl_for(&self, state: &State, token: &Token) -> Arc<Acl> {
         if token.is_root() {
             return Arc::new(Acl::root());
         }
+        let mut names = token.policies.clone();
+        if !token.entity_id.is_empty() {
+            for p in state.identity.policies_of(&token.entity_id) {
+                if !names.contains(&p) {
+                    names.push(p);
+                }
+            }
+            names.sort();
+        }
         let generation = state.policies.generation();
         if let Ok(cache) = self.acls.lock()
-            && let Some(cached) = cache.get(&token.policies)
+            && let Some(cached) = cache.get(&names)
             && cached.fresh(generation)
         {
             return cached.acl.clone();
         }
-        let parsed: Vec<_> =
-            token.policies.iter().filter_map(|p| state.policies.get(p)).map(|p| p.parsed.clone()).collect();
+        let parsed: Vec<_> = names
+            .iter()
+            .filter_map(|p| match p.as_str() {
+                commands::WRAPPING_POLICY => WRAPPING_POLICY.clone(),
+                _ => state.policies.get(p).map(|p| p.parsed.clone()),
+            })
+            .collect();
         let refs: Vec<&projections::policy::Policy> = parsed.iter().map(|p| p.as_ref()).collect();
         let acl = Arc::new(Acl::new(&refs));
         if let Ok(mut cache) = self.acls.lock() {
             if cache.len() > 10_000 {
                 cache.clear();
             }
-            cache.insert(token.policies.clone(), CachedAcl { generation, acl: acl.clone() });
+            cache.insert(names, CachedAcl { generation, acl: acl.clone() });
         }
         acl
     }
@@ -195,6 +224,7 @@ async fn run(api: &Api, http: HttpRequest<Body>, remote_addr: String, id: &str) 
         token: token_from(&parts.headers),
         remote_addr,
         list,
+        wrap_ttl: wrap_ttl_from(&parts.headers)?,
     };
 
     if let Some(reply) = crate::sys::seal::unauthenticated(&api.core, &req).await {
@@ -207,11 +237,20 @@ async fn run(api: &Api, http: HttpRequest<Body>, remote_addr: String, id: &str) 
         return Err(Reply::error(503, "Vault is sealed"));
     };
     let state = api.core.state.load_full();
+    if let Some(reply) = unauthenticated(api, &unsealed, &req, &state).await {
+        let reply = reply?;
+        return match req.wrap_ttl {
+            Some(ttl) => crate::sys::wrapping::wrap_reply(&unsealed, &req, reply, ttl).await,
+            None => Ok(reply),
+        };
+    }
     let token = req
         .token
         .as_deref()
         .and_then(|t| state.tokens.by_hash(&commands::Env::token_hash(unsealed.env.as_ref(), t)))
         .filter(|t| !t.expired(now_nanos()))
+        .filter(|t| commands::cidr::allows(&t.bound_cidrs, &req.remote_addr))
+        .filter(|t| t.entity_id.is_empty() || state.identity.entity(&t.entity_id).is_none_or(|e| !e.disabled))
         .cloned();
     let op = operation(&req, &state);
     let Some(token) = token else {
@@ -221,7 +260,7 @@ async fn run(api: &Api, http: HttpRequest<Body>, remote_addr: String, id: &str) 
     let acl = api.acl_for(&state, &token);
     let acl_path =
         if op == Operation::List && !req.path.ends_with('/') { format!("{}/", req.path) } else { req.path.clone() };
-    let decision = acl.check(&acl_path, op, &req.data);
+    let decision = acl.check_wrapped(&acl_path, op, &req.data, req.wrap_ttl);
     let needs_sudo = crate::sys::needs_sudo(&req.path, op);
     let self_authorizing = crate::sys::self_authorizing(&req.path);
     if !self_authorizing && (!decision.allowed || (needs_sudo && !decision.sudo)) {
@@ -230,10 +269,38 @@ async fn run(api: &Api, http: HttpRequest<Body>, remote_addr: String, id: &str) 
     }
     let sudo = decision.sudo || token.is_root();
     let ctx = Ctx { api, req: &req, state: state.clone(), unsealed: &unsealed, token, acl, op, sudo };
-    match dispatch(&ctx).await {
+    let reply = answer(&ctx, &unsealed, &state).await?;
+    match req.wrap_ttl {
+        Some(ttl) => crate::sys::wrapping::wrap_reply(&unsealed, &req, reply, ttl).await,
+        None => Ok(reply),
+    }
+}
+
+/// Requests answered without a token: logins, and `sys/wrapping/lookup`.
+async fn unauthenticated(
+    api: &Api,
+    unsealed: &Arc<Unsealed>,
+    req: &VaultRequest,
+    state: &Arc<State>,
+) -> Option<Result<Reply, Reply>> {
+    if req.path.trim_end_matches('/') == "sys/wrapping/lookup" && matches!(req.method.as_str(), "POST" | "PUT") {
+        return Some(crate::sys::wrapping::lookup(unsealed, req, state).await);
+    }
+    let (mount, rest) = state.mounts.route(&req.path)?;
+    if mount.class != migrations::MountClass::Auth || !crate::auth::is_login(mount, rest) {
+        return None;
+    }
+    let mount = mount.clone();
+    Some(crate::auth::login::login(api, unsealed, req, state, &mount, rest).await)
+}
+
+/// Dispatches an authorized request and records its access event (with its write).
+async fn answer(ctx: &Ctx<'_>, unsealed: &Arc<Unsealed>, state: &Arc<State>) -> Result<Reply, Reply> {
+    let (api, req, op) = (ctx.api, ctx.req, ctx.op);
+    match dispatch(ctx).await {
         Err(reply) => {
             let outcome = AccessOutcome::Failed(reply.status());
-            record(api, &unsealed, &req, op, Some(&ctx.token), outcome, &state).await?;
+            record(api, unsealed, req, op, Some(&ctx.token), outcome, state).await?;
             Err(reply)
         }
         Ok(Handled::Read(reply)) => {
@@ -241,14 +308,14 @@ async fn run(api: &Api, http: HttpRequest<Body>, remote_addr: String, id: &str) 
             if let Some(data) = reply.data_object() {
                 access.response_hmac = commands::access::hmac_fields(data, |b| unsealed.env.audit_hash(b));
             }
-            let committed = submit(&unsealed, &req, ctx.caller(), ctx.actor(), access, None).await?;
+            let committed = submit(unsealed, req, ctx.caller(), ctx.actor(), access, None).await?;
             committed.result.map_err(rejection_reply)?;
             Ok(reply)
         }
         Ok(Handled::Recorded(reply)) => Ok(reply),
         Ok(Handled::Write { command, render }) => {
             let committed =
-                submit(&unsealed, &req, ctx.caller(), ctx.actor(), ctx.access(AccessOutcome::Allowed), Some(command))
+                submit(unsealed, req, ctx.caller(), ctx.actor(), ctx.access(AccessOutcome::Allowed), Some(command))
                     .await?;
             match &committed.result {
                 Ok(_) => Ok(render(&committed)),
@@ -267,10 +334,16 @@ async fn dispatch(ctx: &Ctx<'_>) -> Result<Handled, Reply> {
     if let Some(rest) = path.strip_prefix("auth/token/").or_else(|| (path == "auth/token").then_some("")) {
         return crate::auth_token::handle(ctx, rest);
     }
+    if let Some(rest) = path.strip_prefix("identity/") {
+        return crate::identity::handle(ctx, rest);
+    }
     let Some((mount, rest)) = ctx.state.mounts.route(path) else {
         return Err(Reply::error(404, format!("no handler for route \"{path}\". route entry not found.")));
     };
     let mount = mount.clone();
+    if mount.class == migrations::MountClass::Auth {
+        return crate::auth::handle(ctx, &mount, rest).await;
+    }
     match mount.kind.as_str() {
         "kv" if mount.kv_version() == 2 => crate::engines::kv_v2::handle(ctx, &mount, rest),
         "kv" => crate::engines::kv_v1::handle(ctx, &mount, &mount.uuid, rest),
@@ -337,7 +410,7 @@ fn op_name(op: Operation) -> &'static str {
     }
 }
 
-fn actor_of(token: Option<&Token>, req: &VaultRequest) -> ledger::Actor {
+pub(crate) fn actor_of(token: Option<&Token>, req: &VaultRequest) -> ledger::Actor {
     ledger::Actor {
         accessor: token.map(|t| clip(&t.accessor)).unwrap_or_default(),
         entity_id: token.and_then(|t| uuid::Uuid::parse_str(&t.entity_id).ok()).map(|u| *u.as_bytes()),
@@ -398,6 +471,35 @@ async fn record(
     unsealed.sequencer.submit(request).await.map(|_| ()).map_err(unavailable)
 }
 
+/// Records a request made without a token (a login, a wrapping lookup), with its write if
+/// any, and waits for it to be durable.
+pub(crate) async fn record_anonymous(
+    unsealed: &Unsealed,
+    req: &VaultRequest,
+    state: &State,
+    outcome: AccessOutcome,
+    command: Option<Command>,
+) -> Result<Committed, Reply> {
+    let access = Access {
+        operation: "update".into(),
+        path: req.path.clone(),
+        mount_accessor: state.mounts.route(&req.path).map(|(m, _)| m.accessor.clone()).unwrap_or_default(),
+        outcome,
+        policies: Vec::new(),
+        request_hmac: commands::access::hmac_fields(&req.data, |b| unsealed.env.audit_hash(b)),
+        response_hmac: Default::default(),
+        used_token: false,
+    };
+    let request = Request {
+        caller: None,
+        actor: actor_of(None, req),
+        request_id: request_id_bytes(&req.id),
+        access: Some(access),
+        command,
+    };
+    unsealed.sequencer.submit(request).await.map_err(unavailable)
+}
+
 async fn submit(
     unsealed: &Unsealed,
     req: &VaultRequest,
@@ -412,7 +514,7 @@ async fn submit(
 }
 
 /// The ledger could not make the request durable: fail closed.
-fn unavailable(e: commands::sequencer::SequencerError) -> Reply {
+pub(crate) fn unavailable(e: commands::sequencer::SequencerError) -> Reply {
     tracing::error!(error = %e, "request refused: the ledger cannot record it");
     Reply::error(503, "the audit ledger cannot record this request; refusing it")
 }
@@ -426,6 +528,6 @@ pub fn rejection_reply(r: commands::Rejection) -> Reply {
     }
 }
 
-fn request_id_bytes(id: &str) -> [u8; 16] {
+pub(crate) fn request_id_bytes(id: &str) -> [u8; 16] {
     uuid::Uuid::parse_str(id).map(|u| *u.as_bytes()).unwrap_or_default()
 }

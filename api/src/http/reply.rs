@@ -36,6 +36,8 @@ pub struct Envelope {
     pub data: Option<Value>,
     pub warnings: Vec<String>,
     pub auth: Option<Value>,
+    /// A wrapped answer: `data` and `auth` stay empty, and the request id too.
+    pub wrap_info: Option<Value>,
     /// Legacy `sys/` reads also copy every `data` key to the top level.
     pub copy_data_to_top: bool,
 }
@@ -103,27 +105,8 @@ impl Reply {
     pub fn into_response(self, request_id: &str) -> Response {
         match self {
             Reply::Envelope(e) => {
-                let e = *e;
-                let mut body = Map::new();
-                if e.copy_data_to_top
-                    && let Some(Value::Object(d)) = &e.data
-                {
-                    for (k, v) in d {
-                        body.insert(k.clone(), v.clone());
-                    }
-                }
-                body.insert(
-                    "request_id".into(),
-                    json!(if e.request_id.is_empty() { request_id } else { &e.request_id }),
-                );
-                body.insert("lease_id".into(), json!(e.lease_id));
-                body.insert("renewable".into(), json!(e.renewable));
-                body.insert("lease_duration".into(), json!(e.lease_duration));
-                body.insert("data".into(), e.data.unwrap_or(Value::Null));
-                body.insert("wrap_info".into(), Value::Null);
-                body.insert("warnings".into(), if e.warnings.is_empty() { Value::Null } else { json!(e.warnings) });
-                body.insert("auth".into(), e.auth.unwrap_or(Value::Null));
-                json_response(e.status, &Value::Object(body))
+                let status = e.status;
+                json_response(status, &envelope_json(*e, request_id))
             }
             Reply::Raw(status, v) => json_response(status, &v),
             Reply::NoContent => with_headers(StatusCode::NO_CONTENT, Body::empty()),
@@ -135,6 +118,32 @@ impl Reply {
             Reply::Error(status, errors) => json_response(status, &json!({ "errors": errors })),
         }
     }
+}
+
+/// The JSON body of an envelope; `request_id` fills the envelope's when it has none.
+pub fn envelope_json(e: Envelope, request_id: &str) -> Value {
+    let mut body = Map::new();
+    if e.copy_data_to_top
+        && let Some(Value::Object(d)) = &e.data
+    {
+        for (k, v) in d {
+            body.insert(k.clone(), v.clone());
+        }
+    }
+    let id = match (&e.wrap_info, e.request_id.is_empty()) {
+        (Some(_), _) => "",
+        (None, true) => request_id,
+        (None, false) => &e.request_id,
+    };
+    body.insert("request_id".into(), json!(id));
+    body.insert("lease_id".into(), json!(e.lease_id));
+    body.insert("renewable".into(), json!(e.renewable));
+    body.insert("lease_duration".into(), json!(e.lease_duration));
+    body.insert("data".into(), e.data.unwrap_or(Value::Null));
+    body.insert("wrap_info".into(), e.wrap_info.unwrap_or(Value::Null));
+    body.insert("warnings".into(), if e.warnings.is_empty() { Value::Null } else { json!(e.warnings) });
+    body.insert("auth".into(), e.auth.unwrap_or(Value::Null));
+    Value::Object(body)
 }
 
 fn code(status: u16) -> StatusCode {

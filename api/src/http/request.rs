@@ -24,6 +24,8 @@ pub struct VaultRequest {
     pub token: Option<String>,
     pub remote_addr: String,
     pub list: bool,
+    /// `X-Vault-Wrap-TTL`, seconds: the answer is to be wrapped.
+    pub wrap_ttl: Option<u64>,
 }
 
 impl VaultRequest {
@@ -48,6 +50,18 @@ pub fn token_from(headers: &HeaderMap) -> Option<String> {
     let auth = headers.get("authorization")?.to_str().ok()?;
     let t = auth.strip_prefix("Bearer ")?.trim();
     (!t.is_empty()).then(|| t.to_string())
+}
+
+/// `X-Vault-Wrap-TTL` (a Go duration or seconds); `Err` for a value that is neither.
+pub fn wrap_ttl_from(headers: &HeaderMap) -> Result<Option<u64>, Reply> {
+    let Some(v) = headers.get("x-vault-wrap-ttl") else { return Ok(None) };
+    let text = v.to_str().map_err(|_| Reply::error(400, "invalid wrap TTL"))?.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    let ttl = crate::duration::parse_duration_value(&Value::String(text.to_string()))
+        .map_err(|e| Reply::error(400, format!("error parsing wrap TTL: {e}")))?;
+    Ok((ttl > 0).then_some(ttl))
 }
 
 /// Parses the body: a JSON object; a form when the type is form-urlencoded and the body

@@ -6,6 +6,7 @@ pub mod leases;
 pub mod mounts;
 pub mod policies;
 pub mod seal;
+pub mod wrapping;
 
 use projections::policy::Operation;
 
@@ -50,6 +51,7 @@ pub async fn handle(ctx: &Ctx<'_>) -> Result<Handled, Reply> {
         "policy" => policies::handle(ctx, tail, true),
         "capabilities" | "capabilities-self" | "capabilities-accessor" => capabilities::handle(ctx, head),
         "leases" => leases::handle(ctx, tail).await,
+        "wrapping" => wrapping::handle(ctx, tail),
         "key-status" => keys::key_status(ctx),
         "rotate" if tail.is_empty() || tail == "keyring" => keys::rotate(ctx).await,
         "ledger" if tail == "keys" => keys::ledger_keys(ctx),
