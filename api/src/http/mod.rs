@@ -283,8 +283,21 @@ async fn unauthenticated(
     req: &VaultRequest,
     state: &Arc<State>,
 ) -> Option<Result<Reply, Reply>> {
-    if req.path.trim_end_matches('/') == "sys/wrapping/lookup" && matches!(req.method.as_str(), "POST" | "PUT") {
+    let path = req.path.trim_end_matches('/');
+    if path == "sys/wrapping/lookup" && matches!(req.method.as_str(), "POST" | "PUT") {
         return Some(crate::sys::wrapping::lookup(unsealed, req, state).await);
+    }
+    if path == "sys/wrapping/unwrap" && req.get_str("token").is_none_or(str::is_empty) {
+        // The header token is the wrapping token: a dead one is a bad wrapping token (400),
+        // not a bad client token (403), as Vault answers.
+        let live = req
+            .token
+            .as_deref()
+            .and_then(|t| state.tokens.by_hash(&commands::Env::token_hash(unsealed.env.as_ref(), t)))
+            .is_some_and(|t| !t.expired(now_nanos()));
+        if !live {
+            return Some(crate::sys::wrapping::invalid(unsealed, req, state).await);
+        }
     }
     let (mount, rest) = state.mounts.route(&req.path)?;
     if mount.class != migrations::MountClass::Auth || !crate::auth::is_login(mount, rest) {

@@ -141,6 +141,13 @@ pub fn handle(ctx: &Ctx<'_>, tail: &str) -> Result<Handled, Reply> {
     }
 }
 
+/// An unwrap with a wrapping token that is used up, expired or unknown: recorded, and
+/// refused with 400.
+pub async fn invalid(unsealed: &Arc<Unsealed>, req: &VaultRequest, state: &Arc<State>) -> Result<Reply, Reply> {
+    record_anonymous(unsealed, req, state, AccessOutcome::Failed(400), None).await?;
+    Err(Reply::error(400, INVALID))
+}
+
 /// `sys/wrapping/lookup`: unauthenticated, the wrapping token in the body.
 pub async fn lookup(unsealed: &Arc<Unsealed>, req: &VaultRequest, state: &Arc<State>) -> Result<Reply, Reply> {
     let found = req
