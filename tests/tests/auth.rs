@@ -351,15 +351,14 @@ fn bindings_secret_id_ttls_and_bound_tokens() -> Result<()> {
         .as_str()
         .context("sid")?
         .to_string();
-    refused(
-        &s,
-        None,
-        "PUT",
-        "auth/approle/login",
-        json!({"role_id": far_id, "secret_id": far_secret}),
-        400,
-        &["invalid role or secret ID"],
-    )?;
+    // OpenBao names the CIDR restriction (with a Go formatting bug); cairn gives every
+    // AppRole login failure one answer.
+    let (status, body) =
+        call(&s, None, "PUT", "auth/approle/login", Some(json!({"role_id": far_id, "secret_id": far_secret})))?;
+    ensure!(status == 400, "{status} {body}");
+    if is_cairn(&s) {
+        ensure!(body == json!({"errors": ["invalid role or secret ID"]}), "{body}");
+    }
 
     // A short-lived secret id, and tokens bound to loopback (/32 is shown as an address).
     ok(
@@ -519,7 +518,15 @@ fn any_response_can_be_wrapped_looked_up_rewrapped_and_unwrapped_once() -> Resul
     let t = ww["wrap_info"]["token"].as_str().context("token")?.to_string();
     let (_, un) = call(&s, Some(&t), "PUT", "sys/wrapping/unwrap", None)?;
     ensure!(un["data"] == json!({"a": "b"}), "{un}");
-    refused(&s, Some(ROOT), "PUT", "sys/wrapping/wrap", json!({"a": "b"}), 400, &["no wrap TTL specified"])?;
+    refused(
+        &s,
+        Some(ROOT),
+        "PUT",
+        "sys/wrapping/wrap",
+        json!({"a": "b"}),
+        400,
+        &["endpoint requires response wrapping to be used"],
+    )?;
     Ok(())
 }
 

@@ -98,7 +98,7 @@ pub fn handle(ctx: &Ctx<'_>, tail: &str) -> Result<Handled, Reply> {
     match tail {
         "wrap" => {
             if ctx.req.wrap_ttl.is_none() {
-                return Err(Reply::error(400, "no wrap TTL specified"));
+                return Err(Reply::error(400, "endpoint requires response wrapping to be used"));
             }
             Ok(Handled::Read(Reply::data(Value::Object(ctx.req.data.clone()))))
         }
