@@ -557,3 +557,54 @@ fn logins_are_rate_limited_per_client_address() -> Result<()> {
     ensure!(status == 200, "{status}");
     Ok(())
 }
+
+#[test]
+fn one_templated_policy_gives_every_user_a_path_of_their_own() -> Result<()> {
+    let s = DevServer::start()?;
+    ok(&s, "POST", "sys/auth/userpass", Some(json!({"type": "userpass"})))?;
+    let accessor =
+        ok(&s, "GET", "sys/auth", None)?["data"]["userpass/"]["accessor"].as_str().context("accessor")?.to_string();
+    let policy = format!(
+        "path \"secret/data/users/{{{{identity.entity.aliases.{accessor}.name}}}}/*\" {{ capabilities = [\"create\", \"update\", \"read\"] }}\n\
+         path \"secret/data/by-id/{{{{identity.entity.id}}}}\" {{ capabilities = [\"read\"] }}"
+    );
+    ok(&s, "PUT", "sys/policies/acl/own", Some(json!({ "policy": policy })))?;
+    let mut tokens = Vec::new();
+    for user in ["alice", "bob"] {
+        ok(
+            &s,
+            "POST",
+            &format!("auth/userpass/users/{user}"),
+            Some(json!({"password": "pw", "token_policies": ["own"]})),
+        )?;
+        let (status, login) =
+            call(&s, None, "PUT", &format!("auth/userpass/login/{user}"), Some(json!({"password": "pw"})))?;
+        ensure!(status == 200, "{login}");
+        let token = login["auth"]["client_token"].as_str().context("token")?.to_string();
+        let entity = login["auth"]["entity_id"].as_str().context("entity")?.to_string();
+        tokens.push((user, token, entity));
+    }
+    for (user, token, entity) in &tokens {
+        let (status, body) = call(
+            &s,
+            Some(token),
+            "PUT",
+            &format!("secret/data/users/{user}/notes"),
+            Some(json!({"data": {"n": user}})),
+        )?;
+        ensure!(status == 200, "{user} writes their own path: {status} {body}");
+        let other = if *user == "alice" { "bob" } else { "alice" };
+        let (status, _) = call(
+            &s,
+            Some(token),
+            "PUT",
+            &format!("secret/data/users/{other}/notes"),
+            Some(json!({"data": {"n": user}})),
+        )?;
+        ensure!(status == 403, "{user} writes {other}'s path: {status}");
+        ok(&s, "PUT", &format!("secret/data/by-id/{entity}"), Some(json!({"data": {"mine": true}})))?;
+        let (status, _) = call(&s, Some(token), "GET", &format!("secret/data/by-id/{entity}"), None)?;
+        ensure!(status == 200, "{user} reads by entity id: {status}");
+    }
+    Ok(())
+}

@@ -19,7 +19,7 @@ use commands::sequencer::Committed;
 use commands::{Caller, Command, Request};
 use migrations::{Access, Outcome as AccessOutcome};
 use projections::State;
-use projections::policy::{Acl, Operation};
+use projections::policy::{Acl, Operation, template};
 use projections::token::Token;
 
 use crate::core::{Core, Unsealed, now_nanos};
@@ -42,14 +42,15 @@ pub struct Api {
     pub login_limiter: crate::auth::ratelimit::LoginLimiter,
 }
 
-/// A compiled ACL, valid for one policy generation and until its earliest rule expiry.
+/// A compiled ACL, valid for one generation of policies (and of identity, for ACLs with
+/// identity templates) and until its earliest rule expiry.
 struct CachedAcl {
-    generation: u64,
+    generation: (u64, u64),
     acl: Arc<Acl>,
 }
 
 impl CachedAcl {
-    fn fresh(&self, generation: u64) -> bool {
+    fn fresh(&self, generation: (u64, u64)) -> bool {
         let now = i64::try_from(now_nanos() / 1_000_000_000).unwrap_or(i64::MAX);
         self.generation == generation && self.acl.valid_until().is_none_or(|until| now < until)
     }
@@ -81,13 +82,6 @@ impl Api {
             }
             names.sort();
         }
-        let generation = state.policies.generation();
-        if let Ok(cache) = self.acls.lock()
-            && let Some(cached) = cache.get(&names)
-            && cached.fresh(generation)
-        {
-            return cached.acl.clone();
-        }
         let parsed: Vec<_> = names
             .iter()
             .filter_map(|p| match p.as_str() {
@@ -95,13 +89,32 @@ impl Api {
                 _ => state.policies.get(p).map(|p| p.parsed.clone()),
             })
             .collect();
-        let refs: Vec<&projections::policy::Policy> = parsed.iter().map(|p| p.as_ref()).collect();
+        // Templated policies compile per entity, and again whenever identity changes.
+        let templated = parsed.iter().any(|p| p.is_templated());
+        let generation = (state.policies.generation(), if templated { state.identity.generation() } else { 0 });
+        let mut key = names;
+        if templated {
+            key.push(format!("\0entity:{}", token.entity_id));
+        }
+        if let Ok(cache) = self.acls.lock()
+            && let Some(cached) = cache.get(&key)
+            && cached.fresh(generation)
+        {
+            return cached.acl.clone();
+        }
+        let rendered: Vec<projections::policy::Policy> = if templated {
+            parsed.iter().map(|p| template::render(p, &state.identity, &token.entity_id)).collect()
+        } else {
+            Vec::new()
+        };
+        let refs: Vec<&projections::policy::Policy> =
+            if templated { rendered.iter().collect() } else { parsed.iter().map(|p| p.as_ref()).collect() };
         let acl = Arc::new(Acl::new(&refs));
         if let Ok(mut cache) = self.acls.lock() {
             if cache.len() > 10_000 {
                 cache.clear();
             }
-            cache.insert(names, CachedAcl { generation, acl: acl.clone() });
+            cache.insert(key, CachedAcl { generation, acl: acl.clone() });
         }
         acl
     }

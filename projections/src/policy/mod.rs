@@ -32,6 +32,7 @@ mod params;
 mod parse;
 mod scalars;
 mod source;
+pub mod template;
 
 #[cfg(test)]
 mod tests;
