@@ -744,3 +744,125 @@ fn a_mount_with_live_leases_cannot_be_disabled() {
     w.ok("root", Command::DisableMount { prefix: "kv/".into() });
     assert!(w.state.mounts.at_prefix("kv/").is_none());
 }
+
+/// Enables an AppRole mount with role `web` (two uses per secret id); its uuid and role id.
+fn approle_world() -> (World, String, String) {
+    let mut w = World::new();
+    w.ok(
+        "root",
+        Command::EnableMount {
+            path: "approle/".into(),
+            class: migrations::MountClass::Auth,
+            kind: "approle".into(),
+            description: String::new(),
+            options: BTreeMap::new(),
+            config: Default::default(),
+            local: false,
+            seal_wrap: false,
+        },
+    );
+    let mount = w.state.mounts.at_prefix("auth/approle/").expect("mount").uuid.clone();
+    let role = migrations::AppRole {
+        name: "web".into(),
+        role_id: "role-1".into(),
+        bind_secret_id: true,
+        secret_id_num_uses: 2,
+        token: migrations::TokenSettings { token_policies: vec!["app".into()], ..Default::default() },
+        ..Default::default()
+    };
+    w.ok("root", Command::Auth(commands::AuthCommand::WriteAppRole { mount: mount.clone(), role }));
+    (w, mount, "role-1".into())
+}
+
+/// An anonymous login request (no caller token).
+fn login(w: &mut World, mount: &str, role_id: &str, secret_id: &str) -> commands::Outcome {
+    let hash = commands::secret_id_hash(&w.env, mount, secret_id);
+    let command = Command::Login(Box::new(commands::Login {
+        mount: mount.into(),
+        proof: commands::LoginProof::AppRole { role_id: role_id.into(), secret_id_hash: Some(hash) },
+        remote_addr: "127.0.0.1".into(),
+        default_ttl: 600,
+        max_ttl: 3600,
+        path: "auth/approle/login".into(),
+    }));
+    let req = Request {
+        caller: None,
+        actor: ledger::Actor::default(),
+        request_id: [2; 16],
+        access: None,
+        command: Some(command),
+    };
+    let out = decide(&w.state, &req, &w.env);
+    w.next_seq = fold(&mut w.state, &out.effects, w.next_seq, w.env.now(), &req.actor, req.request_id);
+    out
+}
+
+#[test]
+fn an_approle_login_spends_a_secret_id_use_and_makes_the_entity_once() {
+    let (mut w, mount, role_id) = approle_world();
+    let Reply::SecretIdIssued { secret_id, .. } = w.ok(
+        "root",
+        Command::Auth(commands::AuthCommand::IssueSecretId {
+            mount: mount.clone(),
+            role: "web".into(),
+            custom: None,
+            metadata: BTreeMap::from([("env".into(), "dev".into())]),
+            cidr_list: vec![],
+            token_bound_cidrs: vec![],
+            num_uses: None,
+            ttl: None,
+        }),
+    ) else {
+        panic!("no secret id")
+    };
+    // The secret id is only its keyed hash in the state (and so in the ledger).
+    let m = w.state.auth.mount(&mount).expect("mount");
+    assert!(m.secret_ids.contains_key(&commands::secret_id_hash(&w.env, &mount, &secret_id)));
+
+    let first = login(&mut w, &mount, &role_id, &secret_id);
+    assert_eq!(events(&first), vec!["SecretIdUsed", "EntityWritten", "EntityAliasWritten", "TokenCreated"]);
+    let Ok(Reply::LoggedIn { accessor, .. }) = &first.result else { panic!("{:?}", first.result) };
+    let t = w.state.tokens.by_accessor(accessor).expect("token").clone();
+    assert!(t.orphan() && t.policies == vec!["app", "default"] && t.creation_ttl == 600);
+    assert_eq!(t.meta, BTreeMap::from([("env".into(), "dev".into()), ("role_name".into(), "web".into())]));
+
+    // The second login reuses the entity and spends the last use; the third is refused.
+    let second = login(&mut w, &mount, &role_id, &secret_id);
+    assert_eq!(events(&second), vec!["SecretIdUsed", "TokenCreated"]);
+    let Ok(Reply::LoggedIn { accessor: a2, .. }) = &second.result else { panic!("{:?}", second.result) };
+    assert_eq!(w.state.tokens.by_accessor(a2).expect("token").entity_id, t.entity_id);
+    let third = login(&mut w, &mount, &role_id, &secret_id);
+    assert_eq!(third.result, Err(Rejection::Invalid("invalid role or secret ID".into())));
+    assert!(third.effects.is_empty(), "a refused login changes nothing");
+    assert_eq!(
+        login(&mut w, &mount, "other", &secret_id).result,
+        Err(Rejection::Invalid("invalid role or secret ID".into()))
+    );
+}
+
+#[test]
+fn a_wrapped_response_is_erased_when_unwrapped_and_the_token_is_single_use() {
+    let mut w = World::new();
+    let Reply::Wrapped { token, accessor, .. } = w.ok(
+        "root",
+        Command::Wrap {
+            response: Secret::new(r#"{"data":{"k":"v"}}"#),
+            ttl: 60,
+            creation_path: "kv/data/x".into(),
+            wrapped_accessor: String::new(),
+        },
+    ) else {
+        panic!("not wrapped")
+    };
+    let store = projections::kv::cubbyhole_mount(&accessor);
+    let stored = w.state.kv.v1(&store, commands::RESPONSE_PATH).expect("response kept").seq;
+    let t = w.state.tokens.by_accessor(&accessor).expect("wrapping token");
+    assert_eq!((t.num_uses, t.policies.clone(), t.creation_ttl), (1, vec![commands::WRAPPING_POLICY.to_string()], 60));
+
+    // Unwrapped with its own token: one revocation (not two), and the response erased.
+    let out = w.when(&token, Command::Unwrap { accessor: accessor.clone() });
+    assert_eq!(events(&out), vec!["TokensRevoked", "Access"]);
+    assert!(out.effects.iter().any(|e| matches!(e, Effect::Erase { target, .. } if *target == stored)));
+    assert!(w.state.tokens.by_accessor(&accessor).is_none());
+    assert_eq!(w.when(&token, Command::Unwrap { accessor }).result, Err(Rejection::PermissionDenied));
+}
