@@ -68,7 +68,7 @@ for s in "$CADDR $CTOKEN $CROLE" "$BADDR $BTOKEN $BROLE"; do
   echo "$addr: first user $user" >&2
 done
 
-run() { TOKEN=$2 ROLE=$3 wrk -t2 -c"$CONNS" -d"${SECS}s" --timeout 10s -s "$HERE/wrk/db-creds.lua" "$1"; }
+run() { TOKEN=$2 URL_PATH=/v1/database/creds/$3 wrk -t2 -c"$CONNS" -d"${SECS}s" --timeout 10s -s "$HERE/wrk/request.lua" "$1"; }
 echo "running database/creds, ${SECS}s, $CONNS connections" >&2
 COUT=$(run "$CADDR" "$CTOKEN" "$CROLE" 2>&1)
 BOUT=$(run "$BADDR" "$BTOKEN" "$BROLE" 2>&1)

@@ -1,5 +1,5 @@
-# Helpers shared by the database benchmarks (sourced, not run):
-#   bench/db-creds-vs-openbao.sh and bench/lease-expiry.sh.
+# Helpers shared by the benchmarks (sourced, not run): bench/db-creds-vs-openbao.sh,
+#   bench/lease-expiry.sh and bench/login-vs-openbao.sh.
 # They need curl, jq, python3 and psql, and PostgreSQL at 127.0.0.1:5432 where the user
 # postgres may log in over TCP (trust, or PGPASSWORD).
 
@@ -8,12 +8,12 @@ psql_pg() { psql -h "$PG_HOST" -p "$PG_PORT" -U postgres -d postgres -XAtq "$@";
 
 free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
 
-# start_cairn BINARY WORKDIR: cairn in config mode with durable storage under WORKDIR,
+# start_cairn BINARY WORKDIR [CONFIG_LINES]: cairn in config mode with durable storage under WORKDIR,
 # initialized (1 share) and unsealed over the API as an operator would. Sets CADDR,
 # CTOKEN, CKEY (the unseal key) and CPID; the log is WORKDIR/cairn.log, the pid also in
 # WORKDIR/cairn.pid.
 start_cairn() {
-  local bin=$1 work=$2 port
+  local bin=$1 work=$2 extra=${3:-} port
   port=$(free_port)
   cat > "$work/cairn.hcl" <<HCL
 storage "sled" { path = "$work/cairn-data" }
@@ -23,6 +23,7 @@ listener "tcp" {
 }
 disable_mlock = true
 log_level = "warn"
+$extra
 HCL
   "$bin" server -config="$work/cairn.hcl" > "$work/cairn.log" 2>&1 &
   CPID=$!; echo "$CPID" > "$work/cairn.pid"

@@ -398,6 +398,18 @@ fn operation(req: &VaultRequest, state: &State) -> Operation {
 /// Existence check for create vs update: only KV and cubbyhole items can be "new".
 fn exists(req: &VaultRequest, state: &State) -> bool {
     let Some((mount, rest)) = state.mounts.route(&req.path) else { return true };
+    if mount.class == migrations::MountClass::Auth {
+        let methods = state.auth.mount(&mount.uuid);
+        let (head, name) = rest.trim_end_matches('/').split_once('/').unwrap_or((rest, ""));
+        let name = name.split('/').next().unwrap_or("");
+        return match (mount.kind.as_str(), head) {
+            ("approle", "role") => methods.is_some_and(|m| m.approles.contains_key(name)),
+            ("userpass", "users") => methods.is_some_and(|m| m.users.contains_key(&name.to_lowercase())),
+            ("jwt", "role") => methods.is_some_and(|m| m.jwt_roles.contains_key(name)),
+            ("kubernetes", "role") => methods.is_some_and(|m| m.k8s_roles.contains_key(name)),
+            _ => true,
+        };
+    }
     match mount.kind.as_str() {
         "kv" if mount.kv_version() == 2 => {
             match rest.strip_prefix("data/").or_else(|| rest.strip_prefix("metadata/")) {

@@ -1,10 +1,15 @@
--- GET /v1/database/creds/$ROLE with $TOKEN; counts responses by status across threads.
+-- One request, over and over: $METHOD (default GET) $URL_PATH with $TOKEN (if set) and the
+-- body $BODY (if set); counts responses by status across threads.
 -- Prints: RESULT rps=… p50_ms=… p99_ms=… errors=… non2xx=… requests=… codes=200:n,…
 -- `errors` is wrk's own count (socket errors, timeouts, status >= 400); `non2xx` counts
 -- every status outside 200–299. The first non-2xx body of each thread is printed too.
-wrk.method = "GET"
-wrk.headers["X-Vault-Token"] = os.getenv("TOKEN")
-wrk.path = "/v1/database/creds/" .. os.getenv("ROLE")
+wrk.method = os.getenv("METHOD") or "GET"
+wrk.path = os.getenv("URL_PATH")
+if os.getenv("TOKEN") then wrk.headers["X-Vault-Token"] = os.getenv("TOKEN") end
+if os.getenv("BODY") then
+  wrk.body = os.getenv("BODY")
+  wrk.headers["Content-Type"] = "application/json"
+end
 
 local threads = {}
 function setup(thread)
