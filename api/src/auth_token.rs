@@ -227,6 +227,7 @@ fn create(ctx: &Ctx<'_>, orphan_path: bool, role: Option<String>) -> Result<Hand
         role,
         entity_id: String::new(),
         path: path.into(),
+        bound_cidrs: Vec::new(),
     };
     let (default_ttl, max_ttl) = token_ttls(ctx);
     Ok(Handled::Write {
