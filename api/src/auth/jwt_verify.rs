@@ -445,7 +445,7 @@ pub async fn verify(
     }
 
     // 2. The algorithm.
-    let allowed = config.jwt_supported_algs.iter().any(|a| *a == jws.alg)
+    let allowed = config.jwt_supported_algs.contains(&jws.alg)
         || (config.jwt_supported_algs.is_empty() && DEFAULT_SUPPORTED_ALGS.contains(&jws.alg.as_str()));
     if !allowed {
         return Err(JwtError::Algorithm("token signed with unexpected algorithm".to_owned()));
