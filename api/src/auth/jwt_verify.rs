@@ -7,7 +7,8 @@
 //! then again when a token names an unknown `kid` or no cached key verifies it (at most
 //! once every 5 s), so key rotation needs nothing from the operator.
 //!
-//! The checks, in OpenBao's order (each refusal is a 400 with the message shown):
+//! The checks, in OpenBao's order (each refusal is a 400 with the message shown), after
+//! refusing roles of `role_type` "oidc" and empty tokens:
 //! 1. the signature, with any key of the set (a remote set: the keys of the token's `kid`,
 //!    or all keys when it names none) → `error validating token: error verifying token
 //!    signature: …`. HMAC and `alg: none` tokens never verify;
@@ -60,6 +61,8 @@ pub struct Verified {
 /// Why a login JWT is refused. Each message is OpenBao's for the same case; all are 400s.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum JwtError {
+    #[error("role with oidc role_type is not allowed")]
+    OidcRole,
     #[error("missing token")]
     MissingToken,
     /// The mount's key source cannot be used (no source, or discovery failed).
@@ -428,6 +431,9 @@ pub async fn verify(
     jwt: &str,
     now_secs: i64,
 ) -> Result<Verified, JwtError> {
+    if role.role_type == "oidc" {
+        return Err(JwtError::OidcRole);
+    }
     if jwt.is_empty() {
         return Err(JwtError::MissingToken);
     }

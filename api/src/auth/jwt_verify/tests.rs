@@ -410,6 +410,14 @@ async fn supported_algorithms_restrict_the_header() {
 }
 
 #[tokio::test]
+async fn oidc_roles_take_no_jwt_logins() {
+    let key = rsa();
+    let oidc = JwtRole { role_type: "oidc".into(), ..role() };
+    let err = check(&key, &oidc, &claims()).await.err();
+    assert_eq!(err.map(|e| e.to_string()).as_deref(), Some("role with oidc role_type is not allowed"));
+}
+
+#[tokio::test]
 async fn a_config_without_keys_is_refused() {
     let token = rsa().sign(&claims()).expect("sign");
     let err = check_token(&JwtConfig::default(), &role(), &token).await.err();
