@@ -6,6 +6,8 @@
 //! CLI and hvac: see [`server`], [`process`] and [`shape`]. The database tests also reach
 //! the shared PostgreSQL and MariaDB servers ([`db`]), some through a proxy they can
 //! switch off ([`proxy`]). [`ledger`] reads a data directory's ledger back, as an auditor does.
+//! The auth-method tests talk to fakes of outside services: an OIDC issuer ([`jwt`]) and a
+//! Kubernetes API server ([`k8s`]).
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -14,6 +16,9 @@ use std::process::{Command, Output};
 use anyhow::Context;
 
 pub mod db;
+mod fake_http;
+pub mod jwt;
+pub mod k8s;
 pub mod ledger;
 pub mod process;
 pub mod proxy;

@@ -4,6 +4,8 @@
 //! caller's entity and issues an orphan token, all in one commit with the access event.
 
 pub mod approle;
+pub mod jwt_verify;
+pub mod k8s_review;
 pub mod login;
 pub mod ratelimit;
 pub mod token_fields;
