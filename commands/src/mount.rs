@@ -12,7 +12,7 @@ use crate::{Command, Env, Rejection, Reply};
 /// exist from init on).
 pub const SECRET_KINDS: &[&str] = &["kv", "database"];
 /// Auth methods an operator can mount.
-pub const AUTH_KINDS: &[&str] = &["approle", "userpass"];
+pub const AUTH_KINDS: &[&str] = &["approle", "jwt", "kubernetes", "userpass"];
 /// Prefixes secrets engines may not be mounted under.
 const RESERVED: &[&str] = &["sys/", "auth/", "identity/", "cubbyhole/"];
 /// Mounts that exist from init on and cannot be moved or disabled.

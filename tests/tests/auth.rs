@@ -608,3 +608,161 @@ fn one_templated_policy_gives_every_user_a_path_of_their_own() -> Result<()> {
     }
     Ok(())
 }
+
+fn now_secs() -> i64 {
+    i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()))
+        .unwrap_or(i64::MAX)
+}
+
+#[test]
+fn jwt_logins_from_a_ci_issuer_with_bound_claims_groups_and_key_rotation() -> Result<()> {
+    let mut issuer = e2e::jwt::TestIssuer::start()?;
+    let s = DevServer::start()?;
+    ok(&s, "POST", "sys/auth/jwt", Some(json!({"type": "jwt"})))?;
+    let accessor = ok(&s, "GET", "sys/auth", None)?["data"]["jwt/"]["accessor"].as_str().context("acc")?.to_string();
+    ok(&s, "POST", "auth/jwt/config", Some(json!({"oidc_discovery_url": issuer.url, "bound_issuer": issuer.url})))?;
+    ok(
+        &s,
+        "POST",
+        "auth/jwt/role/ci",
+        Some(json!({
+            "role_type": "jwt", "bound_audiences": ["cairn"], "user_claim": "sub",
+            "bound_claims": {"repo": "acme/*"}, "bound_claims_type": "glob",
+            "claim_mappings": {"repo": "repo"}, "groups_claim": "groups",
+            "token_policies": ["ci"], "token_ttl": "15m",
+        })),
+    )?;
+    let role = ok(&s, "GET", "auth/jwt/role/ci", None)?;
+    ensure!(role["data"]["bound_claims"] == json!({"repo": "acme/*"}) && role["data"]["token_ttl"] == 900, "{role}");
+
+    // An external group fed by the groups claim adds its policy.
+    let group = ok(
+        &s,
+        "POST",
+        "identity/group",
+        Some(json!({"name": "deployers", "type": "external", "policies": ["deploy"]})),
+    )?;
+    let group_id = group["data"]["id"].as_str().context("group")?.to_string();
+    ok(
+        &s,
+        "POST",
+        "identity/group-alias",
+        Some(json!({"name": "deployers", "mount_accessor": accessor, "canonical_id": group_id})),
+    )?;
+
+    let now = now_secs();
+    let iss = issuer.url.clone();
+    let claims = |aud: &str, repo: &str, exp: i64| json!({"iss": iss, "sub": "pipeline-7", "aud": aud, "repo": repo, "groups": ["deployers"], "iat": now, "exp": exp});
+    let jwt = issuer.sign(&claims("cairn", "acme/web", now + 300))?;
+    let (status, login) = call(&s, None, "PUT", "auth/jwt/login", Some(json!({"role": "ci", "jwt": jwt})))?;
+    ensure!(status == 200, "{login}");
+    let auth = &login["auth"];
+    ensure!(auth["metadata"] == json!({"repo": "acme/web", "role": "ci"}) && auth["lease_duration"] == 900, "{login}");
+    ensure!(
+        auth["identity_policies"] == json!(["deploy"]) && auth["policies"] == json!(["ci", "default", "deploy"]),
+        "{login}"
+    );
+    let entity = ok(&s, "GET", &format!("identity/entity/id/{}", auth["entity_id"].as_str().context("e")?), None)?;
+    ensure!(
+        entity["data"]["aliases"][0]["name"] == "pipeline-7" && entity["data"]["group_ids"] == json!([group_id]),
+        "{entity}"
+    );
+
+    // Wrong audience, unbound repo, expired, and alg none are refused.
+    for (jwt, why) in [
+        (issuer.sign(&claims("other", "acme/web", now + 300))?, "audience"),
+        (issuer.sign(&claims("cairn", "evil/web", now + 300))?, "bound claim"),
+        (issuer.sign(&claims("cairn", "acme/web", now - 600))?, "expired"),
+    ] {
+        let (status, body) = call(&s, None, "PUT", "auth/jwt/login", Some(json!({"role": "ci", "jwt": jwt})))?;
+        ensure!(status == 400, "{why}: {status} {body}");
+        ensure!(!body.to_string().contains(&jwt), "the error quotes the token ({why})");
+    }
+    let b64 = |v: &Value| {
+        use base64::Engine as _;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+    };
+    let none =
+        format!("{}.{}.", b64(&json!({"alg": "none", "typ": "JWT"})), b64(&claims("cairn", "acme/web", now + 300)));
+    let (status, _) = call(&s, None, "PUT", "auth/jwt/login", Some(json!({"role": "ci", "jwt": none})))?;
+    ensure!(status == 400, "alg none: {status}");
+
+    // The issuer rotates its key: tokens signed with the new key log in once the keys are
+    // fetched again (an unknown key id refetches them, at most once every 5 s).
+    issuer.rotate()?;
+    thread::sleep(Duration::from_millis(5_200));
+    let jwt = issuer.sign(&claims("cairn", "acme/api", now + 300))?;
+    let (status, login) = call(&s, None, "PUT", "auth/jwt/login", Some(json!({"role": "ci", "jwt": jwt})))?;
+    ensure!(status == 200 && login["auth"]["metadata"]["repo"] == "acme/api", "after rotation: {status} {login}");
+    Ok(())
+}
+
+#[test]
+fn kubernetes_logins_are_vouched_for_by_the_token_review_api() -> Result<()> {
+    let k8s = e2e::k8s::FakeKubernetes::start()?;
+    let s = DevServer::start()?;
+    ok(&s, "POST", "sys/auth/kubernetes", Some(json!({"type": "kubernetes"})))?;
+    // Before any config: OpenBao's 500.
+    let pod = k8s.issue_token("prod", "app-sa")?;
+    let (status, _) = call(&s, None, "PUT", "auth/kubernetes/login", Some(json!({"role": "app", "jwt": pod})))?;
+    ensure!(status == 500, "no config: {status}");
+    let reviewer = k8s.reviewer_token()?;
+    ok(
+        &s,
+        "POST",
+        "auth/kubernetes/config",
+        Some(json!({"kubernetes_host": k8s.url, "kubernetes_ca_cert": k8s.ca_pem, "token_reviewer_jwt": reviewer})),
+    )?;
+    let config = ok(&s, "GET", "auth/kubernetes/config", None)?;
+    ensure!(
+        config["data"]["token_reviewer_jwt_set"] == true && config["data"].get("token_reviewer_jwt").is_none(),
+        "{config}"
+    );
+    ok(
+        &s,
+        "POST",
+        "auth/kubernetes/role/app",
+        Some(
+            json!({"bound_service_account_names": ["app-sa"], "bound_service_account_namespaces": ["prod"], "token_policies": ["app"], "token_ttl": "1h"}),
+        ),
+    )?;
+
+    let (status, login) = call(&s, None, "PUT", "auth/kubernetes/login", Some(json!({"role": "app", "jwt": pod})))?;
+    ensure!(status == 200, "{login}");
+    let meta = &login["auth"]["metadata"];
+    ensure!(
+        meta["service_account_name"] == "app-sa"
+            && meta["service_account_namespace"] == "prod"
+            && meta["role"] == "app",
+        "{login}"
+    );
+    ensure!(meta["service_account_uid"] == k8s.uid("prod", "app-sa").as_str(), "{login}");
+    ensure!(
+        login["auth"]["policies"] == json!(["app", "default"]) && login["auth"]["lease_duration"] == 3600,
+        "{login}"
+    );
+    let reviews = k8s.reviews();
+    ensure!(reviews >= 1, "the login was reviewed by the API server");
+
+    // Another namespace is refused before any review; a deleted account by the review.
+    let other = k8s.issue_token("dev", "app-sa")?;
+    refused(
+        &s,
+        None,
+        "PUT",
+        "auth/kubernetes/login",
+        json!({"role": "app", "jwt": other}),
+        403,
+        &["namespace not authorized"],
+    )?;
+    ensure!(k8s.reviews() == reviews, "no TokenReview for a namespace the role does not bind");
+    k8s.delete_service_account("prod", "app-sa");
+    refused(&s, None, "PUT", "auth/kubernetes/login", json!({"role": "app", "jwt": pod}), 403, &["permission denied"])?;
+
+    if is_cairn(&s) {
+        let found = files_containing(s.data_dir(), reviewer.as_bytes())?;
+        ensure!(found.is_empty(), "the reviewer JWT is stored in clear in {found:?}");
+        ensure!(!s.log().contains(&reviewer) && !s.log().contains(&pod), "a JWT reached the log");
+    }
+    Ok(())
+}

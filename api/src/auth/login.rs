@@ -33,6 +33,8 @@ pub async fn login(
     let proof = match mount.kind.as_str() {
         "approle" => Ok(approle_proof(unsealed, req, mount)),
         "userpass" => super::userpass::proof(unsealed, req, state, mount, rest).await,
+        "jwt" => super::jwt::proof(api, req, state, mount).await,
+        "kubernetes" => super::kubernetes::proof(unsealed, req, state, mount).await,
         _ => Err(super::no_route(&req.path)),
     };
     let proof = match proof {

@@ -4,8 +4,10 @@
 //! caller's entity and issues an orphan token, all in one commit with the access event.
 
 pub mod approle;
+pub mod jwt;
 pub mod jwt_verify;
 pub mod k8s_review;
+pub mod kubernetes;
 pub mod login;
 pub mod ratelimit;
 pub mod token_fields;
@@ -17,14 +19,14 @@ use crate::http::reply::Reply;
 use crate::http::{Ctx, Handled};
 
 /// Auth method types an operator can enable (besides the built-in `token`).
-pub const METHODS: &[&str] = &["approle", "userpass"];
+pub const METHODS: &[&str] = &["approle", "jwt", "kubernetes", "userpass"];
 
 /// Whether `rest` (the path under an auth mount) is that method's login endpoint.
 pub fn is_login(mount: &Mount, rest: &str) -> bool {
     let rest = rest.trim_end_matches('/');
     match mount.kind.as_str() {
         "userpass" => rest.starts_with("login/"),
-        "approle" => rest == "login",
+        "approle" | "jwt" | "kubernetes" => rest == "login",
         _ => false,
     }
 }
@@ -35,6 +37,8 @@ pub async fn handle(ctx: &Ctx<'_>, mount: &Mount, rest: &str) -> Result<Handled,
     match mount.kind.as_str() {
         "approle" => approle::handle(ctx, mount, rest),
         "userpass" => userpass::handle(ctx, mount, rest).await,
+        "jwt" => jwt::handle(ctx, mount, rest),
+        "kubernetes" => kubernetes::handle(ctx, mount, rest),
         _ => Err(no_route(&ctx.req.path)),
     }
 }

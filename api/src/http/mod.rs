@@ -29,7 +29,7 @@ use request::{MAX_BODY, VaultRequest, parse_body, parse_query, token_from, wrap_
 /// The axum router serving the whole API.
 pub fn router(core: Arc<Core>) -> Router {
     let login_limiter = crate::auth::ratelimit::LoginLimiter::new(core.settings.login_rate_limit);
-    let api = Arc::new(Api { core, acls: Mutex::new(HashMap::new()), login_limiter });
+    let api = Arc::new(Api { core, acls: Mutex::new(HashMap::new()), login_limiter, jwks: Mutex::new(HashMap::new()) });
     Router::new().fallback(handle).with_state(api)
 }
 
@@ -40,6 +40,8 @@ pub struct Api {
     acls: Mutex<HashMap<Vec<String>, CachedAcl>>,
     /// Logins per client address.
     pub login_limiter: crate::auth::ratelimit::LoginLimiter,
+    /// Signing keys fetched for `jwt` mounts, by mount uuid.
+    pub jwks: Mutex<HashMap<String, Arc<crate::auth::jwt_verify::JwksCache>>>,
 }
 
 /// A compiled ACL, valid for one generation of policies (and of identity, for ACLs with

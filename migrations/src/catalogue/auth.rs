@@ -128,7 +128,7 @@ pub struct JwtConfig {
     pub jwks_ca_pem: String,
     /// PEM public keys (RSA, EC, Ed25519).
     pub jwt_validation_pubkeys: Vec<String>,
-    /// Empty: RS256 only, as Vault.
+    /// Empty: every asymmetric algorithm (RS, PS, ES 256/384/512 and EdDSA), as OpenBao.
     pub jwt_supported_algs: Vec<String>,
     pub bound_issuer: String,
     pub default_role: String,
