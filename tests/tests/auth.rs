@@ -702,10 +702,17 @@ fn kubernetes_logins_are_vouched_for_by_the_token_review_api() -> Result<()> {
     let k8s = e2e::k8s::FakeKubernetes::start()?;
     let s = DevServer::start()?;
     ok(&s, "POST", "sys/auth/kubernetes", Some(json!({"type": "kubernetes"})))?;
-    // Before any config: OpenBao's 500.
+    // Before any role.
     let pod = k8s.issue_token("prod", "app-sa")?;
-    let (status, _) = call(&s, None, "PUT", "auth/kubernetes/login", Some(json!({"role": "app", "jwt": pod})))?;
-    ensure!(status == 500, "no config: {status}");
+    refused(
+        &s,
+        None,
+        "PUT",
+        "auth/kubernetes/login",
+        json!({"role": "app", "jwt": pod}),
+        400,
+        &["invalid role name \"app\""],
+    )?;
     let reviewer = k8s.reviewer_token()?;
     ok(
         &s,

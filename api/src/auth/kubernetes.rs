@@ -136,9 +136,6 @@ fn role_data(r: &KubernetesRole) -> Value {
 /// Checks a Kubernetes login (`{"role": …, "jwt": …}`) with a TokenReview.
 pub async fn proof(unsealed: &Unsealed, req: &VaultRequest, state: &State, mount: &Mount) -> Result<LoginProof, Reply> {
     let methods = state.auth.mount(&mount.uuid);
-    let stored = methods
-        .and_then(|a| a.k8s_config.clone())
-        .ok_or_else(|| Reply::error(500, "could not load backend configuration"))?;
     let name = req.get_str("role").unwrap_or("");
     if name.is_empty() {
         return Err(Reply::error(400, "missing role"));
@@ -147,6 +144,9 @@ pub async fn proof(unsealed: &Unsealed, req: &VaultRequest, state: &State, mount
         .and_then(|a| a.k8s_roles.get(name))
         .cloned()
         .ok_or_else(|| Reply::error(400, format!("invalid role name \"{name}\"")))?;
+    let stored = methods
+        .and_then(|a| a.k8s_config.clone())
+        .ok_or_else(|| Reply::error(500, "could not load backend configuration"))?;
     let jwt = req.get_str("jwt").unwrap_or("");
     if jwt.is_empty() {
         return Err(Reply::error(400, "missing jwt"));
