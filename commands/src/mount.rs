@@ -83,8 +83,14 @@ pub(crate) fn decide(state: &State, cmd: &Command, env: &dyn Env) -> Decided {
                 .live_values(&m.uuid)
                 .into_iter()
                 .chain(state.databases.live_values(&m.uuid))
+                .chain(state.auth.live_values(&m.uuid))
                 .map(|target| Effect::Erase { target, slots: vec![0] })
                 .collect();
+            if m.class == MountClass::Auth {
+                // An auth method takes the tokens it issued with it, as in Vault.
+                let issued = state.tokens.made_under(prefix);
+                effects.extend(crate::token::revoke_subtrees(state, &issued, migrations::RevocationReason::Revoked));
+            }
             effects.push(event(Event::MountDisabled(MountDisabled { uuid: m.uuid.clone() })));
             Ok((effects, Reply::Done))
         }

@@ -222,6 +222,19 @@ pub(crate) fn expire(state: &State, env: &dyn Env) -> Decided {
     Ok((effects, Reply::Done))
 }
 
+/// Revokes several tokens with their descendants, in one event.
+pub(crate) fn revoke_subtrees(state: &State, roots: &[String], reason: RevocationReason) -> Vec<Effect> {
+    let mut seen = BTreeSet::new();
+    let accessors: Vec<String> =
+        roots.iter().flat_map(|a| state.tokens.subtree(a)).filter(|a| seen.insert(a.clone())).collect();
+    if accessors.is_empty() {
+        return Vec::new();
+    }
+    let mut effects = erase_cubbyholes(state, &accessors);
+    effects.push(event(Event::TokensRevoked(TokensRevoked { accessors, orphaned: Vec::new(), reason })));
+    effects
+}
+
 /// The token, its descendants and their cubbyholes.
 pub(crate) fn revoke_subtree(state: &State, accessor: &str, reason: RevocationReason) -> Vec<Effect> {
     let accessors = state.tokens.subtree(accessor);

@@ -80,6 +80,15 @@ impl Tokens {
         self.by_accessor.keys().map(|k| &**k)
     }
 
+    /// Accessors of the tokens made through paths under `prefix` ("auth/approle/"): what
+    /// disabling an auth mount revokes. A scan: it is only for that rare operation.
+    pub fn made_under(&self, prefix: &str) -> Vec<String> {
+        let mut out: Vec<String> =
+            self.by_hash.values().filter(|t| t.path.starts_with(prefix)).map(|t| t.accessor.clone()).collect();
+        out.sort();
+        out
+    }
+
     pub fn len(&self) -> usize {
         self.by_hash.len()
     }

@@ -419,6 +419,10 @@ fn bindings_secret_id_ttls_and_bound_tokens() -> Result<()> {
             thread::sleep(Duration::from_millis(200));
         }
     }
+    // Disabling the auth method revokes the tokens it issued.
+    ok(&s, "DELETE", "sys/auth/approle", None)?;
+    let (status, _) = call(&s, Some(&token), "GET", "auth/token/lookup-self", None)?;
+    ensure!(status == 403, "a token of a disabled auth method: {status}");
     Ok(())
 }
 
