@@ -66,6 +66,18 @@ fn outcomes(s: &Server, path: &str) -> Result<Vec<Outcome>> {
         .collect())
 }
 
+/// `bao write auth/approle/login` without a token; its JSON answer.
+fn cli_login(s: &Server, role_id: &str, secret_id: &str) -> Result<Value> {
+    let args = [
+        "write",
+        "-format=json",
+        "auth/approle/login",
+        &format!("role_id={role_id}"),
+        &format!("secret_id={secret_id}"),
+    ];
+    s.bao_without_token(&args)?.success()?.json()
+}
+
 #[test]
 fn approle_with_a_wrapped_secret_id_through_the_bao_cli() -> Result<()> {
     let s = DevServer::start()?;
@@ -113,16 +125,7 @@ fn approle_with_a_wrapped_secret_id_through_the_bao_cli() -> Result<()> {
     );
 
     // Login, then read what the role's policy allows, and only that.
-    let login = s
-        .bao_without_token(&[
-            "write",
-            "-format=json",
-            "auth/approle/login",
-            &format!("role_id={role_id}"),
-            &format!("secret_id={secret_id}"),
-        ])?
-        .success()?
-        .json()?;
+    let login = cli_login(&s, &role_id, &secret_id)?;
     let auth = &login["auth"];
     ensure!(
         auth["policies"] == json!(["app-read", "default"]) && auth["token_policies"] == json!(["app-read", "default"]),
@@ -145,16 +148,7 @@ fn approle_with_a_wrapped_secret_id_through_the_bao_cli() -> Result<()> {
     ensure!(renewed["auth"]["lease_duration"].as_u64().is_some_and(|t| t <= 3600 && t > 3500), "{renewed}");
 
     // Two uses: the second login works, the third is refused without saying why.
-    let login2 = s
-        .bao_without_token(&[
-            "write",
-            "-format=json",
-            "auth/approle/login",
-            &format!("role_id={role_id}"),
-            &format!("secret_id={secret_id}"),
-        ])?
-        .success()?
-        .json()?;
+    let login2 = cli_login(&s, &role_id, &secret_id)?;
     ensure!(login2["auth"]["entity_id"] == auth["entity_id"], "one role id, one entity: {login2}");
     refused(
         &s,

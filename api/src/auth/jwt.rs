@@ -12,7 +12,7 @@ use projections::mount::Mount;
 use serde_json::{Map, Value, json};
 
 use super::jwt_verify::{self, JwksCache};
-use super::{keys_reply, no_route, split_name, token_fields};
+use super::{Roles, no_route, token_fields};
 use crate::engines::{bool_value, string_list};
 use crate::http::reply::Reply;
 use crate::http::request::VaultRequest;
@@ -28,26 +28,14 @@ pub fn handle(ctx: &Ctx<'_>, mount: &Mount, rest: &str) -> Result<Handled, Reply
             Ok(Handled::Read(Reply::data(config_data(&c))))
         }
         "config" if write => write_config(ctx, mount),
-        "role" if ctx.req.list => {
-            keys_reply(methods.map(|a| a.jwt_roles.keys().cloned().collect()).unwrap_or_default())
-        }
-        r if r.starts_with("role/") => {
-            let (name, tail) = split_name(&r["role/".len()..]);
-            if !tail.is_empty() {
-                return Err(no_route(&ctx.req.path));
-            }
-            let old = methods.and_then(|a| a.jwt_roles.get(name)).cloned();
-            match m {
-                "GET" => Ok(Handled::Read(Reply::data(role_data(&*old.ok_or_else(Reply::not_found)?)))),
-                "DELETE" => Ok(Handled::write(
-                    Command::Auth(AuthCommand::DeleteJwtRole { mount: mount.uuid.clone(), name: name.into() }),
-                    Reply::NoContent,
-                )),
-                _ if write => write_role(ctx, mount, name, old.as_deref()),
-                _ => Err(crate::sys::unsupported_operation()),
-            }
-        }
-        _ => Err(no_route(&ctx.req.path)),
+        _ => Roles { roles: methods.map(|a| &a.jwt_roles), read: role_data }
+            .handle(
+                ctx,
+                rest,
+                |name| Command::Auth(AuthCommand::DeleteJwtRole { mount: mount.uuid.clone(), name }),
+                |name, old| write_role(ctx, mount, name, old),
+            )
+            .unwrap_or_else(|| Err(no_route(&ctx.req.path))),
     }
 }
 

@@ -55,6 +55,40 @@ pub fn keys_reply(keys: Vec<String>) -> Result<Handled, Reply> {
     Ok(Handled::Read(Reply::data(serde_json::json!({ "keys": keys }))))
 }
 
+/// The endpoints of a method's named roles (`role/<name>`; LIST `role`): read, write and
+/// delete, the same for every method that keeps roles in an ordered map.
+pub struct Roles<'a, R> {
+    pub roles: Option<&'a imbl::OrdMap<String, std::sync::Arc<R>>>,
+    pub read: fn(&R) -> serde_json::Value,
+}
+
+impl<R> Roles<'_, R> {
+    /// Answers `rest` if it is a role path: `delete` makes the command that deletes a role,
+    /// `write` answers a write.
+    pub fn handle(
+        &self,
+        ctx: &Ctx<'_>,
+        rest: &str,
+        delete: impl FnOnce(String) -> commands::Command,
+        write: impl FnOnce(&str, Option<&R>) -> Result<Handled, Reply>,
+    ) -> Option<Result<Handled, Reply>> {
+        if rest == "role" && ctx.req.list {
+            return Some(keys_reply(self.roles.map(|r| r.keys().cloned().collect()).unwrap_or_default()));
+        }
+        let (name, tail) = split_name(rest.strip_prefix("role/")?);
+        if !tail.is_empty() {
+            return Some(Err(no_route(&ctx.req.path)));
+        }
+        let old = self.roles.and_then(|r| r.get(name)).cloned();
+        Some(match ctx.req.method.as_str() {
+            "GET" => old.ok_or_else(Reply::not_found).map(|r| Handled::Read(Reply::data((self.read)(&r)))),
+            "DELETE" => Ok(Handled::write(delete(name.to_string()), Reply::NoContent)),
+            "POST" | "PUT" => write(name, old.as_deref()),
+            _ => Err(crate::sys::unsupported_operation()),
+        })
+    }
+}
+
 /// Splits `head/name/tail…` into `(name, tail)` after a known head ("role/web/secret-id").
 pub fn split_name(rest: &str) -> (&str, &str) {
     rest.split_once('/').unwrap_or((rest, ""))
