@@ -1108,13 +1108,26 @@ ui                = true
     }
 
     #[test]
+    fn login_rate_limits_are_read_and_default_to_100_per_second() {
+        assert_eq!(
+            parse(MINIMAL).login_rate_limit,
+            crate::auth::ratelimit::LoginRateLimit { per_second: 100, burst: 200 }
+        );
+        let config = parse(&format!("{MINIMAL}\nlogin_rate_limit = 0\nlogin_rate_burst = \"7\"\n"));
+        assert_eq!(config.login_rate_limit, crate::auth::ratelimit::LoginRateLimit { per_second: 0, burst: 7 });
+        let (message, _) = refuse(&format!("{MINIMAL}\nlogin_rate_limit = -1\n"));
+        assert_eq!(message, "`login_rate_limit` must be a non-negative integer");
+    }
+
+    #[test]
     fn unknown_keys_are_named_with_line_and_alternatives() {
         let (message, line) = refuse(&format!("{MINIMAL}\nfoo = \"bar\"\n"));
         assert_eq!(line, Some(8));
         assert_eq!(
             message,
             "unknown key `foo` in the top level; accepted keys: api_addr, cluster_addr, cluster_name, \
-             default_lease_ttl, disable_mlock, listener, log_level, max_lease_ttl, pid_file, storage, ui"
+             default_lease_ttl, disable_mlock, listener, log_level, login_rate_burst, login_rate_limit, \
+             max_lease_ttl, pid_file, storage, ui"
         );
         let (message, line) =
             refuse(&MINIMAL.replace("tls_disable = true", "tls_disable = true\n  max_request_size = 10"));
