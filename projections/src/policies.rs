@@ -18,6 +18,8 @@ pub struct StoredPolicy {
     pub version: u64,
     /// Time of the last write, ns since the Unix epoch (0 for the built-in text).
     pub modified: u64,
+    /// Some rule holds an identity template: the policy is resolved per entity.
+    pub templated: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -33,7 +35,13 @@ impl Default for Policies {
         if let Ok(parsed) = parse_policy("default", DEFAULT_POLICY) {
             by_name.insert(
                 "default".to_string(),
-                StoredPolicy { text: DEFAULT_POLICY.to_string(), parsed: Arc::new(parsed), version: 1, modified: 0 },
+                StoredPolicy {
+                    text: DEFAULT_POLICY.to_string(),
+                    templated: parsed.is_templated(),
+                    parsed: Arc::new(parsed),
+                    version: 1,
+                    modified: 0,
+                },
             );
         }
         Policies { by_name, generation: 0 }
@@ -62,7 +70,13 @@ impl Policies {
         let version = self.by_name.get(&e.name).map(|p| p.version).unwrap_or(0) + 1;
         self.by_name.insert(
             e.name.clone(),
-            StoredPolicy { text: e.text.clone(), parsed: Arc::new(parsed), version, modified: e.time },
+            StoredPolicy {
+                text: e.text.clone(),
+                templated: parsed.is_templated(),
+                parsed: Arc::new(parsed),
+                version,
+                modified: e.time,
+            },
         );
     }
 

@@ -75,48 +75,57 @@ impl Api {
         if token.is_root() {
             return Arc::new(Acl::root());
         }
-        let mut names = token.policies.clone();
+        // The common case (no entity, or one that adds nothing) borrows the token's list.
+        let merged;
+        let mut names = &token.policies;
         if !token.entity_id.is_empty() {
-            for p in state.identity.policies_of(&token.entity_id) {
-                if !names.contains(&p) {
-                    names.push(p);
-                }
+            let extra = state.identity.policies_of(&token.entity_id);
+            if extra.iter().any(|p| !token.policies.contains(p)) {
+                let mut all: Vec<String> = token.policies.iter().chain(extra.iter()).cloned().collect();
+                all.sort();
+                all.dedup();
+                merged = all;
+                names = &merged;
             }
-            names.sort();
         }
-        let parsed: Vec<_> = names
+        // Templated policies are resolved per entity, and again when identity changes; a
+        // token without an entity resolves them the same way as any other.
+        let templated = names.iter().any(|p| state.policies.get(p).is_some_and(|p| p.templated));
+        let per_entity = templated && !token.entity_id.is_empty();
+        let generation = (state.policies.generation(), if per_entity { state.identity.generation() } else { 0 });
+        let entity_key;
+        let key: &Vec<String> = if per_entity {
+            let mut k = names.clone();
+            k.push(format!("\0entity:{}", token.entity_id));
+            entity_key = k;
+            &entity_key
+        } else {
+            names
+        };
+        if let Ok(cache) = self.acls.lock()
+            && let Some(cached) = cache.get(key)
+            && cached.fresh(generation)
+        {
+            return cached.acl.clone();
+        }
+        let parsed: Vec<Arc<projections::policy::Policy>> = names
             .iter()
             .filter_map(|p| match p.as_str() {
                 commands::WRAPPING_POLICY => WRAPPING_POLICY.clone(),
                 _ => state.policies.get(p).map(|p| p.parsed.clone()),
             })
             .collect();
-        // Templated policies compile per entity, and again whenever identity changes.
-        let templated = parsed.iter().any(|p| p.is_templated());
-        let generation = (state.policies.generation(), if templated { state.identity.generation() } else { 0 });
-        let mut key = names;
-        if templated {
-            key.push(format!("\0entity:{}", token.entity_id));
-        }
-        if let Ok(cache) = self.acls.lock()
-            && let Some(cached) = cache.get(&key)
-            && cached.fresh(generation)
-        {
-            return cached.acl.clone();
-        }
-        let rendered: Vec<projections::policy::Policy> = if templated {
-            parsed.iter().map(|p| template::render(p, &state.identity, &token.entity_id)).collect()
-        } else {
-            Vec::new()
-        };
-        let refs: Vec<&projections::policy::Policy> =
-            if templated { rendered.iter().collect() } else { parsed.iter().map(|p| p.as_ref()).collect() };
+        let rendered: Vec<projections::policy::Policy> = parsed
+            .iter()
+            .map(|p| if templated { template::render(p, &state.identity, &token.entity_id) } else { (**p).clone() })
+            .collect();
+        let refs: Vec<&projections::policy::Policy> = rendered.iter().collect();
         let acl = Arc::new(Acl::new(&refs));
         if let Ok(mut cache) = self.acls.lock() {
             if cache.len() > 10_000 {
                 cache.clear();
             }
-            cache.insert(key, CachedAcl { generation, acl: acl.clone() });
+            cache.insert(key.clone(), CachedAcl { generation, acl: acl.clone() });
         }
         acl
     }
