@@ -31,11 +31,7 @@ CROLE=benchc; BROLE=benchb; PROLE=benchp
 WORK=$(mktemp -d /tmp/cairn-dbbench-XXXXXX)
 cleanup() {
   set +e
-  [ -f "$WORK/cairn.pid" ] && kill "$(cat "$WORK/cairn.pid")" 2>/dev/null
-  [ -f "$WORK/bao/pid" ] && kill "$(cat "$WORK/bao/pid")" 2>/dev/null
-  sleep 1
-  [ -f "$WORK/cairn.log" ] && log_problems "$WORK/cairn.log" cairn
-  [ -f "$WORK/bao/server.log" ] && log_problems "$WORK/bao/server.log" OpenBao
+  stop_servers "$WORK"
   echo "dropping the PostgreSQL roles of this run..." >&2
   local t0=$SECONDS
   pg_drop "$CROLE" "$BROLE" "$PROLE"

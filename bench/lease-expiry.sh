@@ -35,11 +35,7 @@ ROLE=expiry; [ "$PEER" = openbao ] && ROLE=expiryb
 WORK=$(mktemp -d /tmp/cairn-expiry-XXXXXX)
 cleanup() {
   set +e
-  [ -f "$WORK/cairn.pid" ] && kill "$(cat "$WORK/cairn.pid")" 2>/dev/null
-  [ -f "$WORK/bao/pid" ] && kill "$(cat "$WORK/bao/pid")" 2>/dev/null
-  sleep 1
-  [ -f "$WORK/cairn.log" ] && log_problems "$WORK/cairn.log" cairn
-  [ -f "$WORK/bao/server.log" ] && log_problems "$WORK/bao/server.log" OpenBao
+  stop_servers "$WORK"
   local left
   left=$(pg_count "$ROLE")
   [ "$left" = 0 ] || { echo "dropping $left PostgreSQL roles left behind..." >&2; pg_drop "$ROLE"; }

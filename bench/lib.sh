@@ -81,6 +81,18 @@ END
 SQL
 }
 
+# stop_servers WORKDIR: stops the cairn and the OpenBao a benchmark started under WORKDIR
+# (either may be missing), then counts the warnings and errors each one logged.
+stop_servers() {
+  local work=$1
+  [ -f "$work/cairn.pid" ] && kill "$(cat "$work/cairn.pid")" 2>/dev/null
+  [ -f "$work/bao/pid" ] && kill "$(cat "$work/bao/pid")" 2>/dev/null
+  sleep 1
+  [ -f "$work/cairn.log" ] && log_problems "$work/cairn.log" cairn
+  [ -f "$work/bao/server.log" ] && log_problems "$work/bao/server.log" OpenBao
+  return 0
+}
+
 # log_problems FILE NAME: prints how many warn/error lines a server log holds, and the
 # first few of them, to stderr.
 log_problems() {

@@ -24,11 +24,7 @@ for tool in wrk jq curl python3; do command -v $tool >/dev/null || { echo "missi
 WORK=$(mktemp -d /tmp/cairn-loginbench-XXXXXX)
 cleanup() {
   set +e
-  [ -f "$WORK/cairn.pid" ] && kill "$(cat "$WORK/cairn.pid")" 2>/dev/null
-  [ -f "$WORK/bao/pid" ] && kill "$(cat "$WORK/bao/pid")" 2>/dev/null
-  sleep 1
-  [ -f "$WORK/cairn.log" ] && log_problems "$WORK/cairn.log" cairn
-  [ -f "$WORK/bao/server.log" ] && log_problems "$WORK/bao/server.log" OpenBao
+  stop_servers "$WORK"
   rm -rf "$WORK"
 }
 trap cleanup EXIT
