@@ -136,7 +136,7 @@ fn write_entity(ctx: &Ctx<'_>, existing: Option<String>) -> Result<Handled, Repl
     if let Some(d) = bool_value(ctx.req.get("disabled")) {
         e.disabled = d;
     }
-    written(Command::Identity(IdentityCommand::WriteEntity(e)), created, "entity")
+    written(Command::Identity(IdentityCommand::WriteEntity(e)), created)
 }
 
 fn write_group(ctx: &Ctx<'_>, existing: Option<String>) -> Result<Handled, Reply> {
@@ -169,7 +169,7 @@ fn write_group(ctx: &Ctx<'_>, existing: Option<String>) -> Result<Handled, Reply
     if let Some(m) = string_map(ctx, "metadata")? {
         g.metadata = m;
     }
-    written(Command::Identity(IdentityCommand::WriteGroup(g)), created, "group")
+    written(Command::Identity(IdentityCommand::WriteGroup(g)), created)
 }
 
 fn write_alias(ctx: &Ctx<'_>, existing: Option<String>) -> Result<Handled, Reply> {
@@ -221,7 +221,7 @@ fn normalise_policies(p: Vec<String>) -> Vec<String> {
 }
 
 /// Creation answers `{id, name}`; an update answers 204 (Vault's shapes).
-fn written(command: Command, created: bool, _kind: &'static str) -> Result<Handled, Reply> {
+fn written(command: Command, created: bool) -> Result<Handled, Reply> {
     if !created {
         return Ok(Handled::write(command, Reply::NoContent));
     }

@@ -18,9 +18,6 @@ use projections::mount::Mount;
 use crate::http::reply::Reply;
 use crate::http::{Ctx, Handled};
 
-/// Auth method types an operator can enable (besides the built-in `token`).
-pub const METHODS: &[&str] = &["approle", "jwt", "kubernetes", "userpass"];
-
 /// Whether `rest` (the path under an auth mount) is that method's login endpoint.
 pub fn is_login(mount: &Mount, rest: &str) -> bool {
     let rest = rest.trim_end_matches('/');

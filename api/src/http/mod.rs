@@ -323,6 +323,10 @@ async fn unauthenticated(
             return Some(crate::sys::wrapping::invalid(unsealed, req, state).await);
         }
     }
+    // Only auth mounts have logins: other paths skip the mount lookup (it allocates).
+    if !path.starts_with("auth/") {
+        return None;
+    }
     let (mount, rest) = state.mounts.route(&req.path)?;
     if mount.class != migrations::MountClass::Auth || !crate::auth::is_login(mount, rest) {
         return None;
