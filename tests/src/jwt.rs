@@ -191,10 +191,17 @@ impl TestIssuer {
     /// Replaces the key with a new one (a new `kid`): from now on the JWKS lists only it,
     /// so tokens of the old key no longer verify once a verifier fetches again.
     pub fn rotate(&mut self) -> Result<()> {
-        self.rotations += 1;
-        self.key = TestKey::rsa(&format!("key-{}", self.rotations + 1))?;
-        lock(&self.published).keys = vec![self.key.jwk().clone()];
+        let next = TestKey::rsa(&format!("key-{}", self.rotations + 2))?;
+        self.rotate_to(next);
         Ok(())
+    }
+
+    /// Like [`TestIssuer::rotate`] with a key made beforehand, for tests that time the
+    /// rotation (an RSA key takes a while to generate on a busy machine).
+    pub fn rotate_to(&mut self, key: TestKey) {
+        self.rotations += 1;
+        self.key = key;
+        lock(&self.published).keys = vec![self.key.jwk().clone()];
     }
 
     /// How many times the JWKS was fetched.
