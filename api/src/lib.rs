@@ -10,6 +10,7 @@ pub mod http;
 pub mod identity;
 pub mod leases;
 pub mod listener;
+pub mod remote;
 pub mod server;
 pub mod shamir;
 pub mod sys;

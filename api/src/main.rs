@@ -22,9 +22,85 @@ enum Command {
     /// Run the server: `cairn server -dev`, or `cairn server -config=FILE`. Flags may be
     /// written Vault's way with one dash.
     Server(ServerFlags),
-    /// Offline tools for the ledger: verify, export, keys. No server, no unseal keys.
+    /// Tools for the ledger: verify, export, query, keys, checkpoints. Offline on a data
+    /// dir or bundle (no server, no unseal keys), or online with `--address`.
     #[command(subcommand)]
     Ledger(LedgerCommand),
+    /// Rebuild the state as of a seq or a time from the verified ledger: mounts, policies,
+    /// live tokens and leases, KV paths with versions and metadata, entities.
+    Replay(ReplayArgs),
+}
+
+#[derive(Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+struct ReplayArgs {
+    #[command(subcommand)]
+    who_can: Option<ReplaySubcommand>,
+    #[command(flatten)]
+    source: Option<SourceArgs>,
+    /// The moment: a seq (digits), an RFC 3339 time, or `end` (the default).
+    #[arg(long, value_name = "TIME|SEQ", conflicts_with = "diff")]
+    at: Option<String>,
+    /// List what changed between two moments (seqs or times).
+    #[arg(long, num_args = 2, value_names = ["A", "B"])]
+    diff: Option<Vec<String>>,
+    #[arg(long, value_enum, default_value = "text")]
+    format: Format,
+}
+
+#[derive(Subcommand)]
+enum ReplaySubcommand {
+    /// Every token live at the moment, and every entity, whose policies allowed the
+    /// operation on the path — with the rule and the policies that granted it.
+    WhoCan {
+        #[command(flatten)]
+        source: SourceArgs,
+        /// The API path (`secret/data/app`).
+        #[arg(long, value_name = "PATH")]
+        path: String,
+        #[arg(long, value_name = "TIME|SEQ", default_value = "end")]
+        at: String,
+        /// read, create, update, patch, delete, list or scan.
+        #[arg(long, value_name = "OP", default_value = "read")]
+        op: String,
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+    },
+}
+
+/// A running server, for the online variants.
+#[derive(Args, Clone)]
+struct RemoteArgs {
+    /// Address of a running server (`https://vault.example:8200`): work online through its
+    /// `sys/ledger/` endpoints, with a token that has `sudo` on them.
+    #[arg(long, value_name = "URL")]
+    address: Option<String>,
+    /// The token (default: VAULT_TOKEN, then BAO_TOKEN).
+    #[arg(long, value_name = "TOKEN", requires = "address")]
+    token: Option<String>,
+    /// PEM file of the CA that signed the server's certificate.
+    #[arg(long, value_name = "FILE", requires = "address")]
+    ca_cert: Option<PathBuf>,
+}
+
+impl RemoteArgs {
+    fn connect(&self) -> anyhow::Result<Option<api::remote::Remote>> {
+        match &self.address {
+            None => Ok(None),
+            Some(a) => Ok(Some(api::remote::Remote::new(a, self.token.clone(), self.ca_cert.as_deref())?)),
+        }
+    }
+}
+
+/// Runs one online call on a small runtime of its own.
+fn block_on<T>(f: impl std::future::Future<Output = T>) -> anyhow::Result<T> {
+    Ok(tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(f))
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum TableFormat {
+    Table,
+    Json,
 }
 
 #[derive(Args)]
@@ -67,6 +143,18 @@ struct SourceArgs {
     bundle: Option<PathBuf>,
 }
 
+/// The offline source of `ledger query`, optional because `--address` replaces it.
+#[derive(Args)]
+#[group(required = false, multiple = false)]
+struct QuerySource {
+    /// A server data directory (or a ledger directory).
+    #[arg(long, value_name = "DIR", conflicts_with = "address")]
+    data_dir: Option<PathBuf>,
+    /// A bundle written by `cairn ledger export`.
+    #[arg(long, value_name = "FILE", conflicts_with = "address")]
+    bundle: Option<PathBuf>,
+}
+
 impl SourceArgs {
     fn source(&self) -> Source {
         match (&self.data_dir, &self.bundle) {
@@ -95,10 +183,13 @@ enum LedgerCommand {
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
     },
-    /// Write a self-contained bundle of (a range of) the ledger for offline verification.
+    /// Write a self-contained bundle of (a range of) the ledger for offline verification:
+    /// from a data dir, or online from a running server with `--address`.
     Export {
-        #[arg(long, value_name = "DIR")]
-        data_dir: PathBuf,
+        #[arg(long, value_name = "DIR", required_unless_present = "address", conflicts_with = "address")]
+        data_dir: Option<PathBuf>,
+        #[command(flatten)]
+        remote: RemoteArgs,
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
         /// First seq to include (widened to the start of its commit batch).
@@ -107,6 +198,32 @@ enum LedgerCommand {
         /// Last seq to include (widened to the end of its commit batch).
         #[arg(long, value_name = "SEQ")]
         to: Option<u64>,
+    },
+    /// List the events that match an actor, a path prefix, an operation and a time window:
+    /// requests (allowed, denied, failed) and the mutations they caused. Offline on a data
+    /// dir or bundle, or online with `--address`.
+    Query {
+        #[command(flatten)]
+        source: QuerySource,
+        #[command(flatten)]
+        remote: RemoteArgs,
+        /// Token accessor of the actor.
+        #[arg(long, value_name = "ACCESSOR")]
+        actor: Option<String>,
+        /// Request path prefix (`secret/`).
+        #[arg(long, value_name = "PREFIX")]
+        path: Option<String>,
+        /// read, create, update, patch, delete, list, scan.
+        #[arg(long, value_name = "OP")]
+        op: Option<String>,
+        /// Start of the window (RFC 3339).
+        #[arg(long, value_name = "TIME")]
+        from: Option<String>,
+        /// End of the window (RFC 3339).
+        #[arg(long, value_name = "TIME")]
+        to: Option<String>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: TableFormat,
     },
     /// Print the ledger's checkpoint signing keys, to pin with `--trusted-key`.
     PublicKey {
@@ -125,6 +242,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Server(flags) => server_command(flags),
         Command::Ledger(cmd) => ledger_command(cmd),
+        Command::Replay(args) => replay_command(args),
     }
 }
 
@@ -191,7 +309,13 @@ fn ledger_command(cmd: LedgerCommand) -> ExitCode {
             let intact = replay::verify(&req, &mut std::io::stdout())?;
             Ok(if intact { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
-        LedgerCommand::Export { data_dir, out, from, to } => {
+        LedgerCommand::Export { data_dir, remote, out, from, to } => {
+            if let Some(remote) = remote.connect()? {
+                let bytes = block_on(remote.export(&out, from, to))??;
+                println!("exported {bytes} bytes to {}", out.display());
+                return Ok(ExitCode::SUCCESS);
+            }
+            let data_dir = data_dir.unwrap_or_else(|| PathBuf::from("."));
             let s = replay::export(&data_dir, &out, from, to)?;
             println!(
                 "exported events {}..={} ({} commit batches, {} bytes) to {}",
@@ -201,6 +325,45 @@ fn ledger_command(cmd: LedgerCommand) -> ExitCode {
                 s.bytes,
                 out.display()
             );
+            Ok(ExitCode::SUCCESS)
+        }
+        LedgerCommand::Query { source, remote, actor, path, op, from, to, format } => {
+            let time = |t: Option<String>| -> anyhow::Result<Option<u64>> {
+                t.map(|t| {
+                    replay::time::parse_rfc3339(&t)
+                        .ok_or_else(|| anyhow::anyhow!("{t:?} is not an RFC 3339 time (2026-11-23T15:04:05Z)"))
+                })
+                .transpose()
+            };
+            let filter = projections::query::Filter { actor, path, op, from: time(from)?, to: time(to)? };
+            if let Some(remote) = remote.connect()? {
+                let rows = block_on(remote.query(&filter))??;
+                match format {
+                    TableFormat::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
+                    TableFormat::Table => {
+                        let rows: Vec<projections::query::Row> = rows
+                            .into_iter()
+                            .map(|mut v| {
+                                let ns = v["time"].as_str().and_then(replay::time::parse_rfc3339).unwrap_or(0);
+                                v["time"] = serde_json::json!(ns);
+                                serde_json::from_value(v)
+                            })
+                            .collect::<Result<_, _>>()?;
+                        print!("{}", replay::query::to_table(&rows));
+                    }
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            let source = match (source.data_dir, source.bundle) {
+                (_, Some(b)) => Source::Bundle(b),
+                (Some(d), None) => Source::DataDir(d),
+                (None, None) => anyhow::bail!("give --data-dir, --bundle or --address"),
+            };
+            let rows = replay::query::query(&source, &filter)?;
+            match format {
+                TableFormat::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
+                TableFormat::Table => print!("{}", replay::query::to_table(&rows)),
+            }
             Ok(ExitCode::SUCCESS)
         }
         LedgerCommand::PublicKey { source } => {
@@ -218,6 +381,49 @@ fn ledger_command(cmd: LedgerCommand) -> ExitCode {
     })();
     match result {
         Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn replay_command(args: ReplayArgs) -> ExitCode {
+    let result: anyhow::Result<()> = (|| {
+        use replay::replay::{At, Report, diff, replay};
+        if let Some(ReplaySubcommand::WhoCan { source, path, at, op, format }) = args.who_can {
+            let op = replay::who_can::parse_operation(&op)
+                .ok_or_else(|| anyhow::anyhow!("--op {op:?}: use read, create, update, patch, delete, list or scan"))?;
+            let replayed = replay(&source.source(), At::parse(&at)?)?;
+            let grants = replay::who_can::who_can(&replayed, &path, op);
+            match format {
+                Format::Json => println!("{}", serde_json::to_string_pretty(&grants)?),
+                Format::Text => print!("{}", replay::who_can::to_text(&grants, &path, &replayed)),
+            }
+            return Ok(());
+        }
+        let source = args.source.map(|s| s.source()).ok_or_else(|| anyhow::anyhow!("give --data-dir or --bundle"))?;
+        if let Some(moments) = args.diff {
+            let [a, b] = moments.as_slice() else { anyhow::bail!("--diff takes two moments") };
+            let before = Report::of(&replay(&source, At::parse(a)?)?);
+            let after = Report::of(&replay(&source, At::parse(b)?)?);
+            let d = diff(&before, &after);
+            match args.format {
+                Format::Json => println!("{}", serde_json::to_string_pretty(&d)?),
+                Format::Text => print!("{}", d.to_text()),
+            }
+            return Ok(());
+        }
+        let at = At::parse(args.at.as_deref().unwrap_or("end"))?;
+        let report = Report::of(&replay(&source, at)?);
+        match args.format {
+            Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+            Format::Text => print!("{}", report.to_text()),
+        }
+        Ok(())
+    })();
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(2)

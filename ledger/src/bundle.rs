@@ -337,16 +337,22 @@ pub fn verify_bundle(path: &Path, mut opts: VerifyOptions) -> Report {
             v.fail(v.next_seq(), format!("bundle truncated inside a frame ({e})"));
             break;
         }
-        match parse_frame_unchecked(&buf) {
-            Ok(frame) => v.frame(&frame),
-            Err(e) => v.fail(v.next_seq(), format!("unreadable frame in bundle: {e}")),
-        }
+        let stop = match parse_frame_unchecked(&buf) {
+            Ok(frame) => {
+                v.frame(&frame);
+                crate::verify::visit(&mut opts, &v, &frame)
+            }
+            Err(e) => {
+                v.fail(v.next_seq(), format!("unreadable frame in bundle: {e}"));
+                false
+            }
+        };
         frames += 1;
         done += total_len as u64;
         if let Some(p) = opts.progress.as_mut() {
             p(done, total);
         }
-        if v.failed() {
+        if v.failed() || stop {
             break;
         }
     }

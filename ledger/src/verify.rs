@@ -4,6 +4,7 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
+use std::ops::ControlFlow;
 
 use serde::Serialize;
 
@@ -29,6 +30,21 @@ pub struct VerifyOptions {
     pub expect: Option<SavedCheckpoint>,
     /// Called with (bytes checked, total bytes) as verification advances.
     pub progress: Option<Box<dyn FnMut(u64, u64)>>,
+    /// Called with each frame once it has verified (never with a frame that failed, nor
+    /// with any after it), so replay and query tools read only proven events. Returning
+    /// [`ControlFlow::Break`] ends the reading there; the report then covers what was read.
+    pub on_frame: Option<FrameVisitor>,
+}
+
+/// See [`VerifyOptions::on_frame`].
+pub type FrameVisitor = Box<dyn FnMut(&crate::frame::Frame) -> ControlFlow<()>>;
+
+/// Hands a verified frame to the visitor; true when it asked to stop.
+pub(crate) fn visit(opts: &mut VerifyOptions, v: &Verifier, frame: &crate::frame::Frame) -> bool {
+    match opts.on_frame.as_mut() {
+        Some(f) if !v.failed() => f(frame).is_break(),
+        _ => false,
+    }
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -264,6 +280,7 @@ pub fn verify_dir(dir: &Path, mut opts: VerifyOptions) -> Report {
     };
     let total: u64 = segs.iter().filter_map(|(_, p)| std::fs::metadata(p).ok()).map(|m| m.len()).sum();
     let mut done = 0u64;
+    let mut stopped = false;
     let mut reader = ChunkReader::new();
     for (i, (first_seq, path)) in segs.iter().enumerate() {
         let is_last = i + 1 == segs.len();
@@ -281,7 +298,7 @@ pub fn verify_dir(dir: &Path, mut opts: VerifyOptions) -> Report {
         if *first_seq != v.next_seq() && !v.failed() {
             v.fail(v.next_seq(), format!("segment {name} should start at seq {}", v.next_seq()));
         }
-        while !v.failed() {
+        while !v.failed() && !stopped {
             let whole = match reader.fill(FRAME_HEADER_LEN) {
                 Ok(false) if reader.data().is_empty() => break,
                 Ok(_) => match FrameHeader::parse(reader.data()) {
@@ -299,6 +316,7 @@ pub fn verify_dir(dir: &Path, mut opts: VerifyOptions) -> Report {
                 Ok(frame) => {
                     v.frame(&frame);
                     reader.consume(frame.len);
+                    stopped = visit(&mut opts, &v, &frame);
                 }
                 Err(e) => {
                     let seq = v.next_seq();
@@ -316,7 +334,7 @@ pub fn verify_dir(dir: &Path, mut opts: VerifyOptions) -> Report {
             }
         }
         done += reader.offset();
-        if v.failed() {
+        if v.failed() || stopped {
             break;
         }
     }

@@ -149,6 +149,16 @@ impl KvStore {
         children(with_prefix(&self.v1, &start).map(|(k, _)| &k[start.len()..]))
     }
 
+    /// Every KV v2 secret as (mount key, path, secret), in key order (point-in-time reports).
+    pub fn all_secrets(&self) -> impl Iterator<Item = (&str, &str, &Arc<KvSecret>)> {
+        self.secrets.iter().filter_map(|(k, s)| k.split_once('\0').map(|(m, p)| (m, p, s)))
+    }
+
+    /// Every KV v1 and cubbyhole entry as (mount key, path, value), in key order.
+    pub fn all_v1(&self) -> impl Iterator<Item = (&str, &str, &Arc<SealedValue>)> {
+        self.v1.iter().filter_map(|(k, v)| k.split_once('\0').map(|(m, p)| (m, p, v)))
+    }
+
     /// Seqs of every value still readable in `mount` (to erase when it goes away).
     pub fn live_values(&self, mount: &str) -> Vec<u64> {
         let start = key(mount, "");

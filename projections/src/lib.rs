@@ -12,6 +12,7 @@ pub mod lease;
 pub mod mount;
 pub mod policies;
 pub mod policy;
+pub mod query;
 pub mod seal;
 pub mod state;
 pub mod token;

@@ -23,6 +23,8 @@ pub enum ToolError {
     Broken { seq: u64, reason: String },
     #[error("cannot write output: {0}")]
     Output(std::io::Error),
+    #[error("{0}")]
+    Usage(String),
 }
 
 /// What to verify: a ledger on disk or an exported bundle.
@@ -78,7 +80,7 @@ pub fn verify(req: &VerifyRequest, out: &mut dyn Write) -> Result<bool, ToolErro
         None => Vec::new(),
     };
     let expect = req.expect_checkpoint.as_deref().map(read_checkpoint).transpose()?;
-    let report = run_verify(&req.source, VerifyOptions { trusted_keys, expect, progress: bytes_bar("verifying") });
+    let report = run_verify(&req.source, VerifyOptions { trusted_keys, expect, progress: bytes_bar("verifying"), on_frame: None });
     if req.json {
         serde_json::to_writer_pretty(&mut *out, &report).map_err(|e| ToolError::Output(e.into()))?;
         writeln!(out).map_err(ToolError::Output)?;

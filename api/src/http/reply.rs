@@ -23,6 +23,8 @@ pub enum Reply {
     Empty(u16),
     /// `{"errors":[…]}`.
     Error(u16, Vec<String>),
+    /// A body that is not JSON (a compliance bundle), with its content type.
+    Bytes(u16, &'static str, Vec<u8>),
 }
 
 /// Vault's response envelope.
@@ -84,7 +86,7 @@ impl Reply {
     pub fn status(&self) -> u16 {
         match self {
             Reply::Envelope(e) => e.status,
-            Reply::Raw(s, _) | Reply::Empty(s) | Reply::Error(s, _) => *s,
+            Reply::Raw(s, _) | Reply::Empty(s) | Reply::Error(s, _) | Reply::Bytes(s, _, _) => *s,
             Reply::NoContent => 204,
         }
     }
@@ -116,6 +118,11 @@ impl Reply {
                 r
             }
             Reply::Error(status, errors) => json_response(status, &json!({ "errors": errors })),
+            Reply::Bytes(status, content_type, bytes) => {
+                let mut r = with_headers(code(status), Body::from(bytes));
+                r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+                r
+            }
         }
     }
 }

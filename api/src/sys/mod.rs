@@ -3,6 +3,7 @@
 pub mod capabilities;
 pub mod keys;
 pub mod leases;
+pub mod ledger_query;
 pub mod mounts;
 pub mod policies;
 pub mod seal;
@@ -55,6 +56,7 @@ pub async fn handle(ctx: &Ctx<'_>) -> Result<Handled, Reply> {
         "key-status" => keys::key_status(ctx),
         "rotate" if tail.is_empty() || tail == "keyring" => keys::rotate(ctx).await,
         "ledger" if tail == "keys" => keys::ledger_keys(ctx),
+        "ledger" if tail == "query" || tail == "export" => ledger_query::handle(ctx, tail).await,
         "internal" => match tail.strip_prefix("ui/mounts") {
             Some(p) => mounts::ui_mounts(ctx, p.trim_start_matches('/')),
             None => Err(unsupported()),
