@@ -361,7 +361,10 @@ fn ledger_command(cmd: LedgerCommand) -> ExitCode {
             };
             let rows = replay::query::query(&source, &filter)?;
             match format {
-                TableFormat::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
+                TableFormat::Json => {
+                    let rows: Vec<serde_json::Value> = rows.iter().map(replay::query::row_json).collect();
+                    println!("{}", serde_json::to_string_pretty(&rows)?)
+                }
                 TableFormat::Table => print!("{}", replay::query::to_table(&rows)),
             }
             Ok(ExitCode::SUCCESS)

@@ -41,8 +41,8 @@ impl Remote {
             .ok_or(RemoteError::NoToken)?;
         let mut builder = reqwest::Client::builder().connect_timeout(std::time::Duration::from_secs(10));
         if let Some(path) = ca_cert {
-            let pem = std::fs::read(path)
-                .map_err(|e| RemoteError::Usage(format!("cannot read {}: {e}", path.display())))?;
+            let pem =
+                std::fs::read(path).map_err(|e| RemoteError::Usage(format!("cannot read {}: {e}", path.display())))?;
             let certs = reqwest::Certificate::from_pem_bundle(&pem)
                 .map_err(|_| RemoteError::Usage(format!("{}: no PEM certificate", path.display())))?;
             builder = builder.tls_certs_only(certs);
@@ -56,15 +56,11 @@ impl Remote {
             address: self.address.clone(),
             reason: crate::auth::jwt_verify::http::describe(&e),
         };
-        let url = reqwest::Url::parse_with_params(&format!("{}/v1/{path}", self.address), query)
-            .map_err(|e| RemoteError::Usage(format!("bad address {:?}: {e}", self.address)))?;
-        let response = self
-            .client
-            .get(url)
-            .header("X-Vault-Token", &self.token)
-            .send()
-            .await
-            .map_err(unreachable)?;
+        let base = format!("{}/v1/{path}", self.address);
+        let url =
+            if query.is_empty() { reqwest::Url::parse(&base) } else { reqwest::Url::parse_with_params(&base, query) }
+                .map_err(|e| RemoteError::Usage(format!("bad address {:?}: {e}", self.address)))?;
+        let response = self.client.get(url).header("X-Vault-Token", &self.token).send().await.map_err(unreachable)?;
         let status = response.status().as_u16();
         if status == 200 {
             return Ok(response);
@@ -127,9 +123,11 @@ impl Remote {
             if let Some(a) = after {
                 query.push(("after", a.to_string()));
             }
-            let body: Value = self.get("sys/ledger/query", &query).await?.json().await.map_err(|e| {
-                RemoteError::Unreachable { address: self.address.clone(), reason: crate::auth::jwt_verify::http::describe(&e) }
-            })?;
+            let body: Value =
+                self.get("sys/ledger/query", &query).await?.json().await.map_err(|e| RemoteError::Unreachable {
+                    address: self.address.clone(),
+                    reason: crate::auth::jwt_verify::http::describe(&e),
+                })?;
             if let Some(events) = body["data"]["events"].as_array() {
                 rows.extend(events.iter().cloned());
             }

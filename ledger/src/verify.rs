@@ -3,8 +3,8 @@
 //! key rotations, erasures. The report names the FIRST seq that breaks a rule, and why.
 
 use std::collections::BTreeSet;
-use std::path::Path;
 use std::ops::ControlFlow;
+use std::path::Path;
 
 use serde::Serialize;
 

@@ -64,7 +64,10 @@ impl Filter {
     fn matches(&self, row: &Row) -> bool {
         self.in_window(row.time)
             && self.actor.as_ref().is_none_or(|a| *a == row.actor)
-            && self.path.as_ref().is_none_or(|p| row.path.starts_with(p.trim_start_matches('/')) && !row.path.is_empty())
+            && self
+                .path
+                .as_ref()
+                .is_none_or(|p| row.path.starts_with(p.trim_start_matches('/')) && !row.path.is_empty())
             && self.op.as_ref().is_none_or(|o| o.eq_ignore_ascii_case(&row.operation))
     }
 }
@@ -79,11 +82,7 @@ pub fn matching_rows(events: &[Envelope], filter: &Filter) -> Vec<Row> {
             requests.insert(env.request_id, (a.operation.as_str(), a.path.as_str()));
         }
     }
-    events
-        .iter()
-        .map(|env| row(env, &requests))
-        .filter(|row| filter.matches(row))
-        .collect()
+    events.iter().map(|env| row(env, &requests)).filter(|row| filter.matches(row)).collect()
 }
 
 fn row(env: &Envelope, requests: &HashMap<[u8; 16], (&str, &str)>) -> Row {
@@ -177,7 +176,11 @@ mod tests {
             time: seq * 1_000,
             actor: Actor { accessor: "acc-a".into(), ..Actor::default() },
             request_id: [request; 16],
-            body: Body::App(Event::PolicyWritten(PolicyWritten { name: "p".into(), text: "# p".into(), time: seq * 1_000 })),
+            body: Body::App(Event::PolicyWritten(PolicyWritten {
+                name: "p".into(),
+                text: "# p".into(),
+                time: seq * 1_000,
+            })),
             slots: Vec::new(),
         }
     }
@@ -200,9 +203,10 @@ mod tests {
         assert_eq!(seqs(Filter::default()), vec![1, 2, 3, 4]);
         assert_eq!(seqs(Filter { actor: Some("acc-a".into()), ..Filter::default() }), vec![1, 2, 4]);
         assert_eq!(seqs(Filter { path: Some("sys/policies/".into()), ..Filter::default() }), vec![1, 2]);
-        assert_eq!(seqs(Filter { path: Some("/secret/".into()), op: Some("READ".into()), ..Filter::default() }), vec![
-            3, 4
-        ]);
+        assert_eq!(
+            seqs(Filter { path: Some("/secret/".into()), op: Some("READ".into()), ..Filter::default() }),
+            vec![3, 4]
+        );
         assert_eq!(seqs(Filter { from: Some(2_000), to: Some(3_000), ..Filter::default() }), vec![2, 3]);
         assert_eq!(seqs(Filter { actor: Some("nobody".into()), ..Filter::default() }), Vec::<u64>::new());
     }

@@ -80,7 +80,10 @@ pub fn verify(req: &VerifyRequest, out: &mut dyn Write) -> Result<bool, ToolErro
         None => Vec::new(),
     };
     let expect = req.expect_checkpoint.as_deref().map(read_checkpoint).transpose()?;
-    let report = run_verify(&req.source, VerifyOptions { trusted_keys, expect, progress: bytes_bar("verifying"), on_frame: None });
+    let report = run_verify(
+        &req.source,
+        VerifyOptions { trusted_keys, expect, progress: bytes_bar("verifying"), on_frame: None },
+    );
     if req.json {
         serde_json::to_writer_pretty(&mut *out, &report).map_err(|e| ToolError::Output(e.into()))?;
         writeln!(out).map_err(ToolError::Output)?;

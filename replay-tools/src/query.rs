@@ -31,6 +31,14 @@ pub fn query(source: &Source, filter: &Filter) -> Result<Vec<Row>, ToolError> {
     Ok(rows.take())
 }
 
+/// A row as JSON, its time in RFC 3339 (the form both `cairn ledger query --format json`
+/// and `sys/ledger/query` print).
+pub fn row_json(row: &Row) -> serde_json::Value {
+    let mut v = serde_json::to_value(row).unwrap_or_default();
+    v["time"] = serde_json::Value::String(rfc3339(row.time));
+    v
+}
+
 /// Rows as an aligned table.
 pub fn to_table(rows: &[Row]) -> String {
     let mut out = format!(

@@ -191,12 +191,15 @@ impl Report {
         let mounts = all_mounts
             .iter()
             .map(|m| {
-                (m.api_prefix(), MountRow {
-                    kind: m.kind.clone(),
-                    accessor: m.accessor.clone(),
-                    description: m.description.clone(),
-                    enabled_at: time_or_empty(m.enabled_at),
-                })
+                (
+                    m.api_prefix(),
+                    MountRow {
+                        kind: m.kind.clone(),
+                        accessor: m.accessor.clone(),
+                        description: m.description.clone(),
+                        enabled_at: time_or_empty(m.enabled_at),
+                    },
+                )
             })
             .collect();
         let policies =
@@ -207,15 +210,18 @@ impl Report {
             .filter_map(|a| s.tokens.by_accessor(a))
             .filter(|t| !t.expired(r.now))
             .map(|t| {
-                (t.accessor.clone(), TokenRow {
-                    display_name: t.display_name.clone(),
-                    policies: t.policies.clone(),
-                    expire_time: time_or_empty(t.expire_time),
-                    parent: t.parent.clone().unwrap_or_default(),
-                    entity_id: t.entity_id.clone(),
-                    path: t.path.clone(),
-                    num_uses: t.num_uses,
-                })
+                (
+                    t.accessor.clone(),
+                    TokenRow {
+                        display_name: t.display_name.clone(),
+                        policies: t.policies.clone(),
+                        expire_time: time_or_empty(t.expire_time),
+                        parent: t.parent.clone().unwrap_or_default(),
+                        entity_id: t.entity_id.clone(),
+                        path: t.path.clone(),
+                        num_uses: t.num_uses,
+                    },
+                )
             })
             .collect();
         let leases = s
@@ -224,45 +230,56 @@ impl Report {
             .iter()
             .filter(|l| l.expire_time > r.now)
             .map(|l| {
-                (l.id.to_string(), LeaseRow {
-                    path: l.path.clone(),
-                    expire_time: time_or_empty(l.expire_time),
-                    token: l.token.to_string(),
-                })
+                (
+                    l.id.to_string(),
+                    LeaseRow {
+                        path: l.path.clone(),
+                        expire_time: time_or_empty(l.expire_time),
+                        token: l.token.to_string(),
+                    },
+                )
             })
             .collect();
-        let mut kv: BTreeMap<String, KvRow> = s
-            .kv
-            .all_secrets()
-            .map(|(mount, path, secret)| {
-                let versions = secret
-                    .versions
-                    .iter()
-                    .map(|(v, version)| {
-                        (*v, VersionRow {
-                            created: time_or_empty(version.created),
-                            deletion_time: time_or_empty(version.deletion),
-                            destroyed: version.destroyed,
+        let mut kv: BTreeMap<String, KvRow> =
+            s.kv.all_secrets()
+                .map(|(mount, path, secret)| {
+                    let versions = secret
+                        .versions
+                        .iter()
+                        .map(|(v, version)| {
+                            (
+                                *v,
+                                VersionRow {
+                                    created: time_or_empty(version.created),
+                                    deletion_time: time_or_empty(version.deletion),
+                                    destroyed: version.destroyed,
+                                },
+                            )
                         })
-                    })
-                    .collect();
-                (format!("{}{path}", kv_prefix(&by_uuid, mount)), KvRow {
-                    kv_version: 2,
-                    current_version: secret.current,
-                    versions,
-                    custom_metadata: secret.metadata.custom_metadata.clone(),
-                    max_versions: secret.metadata.max_versions,
+                        .collect();
+                    (
+                        format!("{}{path}", kv_prefix(&by_uuid, mount)),
+                        KvRow {
+                            kv_version: 2,
+                            current_version: secret.current,
+                            versions,
+                            custom_metadata: secret.metadata.custom_metadata.clone(),
+                            max_versions: secret.metadata.max_versions,
+                        },
+                    )
                 })
-            })
-            .collect();
+                .collect();
         kv.extend(s.kv.all_v1().map(|(mount, path, _)| {
-            (format!("{}{path}", kv_prefix(&by_uuid, mount)), KvRow {
-                kv_version: 1,
-                current_version: 0,
-                versions: BTreeMap::new(),
-                custom_metadata: BTreeMap::new(),
-                max_versions: 0,
-            })
+            (
+                format!("{}{path}", kv_prefix(&by_uuid, mount)),
+                KvRow {
+                    kv_version: 1,
+                    current_version: 0,
+                    versions: BTreeMap::new(),
+                    custom_metadata: BTreeMap::new(),
+                    max_versions: 0,
+                },
+            )
         }));
         let entities = s
             .identity

@@ -53,7 +53,9 @@ fn acl(state: &State, names: &BTreeSet<String>, entity_id: &str, now_secs: i64) 
     let rendered: Vec<Policy> = names
         .iter()
         .filter_map(|n| state.policies.get(n))
-        .map(|p| if p.templated { template::render(&p.parsed, &state.identity, entity_id) } else { (*p.parsed).clone() })
+        .map(
+            |p| if p.templated { template::render(&p.parsed, &state.identity, entity_id) } else { (*p.parsed).clone() },
+        )
         .collect();
     let refs: Vec<&Policy> = rendered.iter().collect();
     Acl::new_at(&refs, now_secs)

@@ -73,14 +73,7 @@ async fn query(ctx: &Ctx<'_>) -> Result<Handled, Reply> {
         .await
         .map_err(|e| Reply::error(500, format!("ledger query stopped: {e}")))?
         .map_err(|e| Reply::error(500, format!("cannot read the ledger: {e}")))?;
-    let events: Vec<serde_json::Value> = rows
-        .into_iter()
-        .map(|r| {
-            let mut v = serde_json::to_value(&r).unwrap_or_default();
-            v["time"] = json!(crate::time::rfc3339(r.time));
-            v
-        })
-        .collect();
+    let events: Vec<serde_json::Value> = rows.iter().map(replay::query::row_json).collect();
     Ok(Handled::Read(Reply::data(json!({ "events": events, "next_after": next }))))
 }
 
@@ -97,7 +90,9 @@ fn scan(ledger: &Arc<Ledger>, filter: &Filter, after: u64, limit: usize) -> ledg
     };
     let events: Box<dyn Iterator<Item = ledger::Result<ledger::StoredEvent>>> = match filter.from {
         Some(from) => Box::new(
-            ledger.events_between(from, filter.to.unwrap_or(u64::MAX)).filter(move |e| e.as_ref().map_or(true, |e| e.event.seq > after)),
+            ledger
+                .events_between(from, filter.to.unwrap_or(u64::MAX))
+                .filter(move |e| e.as_ref().map_or(true, |e| e.event.seq > after)),
         ),
         None => Box::new(ledger.events(after.saturating_add(1), last)),
     };
