@@ -7,14 +7,18 @@
 //! ledger id, seq) must equal the trusted ones, or the proof is refused; the Merkle
 //! verifiers are then given only the trusted values and the path.
 
+use std::ops::Range;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::checkpoint::{LedgerId, SavedCheckpoint};
+use crate::error::Error;
 use crate::hash::Hash;
 use crate::keys::PublicKey;
 use crate::merkle;
 use crate::note::{self, NoteError};
+use crate::store::Ledger;
 
 /// Most hashes in a path: a tree of at most 2⁶⁴ leaves needs at most 64 (inclusion) and
 /// 128 (consistency).
@@ -321,6 +325,93 @@ pub fn verify_consistency_proof(
         return Err(ProofError::ConsistencyFails);
     }
     Ok(())
+}
+
+/// Event hashes `1..=end` of `ledger` as leaves, through the ranges asked; `ranges` must
+/// end at or before `end`. One pass over the events (O(end) reads and hashes).
+fn stream_ranges(ledger: &Ledger, end: u64, ranges: &[Range<u64>]) -> Result<Vec<Hash>, Error> {
+    let mut failure = None;
+    let mut expected = 1u64;
+    let leaves = ledger.events(1, end).map_while(|r| match r {
+        Ok(e) if e.event.seq == expected => {
+            expected += 1;
+            Some(e.hash)
+        }
+        Ok(e) => {
+            failure = Some(Error::Corrupt { seq: expected, reason: format!("read seq {} instead", e.event.seq) });
+            None
+        }
+        Err(e) => {
+            failure = Some(e);
+            None
+        }
+    });
+    let hashes = merkle::range_hashes_streaming(leaves, ranges);
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    hashes.ok_or(Error::Corrupt { seq: expected, reason: "durable events missing while proving".into() })
+}
+
+/// Checks a size asked of the prover against the durable ledger.
+fn check_size(ledger: &Ledger, size: u64) -> Result<(), Error> {
+    let last = ledger.durable().last_seq;
+    if size == 0 || size > last {
+        return Err(Error::Invalid(format!("tree size {size} is not a size of this ledger (1..={last})")));
+    }
+    Ok(())
+}
+
+/// The root computed while proving must be the one the ledger signed, when it signed that
+/// size last; a mismatch means the disk changed under us, and no proof leaves.
+fn check_root(ledger: &Ledger, size: u64, root: &Hash) -> Result<(), Error> {
+    match ledger.durable().checkpoint {
+        Some(cp) if cp.last_seq == size && cp.root != *root => {
+            Err(Error::Corrupt { seq: size, reason: "computed root differs from the signed checkpoint".into() })
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Proves that event `seq` is in the tree of the first `tree_size` events. Reads every
+/// event up to `tree_size`: call it off the async workers.
+pub fn prove_inclusion(ledger: &Ledger, seq: u64, tree_size: u64) -> Result<InclusionProof, Error> {
+    check_size(ledger, tree_size)?;
+    if seq == 0 || seq > tree_size {
+        return Err(Error::Invalid(format!("seq {seq} is not in a tree of size {tree_size}")));
+    }
+    let index = seq - 1;
+    let mut ranges = merkle::inclusion_ranges(index, tree_size);
+    let path_len = ranges.len();
+    ranges.push(index..seq);
+    ranges.push(0..tree_size);
+    let hashes = stream_ranges(ledger, tree_size, &ranges)?;
+    let (path, ends) = hashes.split_at(path_len.min(hashes.len()));
+    let [leaf, root] = ends else {
+        return Err(Error::Corrupt { seq, reason: "proof ranges came back incomplete".into() });
+    };
+    check_root(ledger, tree_size, root)?;
+    Ok(InclusionProof::new(&ledger.id(), index, tree_size, path, leaf, root))
+}
+
+/// Proves that the tree of the first `second` events extends the tree of the first `first`.
+pub fn prove_consistency(ledger: &Ledger, first: u64, second: u64) -> Result<ConsistencyProof, Error> {
+    check_size(ledger, first)?;
+    check_size(ledger, second)?;
+    if first > second {
+        return Err(Error::Invalid(format!("first ({first}) is larger than second ({second})")));
+    }
+    let mut ranges = merkle::consistency_ranges(first, second);
+    let path_len = ranges.len();
+    ranges.push(0..first);
+    ranges.push(0..second);
+    let hashes = stream_ranges(ledger, second, &ranges)?;
+    let (path, ends) = hashes.split_at(path_len.min(hashes.len()));
+    let [first_root, second_root] = ends else {
+        return Err(Error::Corrupt { seq: second, reason: "proof ranges came back incomplete".into() });
+    };
+    check_root(ledger, second, second_root)?;
+    Ok(ConsistencyProof::new(&ledger.id(), first, second, path, first_root, second_root))
 }
 
 #[cfg(test)]

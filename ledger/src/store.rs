@@ -273,9 +273,10 @@ impl Ledger {
     }
 
     /// The C2SP signed note of checkpoint `cp` (FORMAT.md §11), signed now by the current
-    /// signing key. Only a note body built from `cp` is ever signed here.
-    pub fn checkpoint_note(&self, cp: &Checkpoint) -> String {
-        crate::note::sign(&self.shared.signer(), &self.shared.ledger_id, cp.last_seq, &cp.root)
+    /// signing key, and that key. Only a note body built from `cp` is ever signed here.
+    pub fn checkpoint_note(&self, cp: &Checkpoint) -> (String, crate::keys::PublicKey) {
+        let key = self.shared.signer();
+        (crate::note::sign(&key, &self.shared.ledger_id, cp.last_seq, &cp.root), key.public())
     }
 
     /// Why the writer stopped, if it did.
