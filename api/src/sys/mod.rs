@@ -1,10 +1,11 @@
-//! The `sys/` backend: barrier, mounts, policies, capabilities, keys.
+//! The `sys/` backend: barrier, mounts, policies, capabilities, keys, ledger proofs.
 
 pub mod capabilities;
 pub mod keys;
 pub mod leases;
 pub mod mounts;
 pub mod policies;
+pub mod proofs;
 pub mod seal;
 pub mod wrapping;
 
@@ -55,6 +56,7 @@ pub async fn handle(ctx: &Ctx<'_>) -> Result<Handled, Reply> {
         "key-status" => keys::key_status(ctx),
         "rotate" if tail.is_empty() || tail == "keyring" => keys::rotate(ctx).await,
         "ledger" if tail == "keys" => keys::ledger_keys(ctx),
+        "ledger" if proofs::routes(tail) => proofs::handle(ctx, tail).await,
         "internal" => match tail.strip_prefix("ui/mounts") {
             Some(p) => mounts::ui_mounts(ctx, p.trim_start_matches('/')),
             None => Err(unsupported()),
