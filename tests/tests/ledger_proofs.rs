@@ -31,6 +31,14 @@ fn write_some(s: &Server, n: usize) -> Result<()> {
     Ok(())
 }
 
+/// The hex hash with its first digit changed.
+fn flip_first_digit(h: &str) -> String {
+    match h.strip_prefix('0') {
+        Some(rest) => format!("1{rest}"),
+        None => format!("0{}", h.get(1..).unwrap_or_default()),
+    }
+}
+
 fn strs(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
 }
@@ -155,8 +163,7 @@ fn an_auditor_checks_consistency_and_inclusion_offline() -> Result<()> {
     for i in 0..path_len {
         let mut altered = d.clone();
         let h = altered["consistency_path"][i].as_str().context("hash")?.to_string();
-        let flipped = if h.starts_with('0') { format!("1{}", &h[1..]) } else { format!("0{}", &h[1..]) };
-        altered["consistency_path"][i] = json!(flipped);
+        altered["consistency_path"][i] = json!(flip_first_digit(&h));
         let f = save(&format!("altered-{i}.json"), &altered)?;
         expect_refused(&consistency_args(path_str(&f)?, o, n, &pins), "does not lead to both")?;
     }
@@ -199,8 +206,7 @@ fn an_auditor_checks_consistency_and_inclusion_offline() -> Result<()> {
     expect_refused(&["--proof", ip, "--checkpoint", o, "--trusted-key", pins.as_str()], "tree size")?;
     let mut altered = di.clone();
     let h = altered["inclusion_path"][0].as_str().context("hash")?.to_string();
-    altered["inclusion_path"][0] =
-        json!(if h.starts_with('0') { format!("1{}", &h[1..]) } else { format!("0{}", &h[1..]) });
+    altered["inclusion_path"][0] = json!(flip_first_digit(&h));
     let f = save("altered-inclusion.json", &altered)?;
     expect_refused(&["--proof", path_str(&f)?, "--checkpoint", n, "--trusted-key", pins.as_str()], "inclusion path")?;
     Ok(())
