@@ -233,6 +233,21 @@ mod tests {
         assert!(note.verify(&[]).is_err());
     }
 
+    /// FORMAT.md §10, computed independently with Python's `hashlib` and `cryptography`.
+    #[test]
+    fn golden_note() {
+        let note = sign(&fixed_key(), &[0x55; 16], 2, &Hash([0x77; 32]));
+        let expected = "cairn.ledger/55555555555555555555555555555555\n2\n\
+            d3d3d3d3d3d3d3d3d3d3d3d3d3d3d3d3d3d3d3d3d3c=\n\n\
+            \u{2014} cairn.ledger/55555555555555555555555555555555 \
+            aepdggBBVqTlw8D/z6qo8P3rZX87g3oyD4mVcKB9gEutiKc4aNFP+J2qlEm8xb3e94PHPBKbgMfy76X8VMC8n4uSnwU=\n";
+        assert_eq!(note, expected);
+        assert_eq!(
+            hex::encode(key_id("cairn.ledger/55555555555555555555555555555555", &fixed_key().public())),
+            "69ea5d82"
+        );
+    }
+
     #[test]
     fn the_signature_is_plain_ed25519_over_the_body() {
         let key = fixed_key();
