@@ -235,6 +235,29 @@ enum LedgerCommand {
         #[command(flatten)]
         source: SourceArgs,
     },
+    /// Check a proof from `sys/ledger/proof/…` against signed checkpoints and pinned keys.
+    /// Exit 0 when it holds, 1 when it is refused (with the reason).
+    VerifyProof {
+        /// The proof: the endpoint's answer, or its `data` object.
+        #[arg(long, value_name = "FILE")]
+        proof: PathBuf,
+        /// The checkpoint (JSON form, `sys/ledger/checkpoint` answer, or signed note); for a
+        /// consistency proof, the new one.
+        #[arg(long, value_name = "FILE")]
+        checkpoint: PathBuf,
+        /// For a consistency proof: the checkpoint saved earlier.
+        #[arg(long, value_name = "FILE")]
+        old_checkpoint: Option<PathBuf>,
+        /// File of pinned public keys (`cairn ledger public-key` output).
+        #[arg(long, value_name = "FILE")]
+        trusted_key: PathBuf,
+        /// For an inclusion proof: the event hash you hold (otherwise the proof's own).
+        #[arg(long, value_name = "HEX")]
+        leaf_hash: Option<String>,
+        /// For an inclusion proof: the seq it must be about.
+        #[arg(long, value_name = "SEQ")]
+        seq: Option<u64>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -380,6 +403,19 @@ fn ledger_command(cmd: LedgerCommand) -> ExitCode {
             let cp = replay::checkpoint(&source.source())?;
             println!("{}", serde_json::to_string(&cp)?);
             Ok(ExitCode::SUCCESS)
+        }
+        LedgerCommand::VerifyProof { proof, checkpoint, old_checkpoint, trusted_key, leaf_hash, seq } => {
+            let req = replay::VerifyProofRequest { proof, checkpoint, old_checkpoint, trusted_key, leaf_hash, seq };
+            Ok(match replay::verify_proof(&req)? {
+                replay::ProofVerdict::Valid(line) => {
+                    println!("{line}");
+                    ExitCode::SUCCESS
+                }
+                replay::ProofVerdict::Refused(reason) => {
+                    println!("proof REFUSED: {reason}");
+                    ExitCode::from(1)
+                }
+            })
         }
     })();
     match result {

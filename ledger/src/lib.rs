@@ -27,6 +27,8 @@ pub mod hash;
 pub mod index;
 pub mod keys;
 pub mod merkle;
+pub mod note;
+pub mod proof;
 mod recovery;
 pub mod seal;
 pub mod segments;

@@ -106,6 +106,8 @@ pub(crate) struct Shared {
     wraps: RwLock<BTreeMap<u32, u64>>,
     watch: watch::Sender<u64>,
     failure: Mutex<Option<String>>,
+    /// The writer's current signing key, for checkpoint notes (never handed out).
+    signer: RwLock<Arc<LedgerKey>>,
 }
 
 impl Shared {
@@ -132,6 +134,14 @@ impl Shared {
 
     pub fn failure(&self) -> Option<String> {
         self.failure.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn set_signer(&self, key: Arc<LedgerKey>) {
+        *self.signer.write().unwrap_or_else(|e| e.into_inner()) = key;
+    }
+
+    fn signer(&self) -> Arc<LedgerKey> {
+        self.signer.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     pub fn set_failure(&self, reason: String) {
@@ -195,7 +205,8 @@ impl Ledger {
         fs.sync_dir(dir).map_err(|e| Error::io("fsync directory", &e))?;
         let chain = ChainState { ledger_id: Some(ledger_id), ..ChainState::empty() };
         let active = Active { first_seq: 1, path, file, len: SEGMENT_HEADER_LEN as u64 };
-        let shared = Arc::new(new_shared(seg_dir, fs, ledger_id, index, &chain));
+        let key = Arc::new(key);
+        let shared = Arc::new(new_shared(seg_dir, fs, ledger_id, index, &chain, key.clone()));
         let mut writer = Writer::new(shared.clone(), chain, key, active, &opts);
         let genesis = SystemEvent::Genesis { ledger_id, key: writer.key.public().to_bytes() }.encode();
         writer.commit(vec![Submission::plain(vec![system_draft(KIND_GENESIS, Actor::system(), [0; 16], genesis)])])?;
@@ -219,7 +230,8 @@ impl Ledger {
             return Err(Error::WrongKey { expected });
         }
         let ledger_id = recovered.chain.ledger_id.unwrap_or_default();
-        let shared = Arc::new(new_shared(seg_dir, fs, ledger_id, index, &recovered.chain));
+        let key = Arc::new(key);
+        let shared = Arc::new(new_shared(seg_dir, fs, ledger_id, index, &recovered.chain, key.clone()));
         shared.publish(
             Durable {
                 last_seq: recovered.chain.last_seq(),
@@ -258,6 +270,13 @@ impl Ledger {
     /// Key slots written per keyring term so far (the nonce budget spent).
     pub fn wraps(&self) -> BTreeMap<u32, u64> {
         self.shared.wraps.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The C2SP signed note of checkpoint `cp` (FORMAT.md §11), signed now by the current
+    /// signing key, and that key. Only a note body built from `cp` is ever signed here.
+    pub fn checkpoint_note(&self, cp: &Checkpoint) -> (String, crate::keys::PublicKey) {
+        let key = self.shared.signer();
+        (crate::note::sign(&key, &self.shared.ledger_id, cp.last_seq, &cp.root), key.public())
     }
 
     /// Why the writer stopped, if it did.
@@ -349,6 +368,7 @@ fn new_shared(
     ledger_id: LedgerId,
     index: Index,
     chain: &ChainState,
+    signer: Arc<LedgerKey>,
 ) -> Shared {
     let (watch, _) = watch::channel(chain.last_seq());
     Shared {
@@ -367,6 +387,7 @@ fn new_shared(
         wraps: RwLock::new(chain.wraps.clone()),
         watch,
         failure: Mutex::new(None),
+        signer: RwLock::new(signer),
     }
 }
 

@@ -108,7 +108,7 @@ pub(crate) struct Active {
 pub(crate) struct Writer {
     pub shared: Arc<Shared>,
     pub chain: ChainState,
-    pub key: LedgerKey,
+    pub key: Arc<LedgerKey>,
     pub active: Active,
     pub max_batch_events: usize,
     pub max_batch_bytes: usize,
@@ -128,7 +128,7 @@ impl Writer {
     pub fn new(
         shared: Arc<Shared>,
         chain: ChainState,
-        key: LedgerKey,
+        key: Arc<LedgerKey>,
         active: Active,
         opts: &crate::store::Options,
     ) -> Writer {
@@ -374,7 +374,8 @@ impl Writer {
         let mut erase: Vec<(PathBuf, u64)> = Vec::new();
         for sub in submissions {
             if let Some(k) = sub.rotate_to {
-                self.key = k;
+                self.key = Arc::new(k);
+                self.shared.set_signer(self.key.clone());
             }
             erase.extend(sub.erase);
         }

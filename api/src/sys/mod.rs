@@ -1,4 +1,4 @@
-//! The `sys/` backend: barrier, mounts, policies, capabilities, keys.
+//! The `sys/` backend: barrier, mounts, policies, capabilities, keys, ledger proofs.
 
 pub mod capabilities;
 pub mod keys;
@@ -6,6 +6,7 @@ pub mod leases;
 pub mod ledger_query;
 pub mod mounts;
 pub mod policies;
+pub mod proofs;
 pub mod seal;
 pub mod wrapping;
 
@@ -57,6 +58,7 @@ pub async fn handle(ctx: &Ctx<'_>) -> Result<Handled, Reply> {
         "rotate" if tail.is_empty() || tail == "keyring" => keys::rotate(ctx).await,
         "ledger" if tail == "keys" => keys::ledger_keys(ctx),
         "ledger" if tail == "query" || tail == "export" => ledger_query::handle(ctx, tail).await,
+        "ledger" if proofs::routes(tail) => proofs::handle(ctx, tail).await,
         "internal" => match tail.strip_prefix("ui/mounts") {
             Some(p) => mounts::ui_mounts(ctx, p.trim_start_matches('/')),
             None => Err(unsupported()),
