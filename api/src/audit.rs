@@ -114,7 +114,10 @@ pub fn entries(e: &Envelope, state: &State, salt: &Salt, env: &RealEnv, f: &Form
     let Body::App(Event::Access(a)) = &e.body else { return Vec::new() };
     let time = crate::time::rfc3339(e.time);
     let auth = auth_of(e, a, state, salt, env, f);
-    let request = request_of(e, a, state, salt);
+    let mut request = request_of(e, a, state, salt);
+    if let (Some(acc), Value::Object(r)) = (auth.get("accessor").cloned(), &mut request) {
+        r.insert("client_token_accessor".into(), acc);
+    }
     let error = match a.outcome {
         Outcome::Allowed => None,
         Outcome::Denied => Some("1 error occurred:\n\t* permission denied\n\n".to_string()),

@@ -29,7 +29,7 @@ pub fn validate(kind: &str, options: &BTreeMap<String, String>) -> Result<(), Re
         if let Some(v) = options.get(key)
             && parse_bool(v).is_none()
         {
-            return Err(Rejection::invalid(format!("unable to parse '{key}': invalid syntax")));
+            return Err(Rejection::invalid(format!("strconv.ParseBool: parsing {v:?}: invalid syntax")));
         }
     }
     if options.get("log_raw").and_then(|v| parse_bool(v)) == Some(true) {
@@ -40,7 +40,7 @@ pub fn validate(kind: &str, options: &BTreeMap<String, String>) -> Result<(), Re
     if let Some(f) = options.get("format")
         && f != "json"
     {
-        return Err(Rejection::invalid(format!("unsupported \"format\": {f} (only json is supported)")));
+        return Err(Rejection::invalid(format!("unknown format type {f:?} (cairn writes json only)")));
     }
     match kind {
         "file" => {
@@ -51,7 +51,7 @@ pub fn validate(kind: &str, options: &BTreeMap<String, String>) -> Result<(), Re
             if let Some(m) = options.get("mode")
                 && u32::from_str_radix(m, 8).map_or(true, |m| m > 0o777)
             {
-                return Err(Rejection::invalid(format!("unable to parse 'mode': {m}")));
+                return Err(Rejection::invalid(format!("strconv.ParseUint: parsing {m:?}: invalid syntax")));
             }
         }
         "socket" => {
