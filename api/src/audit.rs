@@ -168,7 +168,10 @@ fn auth_of(e: &Envelope, a: &Access, state: &State, salt: &Salt, env: &RealEnv, 
         if t.last_ttl > 0 {
             auth.insert("token_ttl".into(), json!(t.last_ttl));
         }
-        auth.insert("token_issue_time".into(), json!(crate::time::rfc3339(t.issue_time / 1_000_000_000 * 1_000_000_000)));
+        auth.insert(
+            "token_issue_time".into(),
+            json!(crate::time::rfc3339(t.issue_time / 1_000_000_000 * 1_000_000_000)),
+        );
     }
     Value::Object(auth)
 }
@@ -229,8 +232,7 @@ async fn supervise(ledger: Arc<Ledger>, state: Arc<ArcSwap<State>>, env: Arc<Rea
     let mut running: HashMap<String, tokio::task::AbortHandle> = HashMap::new();
     loop {
         let s = state.load_full();
-        let wanted: BTreeMap<String, Arc<AuditDevice>> =
-            s.audit.all().map(|d| (cursor_name(d), d.clone())).collect();
+        let wanted: BTreeMap<String, Arc<AuditDevice>> = s.audit.all().map(|d| (cursor_name(d), d.clone())).collect();
         running.retain(|name, h| {
             let keep = wanted.contains_key(name);
             if !keep {
@@ -263,8 +265,12 @@ async fn supervise(ledger: Arc<Ledger>, state: Arc<ArcSwap<State>>, env: Arc<Rea
 /// The cursor file of a device: its path and its enable seq, so a device enabled again at
 /// the same path starts afresh.
 fn cursor_name(d: &AuditDevice) -> String {
-    let safe: String =
-        d.path.trim_end_matches('/').chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect();
+    let safe: String = d
+        .path
+        .trim_end_matches('/')
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+        .collect();
     format!("{safe}-{}.cursor", d.enabled_seq)
 }
 

@@ -885,8 +885,7 @@ fn an_audit_device_gets_a_sealed_salt_one_path_each_and_loses_its_salt_on_disabl
     assert_eq!(events(&out), vec!["AuditDeviceEnabled", "Access"]);
     let dev = w.state.audit.get("file/").expect("enabled").clone();
     let salt = dev.salt.clone().expect("salt");
-    let opened =
-        w.env.open(&salt.sealed, &salt.slot, &commands::audit::salt_context("file/")).expect("the salt opens");
+    let opened = w.env.open(&salt.sealed, &salt.slot, &commands::audit::salt_context("file/")).expect("the salt opens");
     assert_eq!(opened.len(), 32);
     assert_eq!(dev.enabled_seq, salt.seq);
 
@@ -910,11 +909,23 @@ fn audit_device_options_are_checked_and_log_raw_is_refused() {
         ("nosuch", vec![], "unknown backend type: \"nosuch\""),
         ("file", vec![], "file_path is required"),
         ("file", vec![("file_path", "/x"), ("mode", "abc")], "strconv.ParseUint: parsing \"abc\": invalid syntax"),
-        ("file", vec![("file_path", "/x"), ("hmac_accessor", "maybe")], "strconv.ParseBool: parsing \"maybe\": invalid syntax"),
+        (
+            "file",
+            vec![("file_path", "/x"), ("hmac_accessor", "maybe")],
+            "strconv.ParseBool: parsing \"maybe\": invalid syntax",
+        ),
         ("file", vec![("file_path", "/x"), ("format", "xml")], "unknown format type \"xml\" (cairn writes json only)"),
         ("socket", vec![], "address is required"),
-        ("socket", vec![("address", "127.0.0.1:9"), ("socket_type", "unix")], "unsupported socket_type: unix (tcp or udp)"),
-        ("socket", vec![("address", "127.0.0.1:9"), ("write_timeout", "soon")], "unable to parse 'write_timeout': soon"),
+        (
+            "socket",
+            vec![("address", "127.0.0.1:9"), ("socket_type", "unix")],
+            "unsupported socket_type: unix (tcp or udp)",
+        ),
+        (
+            "socket",
+            vec![("address", "127.0.0.1:9"), ("write_timeout", "soon")],
+            "unable to parse 'write_timeout': soon",
+        ),
     ] {
         let out = w.when("root", enable_audit("dev", kind, &opts));
         assert_eq!(out.result, Err(Rejection::Invalid(message.into())), "{kind} {opts:?}");

@@ -79,14 +79,16 @@ fn wait_for(file: &Path, kind: &str, path: &str) -> Result<Vec<Value>> {
 
 fn entry<'a>(all: &'a [Value], kind: &str, path: &str, op: Option<&str>) -> Result<&'a Value> {
     all.iter()
-        .find(|l| l["type"] == kind && l["request"]["path"] == path && op.is_none_or(|o| l["request"]["operation"] == o))
+        .find(|l| {
+            l["type"] == kind && l["request"]["path"] == path && op.is_none_or(|o| l["request"]["operation"] == o)
+        })
         .with_context(|| format!("no {kind} entry for {path} {op:?}"))
 }
 
 fn hmac_shaped(v: &Value) -> bool {
-    v.as_str().and_then(|s| s.strip_prefix("hmac-sha256:")).is_some_and(|h| {
-        h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
-    })
+    v.as_str()
+        .and_then(|s| s.strip_prefix("hmac-sha256:"))
+        .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()))
 }
 
 #[test]
@@ -110,7 +112,8 @@ fn a_file_device_writes_vaults_entries_with_hmacs_and_sys_audit_answers_like_vau
     assert_eq!(body["file/"], device);
 
     // Errors, as OpenBao words them.
-    let dup = s.http("PUT", "/v1/sys/audit/file", Some(&root), Some(r#"{"type":"file","options":{"file_path":"/tmp/x"}}"#))?;
+    let dup =
+        s.http("PUT", "/v1/sys/audit/file", Some(&root), Some(r#"{"type":"file","options":{"file_path":"/tmp/x"}}"#))?;
     assert_eq!((dup.status, dup.json()?["errors"].clone()), (400, json!(["path already in use"])));
     let bad = s.http("PUT", "/v1/sys/audit/bad", Some(&root), Some(r#"{"type":"nosuch"}"#))?;
     assert_eq!((bad.status, bad.json()?["errors"].clone()), (400, json!(["unknown backend type: \"nosuch\""])));
