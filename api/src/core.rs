@@ -113,6 +113,8 @@ pub struct Unsealed {
     /// Open database connection pools (they hold root passwords: dropped at seal).
     pub databases: crate::engines::database::runtime::Pools,
     root_key: Zeroizing<[u8; 32]>,
+    /// The audit devices' tailers (stopped when this is dropped, at seal).
+    _audit: crate::audit::Supervisor,
 }
 
 impl Unsealed {
@@ -376,7 +378,9 @@ impl Core {
         let env = Arc::new(RealEnv { keyring: ArcSwap::from_pointee(keyring), hasher: KeyedHasher::derive(&hmac_key) });
         let ledger = Arc::new(ledger);
         let sequencer = Sequencer::start(ledger.clone(), self.state.clone(), env.clone());
-        let unsealed = Arc::new(Unsealed { env, ledger, sequencer, databases: Default::default(), root_key });
+        let audit = crate::audit::start(ledger.clone(), self.state.clone(), env.clone(), &self.data_dir);
+        let unsealed =
+            Arc::new(Unsealed { env, ledger, sequencer, databases: Default::default(), root_key, _audit: audit });
         unsealed
             .submit_as_system(Command::RecordUnsealed { dev })
             .await

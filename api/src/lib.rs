@@ -1,5 +1,6 @@
 //! cairn's HTTP server: the Vault-compatible API, its configuration and listeners.
 
+pub mod audit;
 pub mod auth;
 pub mod auth_token;
 pub mod config;

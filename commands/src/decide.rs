@@ -87,6 +87,7 @@ fn decide_command(state: &State, cmd: &Command, token: Option<&Token>, env: &dyn
     use Command::*;
     match cmd {
         EnableMount { .. } | TuneMount { .. } | DisableMount { .. } => crate::mount::decide(state, cmd, env),
+        EnableAudit { .. } | DisableAudit { .. } => crate::audit::decide(state, cmd, env),
         WritePolicy { name, text, cas } => crate::policy::write(state, name, text, *cas, env.now()),
         DeletePolicy { name } => crate::policy::delete(state, name),
         CreateToken { params, max_ttl, default_ttl } => {

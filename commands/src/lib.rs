@@ -7,6 +7,7 @@
 //! [`sequencer`] does I/O.
 
 pub mod access;
+pub mod audit;
 mod auth;
 pub mod cidr;
 mod database;

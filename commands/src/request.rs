@@ -80,6 +80,16 @@ pub enum Command {
     DisableMount {
         prefix: String,
     },
+    EnableAudit {
+        path: String,
+        kind: String,
+        description: String,
+        options: BTreeMap<String, String>,
+        local: bool,
+    },
+    DisableAudit {
+        path: String,
+    },
     WritePolicy {
         name: String,
         text: String,

@@ -866,3 +866,73 @@ fn a_wrapped_response_is_erased_when_unwrapped_and_the_token_is_single_use() {
     assert!(w.state.tokens.by_accessor(&accessor).is_none());
     assert_eq!(w.when(&token, Command::Unwrap { accessor }).result, Err(Rejection::PermissionDenied));
 }
+
+fn enable_audit(path: &str, kind: &str, options: &[(&str, &str)]) -> Command {
+    Command::EnableAudit {
+        path: path.into(),
+        kind: kind.into(),
+        description: String::new(),
+        options: options.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        local: false,
+    }
+}
+
+#[test]
+fn an_audit_device_gets_a_sealed_salt_one_path_each_and_loses_its_salt_on_disable() {
+    let mut w = World::new();
+    let out = w.when("root", enable_audit("file", "file", &[("file_path", "/tmp/a.log")]));
+    assert_eq!(out.result, Ok(Reply::Done));
+    assert_eq!(events(&out), vec!["AuditDeviceEnabled", "Access"]);
+    let dev = w.state.audit.get("file/").expect("enabled").clone();
+    let salt = dev.salt.clone().expect("salt");
+    let opened = w.env.open(&salt.sealed, &salt.slot, &commands::audit::salt_context("file/")).expect("the salt opens");
+    assert_eq!(opened.len(), 32);
+    assert_eq!(dev.enabled_seq, salt.seq);
+
+    let again = w.when("root", enable_audit("file/", "file", &[("file_path", "/tmp/b.log")]));
+    assert_eq!(again.result, Err(Rejection::Invalid("path already in use".into())));
+    assert_eq!(events(&again), vec!["Access"]);
+
+    let off = w.when("root", Command::DisableAudit { path: "file".into() });
+    assert_eq!(erasures(&off), vec![salt.seq]);
+    assert_eq!(events(&off), vec!["AuditDeviceDisabled", "Access"]);
+    assert!(w.state.audit.is_empty());
+    // Disabling an unknown device is not an error (as in Vault) and changes nothing.
+    let none = w.when("root", Command::DisableAudit { path: "nope".into() });
+    assert_eq!((&none.result, events(&none)), (&Ok(Reply::Done), vec!["Access"]));
+}
+
+#[test]
+fn audit_device_options_are_checked_and_log_raw_is_refused() {
+    let mut w = World::new();
+    for (kind, opts, message) in [
+        ("nosuch", vec![], "unknown backend type: \"nosuch\""),
+        ("file", vec![], "file_path is required"),
+        ("file", vec![("file_path", "/x"), ("mode", "abc")], "strconv.ParseUint: parsing \"abc\": invalid syntax"),
+        (
+            "file",
+            vec![("file_path", "/x"), ("hmac_accessor", "maybe")],
+            "strconv.ParseBool: parsing \"maybe\": invalid syntax",
+        ),
+        ("file", vec![("file_path", "/x"), ("format", "xml")], "unknown format type \"xml\" (cairn writes json only)"),
+        ("socket", vec![], "address is required"),
+        (
+            "socket",
+            vec![("address", "127.0.0.1:9"), ("socket_type", "unix")],
+            "unsupported socket_type: unix (tcp or udp)",
+        ),
+        (
+            "socket",
+            vec![("address", "127.0.0.1:9"), ("write_timeout", "soon")],
+            "unable to parse 'write_timeout': soon",
+        ),
+    ] {
+        let out = w.when("root", enable_audit("dev", kind, &opts));
+        assert_eq!(out.result, Err(Rejection::Invalid(message.into())), "{kind} {opts:?}");
+    }
+    let raw = w.when("root", enable_audit("raw", "file", &[("file_path", "/x"), ("log_raw", "true")]));
+    assert!(matches!(raw.result, Err(Rejection::Invalid(m)) if m.starts_with("log_raw is not supported")));
+    assert!(w.state.audit.is_empty());
+    let ok = w.when("root", enable_audit("sock", "socket", &[("address", "127.0.0.1:9"), ("write_timeout", "500ms")]));
+    assert_eq!(ok.result, Ok(Reply::Done));
+}

@@ -17,6 +17,7 @@ use ledger::envelope::Event as LedgerEvent;
 use ledger::system::SystemEvent;
 
 pub use catalogue::access::*;
+pub use catalogue::audit::*;
 pub use catalogue::auth::*;
 pub use catalogue::database::*;
 pub use catalogue::identity::*;
@@ -164,6 +165,8 @@ catalogue! {
     0x0a06 => GroupAliasWritten(GroupAliasWritten),
     0x0a07 => GroupAliasDeleted(GroupAliasDeleted),
     0x0a08 => ExternalGroupsSynced(ExternalGroupsSynced),
+    0x0b00 => AuditDeviceEnabled(AuditDeviceEnabled),
+    0x0b01 => AuditDeviceDisabled(AuditDeviceDisabled),
 }
 
 /// An event as the read side sees it: a catalogue event or one of the ledger's own.

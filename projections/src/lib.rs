@@ -4,6 +4,7 @@
 //! Projections are pure folds — `State::apply(&Event)` — and hold nothing the ledger does
 //! not: deleting them and replaying the ledger gives the same state.
 
+pub mod audit;
 pub mod auth;
 pub mod database;
 pub mod identity;

@@ -5,6 +5,7 @@
 
 use migrations::{Body, Envelope, Event};
 
+use crate::audit::AuditDevices;
 use crate::auth::AuthMethods;
 use crate::database::Databases;
 use crate::identity::Identity;
@@ -28,6 +29,7 @@ pub struct State {
     pub databases: Databases,
     pub auth: AuthMethods,
     pub identity: Identity,
+    pub audit: AuditDevices,
 }
 
 impl State {
@@ -114,6 +116,8 @@ impl State {
             Event::GroupAliasWritten(e) => self.identity.group_alias_written(&e.alias),
             Event::GroupAliasDeleted(e) => self.identity.group_alias_deleted(&e.id),
             Event::ExternalGroupsSynced(e) => self.identity.external_synced(e),
+            Event::AuditDeviceEnabled(e) => self.audit.enabled(e, env),
+            Event::AuditDeviceDisabled(e) => self.audit.disabled(&e.path),
             Event::Access(e) => {
                 if e.used_token {
                     self.tokens.used(&env.actor.accessor);

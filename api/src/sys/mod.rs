@@ -1,5 +1,6 @@
 //! The `sys/` backend: barrier, mounts, policies, capabilities, keys, ledger proofs.
 
+pub mod audit;
 pub mod capabilities;
 pub mod keys;
 pub mod leases;
@@ -29,6 +30,9 @@ pub fn needs_sudo(path: &str, op: Operation) -> bool {
         || p.starts_with("sys/leases/revoke-prefix")
         || p.starts_with("sys/leases/revoke-force")
         || (p.starts_with("sys/leases/lookup") && op == Operation::List)
+        || p == "sys/audit"
+        || p.starts_with("sys/audit/")
+        || p.starts_with("sys/audit-hash/")
 }
 
 /// Paths that any valid token may call; their handler checks access itself (the `bao kv`
@@ -54,6 +58,8 @@ pub async fn handle(ctx: &Ctx<'_>) -> Result<Handled, Reply> {
         "capabilities" | "capabilities-self" | "capabilities-accessor" => capabilities::handle(ctx, head),
         "leases" => leases::handle(ctx, tail).await,
         "wrapping" => wrapping::handle(ctx, tail),
+        "audit" => audit::handle(ctx, tail),
+        "audit-hash" => audit::hash(ctx, tail),
         "key-status" => keys::key_status(ctx),
         "rotate" if tail.is_empty() || tail == "keyring" => keys::rotate(ctx).await,
         "ledger" if tail == "keys" => keys::ledger_keys(ctx),

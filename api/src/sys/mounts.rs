@@ -208,7 +208,7 @@ fn mount_config(v: Option<&Value>, mut base: MountConfig) -> Result<MountConfig,
     Ok(base)
 }
 
-fn string_map(v: Option<&Value>) -> BTreeMap<String, String> {
+pub(crate) fn string_map(v: Option<&Value>) -> BTreeMap<String, String> {
     match v {
         Some(Value::Object(m)) => m
             .iter()

@@ -1,6 +1,7 @@
 //! Event families, one module each; the names match the projection and command modules.
 
 pub mod access;
+pub mod audit;
 pub mod auth;
 pub mod database;
 pub mod identity;

@@ -1,0 +1,66 @@
+//! `sys/audit` (list, enable, disable devices) and `sys/audit-hash/<path>`.
+
+use axum::http::Method;
+use commands::Command;
+use projections::audit::AuditDevice;
+use serde_json::{Map, Value, json};
+
+use crate::audit::Salt;
+use crate::http::reply::Reply;
+use crate::http::{Ctx, Handled};
+
+/// A device as `sys/audit` lists it.
+fn entry(d: &AuditDevice) -> Value {
+    json!({
+        "type": d.kind,
+        "description": d.description,
+        "options": d.options,
+        "local": d.local,
+        "path": d.path,
+    })
+}
+
+pub fn handle(ctx: &Ctx<'_>, tail: &str) -> Result<Handled, Reply> {
+    let m = &ctx.req.method;
+    if tail.is_empty() {
+        if *m != Method::GET {
+            return Err(super::unsupported());
+        }
+        let all: Map<String, Value> = ctx.state.audit.all().map(|d| (d.path.clone(), entry(d))).collect();
+        return Ok(Handled::Read(Reply::data_with_copy(Value::Object(all))));
+    }
+    match m.as_str() {
+        "POST" | "PUT" => {
+            let req = ctx.req;
+            let command = Command::EnableAudit {
+                path: tail.to_string(),
+                kind: req.get_str("type").unwrap_or("").to_string(),
+                description: req.get_str("description").unwrap_or("").to_string(),
+                options: super::mounts::string_map(req.get("options")),
+                local: req.get("local").and_then(Value::as_bool).unwrap_or(false),
+            };
+            Ok(Handled::write(command, Reply::NoContent))
+        }
+        "DELETE" => Ok(Handled::write(Command::DisableAudit { path: tail.to_string() }, Reply::NoContent)),
+        _ => Err(super::unsupported_operation()),
+    }
+}
+
+/// `PUT sys/audit-hash/<path> {"input": …}`: the device's hash of a value, as it would
+/// appear in that device's entries.
+pub fn hash(ctx: &Ctx<'_>, tail: &str) -> Result<Handled, Reply> {
+    if !matches!(ctx.req.method.as_str(), "POST" | "PUT") {
+        return Err(super::unsupported_operation());
+    }
+    let path = commands::audit::normalize(tail);
+    let device =
+        ctx.state.audit.get(&path).ok_or_else(|| Reply::error(400, format!("unknown audit backend \"{path}\"")))?;
+    let input = match ctx.req.get("input") {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Null) | None => String::new(),
+        Some(v) => v.to_string(),
+    };
+    let salt = Salt::open(&ctx.unsealed.env, device).map_err(|e| Reply::error(500, e.to_string()))?;
+    let hash = salt.hmac_value(&ctx.unsealed.env, &input);
+    Ok(Handled::Read(Reply::data_with_copy(json!({ "hash": hash }))))
+}

@@ -1,0 +1,30 @@
+//! Audit devices (`sys/audit`): Vault-format copies of the access events, written by a
+//! tailer per device. Enabling and disabling a device are events; the entries a device
+//! writes are derived from the ledger and are not.
+
+use std::collections::BTreeMap;
+
+use bincode::{Decode, Encode};
+use ledger::Sealed;
+
+/// A device was enabled at `path` ("file/"). Its HMAC salt is sealed (key slot 0), and
+/// erased when the device is disabled, as Vault loses a device's salt on disable.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct AuditDeviceEnabled {
+    pub path: String,
+    /// "file" or "socket".
+    pub kind: String,
+    pub description: String,
+    /// The options as given (`file_path`, `address`, `hmac_accessor`, …).
+    pub options: BTreeMap<String, String>,
+    pub local: bool,
+    /// 32 random bytes: the device's HMAC-SHA256 key.
+    pub salt: Sealed,
+    pub enabled_at: u64,
+}
+
+/// The device at `path` was disabled.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct AuditDeviceDisabled {
+    pub path: String,
+}
