@@ -33,6 +33,7 @@ pub mod segments;
 mod store;
 pub mod system;
 pub mod verify;
+pub mod walk;
 mod writer;
 
 pub use chain::{ChainState, KeyRecord, Violation};

@@ -12,7 +12,9 @@ pub mod lease;
 pub mod mount;
 pub mod policies;
 pub mod policy;
+pub mod replay;
 pub mod seal;
+pub mod snapshot;
 pub mod state;
 pub mod token;
 

@@ -4,6 +4,6 @@
 //! `cairn ledger verify|export|public-key|checkpoint` are thin wrappers over this crate.
 
 mod ledger_tools;
-mod progress;
+pub mod progress;
 
 pub use ledger_tools::{Source, ToolError, VerifyRequest, checkpoint, export, public_keys, read_trusted_keys, verify};
