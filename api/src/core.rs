@@ -18,7 +18,6 @@ use commands::sequencer::{Sequencer, fold};
 use commands::{Command, Effect, Env, Rejection, Request};
 use ledger::seal::{KeyedHasher, Keyring, unwrap, wrap};
 use ledger::{Entry, EventDraft, KeySlot, Ledger, LedgerKey, Options, Sealed};
-use migrations::Envelope;
 use projections::State;
 use tokio::sync::RwLock;
 use zeroize::Zeroizing;
@@ -262,7 +261,8 @@ impl Core {
         if published < newest.saturating_add(min_new.max(1)) {
             return Ok(None);
         }
-        let r = projections::replay::rebuild(&ledger_dir(&self.data_dir), &dir, &mut |_, _| {}).map_err(replay_error)?;
+        let r =
+            projections::replay::rebuild(&ledger_dir(&self.data_dir), &dir, &mut |_, _| {}).map_err(replay_error)?;
         let Some(meta) = r.meta() else { return Ok(None) };
         if meta.last_seq <= newest && r.from_snapshot.is_some() {
             return Ok(None);

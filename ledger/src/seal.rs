@@ -87,9 +87,8 @@ impl serde::Serialize for KeySlot {
 impl<'de> serde::Deserialize<'de> for KeySlot {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         let bytes: Vec<u8> = serde::Deserialize::deserialize(d)?;
-        let arr: [u8; SLOT_LEN] = bytes
-            .try_into()
-            .map_err(|_| <D::Error as serde::de::Error>::custom("a key slot is 68 bytes"))?;
+        let arr: [u8; SLOT_LEN] =
+            bytes.try_into().map_err(|_| <D::Error as serde::de::Error>::custom("a key slot is 68 bytes"))?;
         Ok(KeySlot(arr))
     }
 }

@@ -129,12 +129,7 @@ pub fn view_frame(buf: &[u8]) -> std::result::Result<FrameView<'_>, FrameError> 
     if owned != header.slot_count {
         return Err(FrameError::SlotCount { announced: header.slot_count, owned });
     }
-    Ok(FrameView {
-        events,
-        checkpoint,
-        slot_area: &buf[FRAME_HEADER_LEN + header.body_len..total],
-        len: total,
-    })
+    Ok(FrameView { events, checkpoint, slot_area: &buf[FRAME_HEADER_LEN + header.body_len..total], len: total })
 }
 
 /// Calls `f` with every intact frame of the segments in `seg_dir`, in order, starting
@@ -224,7 +219,10 @@ mod tests {
         walk_frames::<Error>(&seg_dir, 0, &mut |_, _| {}, |v| {
             for e in &v.events {
                 let owned = e.to_event().expect("event");
-                assert_eq!((e.seq, e.kind, e.accessor, e.body), (owned.seq, owned.kind, owned.actor.accessor.as_str(), &owned.body[..]));
+                assert_eq!(
+                    (e.seq, e.kind, e.accessor, e.body),
+                    (owned.seq, owned.kind, owned.actor.accessor.as_str(), &owned.body[..])
+                );
                 seen.push((owned, e.hash()));
             }
             assert_eq!(v.checkpoint.head, v.events.last().map(|e| e.hash()).unwrap_or_default());

@@ -89,11 +89,7 @@ pub fn replay_from(
 
 /// The state from the newest usable snapshot in `snapshot_dir` plus the events after it,
 /// or from a full replay when no snapshot fits this ledger (each one refused is logged).
-pub fn rebuild(
-    ledger_dir: &Path,
-    snapshot_dir: &Path,
-    progress: Progress<'_>,
-) -> Result<Replayed, ReplayError> {
+pub fn rebuild(ledger_dir: &Path, snapshot_dir: &Path, progress: Progress<'_>) -> Result<Replayed, ReplayError> {
     let id = ledger_id(ledger_dir)?;
     if id.is_some() {
         for (_, path) in snapshot::list(snapshot_dir) {
@@ -126,7 +122,13 @@ fn fold_from(
         if start.is_some() {
             return Err(ReplayError::OtherLedger);
         }
-        return Ok(Replayed { state: State::default(), ledger_id: None, head: [0; 32], folded: 0, from_snapshot: None });
+        return Ok(Replayed {
+            state: State::default(),
+            ledger_id: None,
+            head: [0; 32],
+            folded: 0,
+            from_snapshot: None,
+        });
     };
     let (from_snapshot, mut state) = match start {
         Some((meta, state)) => {

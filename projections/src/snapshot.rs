@@ -164,7 +164,10 @@ pub fn decode(path: &Path, bytes: &[u8]) -> Result<(SnapshotMeta, State), Snapsh
     let (state, used): (State, usize) = bincode::serde::decode_from_slice(&body[HEADER_LEN..], config())
         .map_err(|e| SnapshotError::Decode { path: path.to_path_buf(), reason: e.to_string() })?;
     if used != body.len() - HEADER_LEN || state.last_seq != last_seq {
-        return Err(SnapshotError::Decode { path: path.to_path_buf(), reason: "content does not match its header".into() });
+        return Err(SnapshotError::Decode {
+            path: path.to_path_buf(),
+            reason: "content does not match its header".into(),
+        });
     }
     Ok((SnapshotMeta { ledger_id, last_seq, head }, state))
 }

@@ -185,10 +185,8 @@ fn a_torn_write_never_becomes_the_snapshot_and_the_last_two_are_kept() {
     assert_eq!(r.state, full);
     // Writing prunes: the two newest stay, leftover temporary files go.
     snapshot::write(&snaps, &full, &meta).expect("write");
-    let names: Vec<String> = std::fs::read_dir(&snaps)
-        .expect("ls")
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .collect();
+    let names: Vec<String> =
+        std::fs::read_dir(&snaps).expect("ls").filter_map(|e| e.ok()?.file_name().into_string().ok()).collect();
     assert_eq!(names.len(), 2, "{names:?}");
     assert!(!names.iter().any(|n| n.starts_with(".tmp-")), "{names:?}");
 }

@@ -157,7 +157,11 @@ pub fn write_ledger(dir: &Path, n: u64) -> Ledger {
                     let version = *counter;
                     let path = format!("app/key{k}");
                     let (value, slot) = keyring
-                        .seal(format!("secret value {i}").as_bytes(), &projections::kv::kv_context("3c1e0a5f-0000-1111-2222-333344445555", &path, version), 0)
+                        .seal(
+                            format!("secret value {i}").as_bytes(),
+                            &projections::kv::kv_context("3c1e0a5f-0000-1111-2222-333344445555", &path, version),
+                            0,
+                        )
                         .expect("seal");
                     kv_writes.push((batch.len(), k));
                     draft(
