@@ -101,7 +101,7 @@ pub fn list(dir: &Path) -> Vec<(u64, PathBuf)> {
         .filter_map(|e| e.ok())
         .filter_map(|e| Some((parse_file_name(e.file_name().to_str()?)?, e.path())))
         .collect();
-    out.sort_by(|a, b| b.0.cmp(&a.0));
+    out.sort_by_key(|b| std::cmp::Reverse(b.0));
     out
 }
 

@@ -49,8 +49,8 @@ fn a_snapshot_plus_the_events_after_it_is_the_full_replay() {
     let rt = rt();
     let mut more = Vec::new();
     for i in 0..3000u64 {
-        more.push(synth::draft(&synth::access(i, i % 7 == 0), synth::actor(i), vec![]));
-        if i % 10 == 0 {
+        more.push(synth::draft(&synth::access(i, i.is_multiple_of(7)), synth::actor(i), vec![]));
+        if i.is_multiple_of(10) {
             more.push(synth::draft(&synth::token(5_000_000 + i, 3), synth::actor(i), vec![]));
         }
     }

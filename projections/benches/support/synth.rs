@@ -57,10 +57,10 @@ pub fn token(i: u64, num_uses: u64) -> Event {
 
 pub fn access(i: u64, used_token: bool) -> Event {
     Event::Access(Access {
-        operation: if i % 3 == 0 { "update".into() } else { "read".into() },
+        operation: if i.is_multiple_of(3) { "update".into() } else { "read".into() },
         path: format!("secret/data/app/key{}", i % 1000),
         mount_accessor: "kv_3c1e0a5f".into(),
-        outcome: if i % 50 == 0 { Outcome::Denied } else { Outcome::Allowed },
+        outcome: if i.is_multiple_of(50) { Outcome::Denied } else { Outcome::Allowed },
         policies: vec!["default".into(), "app".into()],
         request_hmac: BTreeMap::from([("version".to_string(), "hmac-sha256:0f3a".repeat(4))]),
         response_hmac: BTreeMap::new(),
