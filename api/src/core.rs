@@ -18,7 +18,6 @@ use commands::sequencer::{Sequencer, fold};
 use commands::{Command, Effect, Env, Rejection, Request};
 use ledger::seal::{KeyedHasher, Keyring, unwrap, wrap};
 use ledger::{Entry, EventDraft, KeySlot, Ledger, LedgerKey, Options, Sealed};
-use migrations::Envelope;
 use projections::State;
 use tokio::sync::RwLock;
 use zeroize::Zeroizing;
@@ -173,6 +172,8 @@ pub struct Core {
     barrier: RwLock<Option<Arc<Unsealed>>>,
     unseal: Mutex<UnsealProgress>,
     pub settings: Settings,
+    /// Held while a projection snapshot is being written.
+    snapshotting: Mutex<()>,
 }
 
 fn ledger_dir(data_dir: &Path) -> PathBuf {
@@ -181,20 +182,45 @@ fn ledger_dir(data_dir: &Path) -> PathBuf {
 
 /// Folds every durable event of the ledger in `dir` into a fresh state.
 pub fn replay(dir: &Path) -> Result<State, CoreError> {
-    let mut state = State::default();
-    if !Ledger::exists(dir) {
-        return Ok(state);
+    Ok(projections::replay::replay(dir, &mut |_, _| {}).map_err(replay_error)?.state)
+}
+
+fn replay_error(e: projections::replay::ReplayError) -> CoreError {
+    match e {
+        projections::replay::ReplayError::Ledger(e) => CoreError::Ledger(e),
+        e => CoreError::Internal(e.to_string()),
     }
-    let scan = ledger::segments::FrameScan::new(&dir.join(ledger::segments::SEGMENTS_DIR))?;
-    for item in scan {
-        let (frame, _) = item?;
-        for fe in &frame.events {
-            let env = Envelope::decode(&fe.event, frame.slots_of(fe).to_vec())
-                .map_err(|e| CoreError::Internal(format!("cannot read event {}: {e}", fe.event.seq)))?;
-            state.apply(&env);
+}
+
+fn snapshot_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join(projections::snapshot::SNAPSHOTS_DIR)
+}
+
+/// A snapshot is written once this many events were folded since the last one (at
+/// startup, by the periodic task, and at shutdown only if at least one event is new).
+pub const SNAPSHOT_EVERY: u64 = 1_000_000;
+
+/// The state at startup: the newest snapshot that matches the ledger plus the events after
+/// it, or a full replay. A progress bar shows on a terminal.
+fn rebuild_at_start(data_dir: &Path) -> Result<projections::replay::Replayed, CoreError> {
+    let started = std::time::Instant::now();
+    let mut bar = ::replay::progress::bytes_bar("replaying the ledger");
+    let r = projections::replay::rebuild(&ledger_dir(data_dir), &snapshot_dir(data_dir), &mut |done, total| {
+        if let Some(b) = bar.as_mut() {
+            b(done, total)
         }
+    })
+    .map_err(replay_error)?;
+    if r.state.last_seq > 0 {
+        tracing::info!(
+            events = r.state.last_seq,
+            folded = r.folded,
+            snapshot = r.from_snapshot.map(|m| m.last_seq).unwrap_or(0),
+            ms = started.elapsed().as_millis() as u64,
+            "state rebuilt from the ledger"
+        );
     }
-    Ok(state)
+    Ok(r)
 }
 
 impl Core {
@@ -202,14 +228,49 @@ impl Core {
     pub fn open(data_dir: &Path, settings: Settings) -> Result<Core, CoreError> {
         std::fs::create_dir_all(data_dir)
             .map_err(|e| CoreError::Internal(format!("cannot create {}: {e}", data_dir.display())))?;
-        let state = replay(&ledger_dir(data_dir))?;
+        let rebuilt = rebuild_at_start(data_dir)?;
+        if rebuilt.folded >= SNAPSHOT_EVERY
+            && let Some(meta) = rebuilt.meta()
+        {
+            // Off the startup path: the clone is O(1) and the write runs on its own thread.
+            let (dir, state) = (snapshot_dir(data_dir), rebuilt.state.clone());
+            std::thread::spawn(move || match projections::snapshot::write(&dir, &state, &meta) {
+                Ok(path) => tracing::info!(path = %path.display(), "projection snapshot written"),
+                Err(e) => tracing::warn!(error = %e, "cannot write a projection snapshot"),
+            });
+        }
+        let state = rebuilt.state;
         Ok(Core {
             data_dir: data_dir.to_path_buf(),
             state: Arc::new(ArcSwap::from_pointee(state)),
             barrier: RwLock::new(None),
             unseal: Mutex::new(UnsealProgress::default()),
             settings,
+            snapshotting: Mutex::new(()),
         })
+    }
+
+    /// Writes a projection snapshot if at least `min_new` events were added since the
+    /// newest one. The snapshot is folded from the ledger (the newest snapshot plus the
+    /// events after it), not taken from the live state: the live fold stamps the
+    /// sequencer's clock where the ledger stamps the writer's, and a snapshot must be
+    /// exactly what replay gives. Blocking; one at a time. Returns the seq written.
+    pub fn refresh_snapshot(&self, min_new: u64) -> Result<Option<u64>, CoreError> {
+        let _one = self.snapshotting.lock().map_err(|_| CoreError::Internal("snapshot lock poisoned".into()))?;
+        let dir = snapshot_dir(&self.data_dir);
+        let newest = projections::snapshot::list(&dir).first().map(|(seq, _)| *seq).unwrap_or(0);
+        let published = self.state.load().last_seq;
+        if published < newest.saturating_add(min_new.max(1)) {
+            return Ok(None);
+        }
+        let r =
+            projections::replay::rebuild(&ledger_dir(&self.data_dir), &dir, &mut |_, _| {}).map_err(replay_error)?;
+        let Some(meta) = r.meta() else { return Ok(None) };
+        if meta.last_seq <= newest && r.from_snapshot.is_some() {
+            return Ok(None);
+        }
+        projections::snapshot::write(&dir, &r.state, &meta).map_err(|e| CoreError::Internal(e.to_string()))?;
+        Ok(Some(meta.last_seq))
     }
 
     pub fn data_dir(&self) -> &Path {

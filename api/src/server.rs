@@ -244,14 +244,45 @@ async fn serve(
     let expiry = tokio::spawn(expire_tokens(core.clone()));
     let leases = tokio::spawn(crate::leases::scheduler(core.clone()));
     let hup = tokio::spawn(reload_on_hup(reload, tls));
+    let snapshots = tokio::spawn(write_snapshots(core.clone()));
     let router = crate::http::router(core.clone());
     let result = bound.serve(router, shutdown_signal()).await;
     expiry.abort();
     leases.abort();
     hup.abort();
+    snapshots.abort();
     // Stop writing: the sequencer and ledger close when the last handle goes.
     core.seal(ledger::Actor::system()).await?;
+    // A clean stop saves the state for the next start (if anything changed since the last
+    // snapshot).
+    let last = core.clone();
+    match tokio::task::spawn_blocking(move || last.refresh_snapshot(1)).await {
+        Ok(Ok(Some(seq))) => tracing::info!(seq, "projection snapshot written"),
+        Ok(Ok(None)) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "cannot write a projection snapshot"),
+        Err(e) => tracing::warn!(error = %e, "cannot write a projection snapshot"),
+    }
     result.map_err(ServerError::from)
+}
+
+/// How often the server checks whether a projection snapshot is due.
+const SNAPSHOT_CHECK: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Writes a projection snapshot every `SNAPSHOT_EVERY` events, in the background (off
+/// the request path: a blocking thread folds the ledger from the last snapshot).
+async fn write_snapshots(core: Arc<Core>) {
+    let mut tick = tokio::time::interval(SNAPSHOT_CHECK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let c = core.clone();
+        match tokio::task::spawn_blocking(move || c.refresh_snapshot(crate::core::SNAPSHOT_EVERY)).await {
+            Ok(Ok(Some(seq))) => tracing::info!(seq, "projection snapshot written"),
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "cannot write a projection snapshot"),
+            Err(e) => tracing::warn!(error = %e, "cannot write a projection snapshot"),
+        }
+    }
 }
 
 async fn shutdown_signal() {

@@ -35,6 +35,7 @@ pub mod segments;
 mod store;
 pub mod system;
 pub mod verify;
+pub mod walk;
 mod writer;
 
 pub use chain::{ChainState, KeyRecord, Violation};

@@ -76,6 +76,23 @@ impl std::fmt::Debug for KeySlot {
     }
 }
 
+/// Key slots travel in projection snapshots as byte sequences (serde has no impl for
+/// arrays longer than 32).
+impl serde::Serialize for KeySlot {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        serde::Serialize::serialize(&self.0[..], s)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for KeySlot {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let bytes: Vec<u8> = serde::Deserialize::deserialize(d)?;
+        let arr: [u8; SLOT_LEN] =
+            bytes.try_into().map_err(|_| <D::Error as serde::de::Error>::custom("a key slot is 68 bytes"))?;
+        Ok(KeySlot(arr))
+    }
+}
+
 impl KeySlot {
     pub const ERASED: KeySlot = KeySlot([0u8; SLOT_LEN]);
 
@@ -105,7 +122,7 @@ impl KeySlot {
 }
 
 /// A payload encrypted under the data key in slot `slot` of its event.
-#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode, serde::Serialize, serde::Deserialize)]
 pub struct Sealed {
     pub slot: u8,
     pub nonce: [u8; 12],

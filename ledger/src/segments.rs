@@ -124,6 +124,8 @@ pub struct FrameScan {
     buf: Vec<u8>,
     pos: usize,
     finished: bool,
+    /// Whether each frame comes with a copy of its bytes (replay does not need them).
+    copy_bytes: bool,
 }
 
 impl FrameScan {
@@ -132,7 +134,25 @@ impl FrameScan {
         if segs.is_empty() {
             return Err(Error::NotFound(seg_dir.to_path_buf()));
         }
-        Ok(FrameScan { segs, next_seg: 0, buf: Vec::new(), pos: 0, finished: false })
+        Ok(FrameScan { segs, next_seg: 0, buf: Vec::new(), pos: 0, finished: false, copy_bytes: true })
+    }
+
+    /// Starts at the segment that holds event `seq` (the frames before it in that segment
+    /// still come): a reader that already has the state up to `seq` skips the rest.
+    pub fn from_seq(mut self, seq: u64) -> FrameScan {
+        self.next_seg = self.segs.iter().rposition(|(first, _)| *first <= seq).unwrap_or(0);
+        self
+    }
+
+    /// Frames come with an empty byte vector instead of a copy of their bytes.
+    pub fn without_bytes(mut self) -> FrameScan {
+        self.copy_bytes = false;
+        self
+    }
+
+    /// Total size of the segment files this scan reads (for progress).
+    pub fn total_bytes(&self) -> u64 {
+        self.segs[self.next_seg..].iter().filter_map(|(_, p)| std::fs::metadata(p).ok()).map(|m| m.len()).sum()
     }
 }
 
@@ -165,7 +185,7 @@ impl Iterator for FrameScan {
             let rest = &self.buf[self.pos..];
             match parse_frame(rest) {
                 Ok(frame) => {
-                    let bytes = rest[..frame.len].to_vec();
+                    let bytes = if self.copy_bytes { rest[..frame.len].to_vec() } else { Vec::new() };
                     self.pos += frame.len;
                     return Some(Ok((frame, bytes)));
                 }

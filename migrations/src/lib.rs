@@ -47,6 +47,10 @@ macro_rules! catalogue {
             $( $variant($ty), )*
         }
 
+        /// `(kind, version written)` of every catalogue event: what a projection snapshot
+        /// records, so a build whose catalogue differs does not trust it.
+        pub const CATALOGUE: &[(u16, u16)] = &[ $( ($kind, current_version!($($current)?)), )* ];
+
         impl Event {
             /// The ledger kind number of this event.
             pub fn kind(&self) -> u16 {

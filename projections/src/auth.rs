@@ -23,7 +23,7 @@ pub fn reviewer_jwt_context(mount: &str) -> Vec<u8> {
 }
 
 /// A live secret id of an AppRole role.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SecretId {
     pub role: String,
     pub id_hash: [u8; 32],
@@ -47,20 +47,20 @@ impl SecretId {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct UserpassUser {
     pub password_hash: Option<SealedValue>,
     pub token: TokenSettings,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct K8sConfig {
     pub config: KubernetesConfig,
     pub token_reviewer_jwt: Option<SealedValue>,
 }
 
 /// One auth mount's state (only the parts of its method are used).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AuthMount {
     pub approles: OrdMap<String, Arc<AppRole>>,
     /// role_id → role name.
@@ -97,7 +97,7 @@ impl AuthMount {
     }
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AuthMethods {
     mounts: HashMap<String, AuthMount>,
     /// (expiration time, mount, role, accessor) of secret ids that expire.

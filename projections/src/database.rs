@@ -21,7 +21,7 @@ pub fn static_password_context(mount: &str, name: &str) -> Vec<u8> {
     format!("db-static\0{mount}\0{name}").into_bytes()
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DbConnection {
     pub config: DbConnectionConfig,
     pub password: Option<SealedValue>,
@@ -31,7 +31,7 @@ pub struct DbConnection {
     pub seq: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DbStatic {
     pub role: DbStaticRole,
     pub password: Option<SealedValue>,
@@ -54,14 +54,14 @@ impl DbStatic {
 }
 
 /// One `database` mount.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DbMount {
     pub connections: OrdMap<String, Arc<DbConnection>>,
     pub roles: OrdMap<String, Arc<DbRole>>,
     pub statics: OrdMap<String, Arc<DbStatic>>,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Databases {
     mounts: HashMap<String, DbMount>,
 }

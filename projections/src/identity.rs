@@ -9,7 +9,7 @@ use std::sync::Arc;
 use imbl::{HashMap, OrdMap, OrdSet};
 use migrations::{Entity, EntityAlias, ExternalGroupsSynced, Group, GroupAlias};
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Identity {
     entities: HashMap<String, Arc<Entity>>,
     entity_names: HashMap<String, String>,

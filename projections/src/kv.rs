@@ -28,7 +28,7 @@ pub fn kv_v1_context(mount: &str, path: &str) -> Vec<u8> {
 }
 
 /// A sealed value and the key slot that opens it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SealedValue {
     pub sealed: Sealed,
     pub slot: KeySlot,
@@ -36,7 +36,7 @@ pub struct SealedValue {
     pub seq: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct KvVersion {
     /// ns since the Unix epoch.
     pub created: u64,
@@ -54,7 +54,7 @@ impl KvVersion {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct KvSecret {
     pub versions: BTreeMap<u64, KvVersion>,
     pub current: u64,
@@ -86,7 +86,7 @@ impl KvSecret {
 }
 
 /// Mount-wide KV v2 settings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct KvConfig {
     pub max_versions: u64,
     pub cas_required: bool,
@@ -96,7 +96,7 @@ pub struct KvConfig {
 /// Secrets are keyed by `mount \0 path` in one `Arc<str>`: it sorts like the pair (so a
 /// prefix is a contiguous range), and cloning it — which every insert does for the keys of
 /// the nodes it copies — is a counter bump, not an allocation.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct KvStore {
     secrets: OrdMap<Arc<str>, Arc<KvSecret>>,
     configs: OrdMap<String, KvConfig>,
@@ -106,7 +106,7 @@ pub struct KvStore {
 }
 
 /// Where a sealed value lives: a KV v2 version (`Some`) or a KV v1 / cubbyhole entry.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 struct ValueRef {
     key: Arc<str>,
     version: Option<u64>,

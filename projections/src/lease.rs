@@ -6,7 +6,7 @@ use std::sync::Arc;
 use imbl::{OrdMap, OrdSet};
 use migrations::{LeaseIssued, LeaseRenewed, LeaseRevocationFailed, LeaseSecret};
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Lease {
     pub id: Arc<str>,
     pub path: String,
@@ -36,7 +36,7 @@ impl Lease {
     }
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Leases {
     by_id: OrdMap<Arc<str>, Arc<Lease>>,
     by_due: OrdSet<(u64, Arc<str>)>,

@@ -14,7 +14,9 @@ pub mod mount;
 pub mod policies;
 pub mod policy;
 pub mod query;
+pub mod replay;
 pub mod seal;
+pub mod snapshot;
 pub mod state;
 pub mod token;
 

@@ -7,7 +7,7 @@ use imbl::OrdMap;
 use migrations::{MountClass, MountConfig, MountEnabled, MountTuned};
 
 /// One mounted secrets engine or auth method.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Mount {
     pub uuid: String,
     /// Path with trailing slash, relative to its class root ("secret/", or "token/" for
@@ -40,7 +40,7 @@ impl Mount {
     }
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Mounts {
     by_uuid: OrdMap<String, Arc<Mount>>,
     /// API prefix ("secret/", "auth/token/") → uuid.

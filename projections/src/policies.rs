@@ -9,8 +9,10 @@ use migrations::PolicyWritten;
 
 use crate::policy::{DEFAULT_POLICY, Policy, parse_policy};
 
-/// A stored policy: its text as written and its parsed rules.
-#[derive(Debug, Clone)]
+/// A stored policy: its text as written and its parsed rules. Snapshots hold the text
+/// only; the rules are parsed again when a snapshot is read (the same way `written` does).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(from = "PolicyRecord", into = "PolicyRecord")]
 pub struct StoredPolicy {
     pub text: String,
     pub parsed: Arc<Policy>,
@@ -22,7 +24,47 @@ pub struct StoredPolicy {
     pub templated: bool,
 }
 
-#[derive(Debug, Clone)]
+/// A stored policy as a snapshot holds it.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct PolicyRecord {
+    name: String,
+    text: String,
+    version: u64,
+    modified: u64,
+}
+
+impl From<StoredPolicy> for PolicyRecord {
+    fn from(p: StoredPolicy) -> Self {
+        PolicyRecord { name: p.parsed.name.clone(), text: p.text, version: p.version, modified: p.modified }
+    }
+}
+
+impl From<PolicyRecord> for StoredPolicy {
+    fn from(r: PolicyRecord) -> Self {
+        let parsed = parse_policy(&r.name, &r.text).unwrap_or(Policy { name: r.name.clone(), rules: Vec::new() });
+        StoredPolicy {
+            templated: parsed.is_templated(),
+            parsed: Arc::new(parsed),
+            text: r.text,
+            version: r.version,
+            modified: r.modified,
+        }
+    }
+}
+
+/// Two stored policies are equal when their text and history are (the rules follow from
+/// the text).
+impl PartialEq for StoredPolicy {
+    fn eq(&self, other: &Self) -> bool {
+        self.text == other.text
+            && self.version == other.version
+            && self.modified == other.modified
+            && self.templated == other.templated
+            && self.parsed.name == other.parsed.name
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Policies {
     by_name: OrdMap<String, StoredPolicy>,
     /// Bumped on every change, so compiled ACLs can be cached until the next one.

@@ -6,14 +6,14 @@ use std::collections::BTreeMap;
 use migrations::{Initialized, KeyringRotated};
 
 /// One keyring term as recorded (wrapped under the root key).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct KeyringTerm {
     pub wrapped_key: Vec<u8>,
     /// Install time, nanoseconds since the Unix epoch.
     pub installed: u64,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SealState {
     /// The `Initialized` event, once there is one.
     pub init: Option<Initialized>,

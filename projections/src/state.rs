@@ -16,7 +16,7 @@ use crate::policies::Policies;
 use crate::seal::SealState;
 use crate::token::Tokens;
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct State {
     /// Seq of the last event folded in.
     pub last_seq: u64,

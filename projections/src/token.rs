@@ -7,7 +7,7 @@ use imbl::{HashMap, OrdMap, OrdSet};
 use migrations::{TokenCreated, TokenRenewed, TokenRole, TokensRevoked};
 
 /// A live token (revoked tokens are removed).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Token {
     pub id_hash: [u8; 32],
     pub accessor: String,
@@ -55,7 +55,7 @@ impl Token {
 /// Keys of the persistent maps are `Arc<str>`: every insert copies the nodes on its path,
 /// and a node copy clones its keys — an `Arc` clone is a counter bump, a `String` clone
 /// is an allocation.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Tokens {
     by_hash: HashMap<[u8; 32], Arc<Token>>,
     by_accessor: HashMap<Arc<str>, [u8; 32]>,

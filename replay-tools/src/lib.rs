@@ -6,7 +6,7 @@
 //! read only events whose commit batch has verified (`read`).
 
 mod ledger_tools;
-mod progress;
+pub mod progress;
 mod proof_tools;
 pub mod query;
 mod read;

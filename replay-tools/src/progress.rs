@@ -6,7 +6,7 @@ use std::io::IsTerminal;
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// A byte-count progress callback, or `None` when stderr is not a terminal.
-pub(crate) fn bytes_bar(label: &'static str) -> Option<Box<dyn FnMut(u64, u64)>> {
+pub fn bytes_bar(label: &'static str) -> Option<Box<dyn FnMut(u64, u64)>> {
     if !std::io::stderr().is_terminal() {
         return None;
     }

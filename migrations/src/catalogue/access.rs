@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use bincode::{Decode, Encode};
 
 /// How a request ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode, serde::Serialize, serde::Deserialize)]
 pub enum Outcome {
     Allowed,
     /// Refused by the ACL or for a missing/invalid token.
@@ -16,7 +16,7 @@ pub enum Outcome {
 }
 
 /// One request (the actor of the envelope says who made it, with which token accessor).
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, serde::Serialize, serde::Deserialize)]
 pub struct Access {
     /// Logical operation: "read", "create", "update", "patch", "delete", "list", …
     pub operation: String,
@@ -32,4 +32,111 @@ pub struct Access {
     pub response_hmac: BTreeMap<String, String>,
     /// The request counted against the token's `num_uses`.
     pub used_token: bool,
+}
+
+/// Kind number and version of [`Access`] (as in the catalogue).
+pub const ACCESS_KIND: u16 = 0x0600;
+pub const ACCESS_VERSION: u16 = 1;
+
+/// `used_token` of an encoded [`Access`] body, read without decoding (no allocation):
+/// replay needs nothing else from most access events. `None` if the bytes are not a
+/// well-formed body (the caller then decodes it, and gets the error). It does not check
+/// that strings are UTF-8; a decoder that does would refuse such a body, and replay would
+/// too, via the full decode, unless `used_token` was read first as `false`.
+pub fn access_used_token(body: &[u8]) -> Option<bool> {
+    struct Skim<'a>(&'a [u8]);
+    impl Skim<'_> {
+        fn take(&mut self, n: usize) -> Option<&[u8]> {
+            if self.0.len() < n {
+                return None;
+            }
+            let (head, rest) = self.0.split_at(n);
+            self.0 = rest;
+            Some(head)
+        }
+        fn u64(&mut self) -> Option<u64> {
+            let b = self.take(8)?;
+            let mut a = [0u8; 8];
+            a.copy_from_slice(b);
+            Some(u64::from_be_bytes(a))
+        }
+        fn string(&mut self) -> Option<()> {
+            let n = usize::try_from(self.u64()?).ok()?;
+            self.take(n).map(|_| ())
+        }
+        fn strings(&mut self, per_item: usize) -> Option<()> {
+            let n = self.u64()?;
+            for _ in 0..n {
+                for _ in 0..per_item {
+                    self.string()?;
+                }
+            }
+            Some(())
+        }
+    }
+    let mut s = Skim(body);
+    s.string()?; // operation
+    s.string()?; // path
+    s.string()?; // mount_accessor
+    let tag = s.take(4)?;
+    match u32::from_be_bytes([tag[0], tag[1], tag[2], tag[3]]) {
+        0 | 1 => {}
+        2 => {
+            s.take(2)?;
+        }
+        _ => return None,
+    }
+    s.strings(1)?; // policies
+    s.strings(2)?; // request_hmac
+    s.strings(2)?; // response_hmac
+    let used = match s.take(1)? {
+        [0] => false,
+        [1] => true,
+        _ => return None,
+    };
+    s.0.is_empty().then_some(used)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_skim_reads_what_the_decoder_reads() {
+        for (i, outcome) in [Outcome::Allowed, Outcome::Denied, Outcome::Failed(503)].into_iter().enumerate() {
+            for used_token in [false, true] {
+                let a = Access {
+                    operation: "read".into(),
+                    path: format!("secret/data/x{i}"),
+                    mount_accessor: "kv_1234".into(),
+                    outcome,
+                    policies: vec!["default".into(); i],
+                    request_hmac: (0..i).map(|k| (format!("k{k}"), "hmac".to_string())).collect(),
+                    response_hmac: (0..2 * i).map(|k| (format!("r{k}"), String::new())).collect(),
+                    used_token,
+                };
+                let body = ledger::body::encode(&a).expect("encode");
+                assert_eq!(access_used_token(&body), Some(used_token));
+                for cut in 0..body.len() {
+                    assert_eq!(access_used_token(&body[..cut]), None, "cut at {cut}");
+                }
+                let mut longer = body.clone();
+                longer.push(0);
+                assert_eq!(access_used_token(&longer), None);
+            }
+        }
+        let (kind, version, _) = crate::Event::Access(Access {
+            operation: String::new(),
+            path: String::new(),
+            mount_accessor: String::new(),
+            outcome: Outcome::Allowed,
+            policies: vec![],
+            request_hmac: Default::default(),
+            response_hmac: Default::default(),
+            used_token: false,
+        })
+        .encode()
+        .expect("encode");
+        assert_eq!((kind, version), (ACCESS_KIND, ACCESS_VERSION));
+    }
 }

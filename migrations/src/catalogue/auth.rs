@@ -12,7 +12,7 @@ use ledger::Sealed;
 
 /// The token fields every role and user carries (Vault's `tokenutil`). Seconds; 0 means
 /// the mount's or the system's default.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Encode, Decode, serde::Serialize, serde::Deserialize)]
 pub struct TokenSettings {
     pub token_ttl: u64,
     pub token_max_ttl: u64,
@@ -29,7 +29,7 @@ pub struct TokenSettings {
 }
 
 /// An AppRole role (`auth/<mount>/role/<name>`).
-#[derive(Debug, Clone, PartialEq, Eq, Default, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Encode, Decode, serde::Serialize, serde::Deserialize)]
 pub struct AppRole {
     pub name: String,
     /// An identifier, not a credential (Vault shows it to whoever may read the role).
@@ -44,21 +44,21 @@ pub struct AppRole {
     pub token: TokenSettings,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, serde::Serialize, serde::Deserialize)]
 pub struct AppRoleWritten {
     pub mount: String,
     pub role: AppRole,
 }
 
 /// A role and every secret id it had.
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, serde::Serialize, serde::Deserialize)]
 pub struct AppRoleDeleted {
     pub mount: String,
     pub name: String,
 }
 
 /// A new secret id of a role. The secret id itself is only its keyed hash.
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, serde::Serialize, serde::Deserialize)]
 pub struct SecretIdIssued {
     pub mount: String,
     pub role: String,
@@ -80,7 +80,7 @@ pub struct SecretIdIssued {
 }
 
 /// A login spent one use of a secret id (it goes when its last use is spent).
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, serde::Serialize, serde::Deserialize)]
 pub struct SecretIdUsed {
     pub mount: String,
     pub role: String,
@@ -88,13 +88,13 @@ pub struct SecretIdUsed {
 }
 
 /// Why secret ids stopped being valid.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode, serde::Serialize, serde::Deserialize)]
 pub enum SecretIdEnd {
     Destroyed,
     Expired,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, serde::Serialize, serde::Deserialize)]
 pub struct SecretIdsDestroyed {
     pub mount: String,
     pub role: String,
@@ -104,7 +104,7 @@ pub struct SecretIdsDestroyed {
 
 /// A userpass user. `password: None` keeps the current one; the sealed value is an
 /// argon2id hash in PHC form, never the password.
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, serde::Serialize, serde::Deserialize)]
 pub struct UserpassUserWritten {
     pub mount: String,
     pub name: String,
@@ -113,14 +113,14 @@ pub struct UserpassUserWritten {
     pub time: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, serde::Serialize, serde::Deserialize)]
 pub struct UserpassUserDeleted {
     pub mount: String,
     pub name: String,
 }
 
 /// `auth/<jwt mount>/config`: where the signing keys come from, and who must have issued.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Encode, Decode, serde::Serialize, serde::Deserialize)]
 pub struct JwtConfig {
     pub oidc_discovery_url: String,
     pub oidc_discovery_ca_pem: String,
@@ -134,14 +134,14 @@ pub struct JwtConfig {
     pub default_role: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, serde::Serialize, serde::Deserialize)]
 pub struct JwtConfigWritten {
     pub mount: String,
     pub config: JwtConfig,
 }
 
 /// A role of the `jwt` method (`role_type` "jwt").
-#[derive(Debug, Clone, PartialEq, Eq, Default, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Encode, Decode, serde::Serialize, serde::Deserialize)]
 pub struct JwtRole {
     pub name: String,
     pub role_type: String,
@@ -167,20 +167,20 @@ pub struct JwtRole {
     pub token: TokenSettings,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, serde::Serialize, serde::Deserialize)]
 pub struct JwtRoleWritten {
     pub mount: String,
     pub role: JwtRole,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, serde::Serialize, serde::Deserialize)]
 pub struct JwtRoleDeleted {
     pub mount: String,
     pub name: String,
 }
 
 /// `auth/<kubernetes mount>/config`, without the reviewer JWT (sealed beside it).
-#[derive(Debug, Clone, PartialEq, Eq, Default, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Encode, Decode, serde::Serialize, serde::Deserialize)]
 pub struct KubernetesConfig {
     pub kubernetes_host: String,
     pub kubernetes_ca_cert: String,
@@ -192,14 +192,14 @@ pub struct KubernetesConfig {
 
 /// `token_reviewer_jwt: None` means none is set: logins review themselves with their own
 /// JWT, as Vault does.
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, serde::Serialize, serde::Deserialize)]
 pub struct KubernetesConfigWritten {
     pub mount: String,
     pub config: KubernetesConfig,
     pub token_reviewer_jwt: Option<Sealed>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Default, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Encode, Decode, serde::Serialize, serde::Deserialize)]
 pub struct KubernetesRole {
     pub name: String,
     pub bound_service_account_names: Vec<String>,
@@ -210,13 +210,13 @@ pub struct KubernetesRole {
     pub token: TokenSettings,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, serde::Serialize, serde::Deserialize)]
 pub struct KubernetesRoleWritten {
     pub mount: String,
     pub role: KubernetesRole,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, serde::Serialize, serde::Deserialize)]
 pub struct KubernetesRoleDeleted {
     pub mount: String,
     pub name: String,

@@ -9,7 +9,7 @@ use bincode::{Decode, Encode};
 use ledger::Sealed;
 
 /// A connection's settings, as `database/config/<name>` reads them back (no password).
-#[derive(Debug, Clone, PartialEq, Eq, Default, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Encode, Decode, serde::Serialize, serde::Deserialize)]
 pub struct DbConnectionConfig {
     /// "postgresql-database-plugin" or "mysql-database-plugin".
     pub plugin_name: String,
@@ -28,7 +28,7 @@ pub struct DbConnectionConfig {
 }
 
 /// A connection was written. `password: None` keeps the password it had.
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, serde::Serialize, serde::Deserialize)]
 pub struct DbConnectionWritten {
     pub mount: String,
     pub name: String,
@@ -37,14 +37,14 @@ pub struct DbConnectionWritten {
     pub time: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, serde::Serialize, serde::Deserialize)]
 pub struct DbConnectionDeleted {
     pub mount: String,
     pub name: String,
 }
 
 /// A new root password, about to be set in the database (`rotate-root`).
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, serde::Serialize, serde::Deserialize)]
 pub struct DbRootPasswordStaged {
     pub mount: String,
     pub name: String,
@@ -53,7 +53,7 @@ pub struct DbRootPasswordStaged {
 }
 
 /// The database took the staged root password: it is the connection's password now.
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, serde::Serialize, serde::Deserialize)]
 pub struct DbRootRotated {
     pub mount: String,
     pub name: String,
@@ -61,7 +61,7 @@ pub struct DbRootRotated {
 }
 
 /// A role issuing dynamic users (`database/roles/<name>`).
-#[derive(Debug, Clone, PartialEq, Eq, Default, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Encode, Decode, serde::Serialize, serde::Deserialize)]
 pub struct DbRole {
     pub db_name: String,
     /// Seconds; 0 means the mount's (then the server's) default.
@@ -74,21 +74,21 @@ pub struct DbRole {
     pub credential_type: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, serde::Serialize, serde::Deserialize)]
 pub struct DbRoleWritten {
     pub mount: String,
     pub name: String,
     pub role: DbRole,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, serde::Serialize, serde::Deserialize)]
 pub struct DbRoleDeleted {
     pub mount: String,
     pub name: String,
 }
 
 /// A role whose existing database user gets its password rotated (`static-roles/<name>`).
-#[derive(Debug, Clone, PartialEq, Eq, Default, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Encode, Decode, serde::Serialize, serde::Deserialize)]
 pub struct DbStaticRole {
     pub db_name: String,
     pub username: String,
@@ -97,21 +97,21 @@ pub struct DbStaticRole {
     pub rotation_statements: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, serde::Serialize, serde::Deserialize)]
 pub struct DbStaticRoleWritten {
     pub mount: String,
     pub name: String,
     pub role: DbStaticRole,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, serde::Serialize, serde::Deserialize)]
 pub struct DbStaticRoleDeleted {
     pub mount: String,
     pub name: String,
 }
 
 /// A static role's next password, about to be set in the database.
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, serde::Serialize, serde::Deserialize)]
 pub struct DbStaticPasswordStaged {
     pub mount: String,
     pub name: String,
@@ -120,7 +120,7 @@ pub struct DbStaticPasswordStaged {
 }
 
 /// The database took the staged password: `static-creds` answers it from now on.
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, serde::Serialize, serde::Deserialize)]
 pub struct DbStaticPasswordRotated {
     pub mount: String,
     pub name: String,
@@ -128,7 +128,7 @@ pub struct DbStaticPasswordRotated {
 }
 
 /// Setting the staged password failed; it stays staged and is tried again at `next_attempt`.
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, serde::Serialize, serde::Deserialize)]
 pub struct DbStaticRotationFailed {
     pub mount: String,
     pub name: String,

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use bincode::{Decode, Encode};
 
-#[derive(Debug, Clone, PartialEq, Eq, Default, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Encode, Decode, serde::Serialize, serde::Deserialize)]
 pub struct Entity {
     /// A UUID.
     pub id: String,
@@ -17,19 +17,19 @@ pub struct Entity {
 }
 
 /// An entity was created or changed (the whole entity as it is now).
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, serde::Serialize, serde::Deserialize)]
 pub struct EntityWritten {
     pub entity: Entity,
     pub time: u64,
 }
 
 /// An entity and its aliases.
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, serde::Serialize, serde::Deserialize)]
 pub struct EntityDeleted {
     pub id: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Default, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Encode, Decode, serde::Serialize, serde::Deserialize)]
 pub struct EntityAlias {
     pub id: String,
     /// The entity it belongs to.
@@ -43,18 +43,18 @@ pub struct EntityAlias {
     pub custom_metadata: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, serde::Serialize, serde::Deserialize)]
 pub struct EntityAliasWritten {
     pub alias: EntityAlias,
     pub time: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, serde::Serialize, serde::Deserialize)]
 pub struct EntityAliasDeleted {
     pub id: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Default, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Encode, Decode, serde::Serialize, serde::Deserialize)]
 pub struct Group {
     pub id: String,
     pub name: String,
@@ -66,19 +66,19 @@ pub struct Group {
     pub metadata: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, serde::Serialize, serde::Deserialize)]
 pub struct GroupWritten {
     pub group: Group,
     pub time: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, serde::Serialize, serde::Deserialize)]
 pub struct GroupDeleted {
     pub id: String,
 }
 
 /// Maps a group name an auth method reports (a JWT `groups` claim) to an external group.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Encode, Decode, serde::Serialize, serde::Deserialize)]
 pub struct GroupAlias {
     pub id: String,
     pub name: String,
@@ -86,19 +86,19 @@ pub struct GroupAlias {
     pub canonical_id: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, serde::Serialize, serde::Deserialize)]
 pub struct GroupAliasWritten {
     pub alias: GroupAlias,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, serde::Serialize, serde::Deserialize)]
 pub struct GroupAliasDeleted {
     pub id: String,
 }
 
 /// A login reported the entity's external groups for one auth mount: membership of
 /// those groups through that mount is exactly this list from now on.
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, serde::Serialize, serde::Deserialize)]
 pub struct ExternalGroupsSynced {
     pub entity_id: String,
     pub mount_accessor: String,

@@ -7,7 +7,7 @@ use bincode::{Decode, Encode};
 use ledger::Sealed;
 
 /// A new version of a KV v2 secret. `value` seals the JSON object of the data.
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, serde::Serialize, serde::Deserialize)]
 pub struct KvWritten {
     pub mount: String,
     pub path: String,
@@ -20,7 +20,7 @@ pub struct KvWritten {
 }
 
 /// Soft delete of versions (a read then answers 404 with metadata).
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, serde::Serialize, serde::Deserialize)]
 pub struct KvVersionsDeleted {
     pub mount: String,
     pub path: String,
@@ -29,7 +29,7 @@ pub struct KvVersionsDeleted {
     pub time: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, serde::Serialize, serde::Deserialize)]
 pub struct KvVersionsUndeleted {
     pub mount: String,
     pub path: String,
@@ -37,7 +37,7 @@ pub struct KvVersionsUndeleted {
 }
 
 /// The metadata of one KV v2 secret (`secret/metadata/<p>`).
-#[derive(Debug, Clone, PartialEq, Eq, Default, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Encode, Decode, serde::Serialize, serde::Deserialize)]
 pub struct KvMetadata {
     pub max_versions: u64,
     pub cas_required: bool,
@@ -46,7 +46,7 @@ pub struct KvMetadata {
     pub custom_metadata: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, serde::Serialize, serde::Deserialize)]
 pub struct KvMetadataWritten {
     pub mount: String,
     pub path: String,
@@ -57,14 +57,14 @@ pub struct KvMetadataWritten {
 
 /// All versions and the metadata of a secret are gone (their payloads are erased by
 /// PayloadErased events of the ledger).
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, serde::Serialize, serde::Deserialize)]
 pub struct KvMetadataDeleted {
     pub mount: String,
     pub path: String,
 }
 
 /// Mount-wide KV v2 settings (`secret/config`).
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, serde::Serialize, serde::Deserialize)]
 pub struct KvConfigWritten {
     pub mount: String,
     pub max_versions: u64,
@@ -74,14 +74,14 @@ pub struct KvConfigWritten {
 
 /// A KV v1 (or cubbyhole) write. For a cubbyhole, `mount` is "cubbyhole/" followed by the
 /// owning token's accessor, so every token has its own store.
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, serde::Serialize, serde::Deserialize)]
 pub struct KvV1Written {
     pub mount: String,
     pub path: String,
     pub value: Sealed,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, serde::Serialize, serde::Deserialize)]
 pub struct KvV1Deleted {
     pub mount: String,
     pub path: String,

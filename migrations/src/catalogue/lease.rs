@@ -5,13 +5,13 @@
 use bincode::{Decode, Encode};
 
 /// What a lease stands for, with what its revocation needs (never a password).
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, serde::Serialize, serde::Deserialize)]
 pub enum LeaseSecret {
     /// A user of a `database` engine connection, made for a role.
     Database { config: String, role: String, username: String },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, serde::Serialize, serde::Deserialize)]
 pub struct LeaseIssued {
     /// `<request path>/<24 base62>`, e.g. `database/creds/ro/jizGmYrWlrnndv0zAw8Bb9ku`.
     pub lease_id: String,
@@ -29,7 +29,7 @@ pub struct LeaseIssued {
     pub secret: LeaseSecret,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, serde::Serialize, serde::Deserialize)]
 pub struct LeaseRenewed {
     pub lease_id: String,
     pub expire_time: u64,
@@ -37,7 +37,7 @@ pub struct LeaseRenewed {
 }
 
 /// Why a lease ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode, serde::Serialize, serde::Deserialize)]
 pub enum LeaseEnd {
     /// `sys/leases/revoke` (or the engine's own revoke).
     Revoked,
@@ -55,7 +55,7 @@ pub enum LeaseEnd {
     MountDisabled,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, serde::Serialize, serde::Deserialize)]
 pub struct LeaseRevoked {
     pub lease_id: String,
     pub reason: LeaseEnd,
@@ -63,7 +63,7 @@ pub struct LeaseRevoked {
 }
 
 /// One failed revocation attempt; the lease stays and is retried at `next_attempt`.
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, serde::Serialize, serde::Deserialize)]
 pub struct LeaseRevocationFailed {
     pub lease_id: String,
     pub attempt: u32,

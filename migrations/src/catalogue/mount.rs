@@ -5,14 +5,14 @@ use std::collections::BTreeMap;
 use bincode::{Decode, Encode};
 
 /// Whether a mount is a secrets engine (`sys/mounts`) or an auth method (`sys/auth`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode, serde::Serialize, serde::Deserialize)]
 pub enum MountClass {
     Secret,
     Auth,
 }
 
 /// Tunable settings of a mount (`sys/mounts/<p>/tune`).
-#[derive(Debug, Clone, PartialEq, Eq, Default, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Encode, Decode, serde::Serialize, serde::Deserialize)]
 pub struct MountConfig {
     /// Seconds; 0 means the system default.
     pub default_lease_ttl: u64,
@@ -27,7 +27,7 @@ pub struct MountConfig {
     pub token_type: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, serde::Serialize, serde::Deserialize)]
 pub struct MountEnabled {
     pub uuid: String,
     /// Path with its trailing slash ("secret/", for auth mounts without "auth/").
@@ -43,7 +43,7 @@ pub struct MountEnabled {
     pub seal_wrap: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, serde::Serialize, serde::Deserialize)]
 pub struct MountTuned {
     pub uuid: String,
     pub description: Option<String>,
@@ -51,7 +51,7 @@ pub struct MountTuned {
     pub options: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, serde::Serialize, serde::Deserialize)]
 pub struct MountDisabled {
     pub uuid: String,
 }

@@ -2,7 +2,7 @@
 
 use bincode::{Decode, Encode};
 
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, serde::Serialize, serde::Deserialize)]
 pub struct PolicyWritten {
     pub name: String,
     pub text: String,
@@ -10,7 +10,7 @@ pub struct PolicyWritten {
     pub time: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, serde::Serialize, serde::Deserialize)]
 pub struct PolicyDeleted {
     pub name: String,
 }

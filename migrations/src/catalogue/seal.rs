@@ -6,7 +6,7 @@
 use bincode::{Decode, Encode};
 
 /// The barrier was initialized: how it is sealed and the wrapped keys it starts with.
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, serde::Serialize, serde::Deserialize)]
 pub struct Initialized {
     pub secret_shares: u8,
     pub secret_threshold: u8,
@@ -24,18 +24,18 @@ pub struct Initialized {
 }
 
 /// A new keyring term, wrapped under the root key; new seals use it from now on.
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, serde::Serialize, serde::Deserialize)]
 pub struct KeyringRotated {
     pub term: u32,
     pub wrapped_key: Vec<u8>,
 }
 
 /// The server was unsealed (or started unsealed in dev mode) and began writing.
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, serde::Serialize, serde::Deserialize)]
 pub struct Unsealed {
     pub dev: bool,
 }
 
 /// An operator sealed the server (`sys/seal`).
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, serde::Serialize, serde::Deserialize)]
 pub struct SealedByOperator {}

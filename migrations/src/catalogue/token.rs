@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use bincode::{Decode, Encode};
 
 /// A new service token.
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, serde::Serialize, serde::Deserialize)]
 pub struct TokenCreated {
     /// Keyed hash of the token id (`KeyedHasher::hash("token", id)`).
     pub id_hash: [u8; 32],
@@ -37,7 +37,7 @@ pub struct TokenCreated {
 }
 
 /// Version 1 of [`TokenCreated`], before `bound_cidrs`.
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, serde::Serialize, serde::Deserialize)]
 pub struct TokenCreatedV1 {
     pub id_hash: [u8; 32],
     pub accessor: String,
@@ -83,7 +83,7 @@ impl From<TokenCreatedV1> for TokenCreated {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, serde::Serialize, serde::Deserialize)]
 pub struct TokenRenewed {
     pub accessor: String,
     /// The TTL granted by this renewal, seconds.
@@ -92,7 +92,7 @@ pub struct TokenRenewed {
 }
 
 /// Why tokens stopped being valid.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode, serde::Serialize, serde::Deserialize)]
 pub enum RevocationReason {
     /// An explicit revoke (of these tokens or of an ancestor).
     Revoked,
@@ -104,7 +104,7 @@ pub enum RevocationReason {
 
 /// Tokens revoked together (a token and its descendants). `orphaned` children of a
 /// `revoke-orphan` survive and lose their parent.
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, serde::Serialize, serde::Deserialize)]
 pub struct TokensRevoked {
     pub accessors: Vec<String>,
     pub orphaned: Vec<String>,
@@ -112,7 +112,7 @@ pub struct TokensRevoked {
 }
 
 /// A token role (`auth/token/roles/<name>`).
-#[derive(Debug, Clone, PartialEq, Eq, Default, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Encode, Decode, serde::Serialize, serde::Deserialize)]
 pub struct TokenRole {
     pub name: String,
     pub allowed_policies: Vec<String>,
@@ -132,12 +132,12 @@ pub struct TokenRole {
     pub allowed_entity_aliases: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, serde::Serialize, serde::Deserialize)]
 pub struct TokenRoleWritten {
     pub role: TokenRole,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, serde::Serialize, serde::Deserialize)]
 pub struct TokenRoleDeleted {
     pub name: String,
 }
