@@ -9,7 +9,7 @@ use migrations::{AuditDeviceEnabled, Envelope};
 
 use crate::kv::SealedValue;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AuditDevice {
     /// "file/", always with a trailing slash.
     pub path: String,
@@ -24,7 +24,7 @@ pub struct AuditDevice {
     pub enabled_at: u64,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AuditDevices {
     by_path: OrdMap<Arc<str>, Arc<AuditDevice>>,
 }

@@ -9,7 +9,7 @@ use ledger::Sealed;
 
 /// A device was enabled at `path` ("file/"). Its HMAC salt is sealed (key slot 0), and
 /// erased when the device is disabled, as Vault loses a device's salt on disable.
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, serde::Serialize, serde::Deserialize)]
 pub struct AuditDeviceEnabled {
     pub path: String,
     /// "file" or "socket".
@@ -24,7 +24,7 @@ pub struct AuditDeviceEnabled {
 }
 
 /// The device at `path` was disabled.
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, serde::Serialize, serde::Deserialize)]
 pub struct AuditDeviceDisabled {
     pub path: String,
 }
