@@ -242,22 +242,21 @@ async fn supervise(ledger: Arc<Ledger>, state: Arc<ArcSwap<State>>, env: Arc<Rea
             keep
         });
         for (name, d) in wanted {
-            if !running.contains_key(&name) {
+            if let std::collections::hash_map::Entry::Vacant(slot) = running.entry(name) {
                 let dev = Device {
                     device: d,
                     ledger: ledger.clone(),
                     state: state.clone(),
                     env: env.clone(),
-                    cursor_path: dir.join(&name),
+                    cursor_path: dir.join(slot.key()),
                 };
-                let h = tasks.spawn(dev.run());
-                running.insert(name, h);
+                slot.insert(tasks.spawn(dev.run()));
             }
         }
         while tasks.try_join_next().is_some() {}
-        match tokio::time::timeout(RESCAN, head.changed()).await {
-            Ok(Err(_)) => return, // the ledger closed
-            Ok(Ok(())) | Err(_) => {}
+        // A new head or the rescan interval: look again. A closed ledger ends the loop.
+        if let Ok(Err(_)) = tokio::time::timeout(RESCAN, head.changed()).await {
+            return;
         }
     }
 }
