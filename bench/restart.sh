@@ -40,7 +40,8 @@ listener "tcp" {
 }
 HCL
 
-# Starts the server, prints the seconds to the first answered seal-status.
+# Starts the server and sets ELAPSED to the seconds to the first answered seal-status
+# (not through $(…): the server's PID must stay in this shell for `stop`).
 start() {
   local t0 t1
   t0=$(date +%s.%N)
@@ -51,12 +52,13 @@ start() {
     sleep 0.02
   done
   t1=$(date +%s.%N)
-  echo "$t1 - $t0" | bc
+  ELAPSED=$(echo "$t1 - $t0" | bc)
 }
 stop() { kill "$PID"; wait "$PID" || true; PID=; }
 
 rm -rf "$DIR/snapshots"
-full=$(start)
+start
+full=$ELAPSED
 echo "start, full replay: ${full} s to seal-status"
 curl -s "http://127.0.0.1:$PORT/v1/sys/seal-status"; echo
 # The start folded more than a million events: it writes a snapshot in the background.
@@ -67,7 +69,8 @@ done
 sleep 1
 stop
 ls -l "$DIR/snapshots"
-snap=$(start)
+start
+snap=$ELAPSED
 echo "start, from the snapshot: ${snap} s to seal-status"
 grep "state rebuilt" "$DIR/server.log" || true
 stop
