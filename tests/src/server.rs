@@ -576,6 +576,24 @@ impl Server {
     pub fn http_with(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Result<HttpReply> {
         http_with(self.addr, method, path, headers, body, Duration::from_secs(60))
     }
+
+    /// `sys/init` with one share, then `sys/unseal` (of a config-mode server): the root
+    /// token and the share.
+    pub fn init_and_unseal(&self) -> Result<(String, String)> {
+        let init = self.http("PUT", "/v1/sys/init", None, Some(r#"{"secret_shares":1,"secret_threshold":1}"#))?;
+        anyhow::ensure!(init.status == 200, "init: {} {}", init.status, init.body);
+        let init = init.json()?;
+        let root = init["root_token"].as_str().context("root_token")?.to_string();
+        let key = init["keys_base64"][0].as_str().context("keys_base64")?.to_string();
+        let body = serde_json::json!({ "key": key }).to_string();
+        let unseal = self.http("PUT", "/v1/sys/unseal", None, Some(&body))?;
+        anyhow::ensure!(
+            unseal.status == 200 && unseal.json()?["sealed"] == serde_json::json!(false),
+            "unseal: {}",
+            unseal.body
+        );
+        Ok((root, key))
+    }
 }
 
 /// Starts the server process with its output going to `log` (appended when `append`).

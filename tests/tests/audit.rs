@@ -42,13 +42,7 @@ fn start() -> Result<(Started, String)> {
         config: "unsafe_allow_api_audit_creation = true\n".into(),
         ..Options::default()
     })?;
-    let init = s.http("PUT", "/v1/sys/init", None, Some(r#"{"secret_shares":1,"secret_threshold":1}"#))?;
-    ensure!(init.status == 200, "init: {} {}", init.status, init.body);
-    let init = init.json()?;
-    let root = init["root_token"].as_str().context("root_token")?.to_string();
-    let key = init["keys_base64"][0].as_str().context("keys_base64")?.to_string();
-    let unseal = s.http("PUT", "/v1/sys/unseal", None, Some(&json!({ "key": key }).to_string()))?;
-    ensure!(unseal.status == 200, "unseal: {}", unseal.body);
+    let (root, _) = s.init_and_unseal()?;
     Ok((Started::Config(s), root))
 }
 

@@ -207,22 +207,10 @@ fn a_write_too_large_for_the_ledger_does_not_fail_other_clients_requests() -> Re
     unchanged(&s, "concurrent writes")
 }
 
-/// `sys/init` with one share, then `sys/unseal`: the root token and the share.
-fn init_and_unseal(s: &Server) -> Result<(String, String)> {
-    let init = s.http("PUT", "/v1/sys/init", None, Some(r#"{"secret_shares":1,"secret_threshold":1}"#))?;
-    ensure!(init.status == 200, "init: {} {}", init.status, init.body);
-    let init = init.json()?;
-    let root = init["root_token"].as_str().context("root_token")?.to_string();
-    let key = init["keys_base64"][0].as_str().context("keys_base64")?.to_string();
-    let unseal = s.http("PUT", "/v1/sys/unseal", None, Some(&json!({ "key": key }).to_string()))?;
-    ensure!(unseal.status == 200 && unseal.json()?["sealed"] == json!(false), "unseal: {}", unseal.body);
-    Ok((root, key))
-}
-
 #[test]
 fn a_sealed_server_answers_503_vault_is_sealed_and_keeps_its_data() -> Result<()> {
     let s = ConfigServer::start()?;
-    let (root_token, key) = init_and_unseal(&s)?;
+    let (root_token, key) = s.init_and_unseal()?;
     let root = Some(root_token.as_str());
     let mount = s.http("POST", "/v1/sys/mounts/secret", root, Some(r#"{"type":"kv","options":{"version":"2"}}"#))?;
     assert_eq!(mount.status, 204, "{}", mount.body);
@@ -403,7 +391,7 @@ fn info_server() -> Result<(ConfigServer, String)> {
         config: "log_level = \"info\"\n".into(),
         ..Options::default()
     })?;
-    let (root, _) = init_and_unseal(&s)?;
+    let (root, _) = s.init_and_unseal()?;
     let mount =
         s.http("POST", "/v1/sys/mounts/secret", Some(&root), Some(r#"{"type":"kv","options":{"version":"2"}}"#))?;
     ensure!(mount.status == 204, "{}", mount.body);
