@@ -106,13 +106,17 @@ pub(crate) struct Shared {
     wraps: RwLock<BTreeMap<u32, u64>>,
     watch: watch::Sender<u64>,
     failure: Mutex<Option<String>>,
-    /// The writer's current signing key, for checkpoint notes (never handed out).
-    signer: RwLock<Arc<LedgerKey>>,
+    /// The writer's current signing key, for checkpoint notes (never handed out). A
+    /// replica has one only once its server is unsealed ([`Ledger::set_signer`]).
+    signer: RwLock<Option<Arc<LedgerKey>>>,
+    /// The whole chain state at the durable end: a cluster leader builds its next frame on it.
+    chain: RwLock<ChainState>,
 }
 
 impl Shared {
     pub fn publish(&self, durable: Durable, chain: &ChainState) {
         *self.durable.write().unwrap_or_else(|e| e.into_inner()) = durable;
+        *self.chain.write().unwrap_or_else(|e| e.into_inner()) = chain.clone();
         {
             let mut keys = self.keys.write().unwrap_or_else(|e| e.into_inner());
             if keys.len() != chain.keys.len() || keys.last() != chain.keys.last() {
@@ -137,10 +141,14 @@ impl Shared {
     }
 
     pub fn set_signer(&self, key: Arc<LedgerKey>) {
-        *self.signer.write().unwrap_or_else(|e| e.into_inner()) = key;
+        *self.signer.write().unwrap_or_else(|e| e.into_inner()) = Some(key);
     }
 
-    fn signer(&self) -> Arc<LedgerKey> {
+    pub fn chain(&self) -> ChainState {
+        self.chain.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn signer(&self) -> Option<Arc<LedgerKey>> {
         self.signer.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
@@ -151,7 +159,8 @@ impl Shared {
 
 /// An open, writable ledger.
 pub struct Ledger {
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) clock: Clock,
     tx: Option<mpsc::Sender<Request>>,
     thread: Option<JoinHandle<()>>,
     // Held for the life of the handle: one process writes a ledger at a time.
@@ -167,7 +176,7 @@ impl std::fmt::Debug for Ledger {
     }
 }
 
-fn lock_dir(dir: &Path) -> Result<std::fs::File> {
+pub(crate) fn lock_dir(dir: &Path) -> Result<std::fs::File> {
     let path = dir.join("LOCK");
     let f = std::fs::OpenOptions::new()
         .create(true)
@@ -206,9 +215,9 @@ impl Ledger {
         let chain = ChainState { ledger_id: Some(ledger_id), ..ChainState::empty() };
         let active = Active { first_seq: 1, path, file, len: SEGMENT_HEADER_LEN as u64 };
         let key = Arc::new(key);
-        let shared = Arc::new(new_shared(seg_dir, fs, ledger_id, index, &chain, key.clone()));
-        let mut writer = Writer::new(shared.clone(), chain, key, active, &opts);
-        let genesis = SystemEvent::Genesis { ledger_id, key: writer.key.public().to_bytes() }.encode();
+        let genesis = SystemEvent::Genesis { ledger_id, key: key.public().to_bytes() }.encode();
+        let shared = Arc::new(new_shared(seg_dir, fs, ledger_id, index, &chain, Some(key.clone())));
+        let mut writer = Writer::new(shared.clone(), chain, Some(key), active, &opts);
         writer.commit(vec![Submission::plain(vec![system_draft(KIND_GENESIS, Actor::system(), [0; 16], genesis)])])?;
         Ok(Self::start(shared, writer, &opts, lock))
     }
@@ -217,6 +226,10 @@ impl Ledger {
     /// index was last saved (hash chain, Merkle roots, signatures), and starts the writer.
     /// `key` must be the ledger's current checkpoint key.
     pub fn open(dir: &Path, key: LedgerKey, opts: Options) -> Result<Ledger> {
+        Ledger::open_with(dir, Some(key), opts)
+    }
+
+    pub(crate) fn open_with(dir: &Path, key: Option<LedgerKey>, opts: Options) -> Result<Ledger> {
         let fs = opts.fs.clone();
         let seg_dir = dir.join(SEGMENTS_DIR);
         if crate::segments::list(fs.as_ref(), &seg_dir)?.is_empty() {
@@ -226,11 +239,13 @@ impl Ledger {
         let index = open_index(dir, false)?;
         let recovered = crate::recovery::recover(&fs, &seg_dir, &index)?;
         let expected = recovered.chain.current_key().map(|k| k.id()).unwrap_or_default();
-        if expected != key.id() {
+        if let Some(key) = &key
+            && expected != key.id()
+        {
             return Err(Error::WrongKey { expected });
         }
         let ledger_id = recovered.chain.ledger_id.unwrap_or_default();
-        let key = Arc::new(key);
+        let key = key.map(Arc::new);
         let shared = Arc::new(new_shared(seg_dir, fs, ledger_id, index, &recovered.chain, key.clone()));
         shared.publish(
             Durable {
@@ -247,10 +262,14 @@ impl Ledger {
         Ok(Self::start(shared, writer, &opts, lock))
     }
 
-    fn start(shared: Arc<Shared>, writer: Writer, opts: &Options, lock: std::fs::File) -> Ledger {
+    pub(crate) fn start(shared: Arc<Shared>, writer: Writer, opts: &Options, lock: std::fs::File) -> Ledger {
         let (tx, rx) = mpsc::channel(opts.queue_depth.max(1));
         let thread = std::thread::Builder::new().name("cairn-ledger-writer".into()).spawn(move || writer.run(rx)).ok();
-        Ledger { shared, tx: Some(tx), thread, _lock: lock }
+        Ledger { shared, clock: opts.clock.clone(), tx: Some(tx), thread, _lock: lock }
+    }
+
+    pub(crate) fn sender(&self) -> Result<&mpsc::Sender<Request>> {
+        self.tx.as_ref().ok_or(Error::Closed)
     }
 
     pub fn id(&self) -> LedgerId {
@@ -274,9 +293,10 @@ impl Ledger {
 
     /// The C2SP signed note of checkpoint `cp` (FORMAT.md §11), signed now by the current
     /// signing key, and that key. Only a note body built from `cp` is ever signed here.
-    pub fn checkpoint_note(&self, cp: &Checkpoint) -> (String, crate::keys::PublicKey) {
-        let key = self.shared.signer();
-        (crate::note::sign(&key, &self.shared.ledger_id, cp.last_seq, &cp.root), key.public())
+    /// `None` on a replica whose server has not handed it a key yet.
+    pub fn checkpoint_note(&self, cp: &Checkpoint) -> Option<(String, crate::keys::PublicKey)> {
+        let key = self.shared.signer()?;
+        Some((crate::note::sign(&key, &self.shared.ledger_id, cp.last_seq, &cp.root), key.public()))
     }
 
     /// Why the writer stopped, if it did.
@@ -290,7 +310,7 @@ impl Ledger {
     }
 
     async fn request(&self, make: impl FnOnce(crate::writer::Reply) -> Request) -> Result<Vec<Receipt>> {
-        let tx = self.tx.as_ref().ok_or(Error::Closed)?;
+        let tx = self.sender()?;
         let (reply, rx) = oneshot::channel();
         tx.send(make(reply)).await.map_err(|_| Error::Closed)?;
         rx.await.map_err(|_| Error::Closed)?
@@ -362,13 +382,13 @@ impl Drop for Ledger {
     }
 }
 
-fn new_shared(
+pub(crate) fn new_shared(
     seg_dir: PathBuf,
     fs: Arc<dyn FileSystem>,
     ledger_id: LedgerId,
     index: Index,
     chain: &ChainState,
-    signer: Arc<LedgerKey>,
+    signer: Option<Arc<LedgerKey>>,
 ) -> Shared {
     let (watch, _) = watch::channel(chain.last_seq());
     Shared {
@@ -388,12 +408,13 @@ fn new_shared(
         watch,
         failure: Mutex::new(None),
         signer: RwLock::new(signer),
+        chain: RwLock::new(chain.clone()),
     }
 }
 
 /// Opens the sled index; a damaged index is moved aside and rebuilt (it holds nothing
 /// that the segments do not).
-fn open_index(dir: &Path, fresh: bool) -> Result<Index> {
+pub(crate) fn open_index(dir: &Path, fresh: bool) -> Result<Index> {
     let path = dir.join(INDEX_DIR);
     if fresh && path.exists() {
         std::fs::remove_dir_all(&path).map_err(|e| Error::io("remove stale index", &e))?;
@@ -421,7 +442,7 @@ pub struct Events {
 }
 
 impl Events {
-    fn new(shared: Arc<Shared>, from: u64, to: u64) -> Events {
+    pub(crate) fn new(shared: Arc<Shared>, from: u64, to: u64) -> Events {
         Events { shared, next: from, to, cursor: None, pending: VecDeque::new(), failed: false }
     }
 

@@ -35,7 +35,7 @@ use crate::hash::event_hash;
 use crate::index::{FrameLoc, SavedState};
 use crate::keys::LedgerKey;
 use crate::seal::{KeySlot, SLOT_LEN};
-use crate::store::{Durable, Receipt, Shared};
+use crate::store::{Durable, Receipt, Shared, StoredEvent};
 use crate::system::SystemEvent;
 
 pub(crate) type Reply = oneshot::Sender<Result<Vec<Receipt>>>;
@@ -72,6 +72,25 @@ pub(crate) enum Request {
         request_id: [u8; 16],
         reply: Reply,
     },
+    /// A whole frame built elsewhere (by a cluster leader), to check against the chain and
+    /// append as is. Always alone in its batch.
+    Frame {
+        bytes: Vec<u8>,
+        reply: oneshot::Sender<Result<Applied>>,
+    },
+}
+
+/// What became of a frame handed to [`crate::Ledger::append_frame`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    /// Checked and durable: its events, in order.
+    Written(Vec<crate::store::StoredEvent>),
+    /// The ledger already holds exactly these events (a frame handed again after a crash).
+    AlreadyHeld,
+    /// The frame does not continue this ledger (malformed, a broken link, a bad signature, a
+    /// stale leader's frame). Nothing was written. Every replica holding the same ledger
+    /// refuses the same frame for the same reason.
+    Refused(String),
 }
 
 impl Request {
@@ -80,6 +99,7 @@ impl Request {
             Request::Append { drafts, .. } => drafts.len(),
             Request::Commit { entries, .. } => entries.len(),
             Request::Erase { .. } | Request::Rotate { .. } => 1,
+            Request::Frame { .. } => 1,
         }
     }
 }
@@ -108,7 +128,9 @@ pub(crate) struct Active {
 pub(crate) struct Writer {
     pub shared: Arc<Shared>,
     pub chain: ChainState,
-    pub key: Arc<LedgerKey>,
+    /// The checkpoint key, or `None` for a replica, which only appends frames built by a
+    /// cluster leader ([`Request::Frame`]).
+    pub key: Option<Arc<LedgerKey>>,
     pub active: Active,
     pub max_batch_events: usize,
     pub max_batch_bytes: usize,
@@ -128,7 +150,7 @@ impl Writer {
     pub fn new(
         shared: Arc<Shared>,
         chain: ChainState,
-        key: Arc<LedgerKey>,
+        key: Option<Arc<LedgerKey>>,
         active: Active,
         opts: &crate::store::Options,
     ) -> Writer {
@@ -150,6 +172,14 @@ impl Writer {
     /// The writer thread's loop; returns when every sender is gone.
     pub fn run(mut self, mut rx: mpsc::Receiver<Request>) {
         while let Some(first) = rx.blocking_recv() {
+            let first = match first {
+                Request::Frame { bytes, reply } => {
+                    let outcome = self.append_frame(&bytes);
+                    let _ = reply.send(outcome);
+                    continue;
+                }
+                other => other,
+            };
             let mut events = first.event_count();
             let mut bytes = request_bytes(&first);
             let mut closes = matches!(first, Request::Rotate { .. });
@@ -158,6 +188,12 @@ impl Writer {
             // closes its frame so the next frame is the first one the new key signs.
             while !closes && events < self.max_batch_events && bytes < self.max_batch_bytes {
                 match rx.try_recv() {
+                    Ok(Request::Frame { bytes, reply }) => {
+                        // Frames never join a batch: answer what is gathered, then it.
+                        self.process(std::mem::take(&mut batch));
+                        let _ = reply.send(self.append_frame(&bytes));
+                        break;
+                    }
                     Ok(r) => {
                         events += r.event_count();
                         bytes += request_bytes(&r);
@@ -192,7 +228,14 @@ impl Writer {
                 reply_err(req, Error::Failed(reason.clone()));
                 continue;
             }
+            let Some(signer) = self.key.clone() else {
+                reply_err(req, Error::Invalid("this ledger is a replica: its frames come from the cluster".into()));
+                continue;
+            };
             match req {
+                Request::Frame { bytes, reply } => {
+                    let _ = reply.send(self.append_frame(&bytes));
+                }
                 Request::Append { drafts, reply } => match check_drafts(&drafts) {
                     Ok(()) => {
                         submissions.push(Submission::plain(drafts));
@@ -226,7 +269,7 @@ impl Writer {
                 }
                 Request::Rotate { key, actor, request_id, reply } => {
                     let ledger_id = self.shared.ledger_id;
-                    let body = SystemEvent::rotation(&ledger_id, self.key.id(), &key).encode();
+                    let body = SystemEvent::rotation(&ledger_id, signer.id(), &key).encode();
                     let draft = system_draft(crate::system::KIND_KEY_ROTATION, actor, request_id, body);
                     submissions.push(Submission { drafts: vec![draft], erase: Vec::new(), rotate_to: Some(*key) });
                     replies.push(reply);
@@ -250,98 +293,23 @@ impl Writer {
         }
     }
 
-    /// Turns entries into one submission, refusing it whole if any part is invalid.
     fn prepare_commit(&self, entries: Vec<Entry>) -> Result<Submission> {
-        if entries.is_empty() {
-            return Err(Error::Invalid("nothing to commit".into()));
-        }
-        let mut drafts = Vec::with_capacity(entries.len());
-        let mut positions = Vec::new();
-        for entry in entries {
-            match entry {
-                Entry::Event(d) => {
-                    check_drafts(std::slice::from_ref(&d))?;
-                    drafts.push(d);
-                }
-                Entry::Erase { target, slots, actor, request_id } => {
-                    positions.extend(self.prepare_erase(target, &slots)?);
-                    let body = SystemEvent::PayloadErased { target, slots }.encode();
-                    drafts.push(system_draft(crate::system::KIND_PAYLOAD_ERASED, actor, request_id, body));
-                }
-            }
-        }
-        Ok(Submission { drafts, erase: positions, rotate_to: None })
+        submission_of(&self.shared, self.chain.next_seq, entries)
     }
 
-    /// Finds where the slots to erase live on disk, refusing anything that does not exist.
     fn prepare_erase(&self, target: u64, slots: &[u8]) -> Result<Vec<(PathBuf, u64)>> {
-        if target == 0 || target >= self.chain.next_seq {
-            return Err(Error::Invalid(format!("cannot erase event {target}: no such durable event")));
-        }
-        if slots.is_empty() || slots.windows(2).any(|w| w[0] >= w[1]) {
-            return Err(Error::Invalid("slots to erase must be a non-empty increasing list".into()));
-        }
-        crate::segments::locate_slots(&self.shared.fs, &self.shared.seg_dir, &self.shared.index, target, slots)
+        locate_erasure(&self.shared, self.chain.next_seq, target, slots)
     }
 
     /// Writes one frame holding every submission, durably. Returns the receipts per submission.
     pub(crate) fn commit(&mut self, submissions: Vec<Submission>) -> Result<Vec<Vec<Receipt>>> {
+        let key = self.key.clone().ok_or_else(|| Error::Invalid("this ledger is a replica".into()))?;
         let time = (self.clock)().max(self.chain.last_time);
-        let mut next = self.chain.clone();
-        let first_seq = next.next_seq;
-        let mut body = Encoder::with_capacity(
-            submissions.iter().map(|s| s.drafts.iter().map(|d| 128 + d.body.len()).sum::<usize>()).sum::<usize>() + 256,
-        );
-        let mut slots: Vec<KeySlot> = Vec::new();
-        let mut receipts = Vec::with_capacity(submissions.len());
-        for sub in &submissions {
-            let mut rs = Vec::with_capacity(sub.drafts.len());
-            for d in &sub.drafts {
-                let ev = Event {
-                    seq: next.next_seq,
-                    prev: next.head,
-                    time,
-                    kind: d.kind,
-                    kind_version: d.kind_version,
-                    request_id: d.request_id,
-                    actor: d.actor.clone(),
-                    slot_count: u8::try_from(d.slots.len()).unwrap_or(u8::MAX),
-                    body: d.body.clone(),
-                };
-                let start = body.len();
-                ev.encode_into(&mut body);
-                let hash = event_hash(&body.as_slice()[start..]);
-                if d.kind == crate::system::KIND_GENESIS {
-                    next.keys.push(KeyRecord { key: self.key.public(), registered_at: ev.seq, retired_at: None });
-                }
-                next.frontier.push_event(&hash);
-                next.head = hash;
-                next.next_seq += 1;
-                slots.extend_from_slice(&d.slots);
-                rs.push(Receipt { seq: ev.seq, hash, time });
-            }
-            receipts.push(rs);
-        }
-        let last_seq = next.next_seq - 1;
-        let cp = Checkpoint::sign(&self.key, &self.shared.ledger_id, last_seq, next.head, next.frontier.root(), time);
-        cp.encode_into(&mut body);
-        let frame = encode_frame(body.as_slice(), &slots);
-        let frame_len = frame.len() as u64;
-
-        self.ensure_room(frame_len, first_seq)?;
-        let offset = self.active.len;
-        if let Err(e) = self.active.file.write_all_at(&frame, offset) {
-            self.roll_back(offset, &e)?;
-            return Err(Error::io("write frame", &e));
-        }
-        if let Err(e) = self.active.file.sync_data() {
-            let err = Error::io("fdatasync", &e);
-            self.fail(&err);
-            return Err(err);
-        }
-        // Durable from here on (and so is any slot zeroed before this frame was written).
-        self.active_zeroed = false;
-        self.active.len += frame_len;
+        let drafts: Vec<&[EventDraft]> = submissions.iter().map(|s| s.drafts.as_slice()).collect();
+        let Built { frame, mut next, receipts, slots, checkpoint: cp } =
+            build_frame(&self.chain, &key, &self.shared.ledger_id, time, &drafts);
+        let first_seq = self.chain.next_seq;
+        let offset = self.write_frame(&frame, first_seq)?;
         next.last_time = time;
         next.last_checkpoint = Some(cp);
         for s in &slots {
@@ -356,7 +324,123 @@ impl Writer {
             }
         }
         self.chain = next;
-        let loc = FrameLoc { segment: self.active.first_seq, offset, len: frame_len, first_seq, last_seq, time };
+        self.publish_frame(offset, frame.len() as u64, first_seq, time);
+        let mut erase: Vec<(PathBuf, u64)> = Vec::new();
+        for sub in submissions {
+            if let Some(k) = sub.rotate_to {
+                let k = Arc::new(k);
+                self.key = Some(k.clone());
+                self.shared.set_signer(k);
+            }
+            erase.extend(sub.erase);
+        }
+        if let Err(e) = self.zero_slots(erase) {
+            self.fail(&e);
+            return Err(e);
+        }
+        self.count_frame();
+        Ok(receipts)
+    }
+
+    /// Checks a frame built by a cluster leader against the chain and, if it continues the
+    /// ledger, appends it byte for byte (so every replica holds the same bytes), then
+    /// erases what its PayloadErased events name. I/O failures are errors; a frame that
+    /// does not fit the chain is [`Applied::Refused`] and changes nothing.
+    pub(crate) fn append_frame(&mut self, bytes: &[u8]) -> Result<Applied> {
+        if let Some(reason) = self.shared.failure() {
+            return Err(Error::Failed(reason));
+        }
+        let frame = match crate::frame::parse_frame(bytes) {
+            Ok(f) if f.len == bytes.len() => f,
+            Ok(_) => return Ok(Applied::Refused("bytes after the end of the frame".into())),
+            Err(e) => return Ok(Applied::Refused(format!("malformed frame: {e}"))),
+        };
+        if frame.first_seq() <= self.chain.last_seq() {
+            return self.held(&frame);
+        }
+        let mut next = self.chain.clone();
+        let effects = match next.apply(&frame) {
+            Ok(effects) => effects,
+            Err(v) => return Ok(Applied::Refused(v.to_string())),
+        };
+        let first_seq = frame.first_seq();
+        let offset = self.write_frame(bytes, first_seq)?;
+        self.chain = next;
+        self.publish_frame(offset, bytes.len() as u64, first_seq, frame.checkpoint.time);
+        let mut erase = Vec::new();
+        for (target, slots) in &effects.erasures {
+            let fs = &self.shared.fs;
+            match crate::segments::locate_slots(fs, &self.shared.seg_dir, &self.shared.index, *target, slots) {
+                Ok(positions) => erase.extend(positions),
+                Err(e) => {
+                    self.fail(&e);
+                    return Err(e);
+                }
+            }
+        }
+        if let Err(e) = self.zero_slots(erase) {
+            self.fail(&e);
+            return Err(e);
+        }
+        self.count_frame();
+        let events = frame
+            .events
+            .iter()
+            .map(|fe| StoredEvent { event: fe.event.clone(), hash: fe.hash, slots: frame.slots_of(fe).to_vec() })
+            .collect();
+        Ok(Applied::Written(events))
+    }
+
+    /// A frame at or below the durable end: held already if its events are the ones
+    /// stored, refused otherwise.
+    fn held(&self, frame: &crate::frame::Frame) -> Result<Applied> {
+        if frame.last_seq() > self.chain.last_seq() {
+            return Ok(Applied::Refused(format!(
+                "frame {}..={} overlaps the end of the ledger ({})",
+                frame.first_seq(),
+                frame.last_seq(),
+                self.chain.last_seq()
+            )));
+        }
+        let stored = crate::store::Events::new(self.shared.clone(), frame.first_seq(), frame.last_seq());
+        let mut theirs = frame.events.iter();
+        for ours in stored {
+            let ours = ours?;
+            if theirs.next().map(|fe| fe.hash) != Some(ours.hash) {
+                return Ok(Applied::Refused(format!("event {} differs from the one the ledger holds", ours.event.seq)));
+            }
+        }
+        if theirs.next().is_some() {
+            return Ok(Applied::Refused("the frame does not match the ledger's frames".into()));
+        }
+        Ok(Applied::AlreadyHeld)
+    }
+
+    /// Writes a whole frame at the end of the active segment (rolling first if it does not
+    /// fit) and `fdatasync`s it. Returns its offset.
+    fn write_frame(&mut self, frame: &[u8], first_seq: u64) -> Result<u64> {
+        let frame_len = frame.len() as u64;
+        self.ensure_room(frame_len, first_seq)?;
+        let offset = self.active.len;
+        if let Err(e) = self.active.file.write_all_at(frame, offset) {
+            self.roll_back(offset, &e)?;
+            return Err(Error::io("write frame", &e));
+        }
+        if let Err(e) = self.active.file.sync_data() {
+            let err = Error::io("fdatasync", &e);
+            self.fail(&err);
+            return Err(err);
+        }
+        // Durable from here on (and so is any slot zeroed before this frame was written).
+        self.active_zeroed = false;
+        self.active.len += frame_len;
+        Ok(offset)
+    }
+
+    /// Indexes the frame just written (ending at the chain's head) and publishes it.
+    fn publish_frame(&mut self, offset: u64, len: u64, first_seq: u64, time: u64) {
+        let last_seq = self.chain.last_seq();
+        let loc = FrameLoc { segment: self.active.first_seq, offset, len, first_seq, last_seq, time };
         // Index before publishing, so whatever a reader sees as durable is also indexed.
         if let Err(e) = self.shared.index.insert(&loc) {
             tracing::warn!(error = %e, "ledger index update failed; it is rebuilt on the next open");
@@ -365,29 +449,19 @@ impl Writer {
             Durable {
                 last_seq,
                 head: self.chain.head,
-                checkpoint: Some(cp),
+                checkpoint: self.chain.last_checkpoint,
                 segment: self.active.first_seq,
                 segment_len: self.active.len,
             },
             &self.chain,
         );
-        let mut erase: Vec<(PathBuf, u64)> = Vec::new();
-        for sub in submissions {
-            if let Some(k) = sub.rotate_to {
-                self.key = Arc::new(k);
-                self.shared.set_signer(self.key.clone());
-            }
-            erase.extend(sub.erase);
-        }
-        if let Err(e) = self.zero_slots(erase) {
-            self.fail(&e);
-            return Err(e);
-        }
+    }
+
+    fn count_frame(&mut self) {
         self.unsaved_frames += 1;
         if self.unsaved_frames >= SAVE_EVERY_FRAMES || self.last_save.elapsed() >= SAVE_EVERY {
             self.save_state();
         }
-        Ok(receipts)
     }
 
     /// Zeroes key slots whose erase events are durable. Slots in earlier segments are
@@ -482,6 +556,102 @@ impl Writer {
     }
 }
 
+/// Turns entries into one submission on a ledger whose next seq is `next_seq`, refusing
+/// it whole if any part is invalid.
+pub(crate) fn submission_of(shared: &Shared, next_seq: u64, entries: Vec<Entry>) -> Result<Submission> {
+    if entries.is_empty() {
+        return Err(Error::Invalid("nothing to commit".into()));
+    }
+    let mut drafts = Vec::with_capacity(entries.len());
+    let mut positions = Vec::new();
+    for entry in entries {
+        match entry {
+            Entry::Event(d) => {
+                check_drafts(std::slice::from_ref(&d))?;
+                drafts.push(d);
+            }
+            Entry::Erase { target, slots, actor, request_id } => {
+                positions.extend(locate_erasure(shared, next_seq, target, &slots)?);
+                let body = SystemEvent::PayloadErased { target, slots }.encode();
+                drafts.push(system_draft(crate::system::KIND_PAYLOAD_ERASED, actor, request_id, body));
+            }
+        }
+    }
+    Ok(Submission { drafts, erase: positions, rotate_to: None })
+}
+
+/// Finds where the slots to erase live on disk, refusing anything that does not exist.
+fn locate_erasure(shared: &Shared, next_seq: u64, target: u64, slots: &[u8]) -> Result<Vec<(PathBuf, u64)>> {
+    if target == 0 || target >= next_seq {
+        return Err(Error::Invalid(format!("cannot erase event {target}: no such durable event")));
+    }
+    if slots.is_empty() || slots.windows(2).any(|w| w[0] >= w[1]) {
+        return Err(Error::Invalid("slots to erase must be a non-empty increasing list".into()));
+    }
+    crate::segments::locate_slots(&shared.fs, &shared.seg_dir, &shared.index, target, slots)
+}
+
+/// A frame built from drafts on top of a chain, not yet written anywhere.
+pub(crate) struct Built {
+    pub frame: Vec<u8>,
+    /// The chain after the frame, except what only a durable write may change (last time,
+    /// last checkpoint, wraps, key rotations).
+    pub next: ChainState,
+    pub receipts: Vec<Vec<Receipt>>,
+    pub slots: Vec<KeySlot>,
+    pub checkpoint: Checkpoint,
+}
+
+/// Chains, hashes and signs `groups` of drafts into one frame after `chain`: seqs from its
+/// next seq, one commit `time`, one checkpoint signed by `key`. Pure: the single writer and
+/// a cluster leader (which replicates the frame before any replica writes it) share it.
+pub(crate) fn build_frame(
+    chain: &ChainState,
+    key: &LedgerKey,
+    ledger_id: &crate::checkpoint::LedgerId,
+    time: u64,
+    groups: &[&[EventDraft]],
+) -> Built {
+    let mut next = chain.clone();
+    let mut body = Encoder::with_capacity(
+        groups.iter().map(|g| g.iter().map(|d| 128 + d.body.len()).sum::<usize>()).sum::<usize>() + 256,
+    );
+    let mut slots: Vec<KeySlot> = Vec::new();
+    let mut receipts = Vec::with_capacity(groups.len());
+    for group in groups {
+        let mut rs = Vec::with_capacity(group.len());
+        for d in group.iter() {
+            let ev = Event {
+                seq: next.next_seq,
+                prev: next.head,
+                time,
+                kind: d.kind,
+                kind_version: d.kind_version,
+                request_id: d.request_id,
+                actor: d.actor.clone(),
+                slot_count: u8::try_from(d.slots.len()).unwrap_or(u8::MAX),
+                body: d.body.clone(),
+            };
+            let start = body.len();
+            ev.encode_into(&mut body);
+            let hash = event_hash(&body.as_slice()[start..]);
+            if d.kind == crate::system::KIND_GENESIS {
+                next.keys.push(KeyRecord { key: key.public(), registered_at: ev.seq, retired_at: None });
+            }
+            next.frontier.push_event(&hash);
+            next.head = hash;
+            next.next_seq += 1;
+            slots.extend_from_slice(&d.slots);
+            rs.push(Receipt { seq: ev.seq, hash, time });
+        }
+        receipts.push(rs);
+    }
+    let cp = Checkpoint::sign(key, ledger_id, next.last_seq(), next.head, next.frontier.root(), time);
+    cp.encode_into(&mut body);
+    let frame = encode_frame(body.as_slice(), &slots);
+    Built { frame, next, receipts, slots, checkpoint: cp }
+}
+
 fn request_bytes(r: &Request) -> usize {
     match r {
         Request::Append { drafts, .. } => drafts.iter().map(|d| d.body.len() + 128 + d.slots.len() * SLOT_LEN).sum(),
@@ -514,9 +684,15 @@ pub(crate) fn system_draft(kind: u16, actor: Actor, request_id: [u8; 16], body: 
 }
 
 fn reply_err(req: Request, err: Error) {
-    let (Request::Append { reply, .. }
-    | Request::Commit { reply, .. }
-    | Request::Erase { reply, .. }
-    | Request::Rotate { reply, .. }) = req;
-    let _ = reply.send(Err(err));
+    match req {
+        Request::Append { reply, .. }
+        | Request::Commit { reply, .. }
+        | Request::Erase { reply, .. }
+        | Request::Rotate { reply, .. } => {
+            let _ = reply.send(Err(err));
+        }
+        Request::Frame { reply, .. } => {
+            let _ = reply.send(Err(err));
+        }
+    }
 }

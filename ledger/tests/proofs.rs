@@ -19,7 +19,7 @@ fn proofs_from_a_ledger_verify_against_its_checkpoints() {
     let trusted = [key_from(1).public(), key_from(2).public()];
     let first = l.durable().checkpoint.expect("genesis checkpoint");
     let mut saved = vec![first.to_saved(&l.id())];
-    let mut notes = vec![l.checkpoint_note(&first).0];
+    let mut notes = vec![l.checkpoint_note(&first).expect("signer").0];
     for i in 0..120 {
         rt.block_on(l.append(vec![draft(i)])).expect("append");
         if i == 60 {
@@ -28,7 +28,7 @@ fn proofs_from_a_ledger_verify_against_its_checkpoints() {
         if i % 17 == 0 {
             let cp = l.durable().checkpoint.expect("checkpoint");
             saved.push(cp.to_saved(&l.id()));
-            notes.push(l.checkpoint_note(&cp).0);
+            notes.push(l.checkpoint_note(&cp).expect("signer").0);
         }
     }
     let trees: Vec<TrustedTree> =

@@ -1,0 +1,116 @@
+//! The ledger in a cluster: frames are built by the leader, replicated by consensus, and
+//! appended byte for byte by every node (ARCHITECTURE.md, "Replication").
+//!
+//! - The leader builds a frame with [`Ledger::prepare`] on top of its durable chain: seqs,
+//!   one commit time, the hash chain, the Merkle root and one checkpoint signed with its
+//!   key. Nothing is written.
+//! - Consensus makes the frame durable on a majority, in order.
+//! - Every node (the leader too) hands each committed frame to [`Ledger::append_frame`],
+//!   which checks it against its own chain exactly as the offline verifier would and
+//!   appends it unchanged. A frame that does not continue the chain (a stale leader's) is
+//!   refused by every node alike, so the ledgers stay byte-identical.
+//!
+//! A replica's writer holds no key: it never builds a frame itself.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::chain::ChainState;
+use crate::envelope::Actor;
+use crate::error::{Error, Result};
+use crate::frame::{SEGMENT_HEADER_LEN, segment_file_name, segment_header};
+use crate::keys::LedgerKey;
+use crate::segments::SEGMENTS_DIR;
+use crate::store::{Ledger, Options, Receipt};
+use crate::system::{KIND_GENESIS, SystemEvent};
+use crate::writer::{Active, Request, Writer, build_frame, submission_of, system_draft};
+pub use crate::writer::Applied;
+
+/// A frame a leader built and has not replicated yet.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub frame: Vec<u8>,
+    /// One receipt per entry, valid once the frame is appended.
+    pub receipts: Vec<Receipt>,
+}
+
+impl Ledger {
+    /// The genesis frame of a new ledger signed by `key`, with a fresh ledger id, for a
+    /// cluster's first node to replicate.
+    pub fn genesis_frame(key: &LedgerKey, opts: &Options) -> Result<Vec<u8>> {
+        let mut ledger_id = [0u8; 16];
+        getrandom::fill(&mut ledger_id).map_err(|_| Error::Randomness)?;
+        let body = SystemEvent::Genesis { ledger_id, key: key.public().to_bytes() }.encode();
+        let draft = system_draft(KIND_GENESIS, Actor::system(), [0; 16], body);
+        let chain = ChainState { ledger_id: Some(ledger_id), ..ChainState::empty() };
+        let built = build_frame(&chain, key, &ledger_id, (opts.clock)(), &[std::slice::from_ref(&draft)]);
+        Ok(built.frame)
+    }
+
+    /// Creates a replica in `dir` from a genesis frame (checked like any other frame).
+    pub fn create_replica(dir: &Path, genesis: &[u8], opts: Options) -> Result<Ledger> {
+        let frame = crate::frame::parse_frame(genesis).map_err(|e| Error::Invalid(format!("genesis frame: {e}")))?;
+        let mut probe = ChainState::empty();
+        probe.apply(&frame).map_err(|v| Error::Invalid(format!("genesis frame: {v}")))?;
+        let ledger_id = probe.ledger_id.ok_or_else(|| Error::Invalid("genesis frame names no ledger".into()))?;
+
+        let fs = opts.fs.clone();
+        let seg_dir = dir.join(SEGMENTS_DIR);
+        fs.create_dir_all(&seg_dir).map_err(|e| Error::io("create ledger directory", &e))?;
+        let lock = crate::store::lock_dir(dir)?;
+        if !crate::segments::list(fs.as_ref(), &seg_dir)?.is_empty() {
+            return Err(Error::AlreadyExists(dir.to_path_buf()));
+        }
+        let index = crate::store::open_index(dir, true)?;
+        let path = seg_dir.join(segment_file_name(1));
+        let file = fs.create_new(&path).map_err(|e| Error::io("create segment", &e))?;
+        file.write_all_at(&segment_header(&ledger_id), 0).map_err(|e| Error::io("write segment header", &e))?;
+        file.sync_data().map_err(|e| Error::io("fdatasync", &e))?;
+        fs.sync_dir(&seg_dir).map_err(|e| Error::io("fsync directory", &e))?;
+        fs.sync_dir(dir).map_err(|e| Error::io("fsync directory", &e))?;
+        let chain = ChainState { ledger_id: Some(ledger_id), ..ChainState::empty() };
+        let active = Active { first_seq: 1, path, file, len: SEGMENT_HEADER_LEN as u64 };
+        let shared = Arc::new(crate::store::new_shared(seg_dir, fs, ledger_id, index, &chain, None));
+        let mut writer = Writer::new(shared.clone(), chain, None, active, &opts);
+        match writer.append_frame(genesis)? {
+            Applied::Written(_) => Ok(Ledger::start(shared, writer, &opts, lock)),
+            other => Err(Error::Invalid(format!("genesis frame not appended: {other:?}"))),
+        }
+    }
+
+    /// Opens an existing ledger as a replica: recovery and checks as [`Ledger::open`], but
+    /// no key; frames come through [`Ledger::append_frame`].
+    pub fn open_replica(dir: &Path, opts: Options) -> Result<Ledger> {
+        Ledger::open_with(dir, None, opts)
+    }
+
+    /// Builds the next frame from `entries` on top of the durable chain, signed with `key`.
+    /// All or nothing, as [`Ledger::commit`]. The caller (a cluster leader) must not build
+    /// another frame before this one is appended or abandoned.
+    pub fn prepare(&self, entries: Vec<crate::Entry>, key: &LedgerKey) -> Result<Prepared> {
+        if let Some(reason) = self.shared.failure() {
+            return Err(Error::Failed(reason));
+        }
+        let chain = self.shared.chain();
+        let submission = submission_of(&self.shared, chain.next_seq, entries)?;
+        let time = (self.clock)().max(chain.last_time);
+        let built = build_frame(&chain, key, &self.shared.ledger_id, time, &[submission.drafts.as_slice()]);
+        Ok(Prepared { frame: built.frame, receipts: built.receipts.into_iter().flatten().collect() })
+    }
+
+    /// Checks a replicated frame against the chain and appends it unchanged (see
+    /// [`Applied`]). Durable when it returns `Written`.
+    pub async fn append_frame(&self, bytes: Vec<u8>) -> Result<Applied> {
+        let tx: &mpsc::Sender<Request> = self.sender()?;
+        let (reply, rx) = oneshot::channel();
+        tx.send(Request::Frame { bytes, reply }).await.map_err(|_| Error::Closed)?;
+        rx.await.map_err(|_| Error::Closed)?
+    }
+
+    /// Hands a replica the key its checkpoint notes are signed with (at unseal).
+    pub fn set_signer(&self, key: Arc<LedgerKey>) {
+        self.shared.set_signer(key);
+    }
+}

@@ -1,0 +1,127 @@
+//! Replicas: frames a leader builds with `prepare` are appended byte for byte by every
+//! replica; a frame that does not continue the chain is refused by all of them alike; a
+//! frame handed again is recognised; erasures reach every copy; each replica verifies.
+
+mod common;
+
+use common::*;
+use ledger::fs::FaultFs;
+use ledger::seal::{Keyring, SealError, random_key};
+use ledger::verify::{VerifyOptions, verify_dir};
+use ledger::{Applied, Entry, Ledger, Options};
+
+fn segment_bytes(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+    let mut files: Vec<_> = std::fs::read_dir(dir.join("segments"))
+        .expect("ls")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .map(|p| (p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(), std::fs::read(&p).expect("read")))
+        .collect()
+}
+
+fn written(a: Applied) -> Vec<u64> {
+    match a {
+        Applied::Written(events) => events.iter().map(|e| e.event.seq).collect(),
+        other => panic!("expected the frame to be written, got {other:?}"),
+    }
+}
+
+#[test]
+fn replicas_append_the_leaders_frames_byte_for_byte() {
+    let rt = runtime();
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().expect("tmp")).collect();
+    let key = key_from(1);
+    let genesis = Ledger::genesis_frame(&key, &Options::default()).expect("genesis");
+    let replicas: Vec<Ledger> = dirs
+        .iter()
+        .map(|d| Ledger::create_replica(d.path(), &genesis, small_options(FaultFs::new())).expect("replica"))
+        .collect();
+    let mut keyring = Keyring::new();
+    keyring.insert(1, &random_key().expect("rng"));
+    let (sealed, slot) = keyring.seal(b"secret", b"ctx", 0).expect("seal");
+
+    // The leader (replica 0) builds; every replica appends, in the same order.
+    let mut target = 0;
+    for i in 0..40u64 {
+        let mut d = draft(i);
+        if i == 5 {
+            d.body = ledger::body::encode(&sealed).expect("encode");
+            d.slots = vec![slot];
+        }
+        let mut entries = vec![Entry::Event(d), Entry::Event(draft(1000 + i))];
+        if i == 30 {
+            entries.push(Entry::Erase { target, slots: vec![0], actor: actor(), request_id: [0; 16] });
+        }
+        let prepared = replicas[0].prepare(entries, &key).expect("prepare");
+        if i == 5 {
+            target = prepared.receipts[0].seq;
+        }
+        for r in &replicas {
+            let seqs = written(rt.block_on(r.append_frame(prepared.frame.clone())).expect("append"));
+            assert_eq!(seqs, prepared.receipts.iter().map(|r| r.seq).collect::<Vec<_>>());
+        }
+    }
+    let last = replicas[0].durable().last_seq;
+    assert_eq!(last, 1 + 40 * 2 + 1);
+    for r in &replicas {
+        assert_eq!(r.durable(), replicas[0].durable());
+        let stored = r.events(target, target).next().expect("one").expect("read");
+        assert_eq!(keyring.open(&sealed, &stored.slots[0], b"ctx"), Err(SealError::Erased), "erased on every copy");
+    }
+    drop(replicas);
+    let first = segment_bytes(dirs[0].path());
+    assert!(first.len() > 1, "the small segment limit rolled segments");
+    for d in &dirs[1..] {
+        assert_eq!(segment_bytes(d.path()), first, "every replica holds the same bytes");
+    }
+    for d in &dirs {
+        let report = verify_dir(d.path(), VerifyOptions { trusted_keys: vec![key.public()], ..Default::default() });
+        assert!(report.intact && report.last_seq == last && report.erased_payloads == 1, "{report:?}");
+    }
+    // A reopened replica carries on where it stopped.
+    let again = Ledger::open_replica(dirs[1].path(), small_options(FaultFs::new())).expect("reopen");
+    assert_eq!(again.durable().last_seq, last);
+    let p = again.prepare(vec![Entry::Event(draft(7))], &key).expect("prepare");
+    assert_eq!(written(rt.block_on(again.append_frame(p.frame)).expect("append")), vec![last + 1]);
+}
+
+#[test]
+fn stale_duplicate_and_forged_frames_change_nothing() {
+    let rt = runtime();
+    let dir = tempfile::tempdir().expect("tmp");
+    let key = key_from(1);
+    let genesis = Ledger::genesis_frame(&key, &Options::default()).expect("genesis");
+    let l = Ledger::create_replica(dir.path(), &genesis, Options::default()).expect("replica");
+
+    let a = l.prepare(vec![Entry::Event(draft(1))], &key).expect("prepare");
+    // Built on the same head: only the first of the two can continue the chain.
+    let stale = l.prepare(vec![Entry::Event(draft(2)), Entry::Event(draft(3))], &key).expect("prepare");
+    written(rt.block_on(l.append_frame(a.frame.clone())).expect("append"));
+    let durable = l.durable();
+
+    // Handed again (a replay after a crash): recognised, nothing written.
+    assert_eq!(rt.block_on(l.append_frame(a.frame.clone())).expect("append"), Applied::AlreadyHeld);
+    assert_eq!(rt.block_on(l.append_frame(genesis.clone())).expect("append"), Applied::AlreadyHeld);
+    // A stale leader's frame overlaps what is held: refused.
+    assert!(matches!(rt.block_on(l.append_frame(stale.frame)).expect("append"), Applied::Refused(_)));
+    // Signed by a key the ledger never registered: refused.
+    let forged = l.prepare(vec![Entry::Event(draft(4))], &key_from(9)).expect("prepare");
+    let refused = rt.block_on(l.append_frame(forged.frame)).expect("append");
+    assert!(matches!(&refused, Applied::Refused(r) if r.contains("key")), "{refused:?}");
+    // Garbage and a frame with a flipped byte: refused.
+    assert!(matches!(rt.block_on(l.append_frame(vec![1, 2, 3])).expect("append"), Applied::Refused(_)));
+    let mut flipped = l.prepare(vec![Entry::Event(draft(5))], &key).expect("prepare").frame;
+    let mid = flipped.len() / 2;
+    flipped[mid] ^= 1;
+    assert!(matches!(rt.block_on(l.append_frame(flipped)).expect("append"), Applied::Refused(_)));
+    assert_eq!(l.durable(), durable, "nothing refused was written");
+
+    // A replica refuses to build frames by itself.
+    assert!(rt.block_on(l.append(vec![draft(6)])).is_err());
+    drop(l);
+    assert!(verify_dir(dir.path(), VerifyOptions::default()).intact);
+}
