@@ -72,6 +72,8 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "ui",
 ];
 const STORAGE_KEYS: &[&str] = &["path"];
+const RAFT_KEYS: &[&str] = &["node_id", "path", "retry_join"];
+const RETRY_JOIN_KEYS: &[&str] = &["leader_api_addr"];
 const LISTENER_KEYS: &[&str] = &["address", "tls_cert_file", "tls_disable", "tls_key_file", "tls_min_version"];
 
 /// The whole server configuration, validated and with defaults filled in.
@@ -104,11 +106,23 @@ pub struct ServerConfig {
     pub warnings: Vec<String>,
 }
 
-/// The `storage "sled"` stanza.
+/// The `storage` stanza: `"sled"` (one node) or `"raft"` (a cluster member).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StorageConfig {
     /// The data directory.
     pub path: PathBuf,
+    /// Set for `storage "raft"`: this node's id and how it finds a cluster to join.
+    pub raft: Option<RaftConfig>,
+}
+
+/// The `storage "raft"` settings beyond `path`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RaftConfig {
+    /// This node's id in the cluster (`node_id`); unique, never reused.
+    pub node_id: String,
+    /// `retry_join { leader_api_addr = "…" }` stanzas: nodes to ask to join until one
+    /// answers, while this node is not part of a cluster.
+    pub retry_join: Vec<String>,
 }
 
 /// One `listener "tcp"` stanza.
@@ -548,7 +562,7 @@ fn build(items: Vec<Item>) -> Result<ServerConfig, ConfigError> {
     let mut storage: Option<(StorageConfig, Option<usize>)> = None;
     let mut listeners: Vec<(ListenerConfig, Option<usize>)> = Vec::new();
     let mut config = ServerConfig {
-        storage: StorageConfig { path: PathBuf::new() },
+        storage: StorageConfig { path: PathBuf::new(), raft: None },
         listeners: Vec::new(),
         api_addr: None,
         cluster_addr: None,
@@ -637,6 +651,12 @@ fn build(items: Vec<Item>) -> Result<ServerConfig, ConfigError> {
             ),
         ));
     }
+    if storage.raft.is_some() && config.cluster_addr.is_none() {
+        return Err(ConfigError::invalid(
+            None,
+            "storage \"raft\" needs `cluster_addr`, the address other nodes reach this one at, such as cluster_addr = \"http://10.0.0.1:8201\"",
+        ));
+    }
     config.storage = storage;
     config.listeners = listeners.into_iter().map(|(l, _)| l).collect();
     Ok(config)
@@ -644,14 +664,17 @@ fn build(items: Vec<Item>) -> Result<ServerConfig, ConfigError> {
 
 fn storage_stanza(labels: &[String], body: &[Item], line: Option<usize>) -> Result<StorageConfig, ConfigError> {
     let kind = single_label("storage", labels, line)?;
-    if kind != "sled" {
-        let later = if kind == "raft" { " (raft is planned)" } else { "" };
-        return Err(ConfigError::invalid(
-            line,
-            format!(
-                "storage \"{kind}\" is not supported{later}; cairn supports storage \"sled\", its embedded storage in a data directory"
-            ),
-        ));
+    match kind {
+        "sled" => {}
+        "raft" => return raft_stanza(body, line),
+        _ => {
+            return Err(ConfigError::invalid(
+                line,
+                format!(
+                    "storage \"{kind}\" is not supported; cairn supports storage \"sled\" (one node, a data directory) and storage \"raft\" (a cluster)"
+                ),
+            ));
+        }
     }
     let mut path = None;
     for item in body {
@@ -662,7 +685,43 @@ fn storage_stanza(labels: &[String], body: &[Item], line: Option<usize>) -> Resu
     }
     let path =
         path.ok_or_else(|| ConfigError::invalid(line, "storage \"sled\" needs a `path` (the data directory)"))?;
-    Ok(StorageConfig { path })
+    Ok(StorageConfig { path, raft: None })
+}
+
+/// `storage "raft" { path, node_id, retry_join { leader_api_addr } }`, as Vault.
+fn raft_stanza(body: &[Item], line: Option<usize>) -> Result<StorageConfig, ConfigError> {
+    let (mut path, mut node_id, mut retry_join) = (None, None, Vec::new());
+    for item in body {
+        match (item.key.as_str(), &item.kind) {
+            ("path", Kind::Value(v)) => path = Some(PathBuf::from(non_empty_string(item, v)?)),
+            ("node_id", Kind::Value(v)) => node_id = Some(non_empty_string(item, v)?),
+            ("retry_join", Kind::Block { labels, body }) if labels.is_empty() => {
+                let mut leader = None;
+                for inner in body {
+                    match (inner.key.as_str(), &inner.kind) {
+                        ("leader_api_addr", Kind::Value(v)) => leader = Some(url(inner, v)?),
+                        (key, _) => return Err(unknown_key(key, inner.line, "retry_join", RETRY_JOIN_KEYS)),
+                    }
+                }
+                retry_join.push(leader.ok_or_else(|| {
+                    ConfigError::invalid(item.line, "retry_join needs `leader_api_addr`, the API address of a node to join")
+                })?);
+            }
+            ("retry_join", _) => {
+                return Err(ConfigError::invalid(item.line, "`retry_join` must be a block: retry_join { leader_api_addr = \"…\" }"));
+            }
+            (key, _) => return Err(unknown_key(key, item.line, "storage \"raft\"", RAFT_KEYS)),
+        }
+    }
+    let path =
+        path.ok_or_else(|| ConfigError::invalid(line, "storage \"raft\" needs a `path` (the data directory)"))?;
+    let node_id = node_id.ok_or_else(|| {
+        ConfigError::invalid(line, "storage \"raft\" needs a `node_id`, this node's unique name in the cluster")
+    })?;
+    if !node_id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) {
+        return Err(ConfigError::invalid(line, "`node_id` may hold only letters, digits, '-', '_' and '.'"));
+    }
+    Ok(StorageConfig { path, raft: Some(RaftConfig { node_id, retry_join }) })
 }
 
 fn listener_stanza(
@@ -974,15 +1033,38 @@ disable_mlock = true
     }
 
     #[test]
-    fn peer_openbao_config_raft_storage_is_refused() {
+    fn raft_storage_needs_a_node_id_and_a_cluster_addr() {
+        let raft = |stanza: &str| PEER.replace(r#"storage "sled" { path = "/tmp/bench/data" }"#, stanza);
+        let (message, line) = refuse(&raft(r#"storage "raft" { path = "/r" }"#));
+        assert_eq!(line, Some(1));
+        assert!(message.contains("needs a `node_id`"), "{message}");
+        let no_cluster_addr = raft(r#"storage "raft" { path = "/r" node_id = "n1" }"#)
+            .replace("cluster_addr = \"http://127.0.0.1:18211\"\n", "");
+        let (message, _) = refuse(&no_cluster_addr);
+        assert!(message.contains("needs `cluster_addr`"), "{message}");
+        let (message, _) = refuse(&raft(r#"storage "consul" { path = "/r" }"#));
+        assert!(message.contains("storage \"raft\" (a cluster)"), "{message}");
+        let (message, _) = refuse(&raft(r#"storage "raft" { path = "/r" node_id = "n/1" }"#));
+        assert!(message.contains("`node_id` may hold only"), "{message}");
+    }
+
+    #[test]
+    fn raft_storage_with_retry_join() {
         let text = PEER.replace(
             r#"storage "sled" { path = "/tmp/bench/data" }"#,
-            r#"storage "raft" { path = "/r" node_id = "n1" }"#,
+            "storage \"raft\" {\n  path = \"/r\"\n  node_id = \"n2\"\n  retry_join {\n    leader_api_addr = \"http://127.0.0.1:8200\"\n  }\n  retry_join {\n    leader_api_addr = \"http://127.0.0.1:8210\"\n  }\n}",
         );
-        let (message, line) = refuse(&text);
-        assert_eq!(line, Some(1));
-        assert!(message.contains("storage \"raft\" is not supported (raft is planned)"), "{message}");
-        assert!(message.contains("storage \"sled\""), "{message}");
+        let config = parse(&text);
+        assert_eq!(config.storage.path, PathBuf::from("/r"));
+        assert_eq!(
+            config.storage.raft,
+            Some(RaftConfig {
+                node_id: "n2".into(),
+                retry_join: vec!["http://127.0.0.1:8200".into(), "http://127.0.0.1:8210".into()],
+            })
+        );
+        let (message, _) = refuse(&text.replace("leader_api_addr = \"http://127.0.0.1:8210\"", "leader_ca_cert_file = \"x\""));
+        assert!(message.contains("unknown key `leader_ca_cert_file` in retry_join"), "{message}");
     }
 
     #[test]

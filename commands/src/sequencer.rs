@@ -9,10 +9,12 @@
 //! every request of the batch gets the error: nothing half-done is ever visible.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, RwLock};
 
 use arc_swap::ArcSwap;
-use ledger::{Entry, EventDraft, Ledger};
+use ledger::{Entry, EventDraft, Ledger, Receipt};
 use migrations::{Body, Envelope};
 use projections::State;
 use tokio::sync::{mpsc, oneshot};
@@ -40,6 +42,33 @@ pub enum SequencerError {
     Ledger(#[from] ledger::Error),
     #[error("the sequencer has stopped")]
     Closed,
+    /// A cluster node that is not the leader has no sequencer.
+    #[error("this node is not the cluster's leader")]
+    NotLeader,
+    /// The cluster could not commit (no quorum, leadership lost mid-commit).
+    #[error("the cluster could not commit: {0}")]
+    Unavailable(String),
+}
+
+/// A boxed future, for the object-safe [`Committer`].
+pub type CommitFuture<'a> = Pin<Box<dyn Future<Output = Result<Vec<Receipt>, SequencerError>> + Send + 'a>>;
+
+/// Where the sequencer's batches go: the local ledger, or a cluster that replicates a frame
+/// before every node appends it.
+pub trait Committer: Send + Sync + 'static {
+    /// Commits entries as one frame; one receipt per entry, once durable.
+    fn commit(&self, entries: Vec<Entry>) -> CommitFuture<'_>;
+    /// True when committing also folds the events into the published state (a cluster
+    /// node folds every frame it applies), so the sequencer must not publish its copy.
+    fn publishes(&self) -> bool {
+        false
+    }
+}
+
+impl Committer for Ledger {
+    fn commit(&self, entries: Vec<Entry>) -> CommitFuture<'_> {
+        Box::pin(async move { Ledger::commit(self, entries).await.map_err(SequencerError::Ledger) })
+    }
 }
 
 struct Job {
@@ -47,32 +76,53 @@ struct Job {
     reply: oneshot::Sender<Result<Committed, SequencerError>>,
 }
 
-/// Handle to the running sequencer task.
-#[derive(Clone)]
+/// Handle to the sequencer task. On a cluster node it is running only while the node
+/// leads ([`Sequencer::run`], [`Sequencer::stop`]); meanwhile submissions are refused with
+/// [`SequencerError::NotLeader`].
+#[derive(Clone, Default)]
 pub struct Sequencer {
-    tx: mpsc::Sender<Job>,
+    tx: Arc<RwLock<Option<mpsc::Sender<Job>>>>,
 }
 
 impl Sequencer {
     /// Starts the sequencer on the current tokio runtime. `published` must already hold
     /// the state of everything durable in `ledger`.
     pub fn start(ledger: Arc<Ledger>, published: Arc<ArcSwap<State>>, env: Arc<dyn Env + Send + Sync>) -> Sequencer {
+        let s = Sequencer::default();
+        s.run(ledger, published, env);
+        s
+    }
+
+    /// (Re)starts the task, committing through `committer`. `published` must hold the state
+    /// of everything committed. A task already running stops once its queue is empty.
+    pub fn run(&self, committer: Arc<dyn Committer>, published: Arc<ArcSwap<State>>, env: Arc<dyn Env + Send + Sync>) {
         let (tx, rx) = mpsc::channel(MAX_BATCH * 4);
-        tokio::spawn(run(rx, ledger, published, env));
-        Sequencer { tx }
+        tokio::spawn(run(rx, committer, published, env));
+        *self.tx.write().unwrap_or_else(|e| e.into_inner()) = Some(tx);
+    }
+
+    /// Stops taking requests (the node lost leadership); those already queued still go to
+    /// the committer, which refuses them.
+    pub fn stop(&self) {
+        *self.tx.write().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.tx.read().unwrap_or_else(|e| e.into_inner()).is_some()
     }
 
     /// Submits one request and waits until it is durable (or refused).
     pub async fn submit(&self, request: Request) -> Result<Committed, SequencerError> {
+        let tx = self.tx.read().unwrap_or_else(|e| e.into_inner()).clone().ok_or(SequencerError::NotLeader)?;
         let (reply, rx) = oneshot::channel();
-        self.tx.send(Job { request, reply }).await.map_err(|_| SequencerError::Closed)?;
+        tx.send(Job { request, reply }).await.map_err(|_| SequencerError::Closed)?;
         rx.await.map_err(|_| SequencerError::Closed)?
     }
 }
 
 async fn run(
     mut rx: mpsc::Receiver<Job>,
-    ledger: Arc<Ledger>,
+    ledger: Arc<dyn Committer>,
     published: Arc<ArcSwap<State>>,
     env: Arc<dyn Env + Send + Sync>,
 ) {
@@ -93,7 +143,7 @@ async fn run(
             }
         }
         let batch = Batch::decide(jobs, &published.load_full(), env.as_ref(), &mut deferred);
-        batch.commit(&ledger, &published).await;
+        batch.commit(ledger.as_ref(), &published).await;
     }
 }
 
@@ -189,7 +239,7 @@ impl Batch {
         b
     }
 
-    async fn commit(self, ledger: &Ledger, published: &ArcSwap<State>) {
+    async fn commit(self, ledger: &dyn Committer, published: &ArcSwap<State>) {
         if self.entries.is_empty() {
             let state = published.load_full();
             for (job, result, seqs) in self.decided {
@@ -202,12 +252,19 @@ impl Batch {
             Ok(_) => Err(SequencerError::Ledger(ledger::Error::Failed(
                 "ledger seqs differ from the sequencer's: another writer?".into(),
             ))),
-            Err(e) => Err(SequencerError::Ledger(e)),
+            Err(e) => Err(e),
         };
         match outcome {
             Ok(()) => {
-                let state = Arc::new(self.working);
-                published.store(state.clone());
+                let state = if ledger.publishes() {
+                    // The cluster node folded the frame as it appended it; publishing this
+                    // copy could undo a later frame applied meanwhile.
+                    published.load_full()
+                } else {
+                    let state = Arc::new(self.working);
+                    published.store(state.clone());
+                    state
+                };
                 for (job, result, seqs) in self.decided {
                     let _ = job.reply.send(Ok(Committed { result, state: state.clone(), seqs }));
                 }

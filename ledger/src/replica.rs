@@ -109,8 +109,51 @@ impl Ledger {
         rx.await.map_err(|_| Error::Closed)?
     }
 
+    /// Every durable frame from the first, concatenated as they are stored (a cluster
+    /// snapshot; [`split_frames`] takes it apart).
+    pub fn durable_frames(&self) -> Result<Vec<u8>> {
+        let durable = self.durable();
+        let fs = &self.shared.fs;
+        let mut out = Vec::new();
+        for (first_seq, path) in crate::segments::list(fs.as_ref(), &self.shared.seg_dir)? {
+            if first_seq > durable.last_seq {
+                break;
+            }
+            let file = fs.open_read(&path).map_err(|e| Error::io("open segment", &e))?;
+            let end = if first_seq == durable.segment {
+                durable.segment_len
+            } else {
+                file.file_len().map_err(|e| Error::io("stat segment", &e))?
+            };
+            let len = usize::try_from(end.saturating_sub(SEGMENT_HEADER_LEN as u64))
+                .map_err(|_| Error::Invalid("segment too large".into()))?;
+            let start = out.len();
+            out.resize(start + len, 0);
+            file.read_exact_at(&mut out[start..], SEGMENT_HEADER_LEN as u64)
+                .map_err(|e| Error::io("read segment", &e))?;
+        }
+        Ok(out)
+    }
+
     /// Hands a replica the key its checkpoint notes are signed with (at unseal).
     pub fn set_signer(&self, key: Arc<LedgerKey>) {
         self.shared.set_signer(key);
     }
+}
+
+/// Splits frames concatenated by [`Ledger::durable_frames`]; checks only their lengths
+/// (each is checked in full when appended).
+pub fn split_frames(mut buf: &[u8]) -> Result<Vec<&[u8]>> {
+    let mut frames = Vec::new();
+    while !buf.is_empty() {
+        let header = crate::frame::FrameHeader::parse(buf).map_err(|e| Error::Invalid(format!("snapshot: {e}")))?;
+        let len = header.total_len();
+        if buf.len() < len {
+            return Err(Error::Invalid("snapshot: the last frame is cut short".into()));
+        }
+        let (frame, rest) = buf.split_at(len);
+        frames.push(frame);
+        buf = rest;
+    }
+    Ok(frames)
 }

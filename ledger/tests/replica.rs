@@ -67,6 +67,17 @@ fn replicas_append_the_leaders_frames_byte_for_byte() {
     }
     let last = replicas[0].durable().last_seq;
     assert_eq!(last, 1 + 40 * 2 + 1);
+    // A snapshot (every durable frame) rebuilds a fresh replica, and catches up a lagging one.
+    let snapshot = replicas[0].durable_frames().expect("snapshot");
+    let frames = ledger::replica::split_frames(&snapshot).expect("split");
+    let fresh_dir = tempfile::tempdir().expect("tmp");
+    let fresh = Ledger::create_replica(fresh_dir.path(), frames[0], Options::default()).expect("from snapshot");
+    for f in &frames {
+        let outcome = rt.block_on(fresh.append_frame(f.to_vec())).expect("append");
+        assert!(matches!(outcome, Applied::Written(_) | Applied::AlreadyHeld), "{outcome:?}");
+    }
+    assert_eq!(fresh.durable().head, replicas[0].durable().head);
+    assert!(ledger::replica::split_frames(&snapshot[..snapshot.len() - 1]).is_err());
     for r in &replicas {
         assert_eq!(r.durable(), replicas[0].durable());
         let stored = r.events(target, target).next().expect("one").expect("read");

@@ -32,7 +32,8 @@ fn checkpoint(ctx: &Ctx<'_>) -> Result<Handled, Reply> {
     let ledger = &ctx.unsealed.ledger;
     let cp = ledger.durable().checkpoint.ok_or_else(|| Reply::error(500, "the ledger has no checkpoint yet"))?;
     let saved = cp.to_saved(&ledger.id());
-    let (note, key) = ledger.checkpoint_note(&cp);
+    let (note, key) =
+        ledger.checkpoint_note(&cp).ok_or_else(|| Reply::error(503, "this node cannot sign checkpoint notes yet"))?;
     let mut data = serde_json::to_value(&saved).map_err(|e| Reply::error(500, e.to_string()))?;
     if let Value::Object(m) = &mut data {
         m.insert("tree_size".into(), json!(cp.last_seq));
