@@ -1,0 +1,290 @@
+//! The cluster listener and its client: Raft RPCs and join requests as HTTP POSTs on the
+//! node's `cluster_addr` (Vault's port 8201), bodies in bincode 2 (entries are binary frames
+//! up to a few MiB, which JSON would inflate).
+//!
+//! Routes, all `POST`, body and answer both bincode:
+//! `/cluster/v1/append`, `/vote`, `/pre_vote`, `/snapshot`, `/transfer_leader` carry
+//! openraft's messages and answer `Result<reply, String>`; `/cluster/v1/join` carries a
+//! [`JoinRequest`] and answers a [`JoinReply`]. A body that does not decode is answered with
+//! status 400; nothing in a handler can panic on input.
+
+use std::future::Future;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::routing::post;
+use openraft::error::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
+use openraft::network::{RPCOption, RaftNetworkFactory, v2::RaftNetworkV2};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest, TransferLeaderResponse,
+    VoteRequest, VoteResponse,
+};
+use serde::{Deserialize, Serialize};
+use serde::de::DeserializeOwned;
+
+use crate::types::{Member, Nid, Snapshot, TypeConfig, Vote, decode, encode};
+use crate::{Cluster, ClusterError, NodeId};
+
+/// Largest RPC body accepted: snapshots carry the whole state.
+pub(crate) const MAX_BODY: usize = 1 << 30;
+
+/// The client side: one HTTP client shared by every peer connection.
+#[derive(Clone)]
+pub struct Network {
+    http: reqwest::Client,
+}
+
+impl Network {
+    pub(crate) fn new() -> Result<Self, ClusterError> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_millis(500))
+            .pool_idle_timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| ClusterError::Io(format!("http client: {e}")))?;
+        Ok(Network { http })
+    }
+}
+
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = Peer;
+
+    async fn new_client(&mut self, _target: Nid, node: &Member) -> Peer {
+        Peer { http: self.http.clone(), base: format!("http://{}/cluster/v1", node.cluster_addr) }
+    }
+}
+
+/// A connection to one peer.
+pub struct Peer {
+    http: reqwest::Client,
+    base: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Msg(String);
+
+/// Why a call failed: unreachable (connect/timeout) or answered with an error.
+enum CallError {
+    Unreachable(String),
+    Remote(String),
+}
+
+async fn call<Req: Serialize, Resp: DeserializeOwned>(
+    http: &reqwest::Client,
+    url: String,
+    req: &Req,
+    ttl: Duration,
+) -> Result<Resp, CallError> {
+    let body = encode(req).map_err(CallError::Remote)?;
+    let r = http.post(url).timeout(ttl).body(body).send().await.map_err(|e| CallError::Unreachable(e.to_string()))?;
+    let status = r.status();
+    let bytes = r.bytes().await.map_err(|e| CallError::Unreachable(e.to_string()))?;
+    if !status.is_success() {
+        return Err(CallError::Remote(format!("status {status}: {}", String::from_utf8_lossy(&bytes))));
+    }
+    let res: Result<Resp, String> = decode(&bytes).map_err(CallError::Remote)?;
+    res.map_err(CallError::Remote)
+}
+
+fn rpc_err<E: std::error::Error>(e: CallError) -> RPCError<TypeConfig, E> {
+    match e {
+        CallError::Unreachable(m) => RPCError::Unreachable(Unreachable::new(&Msg(m))),
+        CallError::Remote(m) => RPCError::Network(NetworkError::new(&Msg(m))),
+    }
+}
+
+impl Peer {
+    async fn rpc<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        path: &str,
+        req: &Req,
+        option: &RPCOption,
+    ) -> Result<Resp, CallError> {
+        call(&self.http, format!("{}/{path}", self.base), req, option.hard_ttl()).await
+    }
+}
+
+impl RaftNetworkV2<TypeConfig> for Peer {
+    type SnapshotData = Vec<u8>;
+
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.rpc("append", &rpc, &option).await.map_err(rpc_err)
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.rpc("vote", &rpc, &option).await.map_err(rpc_err)
+    }
+
+    async fn pre_vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.rpc("pre_vote", &rpc, &option).await.map_err(rpc_err)
+    }
+
+    async fn full_snapshot(
+        &mut self,
+        vote: Vote,
+        snapshot: Snapshot,
+        cancel: impl Future<Output = ReplicationClosed> + Send + 'static,
+        option: RPCOption,
+    ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
+        let req = SnapshotRequest { vote, meta: snapshot.meta, data: snapshot.snapshot };
+        let send = self.rpc::<_, SnapshotResponse<TypeConfig>>("snapshot", &req, &option);
+        tokio::select! {
+            r = send => r.map_err(|e| match e {
+                CallError::Unreachable(m) => StreamingError::Unreachable(Unreachable::new(&Msg(m))),
+                CallError::Remote(m) => StreamingError::Network(NetworkError::new(&Msg(m))),
+            }),
+            closed = cancel => Err(StreamingError::Closed(closed)),
+        }
+    }
+
+    async fn transfer_leader(
+        &mut self,
+        req: TransferLeaderRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.rpc("transfer_leader", &req, &option).await.map_err(rpc_err)
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct SnapshotRequest {
+    vote: Vote,
+    meta: crate::types::SnapshotMeta,
+    data: Vec<u8>,
+}
+
+/// "Please add me": sent by a joining node to any member.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct JoinRequest {
+    pub id: NodeId,
+    pub member: Member,
+}
+
+/// The answer to a join request.
+#[derive(Serialize, Deserialize)]
+pub(crate) enum JoinReply {
+    Added,
+    /// Not the leader: ask this one (if known).
+    NotLeader(Option<(NodeId, Member)>),
+    Failed(String),
+}
+
+fn answer<T: Serialize>(r: Result<T, String>) -> (StatusCode, Vec<u8>) {
+    match encode(&r) {
+        Ok(b) => (StatusCode::OK, b),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.into_bytes()),
+    }
+}
+
+fn bad(e: String) -> (StatusCode, Vec<u8>) {
+    (StatusCode::BAD_REQUEST, e.into_bytes())
+}
+
+async fn h_append(State(c): State<Cluster>, body: Bytes) -> (StatusCode, Vec<u8>) {
+    let req: AppendEntriesRequest<TypeConfig> = match decode(&body) {
+        Ok(r) => r,
+        Err(e) => return bad(e),
+    };
+    answer(c.raft().append_entries(req).await.map_err(|e| e.to_string()))
+}
+
+async fn h_vote(State(c): State<Cluster>, body: Bytes) -> (StatusCode, Vec<u8>) {
+    let req: VoteRequest<TypeConfig> = match decode(&body) {
+        Ok(r) => r,
+        Err(e) => return bad(e),
+    };
+    answer(c.raft().vote(req).await.map_err(|e| e.to_string()))
+}
+
+async fn h_pre_vote(State(c): State<Cluster>, body: Bytes) -> (StatusCode, Vec<u8>) {
+    let req: VoteRequest<TypeConfig> = match decode(&body) {
+        Ok(r) => r,
+        Err(e) => return bad(e),
+    };
+    answer(c.raft().pre_vote(req).await.map_err(|e| e.to_string()))
+}
+
+async fn h_snapshot(State(c): State<Cluster>, body: Bytes) -> (StatusCode, Vec<u8>) {
+    let req: SnapshotRequest = match decode(&body) {
+        Ok(r) => r,
+        Err(e) => return bad(e),
+    };
+    let snap = Snapshot { meta: req.meta, snapshot: req.data };
+    answer(c.raft().install_full_snapshot(req.vote, snap).await.map_err(|e| e.to_string()))
+}
+
+async fn h_transfer_leader(State(c): State<Cluster>, body: Bytes) -> (StatusCode, Vec<u8>) {
+    let req: TransferLeaderRequest<TypeConfig> = match decode(&body) {
+        Ok(r) => r,
+        Err(e) => return bad(e),
+    };
+    answer(c.raft().handle_transfer_leader(req).await.map_err(|e| e.to_string()))
+}
+
+async fn h_join(State(c): State<Cluster>, body: Bytes) -> (StatusCode, Vec<u8>) {
+    let req: JoinRequest = match decode(&body) {
+        Ok(r) => r,
+        Err(e) => return bad(e),
+    };
+    let reply = match c.add_voter(req.id, req.member).await {
+        Ok(()) => JoinReply::Added,
+        Err(ClusterError::NotLeader { leader }) => JoinReply::NotLeader(leader),
+        Err(e) => JoinReply::Failed(e.to_string()),
+    };
+    answer(Ok::<_, String>(reply))
+}
+
+/// The cluster listener's routes.
+pub(crate) fn router(c: Cluster) -> Router {
+    Router::new()
+        .route("/cluster/v1/append", post(h_append))
+        .route("/cluster/v1/vote", post(h_vote))
+        .route("/cluster/v1/pre_vote", post(h_pre_vote))
+        .route("/cluster/v1/snapshot", post(h_snapshot))
+        .route("/cluster/v1/transfer_leader", post(h_transfer_leader))
+        .route("/cluster/v1/join", post(h_join))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(c)
+}
+
+/// The client side of a join: ask `addr`, follow "not leader" answers, retry while no leader
+/// is known; bounded by `deadline` overall.
+pub(crate) async fn join(addr: &str, id: NodeId, me: Member, deadline: Duration) -> Result<(), ClusterError> {
+    let http = Network::new()?.http;
+    let until = tokio::time::Instant::now() + deadline;
+    let mut target = addr.trim_start_matches("http://").trim_end_matches('/').to_string();
+    let req = JoinRequest { id, member: me };
+    let mut last = String::from("no answer");
+    while tokio::time::Instant::now() < until {
+        let url = format!("http://{target}/cluster/v1/join");
+        // Adding a voter waits for it to catch up: give the call most of the time left.
+        let left = until.saturating_duration_since(tokio::time::Instant::now());
+        match call::<_, JoinReply>(&http, url, &req, left.max(Duration::from_millis(100))).await {
+            Ok(JoinReply::Added) => return Ok(()),
+            Ok(JoinReply::NotLeader(Some((_, m)))) => {
+                target = m.cluster_addr;
+                continue;
+            }
+            Ok(JoinReply::NotLeader(None)) => last = format!("{target}: no leader known"),
+            Ok(JoinReply::Failed(e)) => last = format!("{target}: {e}"),
+            Err(CallError::Unreachable(e)) | Err(CallError::Remote(e)) => last = format!("{target}: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Err(ClusterError::Unavailable(format!("join timed out: {last}")))
+}

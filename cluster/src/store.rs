@@ -1,0 +1,444 @@
+//! The Raft log store and the state machine, both on one redb file (`<dir>/raft.redb`).
+//!
+//! **The Raft log is not the ledger.** Raft needs to truncate uncommitted suffixes and to
+//! purge entries once a snapshot covers them; the ledger never rewrites. So the log lives
+//! here, in redb, and the ledger only sees committed entries, through [`Applier`].
+//!
+//! **Where fsync happens.** Every `append`, `truncate_after`, `purge` and `save_vote` is one
+//! redb write transaction committed with `Durability::Immediate` (redb fsyncs before the
+//! commit returns); the `IOFlushed` callback of `append` is called only after that commit
+//! returned. The state machine's metadata (last applied log id, last membership) and the
+//! committed log id are written with `Durability::None`: they become durable with the next
+//! immediate commit, and losing them only means entries are handed to the applier again,
+//! which it tolerates (it is idempotent). The last snapshot (meta and bytes) is stored with
+//! an immediate commit, because openraft purges logs once it exists.
+//!
+//! redb is synchronous: every access runs on tokio's blocking pool.
+
+use std::fmt::Debug;
+use std::io;
+use std::ops::RangeBounds;
+use std::sync::Arc;
+
+use futures_util::{Stream, StreamExt};
+use openraft::entry::RaftEntry;
+use openraft::storage::{EntryResponder, IOFlushed, RaftLogStorage, RaftStateMachine};
+use openraft::{EntryPayload, LogState, OptionalSend, RaftLogReader, RaftSnapshotBuilder};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+
+use crate::types::{Entry, LogId, Snapshot, SnapshotMeta, StoredMembership, TypeConfig, Vote, decode, encode};
+use crate::Applier;
+
+const LOGS: TableDefinition<u64, &[u8]> = TableDefinition::new("raft_log");
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("raft_meta");
+
+const K_VOTE: &str = "vote";
+const K_PURGED: &str = "last_purged";
+const K_COMMITTED: &str = "committed";
+const K_APPLIED: &str = "sm_last_applied";
+const K_MEMBERSHIP: &str = "sm_membership";
+const K_SNAP_META: &str = "snapshot_meta";
+const K_SNAP_DATA: &str = "snapshot_data";
+
+fn ioe<E: std::fmt::Display>(e: E) -> io::Error {
+    io::Error::other(e.to_string())
+}
+
+/// Opens (or creates) the redb file. A database still held by a node being shut down in the
+/// same process is retried for a short, bounded time.
+pub(crate) async fn open(path: std::path::PathBuf) -> Result<Arc<Database>, String> {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let p = path.clone();
+        let r = tokio::task::spawn_blocking(move || Database::create(p)).await.map_err(|e| e.to_string())?;
+        match r {
+            Ok(db) => return Ok(Arc::new(db)),
+            Err(redb::DatabaseError::DatabaseAlreadyOpen) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err(e) => return Err(format!("{}: {e}", path.display())),
+        }
+    }
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, io::Error> + Send + 'static) -> Result<T, io::Error> {
+    tokio::task::spawn_blocking(f).await.map_err(ioe)?
+}
+
+fn read_meta<T: serde::de::DeserializeOwned>(db: &Database, key: &str) -> Result<Option<T>, io::Error> {
+    let tx = db.begin_read().map_err(ioe)?;
+    let t = match tx.open_table(META) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+        Err(e) => return Err(ioe(e)),
+    };
+    match t.get(key).map_err(ioe)? {
+        Some(v) => decode(v.value()).map(Some).map_err(ioe),
+        None => Ok(None),
+    }
+}
+
+/// Writes metadata keys in one transaction; `durable` = fsync before returning.
+fn write_meta(db: &Database, kvs: &[(&str, Vec<u8>)], durable: bool) -> Result<(), io::Error> {
+    let mut tx = db.begin_write().map_err(ioe)?;
+    tx.set_durability(if durable { Durability::Immediate } else { Durability::None }).map_err(ioe)?;
+    {
+        let mut t = tx.open_table(META).map_err(ioe)?;
+        for (k, v) in kvs {
+            t.insert(*k, v.as_slice()).map_err(ioe)?;
+        }
+    }
+    tx.commit().map_err(ioe)
+}
+
+/// The Raft log, vote and committed id (openraft's `RaftLogStorage`); its own reader too.
+#[derive(Clone)]
+pub struct LogStore {
+    db: Arc<Database>,
+}
+
+impl LogStore {
+    pub(crate) fn new(db: Arc<Database>) -> Self {
+        LogStore { db }
+    }
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, io::Error> {
+        let db = self.db.clone();
+        let start = range.start_bound().cloned();
+        let end = range.end_bound().cloned();
+        blocking(move || {
+            let tx = db.begin_read().map_err(ioe)?;
+            let t = match tx.open_table(LOGS) {
+                Ok(t) => t,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+                Err(e) => return Err(ioe(e)),
+            };
+            let mut out = Vec::new();
+            for item in t.range::<u64>((start, end)).map_err(ioe)? {
+                let (_, v) = item.map_err(ioe)?;
+                out.push(decode::<Entry>(v.value()).map_err(ioe)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote>, io::Error> {
+        let db = self.db.clone();
+        blocking(move || read_meta(&db, K_VOTE)).await
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = LogStore;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, io::Error> {
+        let db = self.db.clone();
+        blocking(move || {
+            let purged: Option<LogId> = read_meta(&db, K_PURGED)?;
+            let tx = db.begin_read().map_err(ioe)?;
+            let last = match tx.open_table(LOGS) {
+                Ok(t) => match t.last().map_err(ioe)? {
+                    Some((_, v)) => Some(decode::<Entry>(v.value()).map_err(ioe)?.log_id()),
+                    None => None,
+                },
+                Err(redb::TableError::TableDoesNotExist(_)) => None,
+                Err(e) => return Err(ioe(e)),
+            };
+            Ok(LogState { last_purged_log_id: purged.clone(), last_log_id: last.or(purged) })
+        })
+        .await
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote) -> Result<(), io::Error> {
+        let db = self.db.clone();
+        let v = encode(vote).map_err(ioe)?;
+        blocking(move || write_meta(&db, &[(K_VOTE, v)], true)).await
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), io::Error> {
+        let db = self.db.clone();
+        let v = encode(&committed).map_err(ioe)?;
+        blocking(move || write_meta(&db, &[(K_COMMITTED, v)], false)).await
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId>, io::Error> {
+        let db = self.db.clone();
+        blocking(move || Ok(read_meta::<Option<LogId>>(&db, K_COMMITTED)?.flatten())).await
+    }
+
+    async fn append<I>(&mut self, entries: I, callback: IOFlushed<TypeConfig>) -> Result<(), io::Error>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut rows = Vec::new();
+        for e in entries {
+            rows.push((e.index(), encode(&e).map_err(ioe)?));
+        }
+        let db = self.db.clone();
+        let r = blocking(move || {
+            let mut tx = db.begin_write().map_err(ioe)?;
+            tx.set_durability(Durability::Immediate).map_err(ioe)?;
+            {
+                let mut t = tx.open_table(LOGS).map_err(ioe)?;
+                for (i, v) in &rows {
+                    t.insert(*i, v.as_slice()).map_err(ioe)?;
+                }
+            }
+            // Immediate durability: redb has fsynced when commit returns.
+            tx.commit().map_err(ioe)
+        })
+        .await;
+        match r {
+            Ok(()) => {
+                callback.io_completed(Ok(()));
+                Ok(())
+            }
+            Err(e) => {
+                callback.io_completed(Err(io::Error::other(e.to_string())));
+                Err(e)
+            }
+        }
+    }
+
+    async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> Result<(), io::Error> {
+        let db = self.db.clone();
+        let from = last_log_id.map(|l| l.index() + 1).unwrap_or(0);
+        blocking(move || {
+            let mut tx = db.begin_write().map_err(ioe)?;
+            tx.set_durability(Durability::Immediate).map_err(ioe)?;
+            {
+                let mut t = tx.open_table(LOGS).map_err(ioe)?;
+                t.retain_in::<u64, _>(from.., |_, _| false).map_err(ioe)?;
+            }
+            tx.commit().map_err(ioe)
+        })
+        .await
+    }
+
+    async fn purge(&mut self, log_id: LogId) -> Result<(), io::Error> {
+        let db = self.db.clone();
+        let upto = log_id.index();
+        let v = encode(&log_id).map_err(ioe)?;
+        blocking(move || {
+            let mut tx = db.begin_write().map_err(ioe)?;
+            tx.set_durability(Durability::Immediate).map_err(ioe)?;
+            {
+                let mut m = tx.open_table(META).map_err(ioe)?;
+                m.insert(K_PURGED, v.as_slice()).map_err(ioe)?;
+                let mut t = tx.open_table(LOGS).map_err(ioe)?;
+                t.retain_in::<u64, _>(..=upto, |_, _| false).map_err(ioe)?;
+            }
+            tx.commit().map_err(ioe)
+        })
+        .await
+    }
+}
+
+/// The state machine: hands committed frames to the [`Applier`], keeps the applied log id
+/// and membership in redb, and the last snapshot.
+pub struct StateMachine {
+    db: Arc<Database>,
+    applier: Arc<dyn Applier>,
+    last_applied: Option<LogId>,
+    membership: StoredMembership,
+}
+
+impl StateMachine {
+    pub(crate) async fn open(db: Arc<Database>, applier: Arc<dyn Applier>) -> Result<Self, io::Error> {
+        let d = db.clone();
+        let (last_applied, membership) = blocking(move || {
+            let a: Option<Option<LogId>> = read_meta(&d, K_APPLIED)?;
+            let m: Option<StoredMembership> = read_meta(&d, K_MEMBERSHIP)?;
+            Ok((a.flatten(), m.unwrap_or_default()))
+        })
+        .await?;
+        Ok(StateMachine { db, applier, last_applied, membership })
+    }
+
+    async fn save_applied(&self, durable: bool) -> Result<(), io::Error> {
+        let a = encode(&self.last_applied).map_err(ioe)?;
+        let m = encode(&self.membership).map_err(ioe)?;
+        let db = self.db.clone();
+        blocking(move || write_meta(&db, &[(K_APPLIED, a), (K_MEMBERSHIP, m)], durable)).await
+    }
+}
+
+/// Builds a snapshot from bytes taken while the state machine was not applying (so the data
+/// matches `meta.last_log_id` exactly), then stores it.
+pub struct SnapshotBuilder {
+    db: Arc<Database>,
+    meta: SnapshotMeta,
+    data: Result<Vec<u8>, String>,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    type SnapshotData = Vec<u8>;
+
+    async fn build_snapshot(&mut self) -> Result<Snapshot, io::Error> {
+        let data = std::mem::replace(&mut self.data, Err("snapshot already built".into())).map_err(ioe)?;
+        let snap = Snapshot { meta: self.meta.clone(), snapshot: data };
+        store_snapshot(&self.db, &snap).await?;
+        Ok(snap)
+    }
+}
+
+async fn store_snapshot(db: &Arc<Database>, snap: &Snapshot) -> Result<(), io::Error> {
+    let m = encode(&snap.meta).map_err(ioe)?;
+    let d = snap.snapshot.clone();
+    let db = db.clone();
+    blocking(move || write_meta(&db, &[(K_SNAP_META, m), (K_SNAP_DATA, d)], true)).await
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotData = Vec<u8>;
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), io::Error> {
+        Ok((self.last_applied.clone(), self.membership.clone()))
+    }
+
+    async fn apply<Strm>(&mut self, mut entries: Strm) -> Result<(), io::Error>
+    where
+        Strm: Stream<Item = Result<EntryResponder<TypeConfig>, io::Error>> + Unpin + OptionalSend,
+    {
+        let mut any = false;
+        while let Some(item) = entries.next().await {
+            let (entry, responder) = item?;
+            let log_id = entry.log_id();
+            let reply = match entry.payload {
+                EntryPayload::Blank => Vec::new(),
+                EntryPayload::Normal(frame) => match self.applier.apply(frame.0).await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        // Fatal: never skip an entry. Save what was applied before it.
+                        if any {
+                            self.save_applied(false).await?;
+                        }
+                        return Err(io::Error::other(format!("applier failed at log index {}: {e}", log_id.index())));
+                    }
+                },
+                EntryPayload::Membership(m) => {
+                    self.membership = StoredMembership::new(Some(log_id.clone()), m);
+                    Vec::new()
+                }
+            };
+            self.last_applied = Some(log_id);
+            any = true;
+            if let Some(r) = responder {
+                r.send(reply);
+            }
+        }
+        if any {
+            self.save_applied(false).await?;
+        }
+        Ok(())
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        // Runs on the state-machine worker, between applies: the bytes match last_applied.
+        let data = self.applier.snapshot().await;
+        SnapshotBuilder {
+            db: self.db.clone(),
+            meta: SnapshotMeta { last_log_id: self.last_applied.clone(), last_membership: self.membership.clone() },
+            data,
+        }
+    }
+
+    async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: Vec<u8>) -> Result<(), io::Error> {
+        self.applier.install(snapshot.clone()).await.map_err(ioe)?;
+        self.last_applied = meta.last_log_id.clone();
+        self.membership = meta.last_membership.clone();
+        self.save_applied(true).await?;
+        store_snapshot(&self.db, &Snapshot { meta: meta.clone(), snapshot }).await
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, io::Error> {
+        let db = self.db.clone();
+        blocking(move || {
+            let meta: Option<SnapshotMeta> = read_meta(&db, K_SNAP_META)?;
+            let Some(meta) = meta else { return Ok(None) };
+            let tx = db.begin_read().map_err(ioe)?;
+            let t = tx.open_table(META).map_err(ioe)?;
+            let data = t.get(K_SNAP_DATA).map_err(ioe)?.map(|v| v.value().to_vec()).unwrap_or_default();
+            Ok(Some(Snapshot { meta, snapshot: data }))
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! openraft's storage conformance suite against the redb log store and this state machine.
+    use std::sync::Mutex;
+
+    use futures_util::future::BoxFuture;
+    use openraft::StorageError;
+    use openraft::testing::log::{StoreBuilder, Suite};
+
+    use super::*;
+
+    /// Keeps entries in memory; snapshot = length-prefixed concatenation.
+    #[derive(Default)]
+    struct Mem(Mutex<Vec<Vec<u8>>>);
+
+    impl Applier for Mem {
+        fn apply(&self, entry: Vec<u8>) -> BoxFuture<'static, Result<Vec<u8>, String>> {
+            let r = self.0.lock().map(|mut g| g.push(entry)).map_err(|e| e.to_string());
+            Box::pin(async move { r.map(|()| Vec::new()) })
+        }
+        fn snapshot(&self) -> BoxFuture<'static, Result<Vec<u8>, String>> {
+            let r = self.0.lock().map_err(|e| e.to_string()).and_then(|g| encode(&*g));
+            Box::pin(async move { r })
+        }
+        fn install(&self, data: Vec<u8>) -> BoxFuture<'static, Result<(), String>> {
+            let r = decode::<Vec<Vec<u8>>>(&data)
+                .and_then(|v| self.0.lock().map(|mut g| *g = v).map_err(|e| e.to_string()));
+            Box::pin(async move { r })
+        }
+    }
+
+    struct Builder;
+
+    impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Builder {
+        async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachine), StorageError<TypeConfig>> {
+            let se = |e: String| {
+                StorageError::from_io_error(openraft::ErrorSubject::Store, openraft::ErrorVerb::Read, io::Error::other(e))
+            };
+            let dir = tempfile::tempdir().map_err(|e| se(e.to_string()))?;
+            let db = open(dir.path().join("raft.redb")).await.map_err(se)?;
+            let sm = StateMachine::open(db.clone(), Arc::new(Mem::default())).await.map_err(|e| se(e.to_string()))?;
+            Ok((dir, LogStore::new(db), sm))
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn openraft_storage_suite() -> Result<(), StorageError<TypeConfig>> {
+        Suite::test_all(Builder).await
+    }
+
+    /// The suite must be able to fail: a store that forgets the vote is caught.
+    #[tokio::test]
+    async fn vote_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open(dir.path().join("raft.redb")).await.unwrap();
+        let mut ls = LogStore::new(db.clone());
+        let v = Vote::new(3, crate::types::Nid("n1".into()));
+        ls.save_vote(&v).await.unwrap();
+        drop(ls);
+        drop(db);
+        let db = open(dir.path().join("raft.redb")).await.unwrap();
+        let mut ls = LogStore::new(db);
+        assert_eq!(ls.read_vote().await.unwrap(), Some(v));
+    }
+}

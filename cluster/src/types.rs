@@ -1,0 +1,84 @@
+//! The openraft type configuration and the few wire types around it: node ids, members and
+//! the opaque entry (`Frame`). Nothing outside this crate sees an openraft type.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// A node id as Vault spells it ("node1").
+pub type NodeId = String;
+
+/// Where a node can be reached: its API (Vault's `api_addr`) and its cluster listener
+/// (Vault's `cluster_addr`, `host:port`), which carries the Raft RPCs and join requests.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Member {
+    pub api_addr: String,
+    pub cluster_addr: String,
+}
+
+/// openraft's node id: a string in a newtype, because the storage conformance suite builds
+/// ids from integers (`From<u64>`), which `String` does not implement.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Nid(pub String);
+
+impl fmt::Display for Nid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<u64> for Nid {
+    fn from(n: u64) -> Self {
+        Nid(n.to_string())
+    }
+}
+
+/// One replicated entry: a ledger frame built by the leader, opaque here.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Frame(pub Vec<u8>);
+
+impl fmt::Debug for Frame {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Frame({} bytes)", self.0.len())
+    }
+}
+
+impl fmt::Display for Frame {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "frame of {} bytes", self.0.len())
+    }
+}
+
+openraft::declare_raft_types!(
+    /// cairn's Raft types: opaque frames in, the applier's reply bytes out.
+    pub TypeConfig:
+        D = Frame,
+        R = Vec<u8>,
+        NodeId = Nid,
+        Node = Member,
+);
+
+pub(crate) type LogId = openraft::type_config::alias::LogIdOf<TypeConfig>;
+pub(crate) type Entry = openraft::type_config::alias::EntryOf<TypeConfig>;
+pub(crate) type Vote = openraft::type_config::alias::VoteOf<TypeConfig>;
+pub(crate) type StoredMembership = openraft::type_config::alias::StoredMembershipOf<TypeConfig>;
+pub(crate) type SnapshotMeta = openraft::type_config::alias::SnapshotMetaOf<TypeConfig>;
+pub(crate) type Snapshot = openraft::type_config::alias::SnapshotOf<TypeConfig, Vec<u8>>;
+
+/// bincode 2 (serde path, standard config) with a size limit, so a hostile length prefix in
+/// an RPC body cannot make the decoder allocate without bound.
+const LIMIT: usize = 1 << 30;
+
+pub(crate) fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, String> {
+    bincode::serde::encode_to_vec(v, bincode::config::standard().with_limit::<LIMIT>()).map_err(|e| e.to_string())
+}
+
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(b: &[u8]) -> Result<T, String> {
+    let (v, used) = bincode::serde::decode_from_slice(b, bincode::config::standard().with_limit::<LIMIT>())
+        .map_err(|e| e.to_string())?;
+    if used != b.len() {
+        return Err(format!("{} trailing bytes", b.len() - used));
+    }
+    Ok(v)
+}
