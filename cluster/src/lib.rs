@@ -38,8 +38,8 @@ use openraft::{ChangeMembers, Config, SnapshotPolicy};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-pub use types::{Member, NodeId};
 use types::{Frame, Nid, TypeConfig};
+pub use types::{Member, NodeId};
 
 /// Entries between two snapshots.
 pub const SNAPSHOT_EVERY: u64 = 10_000;
@@ -85,9 +85,9 @@ impl ClusterConfig {
             dir,
             api_addr,
             cluster_addr,
-            heartbeat_ms: 150,
-            election_min_ms: 600,
-            election_max_ms: 1200,
+            heartbeat_ms: 100,
+            election_min_ms: 400,
+            election_max_ms: 800,
         }
     }
 }
@@ -140,6 +140,8 @@ struct Inner {
     node_id: NodeId,
     me: Member,
     leader_rx: watch::Receiver<Option<NodeId>>,
+    /// Whether the stored state had a membership at start (metrics catch up a moment later).
+    initialized_at_start: bool,
     tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
     server_stop: std::sync::Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
     server: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
@@ -182,6 +184,7 @@ impl Cluster {
             .await
             .map_err(|e| ClusterError::Stopped(e.to_string()))?;
 
+        let initialized_at_start = raft.is_initialized().await.map_err(|e| ClusterError::Stopped(e.to_string()))?;
         let (leader_tx, leader_rx) = watch::channel(None);
         let mut metrics = raft.metrics();
         let watcher = tokio::spawn(async move {
@@ -209,6 +212,7 @@ impl Cluster {
                 node_id: cfg.node_id,
                 me,
                 leader_rx,
+                initialized_at_start,
                 tasks: std::sync::Mutex::new(vec![watcher]),
                 server_stop: std::sync::Mutex::new(None),
                 server: std::sync::Mutex::new(None),
@@ -241,6 +245,9 @@ impl Cluster {
 
     /// Has a membership (bootstrapped or joined).
     pub fn is_initialized(&self) -> bool {
+        if self.inner.initialized_at_start {
+            return true;
+        }
         let m = self.inner.raft.metrics();
         let r = m.borrow_watched();
         r.membership_config.membership().nodes().next().is_some()
@@ -352,10 +359,8 @@ impl Cluster {
             .nodes()
             .map(|(id, n)| MemberStatus { id: id.0.clone(), member: n.clone(), voter: voters.contains(id) })
             .collect();
-        let leader = r
-            .current_leader
-            .as_ref()
-            .and_then(|id| membership.get_node(id).map(|n| (id.0.clone(), n.clone())));
+        let leader =
+            r.current_leader.as_ref().and_then(|id| membership.get_node(id).map(|n| (id.0.clone(), n.clone())));
         Status {
             node_id: self.inner.node_id.clone(),
             me: self.inner.me.clone(),

@@ -22,8 +22,8 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest, TransferLeaderResponse,
     VoteRequest, VoteResponse,
 };
-use serde::{Deserialize, Serialize};
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 use crate::types::{Member, Nid, Snapshot, TypeConfig, Vote, decode, encode};
 use crate::{Cluster, ClusterError, NodeId};

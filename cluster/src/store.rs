@@ -26,8 +26,8 @@ use openraft::storage::{EntryResponder, IOFlushed, RaftLogStorage, RaftStateMach
 use openraft::{EntryPayload, LogState, OptionalSend, RaftLogReader, RaftSnapshotBuilder};
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 
-use crate::types::{Entry, LogId, Snapshot, SnapshotMeta, StoredMembership, TypeConfig, Vote, decode, encode};
 use crate::Applier;
+use crate::types::{Entry, LogId, Snapshot, SnapshotMeta, StoredMembership, TypeConfig, Vote, decode, encode};
 
 const LOGS: TableDefinition<u64, &[u8]> = TableDefinition::new("raft_log");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("raft_meta");
@@ -61,7 +61,9 @@ pub(crate) async fn open(path: std::path::PathBuf) -> Result<Arc<Database>, Stri
     }
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, io::Error> + Send + 'static) -> Result<T, io::Error> {
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, io::Error> + Send + 'static,
+) -> Result<T, io::Error> {
     tokio::task::spawn_blocking(f).await.map_err(ioe)?
 }
 
@@ -413,7 +415,11 @@ mod tests {
     impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Builder {
         async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachine), StorageError<TypeConfig>> {
             let se = |e: String| {
-                StorageError::from_io_error(openraft::ErrorSubject::Store, openraft::ErrorVerb::Read, io::Error::other(e))
+                StorageError::from_io_error(
+                    openraft::ErrorSubject::Store,
+                    openraft::ErrorVerb::Read,
+                    io::Error::other(e),
+                )
             };
             let dir = tempfile::tempdir().map_err(|e| se(e.to_string()))?;
             let db = open(dir.path().join("raft.redb")).await.map_err(se)?;
@@ -430,15 +436,15 @@ mod tests {
     /// The suite must be able to fail: a store that forgets the vote is caught.
     #[tokio::test]
     async fn vote_survives_reopen() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = open(dir.path().join("raft.redb")).await.unwrap();
+        let dir = tempfile::tempdir().expect("test");
+        let db = open(dir.path().join("raft.redb")).await.expect("test");
         let mut ls = LogStore::new(db.clone());
         let v = Vote::new(3, crate::types::Nid("n1".into()));
-        ls.save_vote(&v).await.unwrap();
+        ls.save_vote(&v).await.expect("test");
         drop(ls);
         drop(db);
-        let db = open(dir.path().join("raft.redb")).await.unwrap();
+        let db = open(dir.path().join("raft.redb")).await.expect("test");
         let mut ls = LogStore::new(db);
-        assert_eq!(ls.read_vote().await.unwrap(), Some(v));
+        assert_eq!(ls.read_vote().await.expect("test"), Some(v));
     }
 }

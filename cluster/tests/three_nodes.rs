@@ -23,7 +23,7 @@ impl Recorder {
 impl Applier for Recorder {
     fn apply(&self, entry: Vec<u8>) -> BoxFuture<'static, Result<Vec<u8>, String>> {
         let n = {
-            let mut g = self.entries.lock().unwrap();
+            let mut g = self.entries.lock().expect("test");
             g.push(entry);
             g.len()
         };
@@ -40,8 +40,8 @@ impl Applier for Recorder {
 
 fn free_addr() -> String {
     // Bind port 0, read the real port, release it, advertise it.
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().to_string()
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("test");
+    l.local_addr().expect("test").to_string()
 }
 
 struct Node {
@@ -52,11 +52,11 @@ struct Node {
 
 impl Node {
     async fn start(cfg: ClusterConfig, rec: Arc<Recorder>) -> Node {
-        let c = Cluster::start(cfg.clone(), rec.clone()).await.unwrap();
+        let c = Cluster::start(cfg.clone(), rec.clone()).await.expect("test");
         Node { cfg, rec, c: Some(c) }
     }
     fn c(&self) -> &Cluster {
-        self.c.as_ref().unwrap()
+        self.c.as_ref().expect("test")
     }
     fn member(&self) -> Member {
         Member { api_addr: self.cfg.api_addr.clone(), cluster_addr: self.cfg.cluster_addr.clone() }
@@ -87,7 +87,7 @@ fn entry(i: usize) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_nodes_replicate_fail_over_and_restart() {
     let _ = tracing_subscriber::fmt().with_env_filter("error").with_test_writer().try_init();
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = tempfile::tempdir().expect("test");
     let mut nodes = Vec::new();
     for i in 1..=3 {
         let addr = free_addr();
@@ -100,13 +100,21 @@ async fn three_nodes_replicate_fail_over_and_restart() {
         nodes.push(Node::start(cfg, Arc::new(Recorder::default())).await);
     }
 
+    // Garbage on the cluster listener is refused with 400, never a panic.
+    let http = reqwest::Client::new();
+    for route in ["append", "vote", "pre_vote", "snapshot", "transfer_leader", "join"] {
+        let url = format!("http://{}/cluster/v1/{route}", nodes[0].cfg.cluster_addr);
+        let r = http.post(url).body(vec![0xff; 64]).send().await.expect("test");
+        assert_eq!(r.status().as_u16(), 400, "{route}");
+    }
+
     // Bootstrap node 1, join 2 and 3 (node 3 asks node 2, which points it to the leader).
     assert!(!nodes[0].c().is_initialized());
-    nodes[0].c().bootstrap().await.unwrap();
+    nodes[0].c().bootstrap().await.expect("test");
     wait_until("node1 leads", Duration::from_secs(5), || nodes[0].c().status().is_leader).await;
     assert!(matches!(nodes[0].c().bootstrap().await, Err(ClusterError::AlreadyInitialized)));
-    cluster::join(&nodes[0].cfg.cluster_addr, "node2".into(), nodes[1].member()).await.unwrap();
-    cluster::join(&nodes[1].cfg.cluster_addr, "node3".into(), nodes[2].member()).await.unwrap();
+    cluster::join(&nodes[0].cfg.cluster_addr, "node2".into(), nodes[1].member()).await.expect("test");
+    cluster::join(&nodes[1].cfg.cluster_addr, "node3".into(), nodes[2].member()).await.expect("test");
     let st = nodes[0].c().status();
     assert_eq!(st.members.iter().filter(|m| m.voter).count(), 3, "{st:?}");
     assert!(nodes[2].c().is_initialized());
@@ -123,7 +131,7 @@ async fn three_nodes_replicate_fail_over_and_restart() {
     // 100 entries, replies are the applier's.
     let mut acked = Vec::new();
     for i in 0..100 {
-        let r = nodes[0].c().propose(entry(i)).await.unwrap();
+        let r = nodes[0].c().propose(entry(i)).await.expect("test");
         assert_eq!(r, ((i + 1) as u64).to_be_bytes().to_vec());
         acked.push(entry(i));
     }
@@ -139,13 +147,13 @@ async fn three_nodes_replicate_fail_over_and_restart() {
     wait_until("a new leader", Duration::from_secs(5), || leader_index(&nodes).is_some()).await;
     let failover = t0.elapsed();
     println!("failover: new leader after {failover:?}");
-    let li = leader_index(&nodes).unwrap();
+    let li = leader_index(&nodes).expect("test");
     assert_ne!(li, 0);
     let seen = leader_rx.borrow_and_update().clone();
     assert!(seen.as_ref().is_some_and(|l| l != "node1"), "leader_changes: {seen:?}");
-    nodes[li].c().ensure_leader_applied().await.unwrap();
+    nodes[li].c().ensure_leader_applied().await.expect("test");
     for i in 100..120 {
-        nodes[li].c().propose(entry(i)).await.unwrap();
+        nodes[li].c().propose(entry(i)).await.expect("test");
         acked.push(entry(i));
     }
     let other = if li == 1 { 2 } else { 1 };
@@ -175,11 +183,11 @@ async fn three_nodes_replicate_fail_over_and_restart() {
     let t0 = Instant::now();
     let mut li2 = None;
     while t0.elapsed() < Duration::from_secs(10) {
-        if let Some(l) = leader_index(&nodes) {
-            if nodes[l].c().propose(entry(120)).await.is_ok() {
-                li2 = Some(l);
-                break;
-            }
+        if let Some(l) = leader_index(&nodes)
+            && nodes[l].c().propose(entry(120)).await.is_ok()
+        {
+            li2 = Some(l);
+            break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
