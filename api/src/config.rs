@@ -704,11 +704,17 @@ fn raft_stanza(body: &[Item], line: Option<usize>) -> Result<StorageConfig, Conf
                     }
                 }
                 retry_join.push(leader.ok_or_else(|| {
-                    ConfigError::invalid(item.line, "retry_join needs `leader_api_addr`, the API address of a node to join")
+                    ConfigError::invalid(
+                        item.line,
+                        "retry_join needs `leader_api_addr`, the API address of a node to join",
+                    )
                 })?);
             }
             ("retry_join", _) => {
-                return Err(ConfigError::invalid(item.line, "`retry_join` must be a block: retry_join { leader_api_addr = \"…\" }"));
+                return Err(ConfigError::invalid(
+                    item.line,
+                    "`retry_join` must be a block: retry_join { leader_api_addr = \"…\" }",
+                ));
             }
             (key, _) => return Err(unknown_key(key, item.line, "storage \"raft\"", RAFT_KEYS)),
         }
@@ -1063,7 +1069,8 @@ disable_mlock = true
                 retry_join: vec!["http://127.0.0.1:8200".into(), "http://127.0.0.1:8210".into()],
             })
         );
-        let (message, _) = refuse(&text.replace("leader_api_addr = \"http://127.0.0.1:8210\"", "leader_ca_cert_file = \"x\""));
+        let (message, _) =
+            refuse(&text.replace("leader_api_addr = \"http://127.0.0.1:8210\"", "leader_ca_cert_file = \"x\""));
         assert!(message.contains("unknown key `leader_ca_cert_file` in retry_join"), "{message}");
     }
 

@@ -114,6 +114,17 @@ pub struct Unsealed {
     root_key: Zeroizing<[u8; 32]>,
     /// The audit devices' tailers (stopped when this is dropped, at seal).
     _audit: crate::audit::Supervisor,
+    /// In a cluster: the task that runs the sequencer while this node leads.
+    leadership: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Unsealed {
+    fn drop(&mut self) {
+        if let Some(task) = self.leadership.take() {
+            task.abort();
+        }
+        self.sequencer.stop();
+    }
 }
 
 impl Unsealed {
@@ -174,6 +185,8 @@ pub struct Core {
     pub settings: Settings,
     /// Held while a projection snapshot is being written.
     snapshotting: Mutex<()>,
+    /// Set for `storage "raft"` once the cluster side has started.
+    cluster: std::sync::OnceLock<Arc<crate::cluster::Node>>,
 }
 
 fn ledger_dir(data_dir: &Path) -> PathBuf {
@@ -247,7 +260,51 @@ impl Core {
             unseal: Mutex::new(UnsealProgress::default()),
             settings,
             snapshotting: Mutex::new(()),
+            cluster: std::sync::OnceLock::new(),
         })
+    }
+
+    /// The cluster side, for `storage "raft"`.
+    pub fn cluster(&self) -> Option<&Arc<crate::cluster::Node>> {
+        self.cluster.get()
+    }
+
+    /// Starts this node's Raft side (`storage "raft"`): the local ledger becomes a replica
+    /// fed by the cluster, and a node that is not part of a cluster yet tries its
+    /// `retry_join` addresses. Sealed nodes replicate but do not stand for election.
+    pub async fn start_cluster(
+        &self,
+        raft: &crate::config::RaftConfig,
+        api_addr: String,
+        cluster_addr: String,
+    ) -> Result<(), CoreError> {
+        let dir = ledger_dir(&self.data_dir);
+        let state = self.state.clone();
+        let applier = tokio::task::spawn_blocking(move || crate::cluster::LedgerApplier::open(dir, state))
+            .await
+            .map_err(|e| CoreError::Internal(e.to_string()))??;
+        let config =
+            cluster::ClusterConfig::new(raft.node_id.clone(), self.data_dir.join("raft"), api_addr, cluster_addr);
+        let started = cluster::Cluster::start(config, Arc::new(applier.clone()))
+            .await
+            .map_err(|e| CoreError::Internal(format!("cannot start the cluster: {e}")))?;
+        started.set_electable(false).await;
+        let node = Arc::new(crate::cluster::Node {
+            id: raft.node_id.clone(),
+            cluster: started,
+            applier,
+            config: raft.clone(),
+            http: reqwest::Client::new(),
+        });
+        node.spawn_retry_join();
+        self.cluster.set(node).map_err(|_| CoreError::Internal("the cluster was already started".into()))
+    }
+
+    /// Stops the Raft side (at shutdown).
+    pub async fn stop_cluster(&self) {
+        if let Some(node) = self.cluster() {
+            node.cluster.shutdown().await;
+        }
     }
 
     /// Writes a projection snapshot if at least `min_new` events were added since the
@@ -304,7 +361,7 @@ impl Core {
             migration: false,
             cluster_name: (unsealed && init.is_some()).then(|| cluster_name(init)),
             cluster_id: if unsealed { init.map(|i| i.cluster_id.clone()) } else { None },
-            storage_type: "sled",
+            storage_type: if self.cluster().is_some() { "raft" } else { "sled" },
         }
     }
 
@@ -323,6 +380,9 @@ impl Core {
         }
         // Bad input changes nothing: check it before touching the disk.
         shamir::check_config(shares, threshold)?;
+        if let Some(node) = self.cluster() {
+            return self.init_cluster(node, shares, threshold, root_token_id, dev).await;
+        }
         let dir = ledger_dir(&self.data_dir);
         if Ledger::exists(&dir) {
             // A ledger without an Initialized event: an init that stopped between creating
@@ -345,18 +405,7 @@ impl Core {
         )?;
         let signing = LedgerKey::from_seed(&keys.signing_seed)
             .ok_or_else(|| CoreError::Internal("generated signing key is weak".into()))?;
-        let mut entries = Vec::new();
-        for d in &drafts {
-            let (kind, kind_version, body) = d.event.encode().map_err(|e| CoreError::Internal(e.to_string()))?;
-            entries.push(Entry::Event(EventDraft {
-                kind,
-                kind_version,
-                request_id: [0; 16],
-                actor: ledger::Actor::system(),
-                body,
-                slots: d.slots.clone(),
-            }));
-        }
+        let entries = initial_entries(&drafts)?;
         let receipts = {
             let l = tokio::task::spawn_blocking(move || Ledger::create(&dir, signing, Options::default()))
                 .await
@@ -370,6 +419,56 @@ impl Core {
         let first = receipts.first().map(|r| r.seq).unwrap_or(2);
         fold(&mut state, &effects, first, now_nanos(), &ledger::Actor::system(), [0; 16]);
         self.state.store(Arc::new(state));
+        let shares = shamir::split(&keys.unseal_key, shares, threshold)?;
+        Ok((shares, root_token, keys.unseal_key))
+    }
+
+    /// `sys/init` on a cluster node: it bootstraps a cluster of itself if it is in none,
+    /// and the genesis and initial events go through the cluster like any frame.
+    async fn init_cluster(
+        &self,
+        node: &Arc<crate::cluster::Node>,
+        shares: usize,
+        threshold: usize,
+        root_token_id: Option<&str>,
+        dev: bool,
+    ) -> Result<(Vec<Zeroizing<Vec<u8>>>, String, Zeroizing<[u8; 32]>), CoreError> {
+        let unavailable = |e: String| CoreError::Internal(format!("cluster: {e}"));
+        if node.applier.ledger().is_some() {
+            return Err(CoreError::Internal(
+                "this cluster's ledger exists but holds no initialization: an earlier init was interrupted; start the cluster afresh".into(),
+            ));
+        }
+        if !node.cluster.is_initialized() {
+            node.cluster.bootstrap().await.map_err(|e| unavailable(e.to_string()))?;
+        }
+        node.cluster.set_electable(true).await;
+        if !node.wait_leader(std::time::Duration::from_secs(10)).await {
+            return Err(CoreError::Internal("this node is not the cluster's leader; initialize the leader".into()));
+        }
+        node.cluster.ensure_leader_applied().await.map_err(|e| unavailable(e.to_string()))?;
+        let keys = InitKeys::generate()?;
+        let env = env_from(&keys.keyring_key, 1, &keys.hmac_key);
+        let (drafts, root_token) = initial_events(
+            u8::try_from(shares).unwrap_or(u8::MAX),
+            u8::try_from(threshold).unwrap_or(u8::MAX),
+            &keys,
+            root_token_id,
+            dev,
+            &env,
+        )?;
+        let signing = LedgerKey::from_seed(&keys.signing_seed)
+            .ok_or_else(|| CoreError::Internal("generated signing key is weak".into()))?;
+        let entries = initial_entries(&drafts)?;
+        let genesis = Ledger::genesis_frame(&signing, &Options::default())?;
+        let proposed = |o: crate::cluster::Outcome| match o {
+            crate::cluster::Outcome::Written { .. } => Ok(()),
+            other => Err(CoreError::Internal(format!("the cluster did not take the frame: {other:?}"))),
+        };
+        proposed(node.propose(genesis).await.map_err(|e| unavailable(e.to_string()))?)?;
+        let ledger = node.applier.ledger().ok_or_else(|| CoreError::Internal("the genesis was not applied".into()))?;
+        let prepared = ledger.prepare(entries, &signing)?;
+        proposed(node.propose(prepared.frame).await.map_err(|e| unavailable(e.to_string()))?)?;
         let shares = shamir::split(&keys.unseal_key, shares, threshold)?;
         Ok((shares, root_token, keys.unseal_key))
     }
@@ -424,6 +523,20 @@ impl Core {
         let seed = unwrap_key(&root_key, &init.wrapped_signing_key, SIGNING_KEY_CONTEXT)?;
         let signing =
             LedgerKey::from_seed(&seed).ok_or_else(|| CoreError::Internal("stored signing key is weak".into()))?;
+        if let Some(node) = self.cluster() {
+            let unsealed = self.unseal_node(node, signing, keyring, &hmac_key, root_key)?;
+            *barrier = Some(unsealed.clone());
+            drop(barrier);
+            node.cluster.set_electable(true).await;
+            if node.is_leader() {
+                // Who unsealed is recorded by the leader; a standby's unseal is in its log.
+                wait_running(&unsealed.sequencer).await;
+                if let Err(e) = unsealed.submit_as_system(Command::RecordUnsealed { dev }).await {
+                    tracing::warn!(error = %e, "could not record the unseal in the ledger");
+                }
+            }
+            return Ok(());
+        }
         let dir = ledger_dir(&self.data_dir);
         let ledger = tokio::task::spawn_blocking(move || Ledger::open(&dir, signing, Options::default()))
             .await
@@ -440,14 +553,59 @@ impl Core {
         let ledger = Arc::new(ledger);
         let sequencer = Sequencer::start(ledger.clone(), self.state.clone(), env.clone());
         let audit = crate::audit::start(ledger.clone(), self.state.clone(), env.clone(), &self.data_dir);
-        let unsealed =
-            Arc::new(Unsealed { env, ledger, sequencer, databases: Default::default(), root_key, _audit: audit });
+        let unsealed = Arc::new(Unsealed {
+            env,
+            ledger,
+            sequencer,
+            databases: Default::default(),
+            root_key,
+            _audit: audit,
+            leadership: None,
+        });
         unsealed
             .submit_as_system(Command::RecordUnsealed { dev })
             .await
             .map_err(|e| CoreError::Internal(e.to_string()))?;
         *barrier = Some(unsealed);
         Ok(())
+    }
+
+    /// The unsealed parts of a cluster node: its replica ledger (already open), the keys,
+    /// and a sequencer that runs while the node leads.
+    fn unseal_node(
+        &self,
+        node: &Arc<crate::cluster::Node>,
+        signing: LedgerKey,
+        keyring: Keyring,
+        hmac_key: &[u8; 32],
+        root_key: Zeroizing<[u8; 32]>,
+    ) -> Result<Arc<Unsealed>, CoreError> {
+        let ledger = node.applier.ledger().ok_or(CoreError::NotInitialized)?;
+        for (term, count) in ledger.wraps() {
+            keyring.set_wrap_count(term, count);
+        }
+        let signing = Arc::new(signing);
+        ledger.set_signer(signing.clone());
+        let env = Arc::new(RealEnv { keyring: ArcSwap::from_pointee(keyring), hasher: KeyedHasher::derive(hmac_key) });
+        let sequencer = Sequencer::default();
+        let committer = Arc::new(crate::cluster::ClusterCommitter { node: node.clone(), key: signing });
+        let leadership = crate::cluster::watch_leadership(
+            node.clone(),
+            sequencer.clone(),
+            committer,
+            self.state.clone(),
+            env.clone(),
+        );
+        let audit = crate::audit::start(ledger.clone(), self.state.clone(), env.clone(), &self.data_dir);
+        Ok(Arc::new(Unsealed {
+            env,
+            ledger,
+            sequencer,
+            databases: Default::default(),
+            root_key,
+            _audit: audit,
+            leadership: Some(leadership),
+        }))
     }
 
     /// Seals: records who sealed, stops the sequencer, closes the ledger, drops every key.
@@ -463,6 +621,10 @@ impl Core {
         };
         if let Err(e) = unsealed.sequencer.submit(request).await {
             tracing::warn!(error = %e, "could not record the seal in the ledger");
+        }
+        if let Some(node) = self.cluster() {
+            // A sealed node cannot sign: it hands leadership on and stops standing.
+            node.cluster.set_electable(false).await;
         }
         drop(unsealed);
         if let Ok(mut p) = self.unseal.lock() {
@@ -508,10 +670,37 @@ impl Core {
     }
 }
 
+/// The initial events as ledger entries (system actor, no request).
+fn initial_entries(drafts: &[commands::Drafted]) -> Result<Vec<Entry>, CoreError> {
+    let mut entries = Vec::with_capacity(drafts.len());
+    for d in drafts {
+        let (kind, kind_version, body) = d.event.encode().map_err(|e| CoreError::Internal(e.to_string()))?;
+        entries.push(Entry::Event(EventDraft {
+            kind,
+            kind_version,
+            request_id: [0; 16],
+            actor: ledger::Actor::system(),
+            body,
+            slots: d.slots.clone(),
+        }));
+    }
+    Ok(entries)
+}
+
 fn env_from(keyring_key: &[u8; 32], term: u32, hmac_key: &[u8; 32]) -> RealEnv {
     let mut keyring = Keyring::new();
     keyring.insert(term, keyring_key);
     RealEnv { keyring: ArcSwap::from_pointee(keyring), hasher: KeyedHasher::derive(hmac_key) }
+}
+
+/// Waits (bounded) for a new leader's sequencer to start.
+async fn wait_running(sequencer: &Sequencer) {
+    for _ in 0..100 {
+        if sequencer.is_running() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
 
 fn bad_key() -> CoreError {

@@ -116,6 +116,9 @@ pub async fn scheduler(core: Arc<Core>) {
             }
         }
         let Some(unsealed) = core.unsealed().await else { continue };
+        if !unsealed.sequencer.is_running() {
+            continue; // a cluster standby: the leader revokes
+        }
         work.record(&unsealed).await;
         let state = core.state.load_full();
         work.queue_due(&state, now_nanos());

@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod auth;
 pub mod auth_token;
+pub mod cluster;
 pub mod config;
 pub mod core;
 pub mod duration;

@@ -210,6 +210,13 @@ async fn serve(
     let tls = bound.tls_reloaders();
     let scheme = if tls.iter().any(Option::is_some) { "https" } else { "http" };
     let first = addrs.first().map(|a| format!("{scheme}://{a}")).unwrap_or_default();
+    let raft = reload.as_ref().and_then(|(_, c, _)| c.storage.raft.clone().map(|r| (r, c.clone())));
+    if let Some((r, config)) = &raft {
+        let api_addr = config.api_addr.clone().unwrap_or_else(|| first.clone());
+        let cluster_addr = config.cluster_addr.clone().unwrap_or_default();
+        let cluster_addr = cluster_addr.split("://").last().unwrap_or_default().trim_end_matches('/').to_owned();
+        core.start_cluster(r, api_addr, cluster_addr).await?;
+    }
     println!("==> cairn server configuration:\n");
     println!("             Api Address: {first}");
     for (i, a) in addrs.iter().enumerate() {
@@ -219,7 +226,15 @@ async fn serve(
             if tls[i].is_some() { "enabled" } else { "disabled" }
         );
     }
-    println!("                 Storage: sled (data directory {})", core.data_dir().display());
+    match &raft {
+        Some((r, c)) => println!(
+            "                 Storage: raft (node {}, cluster address {}, data directory {})",
+            r.node_id,
+            c.cluster_addr.as_deref().unwrap_or(""),
+            core.data_dir().display()
+        ),
+        None => println!("                 Storage: sled (data directory {})", core.data_dir().display()),
+    }
     println!("                 Version: cairn {}\n", crate::core::VERSION);
     println!("==> cairn server started! Log data will stream in below:\n");
     if let Some(b) = &banner {
@@ -251,8 +266,10 @@ async fn serve(
     leases.abort();
     hup.abort();
     snapshots.abort();
-    // Stop writing: the sequencer and ledger close when the last handle goes.
+    // Stop writing: the sequencer and ledger close when the last handle goes. A cluster
+    // node hands leadership on first.
     core.seal(ledger::Actor::system()).await?;
+    core.stop_cluster().await;
     // A clean stop saves the state for the next start (if anything changed since the last
     // snapshot).
     let last = core.clone();
@@ -350,6 +367,9 @@ async fn expire_tokens(core: Arc<Core>) {
     loop {
         tick.tick().await;
         let Some(unsealed) = core.unsealed().await else { continue };
+        if !unsealed.sequencer.is_running() {
+            continue; // a cluster standby: the leader expires them
+        }
         let (tokens, secret_ids) = {
             let state = core.state.load();
             let now = now_nanos();

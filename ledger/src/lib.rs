@@ -45,6 +45,6 @@ pub use envelope::{Actor, Event, EventDraft, FIRST_APPLICATION_KIND};
 pub use error::{Error, Result};
 pub use hash::Hash;
 pub use keys::{KeyId, LedgerKey, PublicKey};
-pub use seal::{KeySlot, KeyedHasher, Keyring, Sealed};
 pub use replica::{Applied, Prepared};
+pub use seal::{KeySlot, KeyedHasher, Keyring, Sealed};
 pub use store::{Clock, Durable, Entry, Events, Ledger, Options, Receipt, StoredEvent, system_clock};

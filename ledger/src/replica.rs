@@ -25,8 +25,8 @@ use crate::keys::LedgerKey;
 use crate::segments::SEGMENTS_DIR;
 use crate::store::{Ledger, Options, Receipt};
 use crate::system::{KIND_GENESIS, SystemEvent};
-use crate::writer::{Active, Request, Writer, build_frame, submission_of, system_draft};
 pub use crate::writer::Applied;
+use crate::writer::{Active, Request, Writer, build_frame, submission_of, system_draft};
 
 /// A frame a leader built and has not replicated yet.
 #[derive(Debug, Clone)]

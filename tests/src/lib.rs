@@ -26,7 +26,7 @@ pub mod server;
 pub mod shape;
 
 pub use process::{HttpReply, Run, http_with};
-pub use server::{ConfigServer, DevServer, Options, Server, Target, Tls};
+pub use server::{ConfigServer, DevServer, Options, Raft, Server, Target, Tls};
 pub use shape::{Shape, base64_decode, redact};
 
 /// Path of the `cairn` binary of this build (`CAIRN_BIN` overrides it).

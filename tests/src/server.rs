@@ -128,6 +128,17 @@ pub struct Options {
     /// Extra top-level lines for the configuration file (config mode only), such as
     /// `log_level = "info"`.
     pub config: String,
+    /// A cluster node (`storage "raft"`, cairn in config mode only); its cluster listener
+    /// takes the port after the API's.
+    pub raft: Option<Raft>,
+}
+
+/// The `storage "raft"` settings of a cluster node.
+#[derive(Debug, Clone, Default)]
+pub struct Raft {
+    pub node_id: String,
+    /// API addresses for `retry_join` stanzas.
+    pub retry_join: Vec<String>,
 }
 
 /// The files of a TLS listener, and the CA clients must trust to reach it.
@@ -280,9 +291,24 @@ impl Server {
                 }
             }
             Mode::Config => {
-                let storage = match target {
-                    Target::Cairn => format!("storage \"sled\" {{\n  path = \"{}\"\n}}", data_dir.display()),
-                    Target::OpenBao => "storage \"inmem\" {}".to_string(),
+                let storage = match (target, &options.raft) {
+                    (Target::Cairn, None) => {
+                        format!("storage \"sled\" {{\n  path = \"{}\"\n}}", data_dir.display())
+                    }
+                    (Target::Cairn, Some(raft)) => {
+                        let joins: String = raft
+                            .retry_join
+                            .iter()
+                            .map(|a| format!("  retry_join {{\n    leader_api_addr = \"{a}\"\n  }}\n"))
+                            .collect();
+                        format!(
+                            "storage \"raft\" {{\n  path = \"{}\"\n  node_id = \"{}\"\n{joins}}}\ncluster_addr = \"http://127.0.0.1:{}\"",
+                            data_dir.display(),
+                            raft.node_id,
+                            port + 1
+                        )
+                    }
+                    (Target::OpenBao, _) => "storage \"inmem\" {}".to_string(),
                 };
                 let tls = match &options.tls {
                     None => "  tls_disable = true\n".to_string(),
@@ -416,6 +442,13 @@ impl Server {
         let mut cmd = Command::new("kill");
         cmd.args(["-s", name, &self.child.id().to_string()]);
         run_bounded(cmd, Duration::from_secs(10))?.success().map(|_| ())
+    }
+
+    /// Kills the server at once (SIGKILL: no cleanup, as a crash) and reaps it.
+    pub fn kill(&mut self) -> Result<()> {
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(())
     }
 
     /// Stops the server as an operator does (SIGTERM) and waits for it to exit, at most

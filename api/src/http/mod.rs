@@ -208,6 +208,17 @@ impl Ctx<'_> {
 }
 
 async fn handle(AxState(api): AxState<Arc<Api>>, req: HttpRequest<Body>) -> Response {
+    if let Some(node) = api.core.cluster()
+        && !crate::cluster::forward::answered_locally(req.uri().path())
+        && !node.is_leader()
+        && api.core.unsealed().await.is_some()
+    {
+        // An unsealed standby: the leader answers (sealed, this node answers 503 itself).
+        return match node.leader_api_addr() {
+            Some(leader) => crate::cluster::forward::forward(&node.http, &leader, req).await,
+            None => crate::cluster::forward::error(503, "local node not active but active cluster node not found"),
+        };
+    }
     let remote =
         req.extensions().get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(a)| a.ip().to_string()).unwrap_or_default();
     let id = uuid::Uuid::new_v4().to_string();

@@ -8,6 +8,7 @@ pub mod ledger_query;
 pub mod mounts;
 pub mod policies;
 pub mod proofs;
+pub mod raft;
 pub mod seal;
 pub mod wrapping;
 
@@ -65,6 +66,10 @@ pub async fn handle(ctx: &Ctx<'_>) -> Result<Handled, Reply> {
         "ledger" if tail == "keys" => keys::ledger_keys(ctx),
         "ledger" if tail == "query" || tail == "export" => ledger_query::handle(ctx, tail).await,
         "ledger" if proofs::routes(tail) => proofs::handle(ctx, tail).await,
+        "storage" => match tail.strip_prefix("raft/") {
+            Some(t) => raft::handle(ctx, t).await,
+            None => Err(unsupported()),
+        },
         "internal" => match tail.strip_prefix("ui/mounts") {
             Some(p) => mounts::ui_mounts(ctx, p.trim_start_matches('/')),
             None => Err(unsupported()),

@@ -20,7 +20,8 @@ pub async fn unauthenticated(core: &Core, req: &VaultRequest) -> Option<Reply> {
         "sys/seal-status" if *m == Method::GET => status(core).await,
         "sys/unseal" if *m == Method::PUT || *m == Method::POST => unseal(core, req).await,
         "sys/health" if *m == Method::GET || *m == Method::HEAD => health(core, req).await,
-        "sys/leader" if *m == Method::GET => Reply::Raw(200, json!({ "ha_enabled": false })),
+        "sys/leader" if *m == Method::GET => leader(core).await,
+        "sys/storage/raft/join" => return crate::sys::raft::join(core, req).await,
         "sys/init" | "sys/seal-status" | "sys/unseal" | "sys/health" | "sys/leader" => Reply::Error(405, Vec::new()),
         "sys/seal" if !(*m == Method::PUT || *m == Method::POST) => Reply::Error(405, Vec::new()),
         // Sealing a sealed server is a no-op success; unsealed, the request goes through
@@ -97,21 +98,50 @@ fn decode_share(k: &str) -> Option<Vec<u8>> {
     hex::decode(k).ok().or_else(|| base64::engine::general_purpose::STANDARD.decode(k).ok())
 }
 
+/// `sys/leader`: `{"ha_enabled": false}` on one node; in a cluster, who leads (Vault's
+/// shape, with the Raft indexes).
+async fn leader(core: &Core) -> Reply {
+    let Some(node) = core.cluster() else {
+        return Reply::Raw(200, json!({ "ha_enabled": false }));
+    };
+    let s = node.status();
+    let (api, cluster) =
+        s.leader.as_ref().map(|(_, m)| (m.api_addr.clone(), m.cluster_addr.clone())).unwrap_or_default();
+    Reply::Raw(
+        200,
+        json!({
+            "ha_enabled": true,
+            "is_self": s.is_leader && core.unsealed().await.is_some(),
+            "active_time": "0001-01-01T00:00:00Z",
+            "leader_address": api,
+            "leader_cluster_address": if cluster.is_empty() { String::new() } else { format!("http://{cluster}") },
+            "performance_standby": false,
+            "performance_standby_last_remote_wal": 0,
+            "raft_committed_index": s.committed_index.unwrap_or(0),
+            "raft_applied_index": s.applied_index.unwrap_or(0),
+        }),
+    )
+}
+
 async fn health(core: &Core, req: &VaultRequest) -> Reply {
     let initialized = core.is_initialized();
     let unsealed = core.unsealed().await.is_some();
+    let standby = !unsealed || core.cluster().is_some_and(|n| !n.is_leader());
     let code = |name: &str, default: u16| req.query.get(name).and_then(|v| v.parse::<u16>().ok()).unwrap_or(default);
+    let standby_ok = req.query.get("standbyok").is_some_and(|v| matches!(v.as_str(), "" | "true" | "1"));
     let status = if !initialized {
         code("uninitcode", 501)
     } else if !unsealed {
         code("sealedcode", 503)
+    } else if standby && !standby_ok {
+        code("standbycode", 429)
     } else {
         code("activecode", 200)
     };
     let mut body = json!({
         "initialized": initialized,
         "sealed": !unsealed,
-        "standby": !unsealed,
+        "standby": standby,
         "replication_performance_mode": if unsealed { "disabled" } else { "unknown" },
         "replication_dr_mode": if unsealed { "disabled" } else { "unknown" },
         "server_time_utc": now_nanos() / 1_000_000_000,

@@ -1,0 +1,80 @@
+//! Request forwarding: an unsealed standby passes a request to the leader unchanged and
+//! passes the answer back, so a client pointed at any node works (Vault forwards to the
+//! active node the same way). The leader records the access event, so there is one chain.
+
+use std::time::Duration;
+
+use axum::body::{Body, to_bytes};
+use axum::http::{HeaderName, Request as HttpRequest, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use crate::http::request::MAX_BODY;
+
+/// Paths a node always answers itself: its own seal state and health, and who leads.
+pub fn answered_locally(path: &str) -> bool {
+    let path = path.trim_start_matches("/v1/").trim_end_matches('/');
+    matches!(
+        path,
+        "sys/seal-status" | "sys/health" | "sys/leader" | "sys/unseal" | "sys/init" | "sys/storage/raft/join"
+    )
+}
+
+/// Headers that describe one hop, not the request.
+fn hop_by_hop(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "host" | "connection" | "keep-alive" | "transfer-encoding" | "te" | "trailer" | "upgrade" | "content-length"
+    )
+}
+
+/// Sends `req` to the leader at `leader_api_addr` and returns its answer.
+pub async fn forward(http: &reqwest::Client, leader_api_addr: &str, req: HttpRequest<Body>) -> Response {
+    let (parts, body) = req.into_parts();
+    let Ok(bytes) = to_bytes(body, MAX_BODY).await else {
+        return error(413, "http: request body too large");
+    };
+    let path = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let url = format!("{}{path}", leader_api_addr.trim_end_matches('/'));
+    let Ok(method) = reqwest::Method::from_bytes(parts.method.as_str().as_bytes()) else {
+        return error(405, "method not allowed");
+    };
+    let mut out = http.request(method, &url).timeout(Duration::from_secs(90)).body(bytes);
+    for (name, value) in &parts.headers {
+        if !hop_by_hop(name) {
+            out = out.header(name.as_str(), value.as_bytes());
+        }
+    }
+    let answer = match out.send().await {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::debug!(leader = %leader_api_addr, error = %e, "forwarding to the leader failed");
+            return error(503, "the request could not be forwarded to the active node");
+        }
+    };
+    let status = answer.status().as_u16();
+    let headers: Vec<(String, Vec<u8>)> = answer
+        .headers()
+        .iter()
+        .filter(|(n, _)| !matches!(n.as_str(), "connection" | "keep-alive" | "transfer-encoding" | "content-length"))
+        .map(|(n, v)| (n.as_str().to_owned(), v.as_bytes().to_vec()))
+        .collect();
+    let body = match answer.bytes().await {
+        Ok(b) => b,
+        Err(_) => return error(503, "the active node's answer was cut short"),
+    };
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+    for (name, value) in headers {
+        if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name.as_bytes()), axum::http::HeaderValue::from_bytes(&value)) {
+            response.headers_mut().append(n, v);
+        }
+    }
+    response
+}
+
+/// Vault's error body.
+pub fn error(status: u16, message: &str) -> Response {
+    let body = serde_json::json!({ "errors": [message] }).to_string();
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (status, [("content-type", "application/json")], body).into_response()
+}

@@ -1,0 +1,190 @@
+//! A cairn node in a cluster (`storage "raft"`): the glue between the server and the
+//! `cluster` crate, the only place that knows openraft (ARCHITECTURE.md, "Replication").
+//!
+//! - Every node runs Raft from the start, sealed or not, and applies committed frames to
+//!   its own ledger ([`applier`]). A sealed node does not start elections: it cannot sign.
+//! - The leader, once unsealed, runs the sequencer. Its batches become frames
+//!   ([`ClusterCommitter`]): built and signed on its ledger's head, replicated, and
+//!   acknowledged once a majority holds them and this node applied them.
+//! - An unsealed standby forwards every request but the seal endpoints to the leader
+//!   ([`forward`]).
+
+pub mod applier;
+pub mod forward;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use commands::Env;
+use commands::sequencer::{CommitFuture, Committer, Sequencer, SequencerError};
+use ledger::{Entry, LedgerKey};
+use projections::State;
+
+pub use applier::{LedgerApplier, Outcome};
+pub use cluster::{Cluster, ClusterError, Member, Status};
+
+use crate::config::RaftConfig;
+
+/// One node: its Raft side and its ledger.
+pub struct Node {
+    pub id: String,
+    pub cluster: Cluster,
+    pub applier: LedgerApplier,
+    pub config: RaftConfig,
+    /// For forwarding requests to the leader.
+    pub http: reqwest::Client,
+}
+
+impl Node {
+    pub fn status(&self) -> Status {
+        self.cluster.status()
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.cluster.status().is_leader
+    }
+
+    /// The leader's API address, unless this node leads or no leader is known.
+    pub fn leader_api_addr(&self) -> Option<String> {
+        let s = self.cluster.status();
+        if s.is_leader {
+            return None;
+        }
+        s.leader.map(|(_, m)| m.api_addr)
+    }
+
+    /// Waits (bounded) until this node leads.
+    pub async fn wait_leader(&self, within: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + within;
+        while tokio::time::Instant::now() < deadline {
+            if self.is_leader() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        self.is_leader()
+    }
+
+    /// Proposes one frame and reads what became of it.
+    pub async fn propose(&self, frame: Vec<u8>) -> Result<Outcome, SequencerError> {
+        let reply = self.cluster.propose(frame).await.map_err(commit_error)?;
+        Outcome::decode(&reply).ok_or_else(|| SequencerError::Unavailable("unreadable apply outcome".into()))
+    }
+
+    /// Joins the cluster through the node at `leader_api_addr` (its API address): asks it
+    /// where the leader's cluster listener is, then asks to be added.
+    pub async fn join(&self, leader_api_addr: &str) -> Result<(), String> {
+        let url = format!("{}/v1/sys/leader", leader_api_addr.trim_end_matches('/'));
+        let answer: serde_json::Value = self
+            .http
+            .get(&url)
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+            .map_err(|e| format!("{url}: {e}"))?
+            .json()
+            .await
+            .map_err(|e| format!("{url}: {e}"))?;
+        let cluster_addr = answer
+            .get("leader_cluster_address")
+            .and_then(|v| v.as_str())
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| format!("{leader_api_addr} knows no leader yet"))?;
+        let host_port = cluster_addr.split("://").last().unwrap_or(cluster_addr).trim_end_matches('/');
+        cluster::join(host_port, self.id.clone(), self.cluster.status().me).await.map_err(|e| e.to_string())
+    }
+
+    /// `retry_join`: until this node is part of a cluster, tries each leader address in
+    /// turn, with a pause between rounds.
+    pub fn spawn_retry_join(self: &Arc<Self>) {
+        if self.config.retry_join.is_empty() || self.cluster.is_initialized() {
+            return;
+        }
+        let node = self.clone();
+        tokio::spawn(async move {
+            let mut pause = Duration::from_millis(500);
+            while !node.cluster.is_initialized() {
+                for addr in &node.config.retry_join {
+                    match node.join(addr).await {
+                        Ok(()) => {
+                            tracing::info!(leader = %addr, "joined the cluster");
+                            return;
+                        }
+                        Err(e) => tracing::info!(leader = %addr, error = %e, "cannot join yet; retrying"),
+                    }
+                }
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(5));
+            }
+        });
+    }
+}
+
+fn commit_error(e: ClusterError) -> SequencerError {
+    match e {
+        ClusterError::NotLeader { .. } => SequencerError::NotLeader,
+        other => SequencerError::Unavailable(other.to_string()),
+    }
+}
+
+/// The leader's way to commit a batch: build the frame on the ledger's head, sign it,
+/// replicate it; done once applied here.
+pub struct ClusterCommitter {
+    pub node: Arc<Node>,
+    pub key: Arc<LedgerKey>,
+}
+
+impl Committer for ClusterCommitter {
+    fn commit(&self, entries: Vec<Entry>) -> CommitFuture<'_> {
+        Box::pin(async move {
+            let ledger = self.node.applier.ledger().ok_or(SequencerError::Closed)?;
+            let prepared = ledger.prepare(entries, &self.key)?;
+            match self.node.propose(prepared.frame).await? {
+                Outcome::Written { last_seq } if prepared.receipts.last().map(|r| r.seq) == Some(last_seq) => {
+                    Ok(prepared.receipts)
+                }
+                Outcome::Written { .. } | Outcome::AlreadyHeld => {
+                    Err(SequencerError::Unavailable("the replicated frame landed elsewhere in the ledger".into()))
+                }
+                Outcome::Refused(reason) => Err(SequencerError::Unavailable(format!("frame refused: {reason}"))),
+            }
+        })
+    }
+
+    fn publishes(&self) -> bool {
+        true
+    }
+}
+
+/// Runs the sequencer while this node leads, and stops it when it does not. The sequencer
+/// starts only once everything committed is applied here, so it decides on the latest
+/// state. Ends when aborted (at seal).
+pub fn watch_leadership(
+    node: Arc<Node>,
+    sequencer: Sequencer,
+    committer: Arc<ClusterCommitter>,
+    state: Arc<ArcSwap<State>>,
+    env: Arc<dyn Env + Send + Sync>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut leader = node.cluster.leader_changes();
+        loop {
+            let leads = leader.borrow_and_update().as_deref() == Some(node.id.as_str());
+            if leads && !sequencer.is_running() {
+                match node.cluster.ensure_leader_applied().await {
+                    Ok(()) => {
+                        tracing::info!(node = %node.id, "leading: the sequencer starts");
+                        sequencer.run(committer.clone(), state.clone(), env.clone());
+                    }
+                    Err(e) => tracing::info!(error = %e, "not confirmed as leader"),
+                }
+            } else if !leads && sequencer.is_running() {
+                tracing::info!(node = %node.id, "no longer leading: the sequencer stops");
+                sequencer.stop();
+            }
+            // Re-check now and then: a confirmation can fail while leadership stays.
+            let _ = tokio::time::timeout(Duration::from_millis(500), leader.changed()).await;
+        }
+    })
+}

@@ -1,0 +1,381 @@
+//! A three-node cluster (`storage "raft"`) of real server processes on loopback: nodes
+//! join by `retry_join`, every node's ledger holds the same bytes and verifies on its own,
+//! standbys forward to the leader, and the faults an operator meets — the leader killed
+//! under write load, quorum lost and restored, the leader paused — lose nothing that was
+//! acknowledged. Every wait is bounded in time.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+use e2e::{ConfigServer, Options, Raft, Server, Target};
+use serde_json::{Value, json};
+
+/// How long a new leader may take (the issue's bound).
+const ELECTION_BOUND: Duration = Duration::from_secs(5);
+
+struct Cluster {
+    nodes: Vec<ConfigServer>,
+    root: String,
+    key: String,
+}
+
+fn node(id: &str, join: Option<&str>) -> Result<ConfigServer> {
+    ConfigServer::start_with(Options {
+        target: Some(Target::Cairn),
+        raft: Some(Raft { node_id: id.into(), retry_join: join.map(|a| vec![a.to_owned()]).unwrap_or_default() }),
+        ..Options::default()
+    })
+}
+
+fn unseal(server: &Server, key: &str) -> Result<()> {
+    let body = json!({ "key": key }).to_string();
+    let r = server.http("PUT", "/v1/sys/unseal", None, Some(&body))?;
+    ensure!(r.status == 200 && r.json()?["sealed"] == json!(false), "unseal: {} {}", r.status, r.body);
+    Ok(())
+}
+
+/// Polls `check` every 50 ms until it holds or `within` passes.
+fn wait_for(within: Duration, what: &str, mut check: impl FnMut() -> Result<bool>) -> Result<Duration> {
+    let start = Instant::now();
+    let mut last = String::new();
+    while start.elapsed() < within {
+        match check() {
+            Ok(true) => return Ok(start.elapsed()),
+            Ok(false) => {}
+            Err(e) => last = e.to_string(),
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    bail!("{what}: not within {within:?} (last error: {last})")
+}
+
+fn leader_of(server: &Server) -> Result<Value> {
+    server.http("GET", "/v1/sys/leader", None, None)?.json()
+}
+
+impl Cluster {
+    /// node1 initialised and unsealed, node2 and node3 joined by `retry_join` and unsealed.
+    fn start() -> Result<Cluster> {
+        let first = node("node1", None)?;
+        let (root, key) = first.init_and_unseal()?;
+        let leader_addr = first.addr();
+        let mut nodes = vec![first];
+        for id in ["node2", "node3"] {
+            nodes.push(node(id, Some(&leader_addr))?);
+        }
+        let c = Cluster { nodes, root, key };
+        wait_for(Duration::from_secs(60), "three voters", || Ok(c.voters(0)? == 3))?;
+        for n in &c.nodes[1..] {
+            // The init events reach a joined node by replication; then it can be unsealed.
+            wait_for(Duration::from_secs(30), "replicated init", || {
+                Ok(n.http("GET", "/v1/sys/init", None, None)?.json()?["initialized"] == json!(true))
+            })?;
+            unseal(n, &c.key)?;
+        }
+        Ok(c)
+    }
+
+    fn voters(&self, via: usize) -> Result<usize> {
+        let r = self.nodes[via].http("GET", "/v1/sys/storage/raft/configuration", Some(&self.root), None)?;
+        ensure!(r.status == 200, "configuration: {} {}", r.status, r.body);
+        let servers = r.json()?["data"]["config"]["servers"].as_array().cloned().unwrap_or_default();
+        Ok(servers.iter().filter(|s| s["voter"] == json!(true)).count())
+    }
+
+    /// Index of the node that says it leads (among running ones).
+    fn leader(&mut self) -> Option<usize> {
+        (0..self.nodes.len()).find(|&i| {
+            self.nodes[i].is_running().unwrap_or(false)
+                && leader_of(&self.nodes[i]).is_ok_and(|l| l["is_self"] == json!(true))
+        })
+    }
+
+    fn write(&self, via: usize, path: &str, value: &str) -> Result<u16> {
+        let body = json!({ "data": { "v": value } }).to_string();
+        Ok(self.nodes[via].http("PUT", &format!("/v1/secret/data/{path}"), Some(&self.root), Some(&body))?.status)
+    }
+
+    fn read(&self, via: usize, path: &str) -> Result<Option<String>> {
+        let r = self.nodes[via].http("GET", &format!("/v1/secret/data/{path}"), Some(&self.root), None)?;
+        match r.status {
+            200 => Ok(r.json()?["data"]["data"]["v"].as_str().map(str::to_owned)),
+            404 => Ok(None),
+            s => bail!("read {path}: {s} {}", r.body),
+        }
+    }
+
+    fn applied(&self, i: usize) -> Result<u64> {
+        leader_of(&self.nodes[i])?["raft_applied_index"].as_u64().context("raft_applied_index")
+    }
+
+    /// Waits until the running nodes have applied the same Raft index.
+    fn settle(&mut self) -> Result<()> {
+        let running: Vec<usize> =
+            (0..self.nodes.len()).filter(|&i| self.nodes[i].is_running().unwrap_or(false)).collect();
+        wait_for(Duration::from_secs(30), "nodes applying the same index", || {
+            let idx: Vec<u64> = running.iter().map(|&i| self.applied(i)).collect::<Result<_>>()?;
+            Ok(idx.windows(2).all(|w| w[0] == w[1]))
+        })?;
+        Ok(())
+    }
+}
+
+/// The segment files of a node's ledger, by name.
+fn segments(server: &Server) -> Result<Vec<(String, Vec<u8>)>> {
+    let dir = server.data_dir().join("ledger").join("segments");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .with_context(|| format!("read {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .map(|p| Ok((p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(), std::fs::read(&p)?)))
+        .collect()
+}
+
+/// Every stopped node's ledger verifies on its own, and all hold the same bytes up to the
+/// shortest: a node may stop before applying the last frames (a leader records its seal at
+/// shutdown), but no node holds bytes another does not.
+fn same_valid_ledgers(nodes: &[&ConfigServer]) -> Result<()> {
+    let all: Vec<Vec<(String, Vec<u8>)>> = nodes.iter().map(|n| segments(n)).collect::<Result<_>>()?;
+    let longest = all.iter().max_by_key(|segs| segs.iter().map(|(_, b)| b.len()).sum::<usize>()).context("nodes")?;
+    for (n, segs) in nodes.iter().zip(&all) {
+        ensure!(!segs.is_empty(), "no segments in {}", n.data_dir().display());
+        for (i, (name, bytes)) in segs.iter().enumerate() {
+            let (their_name, theirs) = longest.get(i).context("a segment the longest ledger lacks")?;
+            let last = i + 1 == segs.len();
+            let same = name == their_name && if last { theirs.starts_with(bytes) } else { theirs == bytes };
+            ensure!(same, "segment {name} of {} differs from the longest ledger's", n.data_dir().display());
+        }
+        let dir = n.data_dir().display().to_string();
+        let run = e2e::cairn(&["ledger", "verify", "--data-dir", &dir])?;
+        let out = e2e::stdout(&run);
+        ensure!(run.status.success() && out.contains(": intact"), "verify {dir}: {out}");
+    }
+    Ok(())
+}
+
+#[test]
+fn three_nodes_replicate_forward_and_hold_identical_ledgers() -> Result<()> {
+    let mut c = Cluster::start()?;
+    // Every node names the same leader; standbys say so in sys/health (429, or 200 with standbyok).
+    let leader = c.leader().context("a leader")?;
+    let standby = (leader + 1) % 3;
+    let l = leader_of(&c.nodes[standby])?;
+    assert_eq!(l["ha_enabled"], json!(true));
+    assert_eq!(l["is_self"], json!(false));
+    assert_eq!(l["leader_address"], json!(c.nodes[leader].addr()));
+    assert_eq!(c.nodes[standby].http("GET", "/v1/sys/health", None, None)?.status, 429);
+    let h = c.nodes[standby].http("GET", "/v1/sys/health?standbyok=true", None, None)?;
+    assert_eq!((h.status, h.json()?["standby"].clone()), (200, json!(true)));
+    assert_eq!(c.nodes[leader].http("GET", "/v1/sys/health", None, None)?.status, 200);
+    assert_eq!(c.nodes[standby].http("GET", "/v1/sys/seal-status", None, None)?.json()?["storage_type"], json!("raft"));
+
+    // A client pointed at any node works: writes through standbys are forwarded.
+    let enable = c.nodes[leader].http(
+        "POST",
+        "/v1/sys/mounts/kv",
+        Some(&c.root),
+        Some(r#"{"type":"kv","options":{"version":"2"}}"#),
+    )?;
+    ensure!(enable.status == 204, "enable kv: {} {}", enable.status, enable.body);
+    for i in 0..30 {
+        let via = i % 3;
+        let body = json!({ "data": { "v": format!("value-{i}") } }).to_string();
+        let w = c.nodes[via].http("PUT", &format!("/v1/kv/data/k{i}"), Some(&c.root), Some(&body))?;
+        ensure!(w.status == 200, "write via node {via}: {} {}", w.status, w.body);
+    }
+    for i in 0..30 {
+        let r = c.nodes[(i + 1) % 3].http("GET", &format!("/v1/kv/data/k{i}"), Some(&c.root), None)?;
+        ensure!(r.status == 200, "read: {} {}", r.status, r.body);
+        assert_eq!(r.json()?["data"]["data"]["v"], json!(format!("value-{i}")));
+    }
+
+    // The peers, as the bao CLI lists them.
+    let peers = c.nodes[standby].bao_as(&c.root, &["operator", "raft", "list-peers", "-format=json"])?;
+    ensure!(peers.code == Some(0), "list-peers: {peers}");
+    let listed: Value = serde_json::from_str(&peers.stdout)?;
+    let mut ids: Vec<String> = listed["data"]["config"]["servers"]
+        .as_array()
+        .context("servers")?
+        .iter()
+        .map(|s| s["node_id"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    ids.sort();
+    assert_eq!(ids, ["node1", "node2", "node3"]);
+
+    c.settle()?;
+    for n in &mut c.nodes {
+        n.stop(Duration::from_secs(30))?;
+    }
+    same_valid_ledgers(&c.nodes.iter().collect::<Vec<_>>())
+}
+
+#[test]
+fn killing_the_leader_under_load_loses_no_acknowledged_write() -> Result<()> {
+    let mut c = Cluster::start()?;
+    let enable = c.nodes[0].http(
+        "POST",
+        "/v1/sys/mounts/secret",
+        Some(&c.root),
+        Some(r#"{"type":"kv","options":{"version":"2"}}"#),
+    )?;
+    ensure!(enable.status == 204, "enable kv: {} {}", enable.status, enable.body);
+    let leader = c.leader().context("a leader")?;
+    let survivors: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
+
+    // Writers on the survivors (forwarded to whoever leads), counting what was acknowledged.
+    let acked: Arc<Mutex<Vec<String>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let addrs: Vec<String> = survivors.iter().map(|&i| c.nodes[i].addr()).collect();
+    let writers: Vec<_> = addrs
+        .iter()
+        .enumerate()
+        .map(|(w, addr)| {
+            let (acked, stop, addr, root) = (acked.clone(), stop.clone(), addr.clone(), c.root.clone());
+            thread::spawn(move || {
+                let mut n = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let key = format!("w{w}-{n}");
+                    n += 1;
+                    let body = json!({ "data": { "v": key } }).to_string();
+                    let path = format!("/v1/secret/data/{key}");
+                    let sock: std::net::SocketAddr = match addr.trim_start_matches("http://").parse() {
+                        Ok(a) => a,
+                        Err(_) => return,
+                    };
+                    if let Ok(r) =
+                        e2e::process::http(sock, "PUT", &path, Some(&root), Some(&body), Duration::from_secs(10))
+                        && r.status == 200
+                    {
+                        acked.lock().unwrap_or_else(|e| e.into_inner()).push(key);
+                    }
+                }
+            })
+        })
+        .collect();
+    wait_for(Duration::from_secs(10), "writes acknowledged before the kill", || {
+        Ok(acked.lock().map(|a| a.len()).unwrap_or(0) >= 20)
+    })?;
+
+    c.nodes[leader].kill()?;
+    let killed_at = Instant::now();
+    let before = acked.lock().map(|a| a.len()).unwrap_or(0);
+    let new_leader = wait_for(ELECTION_BOUND, "a new leader", || {
+        Ok(survivors.iter().any(|&i| leader_of(&c.nodes[i]).is_ok_and(|l| l["is_self"] == json!(true))))
+    })?;
+    wait_for(Duration::from_secs(10), "writes acknowledged after the kill", || {
+        Ok(acked.lock().map(|a| a.len()).unwrap_or(0) > before + 10)
+    })?;
+    let writes_back = killed_at.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    for w in writers {
+        let _ = w.join();
+    }
+    eprintln!(
+        "leader killed: new leader after {new_leader:?}, acknowledged writes again after at most {writes_back:?}"
+    );
+
+    let acked = acked.lock().map(|a| a.clone()).unwrap_or_default();
+    for key in &acked {
+        for &i in &survivors {
+            assert_eq!(c.read(i, key)?.as_deref(), Some(key.as_str()), "acknowledged {key} missing on node {i}");
+        }
+    }
+
+    // The killed node comes back sealed, is unsealed, and catches up.
+    c.nodes[leader].start_again()?;
+    unseal(&c.nodes[leader], &c.key)?;
+    c.settle()?;
+    assert_eq!(c.read(leader, &acked[acked.len() - 1])?.as_deref(), Some(acked[acked.len() - 1].as_str()));
+    for n in &mut c.nodes {
+        n.stop(Duration::from_secs(30))?;
+    }
+    same_valid_ledgers(&c.nodes.iter().collect::<Vec<_>>())
+}
+
+#[test]
+fn without_quorum_writes_fail_and_resume_when_it_returns() -> Result<()> {
+    let mut c = Cluster::start()?;
+    let enable = c.nodes[0].http(
+        "POST",
+        "/v1/sys/mounts/secret",
+        Some(&c.root),
+        Some(r#"{"type":"kv","options":{"version":"2"}}"#),
+    )?;
+    ensure!(enable.status == 204, "enable kv: {} {}", enable.status, enable.body);
+    assert_eq!(c.write(0, "before", "1")?, 200);
+    let leader = c.leader().context("a leader")?;
+    let others: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
+    c.settle()?;
+    let applied = c.applied(leader)?;
+    for &i in &others {
+        c.nodes[i].kill()?;
+    }
+    // Alone, the leader cannot commit: the write is refused within a bounded time.
+    let started = Instant::now();
+    let status = c.write(leader, "alone", "x")?;
+    assert_eq!(status, 503, "a write without quorum");
+    assert!(started.elapsed() < Duration::from_secs(10), "refused in {:?}", started.elapsed());
+    assert_eq!(c.applied(leader)?, applied, "nothing was applied without quorum");
+
+    // One node back: quorum again, writes resume.
+    c.nodes[others[0]].start_again()?;
+    unseal(&c.nodes[others[0]], &c.key)?;
+    let resumed = wait_for(Duration::from_secs(15), "writes after quorum returns", || {
+        let mut c2 = Vec::new();
+        for i in [leader, others[0]] {
+            c2.push(c.write(i, "after", "2")?);
+        }
+        Ok(c2.contains(&200))
+    })?;
+    eprintln!("quorum restored: writes resumed after {resumed:?}");
+    assert_eq!(c.read(others[0], "after")?.as_deref(), Some("2"));
+    assert_eq!(c.read(others[0], "before")?.as_deref(), Some("1"));
+    c.nodes[others[1]].start_again()?;
+    unseal(&c.nodes[others[1]], &c.key)?;
+    c.settle()?;
+    for n in &mut c.nodes {
+        n.stop(Duration::from_secs(30))?;
+    }
+    same_valid_ledgers(&c.nodes.iter().collect::<Vec<_>>())
+}
+
+#[test]
+fn a_paused_leader_is_replaced_and_steps_down_when_resumed() -> Result<()> {
+    let mut c = Cluster::start()?;
+    let enable = c.nodes[0].http(
+        "POST",
+        "/v1/sys/mounts/secret",
+        Some(&c.root),
+        Some(r#"{"type":"kv","options":{"version":"2"}}"#),
+    )?;
+    ensure!(enable.status == 204, "enable kv: {} {}", enable.status, enable.body);
+    let old = c.leader().context("a leader")?;
+    let others: Vec<usize> = (0..3).filter(|&i| i != old).collect();
+    c.nodes[old].signal("STOP")?;
+    let elected = wait_for(ELECTION_BOUND, "a new leader while the old one is paused", || {
+        Ok(others.iter().any(|&i| leader_of(&c.nodes[i]).is_ok_and(|l| l["is_self"] == json!(true))))
+    })?;
+    eprintln!("leader paused: new leader after {elected:?}");
+    assert_eq!(c.write(others[0], "during", "new")?, 200);
+    c.nodes[old].signal("CONT")?;
+    wait_for(ELECTION_BOUND, "the old leader stepping down", || {
+        Ok(leader_of(&c.nodes[old])?["is_self"] == json!(false))
+    })?;
+    // Through the old leader, a write reaches the new one; a read sees the latest value.
+    assert_eq!(c.write(old, "during", "newer")?, 200);
+    c.settle()?;
+    for i in 0..3 {
+        assert_eq!(c.read(i, "during")?.as_deref(), Some("newer"), "node {i}");
+    }
+    for n in &mut c.nodes {
+        n.stop(Duration::from_secs(30))?;
+    }
+    same_valid_ledgers(&c.nodes.iter().collect::<Vec<_>>())
+}
