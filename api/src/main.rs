@@ -29,6 +29,52 @@ enum Command {
     /// Rebuild the state as of a seq or a time from the verified ledger: mounts, policies,
     /// live tokens and leases, KV paths with versions and metadata, entities.
     Replay(ReplayArgs),
+    /// Cluster operations on a running server (Vault's `operator raft`).
+    #[command(subcommand)]
+    Operator(OperatorCommand),
+}
+
+#[derive(Subcommand)]
+enum OperatorCommand {
+    /// Raft cluster membership: list-peers, join, remove-peer.
+    #[command(subcommand)]
+    Raft(RaftCommand),
+}
+
+/// The server to talk to: `--address`, else VAULT_ADDR, else
+/// http://127.0.0.1:8200; the token: `--token`, else VAULT_TOKEN, else BAO_TOKEN.
+#[derive(Args, Clone)]
+struct ServerAddress {
+    #[arg(long, value_name = "URL", env = "VAULT_ADDR", default_value = "http://127.0.0.1:8200")]
+    address: String,
+    #[arg(long, value_name = "TOKEN")]
+    token: Option<String>,
+    /// PEM file of the CA that signed the server's certificate.
+    #[arg(long, value_name = "FILE")]
+    ca_cert: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum RaftCommand {
+    /// The cluster's members: node id, cluster address, state, voter.
+    ListPeers {
+        #[command(flatten)]
+        server: ServerAddress,
+        #[arg(long, value_enum, default_value = "table")]
+        format: TableFormat,
+    },
+    /// Make the server at `--address` (not yet in a cluster) join the one at LEADER_API_ADDR.
+    Join {
+        #[command(flatten)]
+        server: ServerAddress,
+        leader_api_addr: String,
+    },
+    /// Remove a member from the cluster (by node id).
+    RemovePeer {
+        #[command(flatten)]
+        server: ServerAddress,
+        node_id: String,
+    },
 }
 
 #[derive(Args)]
@@ -266,6 +312,57 @@ fn main() -> ExitCode {
         Command::Server(flags) => server_command(flags),
         Command::Ledger(cmd) => ledger_command(cmd),
         Command::Replay(args) => replay_command(args),
+        Command::Operator(OperatorCommand::Raft(cmd)) => raft_command(cmd),
+    }
+}
+
+fn raft_command(cmd: RaftCommand) -> ExitCode {
+    let run = || -> anyhow::Result<()> {
+        match cmd {
+            RaftCommand::ListPeers { server, format } => {
+                let remote = api::remote::Remote::new(&server.address, server.token, server.ca_cert.as_deref())?;
+                let answer = block_on(remote.call("GET", "sys/storage/raft/configuration", None))??;
+                let servers = answer.as_ref().map(|a| a["data"]["config"]["servers"].clone()).unwrap_or_default();
+                match format {
+                    TableFormat::Json => println!("{}", serde_json::to_string_pretty(&servers)?),
+                    TableFormat::Table => {
+                        println!("{:<16} {:<24} {:<10} {}", "Node", "Address", "State", "Voter");
+                        for s in servers.as_array().into_iter().flatten() {
+                            let state = if s["leader"] == serde_json::json!(true) { "leader" } else { "follower" };
+                            println!(
+                                "{:<16} {:<24} {:<10} {}",
+                                s["node_id"].as_str().unwrap_or(""),
+                                s["address"].as_str().unwrap_or(""),
+                                state,
+                                s["voter"]
+                            );
+                        }
+                    }
+                }
+            }
+            RaftCommand::Join { server, leader_api_addr } => {
+                let remote = api::remote::Remote::anonymous(&server.address, server.ca_cert.as_deref())?;
+                let body = serde_json::json!({ "leader_api_addr": leader_api_addr });
+                let answer = block_on(remote.call("POST", "sys/storage/raft/join", Some(&body)))??;
+                let joined = answer.is_some_and(|a| a["joined"] == serde_json::json!(true));
+                anyhow::ensure!(joined, "the node did not join");
+                println!("Joined: true");
+            }
+            RaftCommand::RemovePeer { server, node_id } => {
+                let remote = api::remote::Remote::new(&server.address, server.token, server.ca_cert.as_deref())?;
+                let body = serde_json::json!({ "server_id": node_id });
+                block_on(remote.call("POST", "sys/storage/raft/remove-peer", Some(&body)))??;
+                println!("Peer removed successfully!");
+            }
+        }
+        Ok(())
+    };
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("Error: {e}");
+            ExitCode::from(2)
+        }
     }
 }
 

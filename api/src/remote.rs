@@ -39,16 +39,38 @@ impl Remote {
             .or_else(|| std::env::var("BAO_TOKEN").ok())
             .filter(|t| !t.is_empty())
             .ok_or(RemoteError::NoToken)?;
-        let mut builder = reqwest::Client::builder().connect_timeout(std::time::Duration::from_secs(10));
-        if let Some(path) = ca_cert {
-            let pem =
-                std::fs::read(path).map_err(|e| RemoteError::Usage(format!("cannot read {}: {e}", path.display())))?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|_| RemoteError::Usage(format!("{}: no PEM certificate", path.display())))?;
-            builder = builder.tls_certs_only(certs);
+        Ok(Remote { address: address.trim_end_matches('/').to_owned(), token, client: client(ca_cert)? })
+    }
+
+    /// A client without a token, for the endpoints that need none (`sys/storage/raft/join`).
+    pub fn anonymous(address: &str, ca_cert: Option<&Path>) -> Result<Remote, RemoteError> {
+        Ok(Remote { address: address.trim_end_matches('/').to_owned(), token: String::new(), client: client(ca_cert)? })
+    }
+
+    /// One request with a JSON body; the answer's JSON (`None` for 204).
+    pub async fn call(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Option<Value>, RemoteError> {
+        let unreachable = |e: reqwest::Error| RemoteError::Unreachable {
+            address: self.address.clone(),
+            reason: crate::auth::jwt_verify::http::describe(&e),
+        };
+        let method = reqwest::Method::from_bytes(method.as_bytes()).map_err(|e| RemoteError::Usage(e.to_string()))?;
+        let mut request = self.client.request(method, format!("{}/v1/{path}", self.address));
+        if !self.token.is_empty() {
+            request = request.header("X-Vault-Token", &self.token);
         }
-        let client = builder.build().map_err(|e| RemoteError::Usage(e.to_string()))?;
-        Ok(Remote { address: address.trim_end_matches('/').to_owned(), token, client })
+        if let Some(b) = body {
+            request = request.json(b);
+        }
+        let response = request.send().await.map_err(unreachable)?;
+        let status = response.status().as_u16();
+        if status == 204 {
+            return Ok(None);
+        }
+        let body: Value = response.json().await.unwrap_or_default();
+        if status < 400 {
+            return Ok(Some(body));
+        }
+        Err(RemoteError::Refused { status, message: error_message(&body) })
     }
 
     async fn get(&self, path: &str, query: &[(&str, String)]) -> Result<reqwest::Response, RemoteError> {
@@ -66,12 +88,7 @@ impl Remote {
             return Ok(response);
         }
         let body: Value = response.json().await.unwrap_or_default();
-        let message = body["errors"]
-            .as_array()
-            .map(|e| e.iter().filter_map(Value::as_str).collect::<Vec<_>>().join("; "))
-            .filter(|m| !m.is_empty())
-            .unwrap_or_else(|| "no error message".into());
-        Err(RemoteError::Refused { status, message })
+        Err(RemoteError::Refused { status, message: error_message(&body) })
     }
 
     /// Saves a bundle of events `from..=to` (default: all that is durable) to `out`,
@@ -137,4 +154,26 @@ impl Remote {
             }
         }
     }
+}
+
+/// An HTTP client trusting `ca_cert` (a PEM bundle) instead of the platform's roots.
+fn client(ca_cert: Option<&Path>) -> Result<reqwest::Client, RemoteError> {
+    let mut builder = reqwest::Client::builder().connect_timeout(std::time::Duration::from_secs(10));
+    if let Some(path) = ca_cert {
+        let pem =
+            std::fs::read(path).map_err(|e| RemoteError::Usage(format!("cannot read {}: {e}", path.display())))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|_| RemoteError::Usage(format!("{}: no PEM certificate", path.display())))?;
+        builder = builder.tls_certs_only(certs);
+    }
+    builder.build().map_err(|e| RemoteError::Usage(e.to_string()))
+}
+
+/// Vault's `{"errors": [...]}`, joined.
+fn error_message(body: &Value) -> String {
+    body["errors"]
+        .as_array()
+        .map(|e| e.iter().filter_map(Value::as_str).collect::<Vec<_>>().join("; "))
+        .filter(|m| !m.is_empty())
+        .unwrap_or_else(|| "no error message".into())
 }

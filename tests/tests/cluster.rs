@@ -379,3 +379,56 @@ fn a_paused_leader_is_replaced_and_steps_down_when_resumed() -> Result<()> {
     }
     same_valid_ledgers(&c.nodes.iter().collect::<Vec<_>>())
 }
+
+#[test]
+fn membership_with_the_cairn_and_bao_clis() -> Result<()> {
+    let first = node("node1", None)?;
+    let (root, key) = first.init_and_unseal()?;
+    let second = node("node2", None)?;
+    let third = node("node3", None)?;
+    let cairn_op = |args: &[&str]| -> Result<String> {
+        let out = e2e::cairn(args)?;
+        ensure!(out.status.success(), "cairn {args:?}: {}{}", e2e::stdout(&out), String::from_utf8_lossy(&out.stderr));
+        Ok(e2e::stdout(&out))
+    };
+    // Joined by our CLI and by bao's, then unsealed with the cluster's key.
+    cairn_op(&["operator", "raft", "join", "--address", &second.addr(), &first.addr()])?;
+    let joined = third.bao_env(None, &[], &["operator", "raft", "join", &first.addr()])?;
+    ensure!(
+        joined.code == Some(0) && joined.stdout.contains("true"),
+        "bao operator raft join: {joined}\n{}",
+        third.log()
+    );
+    for n in [&second, &third] {
+        wait_for(Duration::from_secs(30), "replicated init", || {
+            Ok(n.http("GET", "/v1/sys/init", None, None)?.json()?["initialized"] == json!(true))
+        })?;
+        unseal(n, &key)?;
+    }
+    let peers = cairn_op(&["operator", "raft", "list-peers", "--address", &second.addr(), "--token", &root])?;
+    for id in ["node1", "node2", "node3"] {
+        assert!(peers.contains(id), "{peers}");
+    }
+    assert_eq!(peers.lines().filter(|l| l.contains("leader")).count(), 1, "{peers}");
+    // Removal goes through a standby (forwarded to the leader).
+    cairn_op(&["operator", "raft", "remove-peer", "--address", &second.addr(), "--token", &root, "node3"])?;
+    let listed = cairn_op(&[
+        "operator",
+        "raft",
+        "list-peers",
+        "--address",
+        &first.addr(),
+        "--token",
+        &root,
+        "--format",
+        "json",
+    ])?;
+    let servers: Value = serde_json::from_str(&listed)?;
+    let ids: Vec<&str> = servers.as_array().context("servers")?.iter().filter_map(|s| s["node_id"].as_str()).collect();
+    assert_eq!(ids, ["node1", "node2"]);
+    // Without a token, the membership is not readable.
+    let refused = e2e::cairn(&["operator", "raft", "list-peers", "--address", &first.addr(), "--token", "nope"])?;
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("403"), "{}", String::from_utf8_lossy(&refused.stderr));
+    Ok(())
+}

@@ -27,27 +27,41 @@ pub async fn join(core: &Core, req: &VaultRequest) -> Option<Reply> {
         return Some(Reply::error(400, "leader_api_addr is required"));
     };
     if node.cluster.is_initialized() {
-        return Some(Reply::data(json!({ "joined": true })));
+        return Some(Reply::Raw(200, json!({ "joined": true })));
     }
+    // A join can meet a membership change already under way (another node joining): it
+    // is tried again for a while before the answer. With `retry`, it goes on in the
+    // background after that, as Vault's does.
     let retry = req.get("retry").is_some_and(|v| v.as_bool() == Some(true) || v.as_str() == Some("true"));
-    match node.join(leader).await {
-        Ok(()) => Some(Reply::data(json!({ "joined": true }))),
-        Err(e) if retry => {
-            tracing::info!(error = %e, "join failed; retrying in the background");
-            let (node, leader) = (node.clone(), leader.to_owned());
-            tokio::spawn(async move {
-                for _ in 0..120 {
-                    if node.cluster.is_initialized() || node.join(&leader).await.is_ok() {
-                        return;
-                    }
-                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-                }
-            });
-            Some(Reply::data(json!({ "joined": false })))
+    let mut last = String::new();
+    for _ in 0..JOIN_ATTEMPTS {
+        match node.join(leader).await {
+            Ok(()) => return Some(Reply::Raw(200, json!({ "joined": true }))),
+            Err(e) => last = e,
         }
-        Err(e) => Some(Reply::error(500, format!("failed to join raft cluster: {e}"))),
+        if node.cluster.is_initialized() {
+            return Some(Reply::Raw(200, json!({ "joined": true })));
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
     }
+    if !retry {
+        return Some(Reply::error(500, format!("failed to join raft cluster: {last}")));
+    }
+    tracing::info!(error = %last, "join failed; retrying in the background");
+    let (node, leader) = (node.clone(), leader.to_owned());
+    tokio::spawn(async move {
+        for _ in 0..120 {
+            if node.cluster.is_initialized() || node.join(&leader).await.is_ok() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        }
+    });
+    Some(Reply::Raw(200, json!({ "joined": false })))
 }
+
+/// Tries of a join request before it answers.
+const JOIN_ATTEMPTS: usize = 10;
 
 /// The authenticated `sys/storage/raft/*` paths.
 pub async fn handle(ctx: &Ctx<'_>, tail: &str) -> Result<Handled, Reply> {
