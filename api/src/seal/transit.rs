@@ -194,3 +194,66 @@ fn describe(e: &(dyn std::error::Error + 'static)) -> String {
     }
     text
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(token: Option<&str>) -> TransitSealConfig {
+        TransitSealConfig {
+            address: None,
+            token: token.map(|t| Zeroizing::new(t.to_owned())),
+            key_name: "autounseal".into(),
+            mount_path: "transit/".into(),
+            namespace: None,
+            disable_renewal: false,
+            tls_ca_cert: None,
+            tls_skip_verify: false,
+        }
+    }
+
+    #[test]
+    fn the_token_and_address_come_from_the_stanza_then_the_environment() {
+        let env = |name: &str| match name {
+            "BAO_TOKEN" => Some("from-bao-env".to_owned()),
+            "VAULT_ADDR" => Some("http://10.0.0.1:8200/".to_owned()),
+            _ => None,
+        };
+        let seal = TransitSeal::new(&config(None), env).expect("a token from BAO_TOKEN");
+        assert_eq!(seal.token.as_str(), "from-bao-env");
+        assert_eq!(seal.url("encrypt"), "http://10.0.0.1:8200/v1/transit/encrypt/autounseal");
+        let seal = TransitSeal::new(&config(Some("from-file")), env).expect("the stanza's token");
+        assert_eq!(seal.token.as_str(), "from-file");
+        assert!(!format!("{seal:?}").contains("from-file"), "Debug never shows the token");
+        let seal = TransitSeal::new(&config(Some("t")), |_| None).expect("defaults");
+        assert_eq!(seal.url("decrypt"), "https://127.0.0.1:8200/v1/transit/decrypt/autounseal");
+        let err = TransitSeal::new(&config(None), |_| None).expect_err("no token anywhere");
+        assert_eq!(
+            err.to_string(),
+            "seal \"transit\": no token: set `token` in the stanza, or VAULT_TOKEN or BAO_TOKEN"
+        );
+        let mut bad_ca = config(Some("t"));
+        bad_ca.tls_ca_cert = Some("/nonexistent/ca.pem".into());
+        let err = TransitSeal::new(&bad_ca, |_| None).expect_err("an unreadable CA");
+        assert!(err.to_string().starts_with("seal \"transit\": cannot read tls_ca_cert /nonexistent/ca.pem"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_service_is_an_error_without_the_token() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        drop(listener);
+        let mut c = config(Some("secret-token-value"));
+        c.address = Some(format!("http://127.0.0.1:{port}"));
+        let seal = TransitSeal::new(&c, |_| None).expect("client");
+        let err = seal.encrypt(&[7; 32]).await.expect_err("nothing listens there");
+        let text = err.to_string();
+        assert!(
+            text.starts_with(&format!(
+                "transit seal: cannot reach http://127.0.0.1:{port}/v1/transit/encrypt/autounseal"
+            )),
+            "{text}"
+        );
+        assert!(!text.contains("secret-token-value"), "{text}");
+    }
+}
