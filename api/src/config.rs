@@ -1225,7 +1225,7 @@ ui                = true
             message,
             "unknown key `foo` in the top level; accepted keys: api_addr, cluster_addr, cluster_name, \
              default_lease_ttl, disable_mlock, listener, log_level, login_rate_burst, login_rate_limit, \
-             max_lease_ttl, pid_file, storage, ui"
+             max_lease_ttl, pid_file, seal, storage, ui"
         );
         let (message, line) =
             refuse(&MINIMAL.replace("tls_disable = true", "tls_disable = true\n  max_request_size = 10"));
