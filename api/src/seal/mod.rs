@@ -81,6 +81,9 @@ impl AutoSeal {
 pub async fn auto_unseal_with_retry(core: Arc<Core>) {
     let mut wait = RETRY_FIRST;
     loop {
+        if core.unsealed().await.is_some() {
+            return;
+        }
         match core.auto_unseal().await {
             Ok(true) => {
                 tracing::info!("auto-unsealed through the key service");
