@@ -23,9 +23,13 @@
 //! allowed per client address (default 100 and 200; a rate of 0 turns the limit off).
 //! **`storage`** takes only the type `"sled"` (cairn's embedded storage, the data directory) and
 //! its `path`. **`listener`** takes only the type `"tcp"` and `address`, `tls_disable`,
-//! `tls_cert_file`, `tls_key_file`, `tls_min_version`. Every other key or stanza (`seal`,
-//! `audit`, `telemetry`, `ha_storage`, …) is an error that names the key, its line and the keys
-//! accepted there: a setting the server would silently ignore is worse than a refusal.
+//! `tls_cert_file`, `tls_key_file`, `tls_min_version`. **`seal`** (at most one) takes only the
+//! type `"transit"` (auto-unseal through a Vault or OpenBao transit engine, [`crate::seal`]) and
+//! `address`, `token`, `key_name` and `mount_path` (both required), `namespace`,
+//! `disable_renewal`, `tls_ca_cert`, `tls_skip_verify`; the token may instead come from
+//! `VAULT_TOKEN` or `BAO_TOKEN`, the address from `VAULT_ADDR` or `BAO_ADDR`. Every other key or
+//! stanza (`audit`, `telemetry`, `ha_storage`, …) is an error that names the key, its line and
+//! the keys accepted there: a setting the server would silently ignore is worse than a refusal.
 //!
 //! Values follow Vault: durations are Go strings or integer seconds ([`crate::duration`]), and
 //! `0` means the default; booleans also accept `"true"`, `"1"`, `1` and the other forms of Go's
@@ -68,6 +72,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "login_rate_limit",
     "max_lease_ttl",
     "pid_file",
+    "seal",
     "storage",
     "ui",
 ];
@@ -75,6 +80,8 @@ const STORAGE_KEYS: &[&str] = &["path"];
 const RAFT_KEYS: &[&str] = &["node_id", "path", "retry_join"];
 const RETRY_JOIN_KEYS: &[&str] = &["leader_api_addr"];
 const LISTENER_KEYS: &[&str] = &["address", "tls_cert_file", "tls_disable", "tls_key_file", "tls_min_version"];
+const TRANSIT_SEAL_KEYS: &[&str] =
+    &["address", "disable_renewal", "key_name", "mount_path", "namespace", "tls_ca_cert", "tls_skip_verify", "token"];
 
 /// The whole server configuration, validated and with defaults filled in.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,6 +109,8 @@ pub struct ServerConfig {
     pub pid_file: Option<PathBuf>,
     /// Logins allowed per client address (`login_rate_limit`, `login_rate_burst`).
     pub login_rate_limit: crate::auth::ratelimit::LoginRateLimit,
+    /// Auto-unseal (`seal "transit" { … }`); `None`: unseal with key shares.
+    pub seal: Option<TransitSealConfig>,
     /// Settings that were accepted but have no effect, for the caller to log once logging is up.
     pub warnings: Vec<String>,
 }
@@ -132,6 +141,40 @@ pub struct ListenerConfig {
     pub address: SocketAddr,
     /// TLS settings; `None` when `tls_disable` is true (plain HTTP).
     pub tls: Option<ListenerTls>,
+}
+
+/// The `seal "transit"` stanza: the root key is encrypted by the transit engine of another
+/// Vault or OpenBao (`POST {address}/v1/{mount_path}encrypt/{key_name}`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct TransitSealConfig {
+    /// The key service's address; `None`: `VAULT_ADDR`, `BAO_ADDR`, or `https://127.0.0.1:8200`.
+    pub address: Option<String>,
+    /// The token; `None`: `VAULT_TOKEN` or `BAO_TOKEN`. Never printed (see `Debug`).
+    pub token: Option<zeroize::Zeroizing<String>>,
+    pub key_name: String,
+    /// Normalised to end with one `/` (`transit/`).
+    pub mount_path: String,
+    pub namespace: Option<String>,
+    /// Accepted as Vault's; cairn never renews the token (use a periodic or long-lived one).
+    pub disable_renewal: bool,
+    /// PEM file of the CA to trust for an `https://` address.
+    pub tls_ca_cert: Option<PathBuf>,
+    pub tls_skip_verify: bool,
+}
+
+impl std::fmt::Debug for TransitSealConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TransitSealConfig")
+            .field("address", &self.address)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("key_name", &self.key_name)
+            .field("mount_path", &self.mount_path)
+            .field("namespace", &self.namespace)
+            .field("disable_renewal", &self.disable_renewal)
+            .field("tls_ca_cert", &self.tls_ca_cert)
+            .field("tls_skip_verify", &self.tls_skip_verify)
+            .finish()
+    }
 }
 
 /// TLS settings of a listener. The files are read by [`crate::listener`], at bind and on reload.
@@ -264,7 +307,7 @@ fn json_items(text: &str) -> Result<Vec<Item>, ConfigError> {
     };
     let mut items = Vec::new();
     for (key, value) in root {
-        if key != "storage" && key != "listener" {
+        if key != "storage" && key != "listener" && key != "seal" {
             items.push(Item { key, line: None, kind: Kind::Value(Some(value)) });
             continue;
         }
@@ -573,8 +616,10 @@ fn build(items: Vec<Item>) -> Result<ServerConfig, ConfigError> {
         disable_mlock: false,
         pid_file: None,
         login_rate_limit: Default::default(),
+        seal: None,
         warnings: Vec::new(),
     };
+    let mut seal_line: Option<Option<usize>> = None;
     for item in &items {
         let line = item.line;
         match (item.key.as_str(), &item.kind) {
@@ -587,6 +632,14 @@ fn build(items: Vec<Item>) -> Result<ServerConfig, ConfigError> {
             }
             ("listener", Kind::Block { labels, body }) => {
                 listeners.push((listener_stanza(labels, body, line, &mut config.warnings)?, line));
+            }
+            ("seal", Kind::Block { labels, body }) => {
+                if let Some(first) = seal_line {
+                    let first = first.map(|l| format!(" (the first is at line {l})")).unwrap_or_default();
+                    return Err(ConfigError::invalid(line, format!("only one seal stanza is allowed{first}")));
+                }
+                seal_line = Some(line);
+                config.seal = Some(seal_stanza(labels, body, line)?);
             }
             ("api_addr", Kind::Value(v)) => config.api_addr = Some(url(item, v)?),
             ("cluster_addr", Kind::Value(v)) => config.cluster_addr = Some(url(item, v)?),
@@ -603,7 +656,7 @@ fn build(items: Vec<Item>) -> Result<ServerConfig, ConfigError> {
                     config.warnings.push("`ui = true` is ignored: cairn has no web UI".to_owned());
                 }
             }
-            ("storage" | "listener", Kind::Value(_)) => {
+            ("storage" | "listener" | "seal", Kind::Value(_)) => {
                 return Err(ConfigError::invalid(
                     line,
                     format!("`{}` must be a stanza such as {} \"…\" {{ … }}", item.key, item.key),
@@ -797,6 +850,51 @@ fn listener_stanza(
     }
 }
 
+fn seal_stanza(labels: &[String], body: &[Item], line: Option<usize>) -> Result<TransitSealConfig, ConfigError> {
+    let kind = single_label("seal", labels, line)?;
+    if kind != "transit" {
+        return Err(ConfigError::invalid(
+            line,
+            format!(
+                "seal \"{kind}\" is not supported; cairn supports seal \"transit\" (auto-unseal through the transit engine of a Vault or OpenBao) and key shares (no seal stanza)"
+            ),
+        ));
+    }
+    let mut seal = TransitSealConfig {
+        address: None,
+        token: None,
+        key_name: String::new(),
+        mount_path: String::new(),
+        namespace: None,
+        disable_renewal: false,
+        tls_ca_cert: None,
+        tls_skip_verify: false,
+    };
+    for item in body {
+        match (item.key.as_str(), &item.kind) {
+            ("address", Kind::Value(v)) => seal.address = Some(url(item, v)?),
+            ("token", Kind::Value(v)) => seal.token = Some(zeroize::Zeroizing::new(non_empty_string(item, v)?)),
+            ("key_name", Kind::Value(v)) => seal.key_name = string(item, v)?,
+            ("mount_path", Kind::Value(v)) => seal.mount_path = string(item, v)?,
+            ("namespace", Kind::Value(v)) => seal.namespace = Some(string(item, v)?).filter(|n| !n.is_empty()),
+            ("disable_renewal", Kind::Value(v)) => seal.disable_renewal = boolean(item, v)?,
+            ("tls_ca_cert", Kind::Value(v)) => seal.tls_ca_cert = Some(PathBuf::from(non_empty_string(item, v)?)),
+            ("tls_skip_verify", Kind::Value(v)) => seal.tls_skip_verify = boolean(item, v)?,
+            (key, _) => return Err(unknown_key(key, item.line, "seal \"transit\"", TRANSIT_SEAL_KEYS)),
+        }
+    }
+    // Vault's words: `Error configuring seal "transit": key_name is required`.
+    if seal.key_name.trim().is_empty() {
+        return Err(ConfigError::invalid(line, "seal \"transit\": key_name is required"));
+    }
+    let mount = seal.mount_path.trim().trim_matches('/');
+    if mount.is_empty() {
+        return Err(ConfigError::invalid(line, "seal \"transit\": mount_path is required"));
+    }
+    seal.mount_path = format!("{mount}/");
+    Ok(seal)
+}
+
 fn single_label<'a>(stanza: &str, labels: &'a [String], line: Option<usize>) -> Result<&'a str, ConfigError> {
     match labels {
         [label] => Ok(label),
@@ -810,7 +908,6 @@ fn single_label<'a>(stanza: &str, labels: &'a [String], line: Option<usize>) -> 
 fn unknown_key(key: &str, line: Option<usize>, place: &str, accepted: &[&str]) -> ConfigError {
     let hint = match (place, key) {
         ("the top level", "backend") => " (`backend` is the old name of `storage`)",
-        ("the top level", "seal") => " (auto-unseal is not supported: cairn unseals with key shares)",
         ("the top level", "audit") => {
             " (audit devices are not configured in the file: cairn's ledger records every request)"
         }
@@ -968,6 +1065,7 @@ pub fn reloadable_changes(old: &ServerConfig, new: &ServerConfig) -> ReloadPlan 
     restart(old.max_lease_ttl != new.max_lease_ttl, "max_lease_ttl");
     restart(old.disable_mlock != new.disable_mlock, "disable_mlock");
     restart(old.pid_file != new.pid_file, "pid_file");
+    restart(old.seal != new.seal, "seal");
     plan.tls_reload = old
         .listeners
         .iter()
@@ -1216,7 +1314,7 @@ ui                = true
             message,
             "unknown key `foo` in the top level; accepted keys: api_addr, cluster_addr, cluster_name, \
              default_lease_ttl, disable_mlock, listener, log_level, login_rate_burst, login_rate_limit, \
-             max_lease_ttl, pid_file, storage, ui"
+             max_lease_ttl, pid_file, seal, storage, ui"
         );
         let (message, line) =
             refuse(&MINIMAL.replace("tls_disable = true", "tls_disable = true\n  max_request_size = 10"));
@@ -1229,15 +1327,74 @@ ui                = true
         let (message, line) = refuse(&MINIMAL.replace("path = \"/data\"", "path = \"/data\"\n  node_id = \"n1\""));
         assert_eq!(line, Some(3));
         assert_eq!(message, "unknown key `node_id` in storage \"sled\"; accepted keys: path");
-        for stanza in
-            ["seal \"transit\" {\n}\n", "telemetry {\n}\n", "ha_storage \"raft\" {\n}\n", "backend \"file\" {\n}\n"]
-        {
+        for stanza in ["telemetry {\n}\n", "ha_storage \"raft\" {\n}\n", "backend \"file\" {\n}\n"] {
             let (message, line) = refuse(&format!("{MINIMAL}{stanza}"));
             assert!(message.starts_with("unknown key"), "{message}");
             assert_eq!(line, Some(7), "{stanza}");
         }
-        let (message, _) = refuse(&format!("{MINIMAL}seal \"awskms\" {{\n}}\n"));
-        assert!(message.contains("auto-unseal is not supported"), "{message}");
+        let (message, line) = refuse(&format!("{MINIMAL}seal \"awskms\" {{\n}}\n"));
+        assert!(message.starts_with("seal \"awskms\" is not supported; cairn supports seal \"transit\""), "{message}");
+        assert_eq!(line, Some(7));
+    }
+
+    const TRANSIT: &str = "seal \"transit\" {\n  address = \"http://127.0.0.1:8210\"\n  token = \"s.secret-token\"\n  key_name = \"autounseal\"\n  mount_path = \"transit/\"\n}\n";
+
+    #[test]
+    fn a_transit_seal_is_read_and_its_token_never_printed() {
+        let config = parse(&format!("{MINIMAL}{TRANSIT}"));
+        let seal = config.seal.clone().expect("a seal");
+        assert_eq!(seal.address.as_deref(), Some("http://127.0.0.1:8210"));
+        assert_eq!(seal.token.as_deref().map(String::as_str), Some("s.secret-token"));
+        assert_eq!((seal.key_name.as_str(), seal.mount_path.as_str()), ("autounseal", "transit/"));
+        assert!(!format!("{config:?}").contains("s.secret-token"), "Debug must redact the token");
+        // The mount path is normalised; the token and address may come from the environment.
+        let bare = parse(&format!(
+            "{MINIMAL}seal \"transit\" {{\n  key_name = \"k\"\n  mount_path = \"/keys/transit\"\n  namespace = \"ns1\"\n  disable_renewal = \"true\"\n  tls_skip_verify = 1\n  tls_ca_cert = \"/ca.pem\"\n}}\n"
+        ));
+        let seal = bare.seal.expect("a seal");
+        assert_eq!(seal.mount_path, "keys/transit/");
+        assert!(seal.token.is_none() && seal.address.is_none());
+        assert_eq!(seal.namespace.as_deref(), Some("ns1"));
+        assert!(seal.disable_renewal && seal.tls_skip_verify);
+        assert_eq!(seal.tls_ca_cert, Some(PathBuf::from("/ca.pem")));
+        // JSON, as Vault's `.json` configs write it.
+        let json = parse(
+            r#"{"storage": {"sled": {"path": "d"}}, "listener": {"tcp": {"tls_disable": 1}}, "seal": {"transit": {"key_name": "k", "mount_path": "transit"}}}"#,
+        );
+        assert_eq!(json.seal.map(|s| s.mount_path), Some("transit/".to_owned()));
+        // A changed seal needs a restart.
+        let other = parse(&format!("{MINIMAL}{}", TRANSIT.replace("autounseal", "other")));
+        assert_eq!(reloadable_changes(&config, &other).restart_required, vec!["seal".to_owned()]);
+    }
+
+    #[test]
+    fn transit_seal_errors_use_vaults_words_and_name_the_line() {
+        let (message, line) = refuse(&format!("{MINIMAL}{}", TRANSIT.replace("  key_name = \"autounseal\"\n", "")));
+        assert_eq!(message, "seal \"transit\": key_name is required");
+        assert_eq!(line, Some(7));
+        let (message, _) =
+            refuse(&format!("{MINIMAL}{}", TRANSIT.replace("mount_path = \"transit/\"", "mount_path = \"/\"")));
+        assert_eq!(message, "seal \"transit\": mount_path is required");
+        let (message, line) =
+            refuse(&format!("{MINIMAL}{}", TRANSIT.replace("  token", "  tls_client_cert = \"/c.pem\"\n  token")));
+        assert!(
+            message.starts_with(
+                "unknown key `tls_client_cert` in seal \"transit\"; accepted keys: address, disable_renewal"
+            ),
+            "{message}"
+        );
+        assert_eq!(line, Some(9));
+        let (message, _) = refuse(&format!("{MINIMAL}{}", TRANSIT.replace("http://", "ftp://")));
+        assert!(message.starts_with("`address` must be a URL starting with http:// or https://"), "{message}");
+        let (message, _) = refuse(&format!("{MINIMAL}{}", TRANSIT.replace("\"s.secret-token\"", "\"\"")));
+        assert_eq!(message, "`token` cannot be empty");
+        let (message, line) = refuse(&format!("{MINIMAL}{TRANSIT}{TRANSIT}"));
+        assert_eq!(message, "only one seal stanza is allowed (the first is at line 7)");
+        assert_eq!(line, Some(13));
+        let (message, _) = refuse(&format!("{MINIMAL}seal = \"transit\"\n"));
+        assert!(message.starts_with("`seal` must be a stanza"), "{message}");
+        let (message, _) = refuse(&format!("{MINIMAL}seal \"transit\" \"x\" {{\n}}\n"));
+        assert!(message.starts_with("a seal stanza takes exactly one label"), "{message}");
     }
 
     #[test]
@@ -1404,8 +1561,8 @@ ui                = true
         assert_eq!(single.listeners, vec![ListenerConfig { address: DEFAULT_ADDRESS, tls: None }]);
 
         let (message, line) =
-            refuse(r#"{"storage": {"sled": {"path": "d"}}, "listener": {"tcp": {"tls_disable": 1}}, "seal": {}}"#);
-        assert!(message.starts_with("unknown key `seal`"), "{message}");
+            refuse(r#"{"storage": {"sled": {"path": "d"}}, "listener": {"tcp": {"tls_disable": 1}}, "telemetry": {}}"#);
+        assert!(message.starts_with("unknown key `telemetry`"), "{message}");
         assert_eq!(line, None);
         let (message, _) = refuse(r#"{"storage": "sled"}"#);
         assert!(message.contains("`storage` must be an object"), "{message}");

@@ -164,6 +164,8 @@ pub struct SealStatus {
     pub progress: usize,
     pub nonce: String,
     pub recovery_seal: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recovery_seal_type: Option<&'static str>,
     pub version: &'static str,
     pub build_date: &'static str,
     pub migration: bool,
@@ -187,6 +189,8 @@ pub struct Core {
     snapshotting: Mutex<()>,
     /// Set for `storage "raft"` once the cluster side has started.
     cluster: std::sync::OnceLock<Arc<crate::cluster::Node>>,
+    /// The auto-unseal key service (`seal` stanza), set once at start.
+    auto_seal: std::sync::OnceLock<Arc<crate::seal::AutoSeal>>,
 }
 
 fn ledger_dir(data_dir: &Path) -> PathBuf {
@@ -261,6 +265,7 @@ impl Core {
             settings,
             snapshotting: Mutex::new(()),
             cluster: std::sync::OnceLock::new(),
+            auto_seal: std::sync::OnceLock::new(),
         })
     }
 
@@ -338,6 +343,40 @@ impl Core {
         self.state.load().seal.is_initialized()
     }
 
+    /// Configures auto-unseal (once, at start, before any init or unseal).
+    pub fn set_auto_seal(&self, seal: crate::seal::AutoSeal) -> Result<(), CoreError> {
+        self.auto_seal.set(Arc::new(seal)).map_err(|_| CoreError::Internal("auto-unseal is already configured".into()))
+    }
+
+    /// The configured auto-unseal type (`"transit"`), if any.
+    pub fn auto_seal_kind(&self) -> Option<&'static str> {
+        self.auto_seal.get().map(|s| s.kind())
+    }
+
+    /// Unseals through the auto-unseal key service, with no human: `Ok(true)` once unsealed
+    /// (also if it already was), `Ok(false)` when there is nothing to do (no seal configured,
+    /// not initialized, or initialized with key shares only). The server calls it at start and
+    /// after init; a cluster node calls it once its replicated ledger is initialized.
+    pub async fn auto_unseal(&self) -> Result<bool, CoreError> {
+        let Some(seal) = self.auto_seal.get() else { return Ok(false) };
+        if self.barrier.read().await.is_some() {
+            return Ok(true);
+        }
+        let state = self.state.load_full();
+        if state.seal.init.is_none() {
+            return Ok(false);
+        }
+        let Some(recorded) = state.seal.auto_sealed.as_ref() else {
+            tracing::warn!(
+                "the barrier was initialized with key shares: unseal it with them (seal migration is not supported)"
+            );
+            return Ok(false);
+        };
+        let root_key = seal.unwrap(recorded).await.map_err(|e| CoreError::Internal(e.to_string()))?;
+        self.unseal_with_root_key(root_key, false).await?;
+        Ok(true)
+    }
+
     /// The unsealed parts, or `None` while sealed.
     pub async fn unsealed(&self) -> Option<Arc<Unsealed>> {
         self.barrier.read().await.clone()
@@ -347,15 +386,17 @@ impl Core {
         let state = self.state.load();
         let init = state.seal.init.as_ref();
         let progress = self.unseal.lock().map(|p| (p.shares.len(), p.nonce.clone())).unwrap_or_default();
+        let auto = self.auto_seal_kind().or(state.seal.auto_sealed.as_ref().map(|_| "transit"));
         SealStatus {
-            kind: "shamir",
+            kind: auto.unwrap_or("shamir"),
             initialized: init.is_some(),
             sealed: !unsealed,
             t: init.map(|i| i.secret_threshold).unwrap_or(0),
             n: init.map(|i| i.secret_shares).unwrap_or(0),
             progress: progress.0,
             nonce: progress.1,
-            recovery_seal: false,
+            recovery_seal: auto.is_some(),
+            recovery_seal_type: auto.map(|_| "shamir"),
             version: VERSION,
             build_date: "",
             migration: false,
@@ -366,7 +407,9 @@ impl Core {
     }
 
     /// `sys/init`: creates the ledger with its genesis and the initial events. The server
-    /// stays sealed. Returns the unseal key shares and the root token, shown once.
+    /// stays sealed. Returns the unseal key shares and the root token, shown once. With an
+    /// auto-unseal key service (not in dev mode), the root key is also wrapped by it
+    /// (`RootKeyAutoSealed`) and the shares are recovery shares.
     pub async fn init(
         &self,
         shares: usize,
@@ -393,18 +436,8 @@ impl Core {
             std::fs::rename(&dir, &aside)
                 .map_err(|e| CoreError::Internal(format!("cannot move aside {}: {e}", dir.display())))?;
         }
-        let keys = InitKeys::generate()?;
-        let env = env_from(&keys.keyring_key, 1, &keys.hmac_key);
-        let (drafts, root_token) = initial_events(
-            u8::try_from(shares).unwrap_or(u8::MAX),
-            u8::try_from(threshold).unwrap_or(u8::MAX),
-            &keys,
-            root_token_id,
-            dev,
-            &env,
-        )?;
-        let signing = LedgerKey::from_seed(&keys.signing_seed)
-            .ok_or_else(|| CoreError::Internal("generated signing key is weak".into()))?;
+        let InitDrafts { keys, drafts, root_token, signing } =
+            self.init_drafts(shares, threshold, root_token_id, dev).await?;
         let entries = initial_entries(&drafts)?;
         let receipts = {
             let l = tokio::task::spawn_blocking(move || Ledger::create(&dir, signing, Options::default()))
@@ -421,6 +454,37 @@ impl Core {
         self.state.store(Arc::new(state));
         let shares = shamir::split(&keys.unseal_key, shares, threshold)?;
         Ok((shares, root_token, keys.unseal_key))
+    }
+
+    /// New keys and the initial events. With an auto-unseal key service (not in dev mode),
+    /// the root key is also wrapped by it (`RootKeyAutoSealed`).
+    async fn init_drafts(
+        &self,
+        shares: usize,
+        threshold: usize,
+        root_token_id: Option<&str>,
+        dev: bool,
+    ) -> Result<InitDrafts, CoreError> {
+        let keys = InitKeys::generate()?;
+        let auto_sealed = match self.auto_seal.get().filter(|_| !dev) {
+            Some(seal) => Some(seal.wrap(&keys.root_key).await.map_err(|e| CoreError::Internal(e.to_string()))?),
+            None => None,
+        };
+        let env = env_from(&keys.keyring_key, 1, &keys.hmac_key);
+        let (mut drafts, root_token) = initial_events(
+            u8::try_from(shares).unwrap_or(u8::MAX),
+            u8::try_from(threshold).unwrap_or(u8::MAX),
+            &keys,
+            root_token_id,
+            dev,
+            &env,
+        )?;
+        if let Some(e) = auto_sealed {
+            drafts.insert(1, commands::Drafted { event: migrations::Event::RootKeyAutoSealed(e), slots: Vec::new() });
+        }
+        let signing = LedgerKey::from_seed(&keys.signing_seed)
+            .ok_or_else(|| CoreError::Internal("generated signing key is weak".into()))?;
+        Ok(InitDrafts { keys, drafts, root_token, signing })
     }
 
     /// `sys/init` on a cluster node: it bootstraps a cluster of itself if it is in none,
@@ -447,18 +511,8 @@ impl Core {
             return Err(CoreError::Internal("this node is not the cluster's leader; initialize the leader".into()));
         }
         node.cluster.ensure_leader_applied().await.map_err(|e| unavailable(e.to_string()))?;
-        let keys = InitKeys::generate()?;
-        let env = env_from(&keys.keyring_key, 1, &keys.hmac_key);
-        let (drafts, root_token) = initial_events(
-            u8::try_from(shares).unwrap_or(u8::MAX),
-            u8::try_from(threshold).unwrap_or(u8::MAX),
-            &keys,
-            root_token_id,
-            dev,
-            &env,
-        )?;
-        let signing = LedgerKey::from_seed(&keys.signing_seed)
-            .ok_or_else(|| CoreError::Internal("generated signing key is weak".into()))?;
+        let InitDrafts { keys, drafts, root_token, signing } =
+            self.init_drafts(shares, threshold, root_token_id, dev).await?;
         let entries = initial_entries(&drafts)?;
         let genesis = Ledger::genesis_frame(&signing, &Options::default())?;
         let proposed = |o: crate::cluster::Outcome| match o {
@@ -508,13 +562,19 @@ impl Core {
 
     /// Unseals with the unseal key itself (after combining shares, or in dev mode).
     pub async fn unseal_with(&self, unseal_key: &[u8; 32], dev: bool) -> Result<(), CoreError> {
+        let init = self.state.load().seal.init.clone().ok_or(CoreError::NotInitialized)?;
+        let root_key = unwrap_key(unseal_key, &init.wrapped_root_key, ROOT_KEY_CONTEXT)?;
+        self.unseal_with_root_key(root_key, dev).await
+    }
+
+    /// Unseals with the root key (opened by the unseal key or by the auto-unseal service).
+    async fn unseal_with_root_key(&self, root_key: Zeroizing<[u8; 32]>, dev: bool) -> Result<(), CoreError> {
         let mut barrier = self.barrier.write().await;
         if barrier.is_some() {
             return Ok(());
         }
         let state = self.state.load_full();
         let init = state.seal.init.clone().ok_or(CoreError::NotInitialized)?;
-        let root_key = unwrap_key(unseal_key, &init.wrapped_root_key, ROOT_KEY_CONTEXT)?;
         let mut keyring = Keyring::new();
         for (term, t) in &state.seal.keyring {
             keyring.insert(*term, &*unwrap_key(&root_key, &t.wrapped_key, KEYRING_CONTEXT)?);
@@ -668,6 +728,14 @@ impl Core {
         }
         Ok(committed)
     }
+}
+
+/// What `sys/init` makes before anything is written.
+struct InitDrafts {
+    keys: InitKeys,
+    drafts: Vec<commands::Drafted>,
+    root_token: String,
+    signing: LedgerKey,
 }
 
 /// The initial events as ledger entries (system actor, no request).

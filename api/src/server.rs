@@ -76,6 +76,11 @@ pub async fn run(args: ServerArgs) -> Result<(), ServerError> {
                 login_rate_limit: config.login_rate_limit,
             };
             let core = Arc::new(Core::open(&config.storage.path, settings)?);
+            if let Some(seal) = &config.seal {
+                let transit = crate::seal::TransitSeal::new(seal, |name| std::env::var(name).ok())
+                    .map_err(|e| ServerError::Usage(e.to_string()))?;
+                core.set_auto_seal(crate::seal::AutoSeal::Transit(transit))?;
+            }
             if let Some(pid) = &config.pid_file {
                 std::fs::write(pid, std::process::id().to_string())?;
             }
@@ -235,6 +240,9 @@ async fn serve(
         ),
         None => println!("                 Storage: sled (data directory {})", core.data_dir().display()),
     }
+    if let Some(kind) = core.auto_seal_kind() {
+        println!("                    Seal: {kind} (auto-unseal; recovery shares unseal while it is down)");
+    }
     println!("                 Version: cairn {}\n", crate::core::VERSION);
     println!("==> cairn server started! Log data will stream in below:\n");
     if let Some(b) = &banner {
@@ -260,12 +268,15 @@ async fn serve(
     let leases = tokio::spawn(crate::leases::scheduler(core.clone()));
     let hup = tokio::spawn(reload_on_hup(reload, tls));
     let snapshots = tokio::spawn(write_snapshots(core.clone()));
+    // Auto-unseal at start, retried with back-off while the key service is down.
+    let auto_unseal = tokio::spawn(crate::seal::auto_unseal_with_retry(core.clone()));
     let router = crate::http::router(core.clone());
     let result = bound.serve(router, shutdown_signal()).await;
     expiry.abort();
     leases.abort();
     hup.abort();
     snapshots.abort();
+    auto_unseal.abort();
     // Stop writing: the sequencer and ledger close when the last handle goes. A cluster
     // node hands leadership on first.
     core.seal(ledger::Actor::system()).await?;

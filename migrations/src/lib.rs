@@ -113,6 +113,7 @@ catalogue! {
     0x0101 => KeyringRotated(KeyringRotated),
     0x0102 => Unsealed(Unsealed),
     0x0103 => SealedByOperator(SealedByOperator),
+    0x0104 => RootKeyAutoSealed(RootKeyAutoSealed),
     0x0200 => MountEnabled(MountEnabled),
     0x0201 => MountTuned(MountTuned),
     0x0202 => MountDisabled(MountDisabled),

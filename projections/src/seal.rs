@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use migrations::{Initialized, KeyringRotated};
+use migrations::{Initialized, KeyringRotated, RootKeyAutoSealed};
 
 /// One keyring term as recorded (wrapped under the root key).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -18,6 +18,9 @@ pub struct SealState {
     /// The `Initialized` event, once there is one.
     pub init: Option<Initialized>,
     pub keyring: BTreeMap<u32, KeyringTerm>,
+    /// The root key wrapped by an external key service (auto-unseal), when the barrier was
+    /// initialized with one; the `Initialized` shares are then recovery shares.
+    pub auto_sealed: Option<RootKeyAutoSealed>,
 }
 
 impl SealState {

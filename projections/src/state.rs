@@ -48,6 +48,7 @@ impl State {
         match event {
             Event::Initialized(e) => self.seal.initialized(e),
             Event::KeyringRotated(e) => self.seal.keyring_rotated(e, env.time),
+            Event::RootKeyAutoSealed(e) => self.seal.auto_sealed = Some(e.clone()),
             Event::Unsealed(_) | Event::SealedByOperator(_) => {}
             Event::MountEnabled(e) => self.mounts.enabled(e, env.time),
             Event::MountTuned(e) => self.mounts.tuned(e),

@@ -1,6 +1,8 @@
 //! The `sys/` endpoints that answer without a token and while sealed: `init`,
 //! `seal-status`, `unseal`, `health`, `leader` — raw JSON, no envelope — and `seal`.
 
+use std::sync::Arc;
+
 use axum::http::Method;
 use base64::Engine;
 use serde_json::{Value, json};
@@ -11,7 +13,7 @@ use crate::http::request::VaultRequest;
 use crate::http::{Ctx, Handled};
 
 /// Answers the unauthenticated endpoints; `None` for every other path.
-pub async fn unauthenticated(core: &Core, req: &VaultRequest) -> Option<Reply> {
+pub async fn unauthenticated(core: &Arc<Core>, req: &VaultRequest) -> Option<Reply> {
     let path = req.path.trim_end_matches('/');
     let m = &req.method;
     Some(match path {
@@ -50,13 +52,17 @@ fn core_error(e: CoreError) -> Reply {
     }
 }
 
-async fn init(core: &Core, req: &VaultRequest) -> Reply {
+async fn init(core: &Arc<Core>, req: &VaultRequest) -> Reply {
     let shares = req.get("secret_shares").and_then(as_u64).unwrap_or(0);
     let threshold = req.get("secret_threshold").and_then(as_u64).unwrap_or(0);
     if req.get("pgp_keys").is_some_and(|v| !v.is_null())
+        || req.get("recovery_pgp_keys").is_some_and(|v| !v.is_null())
         || req.get("root_token_pgp_key").is_some_and(|v| v.as_str().is_some_and(|s| !s.is_empty()))
     {
         return Reply::error(400, "PGP-encrypted key shares are not supported by this server");
+    }
+    if let Some(kind) = core.auto_seal_kind() {
+        return init_auto(core, req, kind, shares, threshold).await;
     }
     let (shares, threshold) =
         (usize::try_from(shares).unwrap_or(usize::MAX), usize::try_from(threshold).unwrap_or(usize::MAX));
@@ -66,6 +72,55 @@ async fn init(core: &Core, req: &VaultRequest) -> Reply {
             let b64: Vec<String> =
                 keys.iter().map(|k| base64::engine::general_purpose::STANDARD.encode(&**k)).collect();
             Reply::Raw(200, json!({ "keys": hex, "keys_base64": b64, "root_token": root_token }))
+        }
+        Err(e) => core_error(e),
+    }
+}
+
+/// `sys/init` with an auto-unseal seal: recovery shares, then unseal through the key service
+/// at once (as OpenBao does). `secret_shares`/`secret_threshold` must be absent or 0.
+async fn init_auto(core: &Arc<Core>, req: &VaultRequest, kind: &str, shares: u64, threshold: u64) -> Reply {
+    let given: Vec<&str> = [("secret_shares", shares), ("secret_threshold", threshold)]
+        .iter()
+        .filter(|(_, v)| *v != 0)
+        .map(|(name, _)| *name)
+        .collect();
+    if !given.is_empty() {
+        return Reply::error(400, format!("parameters {} not applicable to seal type {kind}", given.join(",")));
+    }
+    let rshares = req.get("recovery_shares").and_then(as_u64).unwrap_or(0);
+    let rthreshold = req.get("recovery_threshold").and_then(as_u64).unwrap_or(0);
+    if rshares > 1 && rthreshold < 2 {
+        return Reply::error(
+            400,
+            "invalid recovery configuration: threshold must be greater than one for multiple shares",
+        );
+    }
+    let (rshares, rthreshold) =
+        (usize::try_from(rshares).unwrap_or(usize::MAX), usize::try_from(rthreshold).unwrap_or(usize::MAX));
+    if let Err(e) = crate::shamir::check_config(rshares, rthreshold) {
+        return Reply::error(
+            400,
+            e.to_string().replace("invalid seal configuration", "invalid recovery configuration"),
+        );
+    }
+    match core.init(rshares, rthreshold, None, false).await {
+        Ok((keys, root_token, _)) => {
+            // Unseal now; if the key service fails in between, keep trying in the background.
+            match core.auto_unseal().await {
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "auto-unseal after init failed; retrying in the background");
+                    tokio::spawn(crate::seal::auto_unseal_with_retry(core.clone()));
+                }
+            }
+            let hex: Vec<String> = keys.iter().map(|k| hex::encode(&**k)).collect();
+            let b64: Vec<String> =
+                keys.iter().map(|k| base64::engine::general_purpose::STANDARD.encode(&**k)).collect();
+            Reply::Raw(
+                200,
+                json!({ "keys": [], "keys_base64": [], "recovery_keys": hex, "recovery_keys_base64": b64, "root_token": root_token }),
+            )
         }
         Err(e) => core_error(e),
     }

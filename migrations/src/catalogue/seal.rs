@@ -39,3 +39,22 @@ pub struct Unsealed {
 /// An operator sealed the server (`sys/seal`).
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, serde::Serialize, serde::Deserialize)]
 pub struct SealedByOperator {}
+
+/// The root key, wrapped by an external key service at init (auto-unseal, Vault's `seal`
+/// stanza). Recorded in the same batch as [`Initialized`], whose Shamir shares are then
+/// *recovery* shares: they still open the root key by themselves (cairn's deviation from
+/// Vault, where recovery keys only authorize operations), so the server can be unsealed
+/// while the key service is down.
+///
+/// Nothing here is secret without the key service: the ciphertext opens only through it.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, serde::Serialize, serde::Deserialize)]
+pub struct RootKeyAutoSealed {
+    /// The seal type (`"transit"`).
+    pub seal_type: String,
+    /// The transit mount path (`"transit/"`) and key name used at init: informative, the
+    /// running configuration says where to decrypt.
+    pub mount_path: String,
+    pub key_name: String,
+    /// The key service's ciphertext of the root key (transit: `vault:v1:…`).
+    pub ciphertext: String,
+}
