@@ -75,6 +75,27 @@ enum RaftCommand {
         server: ServerAddress,
         node_id: String,
     },
+    /// Save the cluster's ledger to a file, or restore one into a new cluster.
+    #[command(subcommand)]
+    Snapshot(SnapshotCommand),
+}
+
+#[derive(Subcommand)]
+enum SnapshotCommand {
+    /// Save every durable frame of the ledger to FILE (needs sudo on
+    /// `sys/storage/raft/snapshot`).
+    Save {
+        #[command(flatten)]
+        server: ServerAddress,
+        file: PathBuf,
+    },
+    /// Restore FILE into a new cluster (not initialized); then unseal it with the keys of
+    /// the cluster the snapshot came from.
+    Restore {
+        #[command(flatten)]
+        server: ServerAddress,
+        file: PathBuf,
+    },
 }
 
 #[derive(Args)]
@@ -347,6 +368,22 @@ fn raft_command(cmd: RaftCommand) -> ExitCode {
                 let joined = answer.is_some_and(|a| a["joined"] == serde_json::json!(true));
                 anyhow::ensure!(joined, "the node did not join");
                 println!("Joined: true");
+            }
+            RaftCommand::Snapshot(SnapshotCommand::Save { server, file }) => {
+                let remote = api::remote::Remote::new(&server.address, server.token, server.ca_cert.as_deref())?;
+                let bytes = block_on(remote.bytes("GET", "sys/storage/raft/snapshot", None))??;
+                let dir = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+                let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+                std::io::Write::write_all(&mut tmp, &bytes)?;
+                tmp.as_file().sync_all()?;
+                tmp.persist(&file)?;
+                println!("Snapshot saved to {} ({} bytes)", file.display(), bytes.len());
+            }
+            RaftCommand::Snapshot(SnapshotCommand::Restore { server, file }) => {
+                let remote = api::remote::Remote::anonymous(&server.address, server.ca_cert.as_deref())?;
+                let bytes = std::fs::read(&file).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+                block_on(remote.bytes("POST", "sys/storage/raft/snapshot", Some(bytes)))??;
+                println!("Snapshot restored; unseal the cluster with the keys of the cluster it came from");
             }
             RaftCommand::RemovePeer { server, node_id } => {
                 let remote = api::remote::Remote::new(&server.address, server.token, server.ca_cert.as_deref())?;

@@ -73,6 +73,29 @@ impl Remote {
         Err(RemoteError::Refused { status, message: error_message(&body) })
     }
 
+    /// A raw body: `GET` the bytes at `path`, or `POST` `body` to it (snapshots).
+    pub async fn bytes(&self, method: &str, path: &str, body: Option<Vec<u8>>) -> Result<Vec<u8>, RemoteError> {
+        let unreachable = |e: reqwest::Error| RemoteError::Unreachable {
+            address: self.address.clone(),
+            reason: crate::auth::jwt_verify::http::describe(&e),
+        };
+        let method = reqwest::Method::from_bytes(method.as_bytes()).map_err(|e| RemoteError::Usage(e.to_string()))?;
+        let mut request = self.client.request(method, format!("{}/v1/{path}", self.address));
+        if !self.token.is_empty() {
+            request = request.header("X-Vault-Token", &self.token);
+        }
+        if let Some(b) = body {
+            request = request.header("Content-Type", "application/octet-stream").body(b);
+        }
+        let response = request.send().await.map_err(unreachable)?;
+        let status = response.status().as_u16();
+        if status < 400 {
+            return Ok(response.bytes().await.map_err(unreachable)?.to_vec());
+        }
+        let body: Value = response.json().await.unwrap_or_default();
+        Err(RemoteError::Refused { status, message: error_message(&body) })
+    }
+
     async fn get(&self, path: &str, query: &[(&str, String)]) -> Result<reqwest::Response, RemoteError> {
         let unreachable = |e: reqwest::Error| RemoteError::Unreachable {
             address: self.address.clone(),

@@ -72,6 +72,31 @@ impl Node {
         Outcome::decode(&reply).ok_or_else(|| SequencerError::Unavailable("unreadable apply outcome".into()))
     }
 
+    /// Restores a snapshot into this new cluster: bootstraps it if needed, then proposes
+    /// the frames in order; each is checked and replicated like any frame. Returns the
+    /// last seq. Nothing is left half-done on a refusal before the first frame; a refusal
+    /// later leaves the frames before it (a prefix of a valid ledger, which verifies).
+    pub async fn restore(&self, frames: &[&[u8]]) -> Result<u64, String> {
+        if !self.cluster.is_initialized() {
+            self.cluster.bootstrap().await.map_err(|e| e.to_string())?;
+        }
+        self.cluster.set_electable(true).await;
+        if !self.wait_leader(Duration::from_secs(10)).await {
+            return Err("this node is not the cluster's leader".into());
+        }
+        self.cluster.ensure_leader_applied().await.map_err(|e| e.to_string())?;
+        let mut last_seq = 0;
+        for frame in frames {
+            match self.propose(frame.to_vec()).await.map_err(|e| e.to_string())? {
+                Outcome::Written { last_seq: s } => last_seq = s,
+                other => return Err(format!("frame after event {last_seq}: {other:?}")),
+            }
+        }
+        // Sealed until unsealed with the snapshot's keys: stop standing for election.
+        self.cluster.set_electable(false).await;
+        Ok(last_seq)
+    }
+
     /// Joins the cluster through the node at `leader_api_addr` (its API address): asks it
     /// where the leader's cluster listener is, then asks to be added.
     pub async fn join(&self, leader_api_addr: &str) -> Result<(), String> {

@@ -241,6 +241,10 @@ async fn run(api: &Api, http: HttpRequest<Body>, remote_addr: String, id: &str) 
     }
     let bytes = to_bytes(body, MAX_BODY).await.map_err(|_| Reply::error(413, "http: request body too large"))?;
     let content_type = parts.headers.get("content-type").and_then(|v| v.to_str().ok());
+    // A snapshot restore carries the snapshot itself as the body, not JSON.
+    if let Some(reply) = crate::sys::raft::restore(&api.core, method.as_str(), &path, &bytes).await {
+        return Ok(reply);
+    }
     let mut data = parse_body(&method, content_type, &bytes)?;
     let list = method.as_str() == "LIST" || query.get("list").is_some_and(|v| matches!(v.as_str(), "true" | "1"));
     if method == Method::GET {

@@ -28,6 +28,7 @@ pub fn needs_sudo(path: &str, op: Operation) -> bool {
         || p == "auth/token/revoke-orphan"
         || (p == "auth/token/accessors" && op == Operation::List)
         || p.starts_with("sys/ledger/") && p != "sys/ledger/keys"
+        || p == "sys/storage/raft/snapshot"
         || p.starts_with("sys/leases/revoke-prefix")
         || p.starts_with("sys/leases/revoke-force")
         || (p.starts_with("sys/leases/lookup") && op == Operation::List)

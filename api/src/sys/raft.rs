@@ -1,7 +1,15 @@
 //! `sys/storage/raft/…`, Vault's shapes: `join` (unauthenticated, on the joining node),
-//! `configuration` (the peers, as `bao operator raft list-peers` reads them) and
-//! `remove-peer`. On a single node (`storage "sled"`) every path is 404, as OpenBao
+//! `configuration` (the peers, as `bao operator raft list-peers` reads them),
+//! `remove-peer`, and `snapshot` (save with GET; restore with POST, also
+//! `snapshot-force`). On a single node (`storage "sled"`) every path is 404, as OpenBao
 //! answers on storage without raft.
+//!
+//! **Snapshots** are the ledger itself: [`SNAPSHOT_MAGIC`], then every durable frame as
+//! stored. A snapshot is restored only into a new cluster (not initialized): its frames
+//! are proposed one by one, so each is checked (chain, Merkle root, signature) and
+//! replicated like any other, and the cluster's ledger becomes the snapshot's, byte for
+//! byte. Restoring over an initialized cluster is refused: its ledger is append-only and
+//! is never replaced. The restored cluster is unsealed with the snapshot's keys.
 
 use serde_json::json;
 
@@ -63,6 +71,43 @@ pub async fn join(core: &Core, req: &VaultRequest) -> Option<Reply> {
 /// Tries of a join request before it answers.
 const JOIN_ATTEMPTS: usize = 10;
 
+/// The first bytes of a snapshot file, with its format number.
+pub const SNAPSHOT_MAGIC: &[u8; 12] = b"CAIRNSNP\0\0\0\x01";
+
+/// `POST sys/storage/raft/snapshot[-force]` with the snapshot as the raw body, answered
+/// before the body is read as JSON. Into a new cluster only (see the module docs), so it
+/// needs no token, as `sys/init` does not.
+pub async fn restore(core: &Core, method: &str, path: &str, body: &[u8]) -> Option<Reply> {
+    let path = path.trim_end_matches('/');
+    if !matches!(path, "sys/storage/raft/snapshot" | "sys/storage/raft/snapshot-force")
+        || !matches!(method, "POST" | "PUT")
+    {
+        return None;
+    }
+    let node = core.cluster()?;
+    if core.is_initialized() || node.applier.ledger().is_some() {
+        return Some(Reply::error(
+            400,
+            "cairn restores a snapshot only into a new cluster (not initialized): a cluster's ledger is append-only and is never replaced",
+        ));
+    }
+    let Some(frames) = body.strip_prefix(SNAPSHOT_MAGIC.as_slice()) else {
+        return Some(Reply::error(400, "not a cairn snapshot (bad magic or format)"));
+    };
+    let frames = match ledger::replica::split_frames(frames) {
+        Ok(f) if !f.is_empty() => f,
+        Ok(_) => return Some(Reply::error(400, "the snapshot holds no frames")),
+        Err(e) => return Some(Reply::error(400, format!("bad snapshot: {e}"))),
+    };
+    match node.restore(&frames).await {
+        Ok(last_seq) => {
+            tracing::info!(events = last_seq, "snapshot restored; unseal with the snapshot's keys");
+            Some(Reply::NoContent)
+        }
+        Err(e) => Some(Reply::error(400, format!("cannot restore the snapshot: {e}"))),
+    }
+}
+
 /// The authenticated `sys/storage/raft/*` paths.
 pub async fn handle(ctx: &Ctx<'_>, tail: &str) -> Result<Handled, Reply> {
     let Some(node) = ctx.core().cluster() else {
@@ -71,8 +116,13 @@ pub async fn handle(ctx: &Ctx<'_>, tail: &str) -> Result<Handled, Reply> {
     let method = ctx.req.method.as_str();
     match tail {
         "configuration" if method == "GET" => Ok(Handled::Read(Reply::data(configuration(node)))),
+        "snapshot" if method == "GET" => snapshot(node).await,
         "remove-peer" if matches!(method, "PUT" | "POST") => remove_peer(ctx, node).await,
-        "configuration" | "remove-peer" => Err(super::unsupported_operation()),
+        "configuration" | "remove-peer" | "snapshot" => Err(super::unsupported_operation()),
+        "snapshot-force" => Err(Reply::error(
+            400,
+            "cairn restores a snapshot only into a new cluster (not initialized): a cluster's ledger is append-only and is never replaced",
+        )),
         _ => Err(super::unsupported()),
     }
 }
@@ -109,4 +159,17 @@ async fn remove_peer(ctx: &Ctx<'_>, node: &Node) -> Result<Handled, Reply> {
     node.cluster.remove(id).await.map_err(|e| Reply::error(500, format!("failed to remove peer: {e}")))?;
     tracing::info!(peer = %id, "removed from the cluster");
     Ok(Handled::Read(Reply::NoContent))
+}
+
+/// `GET sys/storage/raft/snapshot`: every durable frame of this node's ledger.
+async fn snapshot(node: &Node) -> Result<Handled, Reply> {
+    let ledger = node.applier.ledger().ok_or_else(|| Reply::error(500, "no ledger yet"))?;
+    let frames = tokio::task::spawn_blocking(move || ledger.durable_frames())
+        .await
+        .map_err(|e| Reply::error(500, format!("snapshot stopped: {e}")))?
+        .map_err(|e| Reply::error(500, format!("cannot read the ledger: {e}")))?;
+    let mut bytes = Vec::with_capacity(SNAPSHOT_MAGIC.len() + frames.len());
+    bytes.extend_from_slice(SNAPSHOT_MAGIC);
+    bytes.extend_from_slice(&frames);
+    Ok(Handled::Read(Reply::Bytes(200, "application/octet-stream", bytes)))
 }
