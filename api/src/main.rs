@@ -347,7 +347,7 @@ fn raft_command(cmd: RaftCommand) -> ExitCode {
                 match format {
                     TableFormat::Json => println!("{}", serde_json::to_string_pretty(&servers)?),
                     TableFormat::Table => {
-                        println!("{:<16} {:<24} {:<10} {}", "Node", "Address", "State", "Voter");
+                        println!("{:<16} {:<24} {:<10} Voter", "Node", "Address", "State");
                         for s in servers.as_array().into_iter().flatten() {
                             let state = if s["leader"] == serde_json::json!(true) { "leader" } else { "follower" };
                             println!(

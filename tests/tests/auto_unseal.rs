@@ -233,3 +233,60 @@ fn a_wrong_token_is_refused_at_init_and_the_server_stays_uninitialized() -> Resu
     ensure!(seal_status(&cairn)?["initialized"] == json!(false), "nothing was initialized");
     Ok(())
 }
+
+/// A three-node cluster with a transit seal: every node unseals itself (a joined node as
+/// soon as the replicated ledger holds the initialisation), and a node killed and started
+/// again rejoins unsealed, with no human.
+#[test]
+fn a_cluster_with_a_transit_seal_restarts_without_humans() -> Result<()> {
+    let service = key_service()?;
+    let raft_node = |id: &str, join: Option<&str>| {
+        ConfigServer::start_with(Options {
+            target: Some(Target::Cairn),
+            config: seal_stanza(&service),
+            raft: Some(e2e::Raft {
+                node_id: id.into(),
+                retry_join: join.map(|a| vec![a.to_owned()]).unwrap_or_default(),
+            }),
+            ..Options::default()
+        })
+    };
+    let first = raft_node("node1", None)?;
+    let (root, _recovery) = init(&first)?;
+    wait_sealed(&first, false, UNSEAL_WITHIN)?;
+    let mut nodes = vec![first];
+    for id in ["node2", "node3"] {
+        let n = raft_node(id, Some(&nodes[0].addr()))?;
+        nodes.push(n);
+    }
+    for n in &nodes[1..] {
+        wait_sealed(n, false, Duration::from_secs(60))?;
+    }
+    let enable = nodes[0].http(
+        "POST",
+        "/v1/sys/mounts/secret",
+        Some(&root),
+        Some(r#"{"type":"kv","options":{"version":"2"}}"#),
+    )?;
+    ensure!(enable.status == 204, "enable: {} {}", enable.status, enable.body);
+    let write = nodes[2].http("PUT", "/v1/secret/data/app", Some(&root), Some(r#"{"data":{"v":"1"}}"#))?;
+    ensure!(write.status == 200, "write: {} {}", write.status, write.body);
+    // Kill one node (whichever), start it again: it unseals itself and serves.
+    nodes[1].kill()?;
+    nodes[1].start_again()?;
+    wait_sealed(&nodes[1], false, UNSEAL_WITHIN)?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = nodes[1].http("GET", "/v1/secret/data/app", Some(&root), None)?;
+        if r.status == 200 {
+            assert_eq!(r.json()?["data"]["data"]["v"], "1");
+            break;
+        }
+        ensure!(Instant::now() < deadline, "the restarted node did not serve: {} {}", r.status, r.body);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for n in &mut nodes {
+        n.stop(STOP_WITHIN)?;
+    }
+    Ok(())
+}

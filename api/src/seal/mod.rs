@@ -89,6 +89,12 @@ pub async fn auto_unseal_with_retry(core: Arc<Core>) {
                 tracing::info!("auto-unsealed through the key service");
                 return;
             }
+            // A cluster node that is not initialized yet gets its ledger by replication
+            // (after joining): wait for it.
+            Ok(false) if core.cluster().is_some() && !core.is_initialized() && core.auto_seal_kind().is_some() => {
+                tokio::time::sleep(RETRY_FIRST).await;
+                continue;
+            }
             Ok(false) => return,
             Err(e) => {
                 if core.unsealed().await.is_some() {
