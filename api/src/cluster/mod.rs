@@ -11,6 +11,7 @@
 
 pub mod applier;
 pub mod forward;
+pub mod node_key;
 
 use std::sync::Arc;
 use std::time::Duration;
