@@ -21,7 +21,7 @@ use crate::hash::{Hash, event_hash};
 use crate::keys::PublicKey;
 use crate::merkle::{Frontier, inclusion_ranges, range_hashes_streaming, verify_inclusion};
 use crate::segments::FrameScan;
-use crate::system::{KIND_GENESIS, KIND_KEY_ROTATION, SystemEvent};
+use crate::system::{KIND_GENESIS, KIND_KEY_REGISTERED, KIND_KEY_ROTATION, SystemEvent};
 use crate::verify::{Report, Verifier, VerifyOptions, failed_report, resolve_segments_dir};
 
 pub const BUNDLE_MAGIC: [u8; 8] = *b"CAIRNBDL";
@@ -67,7 +67,7 @@ pub fn export(dir: &Path, out: &Path, from: Option<u64>, to: Option<u64>) -> Res
             .apply(&frame)
             .map_err(|v| Error::Corrupt { seq: v.seq, reason: format!("{} (run `cairn ledger verify`)", v.reason) })?;
         for fe in &frame.events {
-            if matches!(fe.event.kind, KIND_GENESIS | KIND_KEY_ROTATION) {
+            if matches!(fe.event.kind, KIND_GENESIS | KIND_KEY_ROTATION | KIND_KEY_REGISTERED) {
                 key_events.push(KeyEvent { seq: fe.event.seq, bytes: fe.event.encode() });
             }
         }
@@ -199,7 +199,8 @@ fn read_start<R: Read>(r: &mut R, ledger_id: [u8; 16], start_seq: u64) -> std::r
     if size != start_seq - 1 || anchor.last_seq != size || anchor.head != head || anchor.root != frontier.root() {
         return Err("bundle start state does not match its checkpoint".into());
     }
-    let mut keys: Vec<KeyRecord> = Vec::new();
+    // The key events replayed onto an otherwise empty chain give the key set.
+    let mut keyed = ChainState { ledger_id: Some(ledger_id), ..ChainState::empty() };
     let mut previous_key: Option<PublicKey> = None;
     let mut last = 0u64;
     for _ in 0..read_u32(r)? {
@@ -221,39 +222,55 @@ fn read_start<R: Read>(r: &mut R, ledger_id: [u8; 16], start_seq: u64) -> std::r
         if !verify_inclusion(&event_hash(&bytes), ev.seq - 1, size, &proof, &anchor.root) {
             return Err(format!("key event {} is not proven to be in the ledger", ev.seq));
         }
+        let started = !keyed.keys.is_empty();
         match SystemEvent::decode(ev.kind, ev.kind_version, &ev.body)
             .map_err(|e| format!("key event {}: {e}", ev.seq))?
         {
-            Some(SystemEvent::Genesis { ledger_id: id, key }) if ev.seq == 1 && keys.is_empty() => {
+            Some(SystemEvent::Genesis { ledger_id: id, key }) if ev.seq == 1 && !started => {
                 if id != ledger_id {
                     return Err("genesis names another ledger".into());
                 }
                 let key = PublicKey::from_bytes(&key).ok_or("genesis key is invalid or weak")?;
-                keys.push(KeyRecord { key, registered_at: 1, retired_at: None });
+                keyed.keys.push(KeyRecord { key, registered_at: 1, retired_at: None });
             }
-            Some(SystemEvent::KeyRotation { old_key, new_key, proof }) if !keys.is_empty() => {
-                let current = keys.last().map(|k| k.key).ok_or("no key")?;
-                if current.id() != old_key {
-                    return Err(format!("key rotation {} does not start from the current key", ev.seq));
-                }
+            Some(event @ SystemEvent::KeyRotation { old_key, new_key, proof }) if started => {
+                let old = keyed
+                    .active_keys()
+                    .find(|k| k.id() == old_key)
+                    .copied()
+                    .ok_or_else(|| format!("key rotation {} does not start from an active key", ev.seq))?;
                 let key = SystemEvent::verify_rotation(&ledger_id, &old_key, &new_key, &proof)
                     .ok_or_else(|| format!("key rotation {} has an invalid proof", ev.seq))?;
-                if let Some(k) = keys.last_mut() {
-                    k.retired_at = Some(ev.seq);
+                if key.id() != old_key && keyed.is_active(key.id()) {
+                    return Err(format!("key rotation {} is to a key already active", ev.seq));
                 }
-                previous_key = Some(current);
-                keys.push(KeyRecord { key, registered_at: ev.seq, retired_at: None });
+                previous_key = Some(old);
+                keyed.record_key_event(ev.seq, &event);
+            }
+            Some(event @ SystemEvent::KeyRegistered { key, proof }) if started => {
+                let key = SystemEvent::verify_registration(&ledger_id, &key, &proof)
+                    .ok_or_else(|| format!("key registration {} has an invalid proof", ev.seq))?;
+                if keyed.key_record(key.id()).is_some() {
+                    return Err(format!("key registration {} registers a key twice", ev.seq));
+                }
+                keyed.record_key_event(ev.seq, &event);
             }
             _ => return Err(format!("event {} is not a key event in sequence", ev.seq)),
         }
     }
-    let current = keys.last().map(|k| k.key).ok_or("bundle start has no genesis key")?;
-    // A rotation in the frame ending at the anchor takes effect after it, so the anchor
-    // may carry the previous key's signature.
-    let signed = anchor.verify(&ledger_id, &current) || previous_key.is_some_and(|k| anchor.verify(&ledger_id, &k));
+    if keyed.keys.is_empty() {
+        return Err("bundle start has no genesis key".into());
+    }
+    // The anchor's frame was signed by a key active when it began. Key events in that frame
+    // took effect after it, so accept the keys active now and the one the last rotation
+    // retired (a registration in the anchor's own frame cannot be told apart, and its key
+    // is the ledger's anyway).
+    let signed = keyed.active_keys().any(|k| anchor.verify(&ledger_id, k))
+        || previous_key.is_some_and(|k| anchor.verify(&ledger_id, &k));
     if !signed {
         return Err("bundle start checkpoint signature is invalid".into());
     }
+    let keys = keyed.keys;
     Ok(ChainState {
         ledger_id: Some(ledger_id),
         next_seq: start_seq,

@@ -30,7 +30,9 @@ pub enum Error {
     NotFound(PathBuf),
     #[error("a ledger already exists at {}", .0.display())]
     AlreadyExists(PathBuf),
-    #[error("the signing key does not match the ledger's current key {expected}")]
+    /// The key given to open a ledger is not one of its active checkpoint keys; `expected`
+    /// is the most recently registered active key.
+    #[error("the signing key is not an active key of the ledger (its current key is {expected})")]
     WrongKey { expected: KeyId },
     #[error("ledger index: {0}")]
     Index(String),

@@ -87,14 +87,17 @@ impl Ledger {
     }
 
     /// Builds the next frame from `entries` on top of the durable chain, signed with `key`.
-    /// All or nothing, as [`Ledger::commit`]. The caller (a cluster leader) must not build
+    /// Every node refuses the frame unless `key` is one of the ledger's active checkpoint
+    /// keys (genesis, rotation or [`crate::Entry::RegisterKey`]; see
+    /// [`ChainState::is_active`]); this is not checked here, so that the refusal happens in
+    /// one place, the same on every node. All or nothing, as [`Ledger::commit`]. The caller (a cluster leader) must not build
     /// another frame before this one is appended or abandoned.
     pub fn prepare(&self, entries: Vec<crate::Entry>, key: &LedgerKey) -> Result<Prepared> {
         if let Some(reason) = self.shared.failure() {
             return Err(Error::Failed(reason));
         }
         let chain = self.shared.chain();
-        let submission = submission_of(&self.shared, chain.next_seq, entries)?;
+        let submission = submission_of(&self.shared, &chain, entries)?;
         let time = (self.clock)().max(chain.last_time);
         let built = build_frame(&chain, key, &self.shared.ledger_id, time, &[submission.drafts.as_slice()]);
         Ok(Prepared { frame: built.frame, receipts: built.receipts.into_iter().flatten().collect() })

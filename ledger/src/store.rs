@@ -224,7 +224,8 @@ impl Ledger {
 
     /// Opens an existing ledger: recovers a torn tail, checks everything written since the
     /// index was last saved (hash chain, Merkle roots, signatures), and starts the writer.
-    /// `key` must be the ledger's current checkpoint key.
+    /// `key` must be one of the ledger's active checkpoint keys (the current key, on a
+    /// single-node ledger).
     pub fn open(dir: &Path, key: LedgerKey, opts: Options) -> Result<Ledger> {
         Ledger::open_with(dir, Some(key), opts)
     }
@@ -238,10 +239,10 @@ impl Ledger {
         let lock = lock_dir(dir)?;
         let index = open_index(dir, false)?;
         let recovered = crate::recovery::recover(&fs, &seg_dir, &index)?;
-        let expected = recovered.chain.current_key().map(|k| k.id()).unwrap_or_default();
         if let Some(key) = &key
-            && expected != key.id()
+            && !recovered.chain.is_active(key.id())
         {
+            let expected = recovered.chain.current_key().map(|k| k.id()).unwrap_or_default();
             return Err(Error::WrongKey { expected });
         }
         let ledger_id = recovered.chain.ledger_id.unwrap_or_default();

@@ -1,5 +1,5 @@
 //! The ledger's own event kinds (FORMAT.md, "System events"): genesis, signing-key
-//! rotation and payload erasure. Their bodies use the canonical codec, not bincode, because
+//! rotation, signing-key registration and payload erasure. Their bodies use the canonical codec, not bincode, because
 //! an offline verifier in any language must read them.
 
 use crate::checkpoint::LedgerId;
@@ -9,9 +9,13 @@ use crate::keys::{KeyId, LedgerKey, PublicKey};
 pub const KIND_GENESIS: u16 = 0x0001;
 pub const KIND_KEY_ROTATION: u16 = 0x0002;
 pub const KIND_PAYLOAD_ERASED: u16 = 0x0003;
+pub const KIND_KEY_REGISTERED: u16 = 0x0004;
 
 /// Domain prefix of the new key's proof of possession in a rotation.
 pub const ROTATION_DOMAIN: &[u8] = b"cairn.key-rotation.v1\0";
+
+/// Domain prefix of a registered key's proof of possession.
+pub const REGISTRATION_DOMAIN: &[u8] = b"cairn.key-registration.v1\0";
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SystemEvent {
@@ -23,6 +27,11 @@ pub enum SystemEvent {
     KeyRotation { old_key: KeyId, new_key: [u8; 32], proof: [u8; 64] },
     /// The key slots `slots` of event `target` were zeroed: those payloads are gone.
     PayloadErased { target: u64, slots: Vec<u8> },
+    /// Adds `key` to the keys that may sign checkpoints, from the next frame on, retiring
+    /// none (each node of a cluster signs the frames it builds with its own key). The frame
+    /// holding this event is signed by a key already active; `proof` is the new key's
+    /// signature over `REGISTRATION_DOMAIN ‖ ledger id ‖ key`.
+    KeyRegistered { key: [u8; 32], proof: [u8; 64] },
 }
 
 impl SystemEvent {
@@ -31,6 +40,7 @@ impl SystemEvent {
             SystemEvent::Genesis { .. } => KIND_GENESIS,
             SystemEvent::KeyRotation { .. } => KIND_KEY_ROTATION,
             SystemEvent::PayloadErased { .. } => KIND_PAYLOAD_ERASED,
+            SystemEvent::KeyRegistered { .. } => KIND_KEY_REGISTERED,
         }
     }
 
@@ -46,6 +56,9 @@ impl SystemEvent {
             SystemEvent::PayloadErased { target, slots } => {
                 e.u64(*target).short_bytes(slots);
             }
+            SystemEvent::KeyRegistered { key, proof } => {
+                e.raw(key).raw(proof);
+            }
         }
         e.into_vec()
     }
@@ -53,7 +66,7 @@ impl SystemEvent {
     /// Decodes the body of a system event of `kind` (version 1); `Ok(None)` for a kind
     /// that is not a system kind.
     pub fn decode(kind: u16, kind_version: u16, body: &[u8]) -> Result<Option<SystemEvent>, DecodeError> {
-        if !matches!(kind, KIND_GENESIS | KIND_KEY_ROTATION | KIND_PAYLOAD_ERASED) {
+        if !matches!(kind, KIND_GENESIS | KIND_KEY_ROTATION | KIND_PAYLOAD_ERASED | KIND_KEY_REGISTERED) {
             return Ok(None);
         }
         if kind_version != 1 {
@@ -65,6 +78,7 @@ impl SystemEvent {
             KIND_KEY_ROTATION => {
                 SystemEvent::KeyRotation { old_key: KeyId(d.array()?), new_key: d.array()?, proof: d.array()? }
             }
+            KIND_KEY_REGISTERED => SystemEvent::KeyRegistered { key: d.array()?, proof: d.array()? },
             _ => {
                 let target = d.u64()?;
                 let slots = d.short_bytes()?.to_vec();
@@ -102,6 +116,27 @@ impl SystemEvent {
         let key = PublicKey::from_bytes(new_key)?;
         key.verify(&Self::rotation_message(ledger_id, old_key, new_key), proof).then_some(key)
     }
+
+    /// The message a key signs to prove it is held by whoever registers it.
+    pub fn registration_message(ledger_id: &LedgerId, key: &[u8; 32]) -> Vec<u8> {
+        let mut e = Encoder::with_capacity(REGISTRATION_DOMAIN.len() + 48);
+        e.raw(REGISTRATION_DOMAIN).raw(ledger_id).raw(key);
+        e.into_vec()
+    }
+
+    /// A registration of `key` in ledger `ledger_id`, with its proof of possession.
+    pub fn registration(ledger_id: &LedgerId, key: &LedgerKey) -> SystemEvent {
+        let public = key.public().to_bytes();
+        let proof = key.sign(&Self::registration_message(ledger_id, &public));
+        SystemEvent::KeyRegistered { key: public, proof }
+    }
+
+    /// Checks a registration's proof of possession (strictly; weak keys refused) and
+    /// returns the key if it is valid.
+    pub fn verify_registration(ledger_id: &LedgerId, key: &[u8; 32], proof: &[u8; 64]) -> Option<PublicKey> {
+        let public = PublicKey::from_bytes(key)?;
+        public.verify(&Self::registration_message(ledger_id, key), proof).then_some(public)
+    }
 }
 
 #[cfg(test)]
@@ -116,6 +151,7 @@ mod tests {
             SystemEvent::Genesis { ledger_id: id, key: k.public().to_bytes() },
             SystemEvent::rotation(&id, KeyId([1; 8]), &k),
             SystemEvent::PayloadErased { target: 9, slots: vec![0, 2] },
+            SystemEvent::registration(&id, &k),
         ];
         for ev in events {
             let body = ev.encode();
@@ -138,5 +174,25 @@ mod tests {
         assert!(SystemEvent::verify_rotation(&id, &old_key, &new_key, &proof).is_some());
         assert!(SystemEvent::verify_rotation(&[4u8; 16], &old_key, &new_key, &proof).is_none());
         assert!(SystemEvent::verify_rotation(&id, &KeyId([2; 8]), &new_key, &proof).is_none());
+    }
+
+    #[test]
+    fn registration_proof_binds_key_and_ledger() {
+        let k = LedgerKey::generate().expect("rng");
+        let id = [3u8; 16];
+        let SystemEvent::KeyRegistered { key, proof } = SystemEvent::registration(&id, &k) else {
+            unreachable!("registration builds a registration")
+        };
+        assert_eq!(SystemEvent::verify_registration(&id, &key, &proof), Some(k.public()));
+        assert!(SystemEvent::verify_registration(&[4u8; 16], &key, &proof).is_none());
+        let other = LedgerKey::generate().expect("rng").public().to_bytes();
+        assert!(SystemEvent::verify_registration(&id, &other, &proof).is_none());
+        let mut bad = proof;
+        bad[0] ^= 1;
+        assert!(SystemEvent::verify_registration(&id, &key, &bad).is_none());
+        // The identity point is weak: refused even before the signature is looked at.
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        assert!(SystemEvent::verify_registration(&id, &identity, &proof).is_none());
     }
 }

@@ -1,6 +1,13 @@
 //! Offline verification of a ledger directory or an exported bundle, with nothing but
 //! public keys: every link, every checkpoint signature, every Merkle root, seq continuity,
-//! key rotations, erasures. The report names the FIRST seq that breaks a rule, and why.
+//! key rotations and registrations, erasures. The report names the FIRST seq that breaks a
+//! rule, and why.
+//!
+//! A ledger may have several checkpoint keys at once (one per cluster node, each added by a
+//! `KeyRegistered` event): the report lists every key it ever had with the seqs that
+//! registered and retired it, and trusted keys pin the ledger if any one of them is among
+//! those keys — a forger cannot add a key without an active key's signature and the new
+//! key's proof of possession.
 
 use std::collections::BTreeSet;
 use std::ops::ControlFlow;
@@ -23,7 +30,8 @@ use crate::segments::SEGMENTS_DIR;
 /// What to check beyond the ledger's own consistency.
 #[derive(Default)]
 pub struct VerifyOptions {
-    /// When non-empty, at least one of the ledger's checkpoint keys must be one of these.
+    /// When non-empty, at least one of the ledger's checkpoint keys (genesis, rotated to or
+    /// registered; retired or not) must be one of these.
     pub trusted_keys: Vec<PublicKey>,
     /// A checkpoint saved earlier: the ledger must contain exactly that state (catches
     /// truncation and forks).
@@ -47,6 +55,7 @@ pub(crate) fn visit(opts: &mut VerifyOptions, v: &Verifier, frame: &crate::frame
     }
 }
 
+/// One checkpoint key of the ledger; active while `retired_at` is `None`.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct KeyReport {
     pub key_id: String,

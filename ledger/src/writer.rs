@@ -33,22 +33,52 @@ use crate::frame::{SEGMENT_HEADER_LEN, encode_frame, segment_file_name, segment_
 use crate::fs::LedgerFile;
 use crate::hash::event_hash;
 use crate::index::{FrameLoc, SavedState};
-use crate::keys::LedgerKey;
+use crate::keys::{KeyId, LedgerKey};
 use crate::seal::{KeySlot, SLOT_LEN};
 use crate::store::{Durable, Receipt, Shared, StoredEvent};
 use crate::system::SystemEvent;
 
 pub(crate) type Reply = oneshot::Sender<Result<Vec<Receipt>>>;
 
-/// What appenders send to the writer.
-/// One part of a [`crate::Ledger::commit`]: an event to append, or key slots of an
-/// earlier event to erase (appended as a PayloadErased event at that position).
+/// One part of a [`crate::Ledger::commit`] or [`crate::Ledger::prepare`]: an event to
+/// append, key slots of an earlier event to erase (appended as a PayloadErased event at
+/// that position), or a checkpoint key to register (a KeyRegistered event).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Entry {
     Event(EventDraft),
-    Erase { target: u64, slots: Vec<u8>, actor: Actor, request_id: [u8; 16] },
+    Erase {
+        target: u64,
+        slots: Vec<u8>,
+        actor: Actor,
+        request_id: [u8; 16],
+    },
+    /// Registers `key` as one more checkpoint key (from the next frame on). `proof` is its
+    /// proof of possession, [`SystemEvent::registration`] builds both; it is checked, and
+    /// a key the ledger already has (or had) is refused.
+    RegisterKey {
+        key: [u8; 32],
+        proof: [u8; 64],
+        actor: Actor,
+        request_id: [u8; 16],
+    },
 }
 
+impl Entry {
+    /// The entry registering `key` in ledger `ledger_id`, with its proof of possession
+    /// signed by `key` itself.
+    pub fn register_key(
+        ledger_id: &crate::checkpoint::LedgerId,
+        key: &LedgerKey,
+        actor: Actor,
+        request_id: [u8; 16],
+    ) -> Entry {
+        let public = key.public().to_bytes();
+        let proof = key.sign(&SystemEvent::registration_message(ledger_id, &public));
+        Entry::RegisterKey { key: public, proof, actor, request_id }
+    }
+}
+
+/// What appenders send to the writer.
 pub(crate) enum Request {
     Append {
         drafts: Vec<EventDraft>,
@@ -110,11 +140,13 @@ pub(crate) struct Submission {
     /// File positions of the key slots to zero once the frame is durable.
     pub erase: Vec<(PathBuf, u64)>,
     pub rotate_to: Option<LedgerKey>,
+    /// Keys registered by KeyRegistered events among the drafts.
+    pub registers: Vec<KeyId>,
 }
 
 impl Submission {
     pub fn plain(drafts: Vec<EventDraft>) -> Self {
-        Submission { drafts, erase: Vec::new(), rotate_to: None }
+        Submission { drafts, erase: Vec::new(), rotate_to: None, registers: Vec::new() }
     }
 }
 
@@ -221,6 +253,10 @@ impl Writer {
 
     fn process(&mut self, batch: Vec<Request>) {
         let failed = self.shared.failure();
+        // Keys registered by earlier requests of this batch: each request is checked
+        // against the chain alone, so a second registration of the same key in the same
+        // frame (which would make the frame invalid) is refused here.
+        let mut registering: Vec<KeyId> = Vec::new();
         let mut submissions = Vec::with_capacity(batch.len());
         let mut replies = Vec::with_capacity(batch.len());
         for req in batch {
@@ -246,7 +282,12 @@ impl Writer {
                     }
                 },
                 Request::Commit { entries, reply } => match self.prepare_commit(entries) {
+                    Ok(sub) if sub.registers.iter().any(|id| registering.contains(id)) => {
+                        let _ =
+                            reply.send(Err(Error::Invalid("a key in this commit is already being registered".into())));
+                    }
                     Ok(sub) => {
+                        registering.extend_from_slice(&sub.registers);
                         submissions.push(sub);
                         replies.push(reply);
                     }
@@ -259,7 +300,12 @@ impl Writer {
                         Ok(positions) => {
                             let body = SystemEvent::PayloadErased { target, slots }.encode();
                             let draft = system_draft(crate::system::KIND_PAYLOAD_ERASED, actor, request_id, body);
-                            submissions.push(Submission { drafts: vec![draft], erase: positions, rotate_to: None });
+                            submissions.push(Submission {
+                                drafts: vec![draft],
+                                erase: positions,
+                                rotate_to: None,
+                                registers: Vec::new(),
+                            });
                             replies.push(reply);
                         }
                         Err(e) => {
@@ -268,10 +314,21 @@ impl Writer {
                     }
                 }
                 Request::Rotate { key, actor, request_id, reply } => {
+                    let new = key.id();
+                    if new != signer.id() && (self.chain.is_active(new) || registering.contains(&new)) {
+                        let _ =
+                            reply.send(Err(Error::Invalid(format!("key {new} is already an active checkpoint key"))));
+                        continue;
+                    }
                     let ledger_id = self.shared.ledger_id;
                     let body = SystemEvent::rotation(&ledger_id, signer.id(), &key).encode();
                     let draft = system_draft(crate::system::KIND_KEY_ROTATION, actor, request_id, body);
-                    submissions.push(Submission { drafts: vec![draft], erase: Vec::new(), rotate_to: Some(*key) });
+                    submissions.push(Submission {
+                        drafts: vec![draft],
+                        erase: Vec::new(),
+                        rotate_to: Some(*key),
+                        registers: Vec::new(),
+                    });
                     replies.push(reply);
                 }
             }
@@ -294,7 +351,7 @@ impl Writer {
     }
 
     fn prepare_commit(&self, entries: Vec<Entry>) -> Result<Submission> {
-        submission_of(&self.shared, self.chain.next_seq, entries)
+        submission_of(&self.shared, &self.chain, entries)
     }
 
     fn prepare_erase(&self, target: u64, slots: &[u8]) -> Result<Vec<(PathBuf, u64)>> {
@@ -315,12 +372,14 @@ impl Writer {
         for s in &slots {
             *next.wraps.entry(s.term()).or_default() += 1;
         }
+        // Key events take effect as `ChainState::apply` would record them on reopening.
         for (sub, rs) in submissions.iter().zip(&receipts) {
-            if let (Some(new_key), Some(at)) = (&sub.rotate_to, rs.first().map(|r| r.seq)) {
-                if let Some(cur) = next.keys.iter_mut().rev().find(|k| k.retired_at.is_none()) {
-                    cur.retired_at = Some(at);
+            for (d, r) in sub.drafts.iter().zip(rs) {
+                if matches!(d.kind, crate::system::KIND_KEY_ROTATION | crate::system::KIND_KEY_REGISTERED)
+                    && let Ok(Some(ev)) = SystemEvent::decode(d.kind, d.kind_version, &d.body)
+                {
+                    next.record_key_event(r.seq, &ev);
                 }
-                next.keys.push(KeyRecord { key: new_key.public(), registered_at: at, retired_at: None });
             }
         }
         self.chain = next;
@@ -556,14 +615,16 @@ impl Writer {
     }
 }
 
-/// Turns entries into one submission on a ledger whose next seq is `next_seq`, refusing
-/// it whole if any part is invalid.
-pub(crate) fn submission_of(shared: &Shared, next_seq: u64, entries: Vec<Entry>) -> Result<Submission> {
+/// Turns entries into one submission on top of `chain`, refusing it whole if any part is
+/// invalid.
+pub(crate) fn submission_of(shared: &Shared, chain: &ChainState, entries: Vec<Entry>) -> Result<Submission> {
     if entries.is_empty() {
         return Err(Error::Invalid("nothing to commit".into()));
     }
+    let next_seq = chain.next_seq;
     let mut drafts = Vec::with_capacity(entries.len());
     let mut positions = Vec::new();
+    let mut registers: Vec<KeyId> = Vec::new();
     for entry in entries {
         match entry {
             Entry::Event(d) => {
@@ -575,9 +636,27 @@ pub(crate) fn submission_of(shared: &Shared, next_seq: u64, entries: Vec<Entry>)
                 let body = SystemEvent::PayloadErased { target, slots }.encode();
                 drafts.push(system_draft(crate::system::KIND_PAYLOAD_ERASED, actor, request_id, body));
             }
+            Entry::RegisterKey { key, proof, actor, request_id } => {
+                let public = SystemEvent::verify_registration(&shared.ledger_id, &key, &proof).ok_or_else(|| {
+                    Error::Invalid("key registration: the key is weak or its proof of possession is invalid".into())
+                })?;
+                let id = public.id();
+                if let Some(earlier) = chain.key_record(id) {
+                    return Err(Error::Invalid(format!(
+                        "key {id} is already registered (at seq {})",
+                        earlier.registered_at
+                    )));
+                }
+                if registers.contains(&id) {
+                    return Err(Error::Invalid(format!("key {id} is registered twice in one commit")));
+                }
+                registers.push(id);
+                let body = SystemEvent::KeyRegistered { key, proof }.encode();
+                drafts.push(system_draft(crate::system::KIND_KEY_REGISTERED, actor, request_id, body));
+            }
         }
     }
-    Ok(Submission { drafts, erase: positions, rotate_to: None })
+    Ok(Submission { drafts, erase: positions, rotate_to: None, registers })
 }
 
 /// Finds where the slots to erase live on disk, refusing anything that does not exist.
@@ -659,7 +738,7 @@ fn request_bytes(r: &Request) -> usize {
             .iter()
             .map(|e| match e {
                 Entry::Event(d) => d.body.len() + 128 + d.slots.len() * SLOT_LEN,
-                Entry::Erase { .. } => 128,
+                Entry::Erase { .. } | Entry::RegisterKey { .. } => 256,
             })
             .sum(),
         _ => 256,

@@ -25,6 +25,11 @@ multiplying it by the cofactor 8 gives the identity. This covers all 8
 small-order points in every encoding, canonical or not. Encodings that do not
 decode to a curve point at all are rejected.
 
+Checkpoint keys (§4, §8 step 7) are a set: Genesis, KeyRotation and
+KeyRegistered (0x0004) events add keys, rotations retire them, and a checkpoint
+may be signed by any key active when its frame began. A checkpoint not signed
+that way is reported at its frame's first seq, as §8 step 7 says.
+
 Choices where FORMAT.md leaves room (see the report that came with this file):
 - Frame CRCs are checked. A complete frame whose CRC fails is still run through
   the §8 rules first, so a changed event is reported at its own seq; if the
@@ -74,12 +79,14 @@ TAG_CHECKPOINT = 0x02
 KIND_GENESIS = 0x0001
 KIND_KEY_ROTATION = 0x0002
 KIND_PAYLOAD_ERASED = 0x0003
+KIND_KEY_REGISTERED = 0x0004
 SYSTEM_KIND_LIMIT = 0x0100
 
 EVENT_DOMAIN = b"cairn.event.v1\x00"
 KEY_ID_DOMAIN = b"cairn.key-id.v1\x00"
 CHECKPOINT_DOMAIN = b"cairn.checkpoint.v1\x00"
 ROTATION_DOMAIN = b"cairn.key-rotation.v1\x00"
+REGISTRATION_DOMAIN = b"cairn.key-registration.v1\x00"
 MERKLE_NODE_KEY_DOMAIN = b"cairn.merkle-node.v1"
 
 SEGMENT_NAME = re.compile(r"^(\d{20})\.seg$")
@@ -456,14 +463,27 @@ class Broken(Exception):
 
 
 @dataclass
+class KeyRecord:
+    public_key: bytes
+    registered_at: int
+    retired_at: int | None = None
+
+    def may_sign(self, first_seq: int) -> bool:
+        """Active when the frame starting at first_seq began (§8 step 7); the
+        Genesis key also signs its own frame."""
+        registered = self.registered_at < first_seq or self.registered_at == 1
+        return registered and (self.retired_at is None or self.retired_at >= first_seq)
+
+
+@dataclass
 class State:
     next_seq: int = 1
     head: bytes = bytes(32)
     last_time: int = 0
     tree: Frontier = field(default_factory=Frontier)
     ledger_id: bytes | None = None
-    keys: list[bytes] = field(default_factory=list)  # key chain, oldest first
-    current_key: bytes | None = None
+    # every checkpoint key the ledger registered, oldest first
+    keys: list[KeyRecord] = field(default_factory=list)
     checkpoints: int = 0
     # (seq, slot index) -> "erased" | "damaged", and slots named by erasures
     bad_slots: dict[tuple[int, int], str] = field(default_factory=dict)
@@ -499,8 +519,14 @@ def check_genesis(state: State, ev: Event) -> None:
         raise Broken(ev.seq, "Genesis ledger id differs from the segment headers'")
     if is_small_order_or_invalid(pk):
         raise Broken(ev.seq, "Genesis public key is weak (small order) or invalid")
-    state.keys.append(pk)
-    state.current_key = pk
+    state.keys.append(KeyRecord(pk, 1))
+
+
+def active_record(state: State, kid: bytes) -> KeyRecord | None:
+    for rec in state.keys:
+        if rec.retired_at is None and key_id(rec.public_key) == kid:
+            return rec
+    return None
 
 
 def check_rotation(state: State, ev: Event) -> bytes:
@@ -513,14 +539,41 @@ def check_rotation(state: State, ev: Event) -> bytes:
         r.finish()
     except DecodeError as exc:
         raise Broken(ev.seq, f"malformed KeyRotation body: {exc}") from exc
-    if old_kid != key_id(state.current_key):
-        raise Broken(ev.seq, "key rotation does not start from the current key")
+    old = active_record(state, old_kid)
+    if old is None:
+        raise Broken(ev.seq, "key rotation does not start from an active key")
     if is_small_order_or_invalid(new_pk):
         raise Broken(ev.seq, "key rotation to a weak (small-order) or invalid key")
     message = ROTATION_DOMAIN + state.ledger_id + old_kid + new_pk
     if not verify_strict(new_pk, message, proof):
         raise Broken(ev.seq, "key rotation proof of possession does not verify")
+    new_kid = key_id(new_pk)
+    if new_kid != old_kid and active_record(state, new_kid) is not None:
+        raise Broken(ev.seq, "key rotation to a key that is already active")
+    # Key events count at once for later events of the frame; which keys may
+    # sign the frame's checkpoint is decided by registered_at/retired_at.
+    old.retired_at = ev.seq
+    if active_record(state, new_kid) is None:
+        state.keys.append(KeyRecord(new_pk, ev.seq))
     return new_pk
+
+
+def check_registration(state: State, ev: Event) -> None:
+    r = Reader(ev.body)
+    try:
+        pk = r.take(32)
+        proof = r.take(64)
+        r.finish()
+    except DecodeError as exc:
+        raise Broken(ev.seq, f"malformed KeyRegistered body: {exc}") from exc
+    if is_small_order_or_invalid(pk):
+        raise Broken(ev.seq, "key registration of a weak (small-order) or invalid key")
+    if not verify_strict(pk, REGISTRATION_DOMAIN + state.ledger_id + pk, proof):
+        raise Broken(ev.seq, "key registration proof of possession does not verify")
+    kid = key_id(pk)
+    if any(key_id(rec.public_key) == kid for rec in state.keys):
+        raise Broken(ev.seq, "key registered twice")
+    state.keys.append(KeyRecord(pk, ev.seq))
 
 
 def check_erasure(state: State, ev: Event) -> None:
@@ -549,7 +602,8 @@ def check_system_event(state: State, ev: Event) -> bytes | None:
         raise Broken(ev.seq, "event 1 is not a Genesis")
     if ev.kind >= SYSTEM_KIND_LIMIT:
         return None
-    if ev.kind not in (KIND_GENESIS, KIND_KEY_ROTATION, KIND_PAYLOAD_ERASED):
+    if ev.kind not in (KIND_GENESIS, KIND_KEY_ROTATION, KIND_PAYLOAD_ERASED,
+                       KIND_KEY_REGISTERED):
         raise Broken(ev.seq, f"unknown system kind 0x{ev.kind:04x}")
     if ev.kind_version != 1:
         raise Broken(ev.seq, f"unknown version {ev.kind_version} of system kind "
@@ -561,6 +615,9 @@ def check_system_event(state: State, ev: Event) -> bytes | None:
         return None
     if ev.kind == KIND_KEY_ROTATION:
         return check_rotation(state, ev)
+    if ev.kind == KIND_KEY_REGISTERED:
+        check_registration(state, ev)
+        return None
     check_erasure(state, ev)
     return None
 
@@ -586,7 +643,7 @@ def check_event(state: State, frame: Frame, i: int) -> bytes | None:
     return new_key
 
 
-def check_checkpoint(state: State, frame: Frame) -> None:
+def check_checkpoint(state: State, frame: Frame, first_seq: int) -> None:
     """Steps 6 and 7."""
     cp = frame.checkpoint
     last = frame.events[-1]
@@ -600,11 +657,14 @@ def check_checkpoint(state: State, frame: Frame) -> None:
         raise Broken(last.seq, "checkpoint root does not match the Merkle root")
     if cp.time < last.time:
         raise Broken(last.seq, "checkpoint time is before its events' time")
-    if cp.key_id != key_id(state.current_key):
-        raise Broken(last.seq, "checkpoint is not signed by the current key")
+    signers = [rec.public_key for rec in state.keys
+               if rec.may_sign(first_seq) and key_id(rec.public_key) == cp.key_id]
+    if not signers:
+        raise Broken(first_seq, "checkpoint is not signed by a key active when its "
+                     "frame began")
     message = (CHECKPOINT_DOMAIN + state.ledger_id + cp.raw[1:1 + 8 + 32 + 32 + 8 + 8])
-    if not verify_strict(state.current_key, message, cp.signature):
-        raise Broken(last.seq, "checkpoint signature does not verify")
+    if not any(verify_strict(pk, message, cp.signature) for pk in signers):
+        raise Broken(first_seq, "checkpoint signature does not verify")
 
 
 def account_slots(state: State, frame: Frame, is_final: bool, first_seq: int) -> None:
@@ -634,15 +694,14 @@ def verify_frame(state: State, frame: Frame, is_final: bool) -> None:
             if rotation is not None:
                 raise Broken(ev.seq, "more than one key rotation in one frame")
             rotation = new_key
-    check_checkpoint(state, frame)
+    check_checkpoint(state, frame, first_seq)
     account_slots(state, frame, is_final, first_seq)
     if not frame.crc_ok:
         what = "torn tail" if is_final else "corrupt frame"
         raise Broken(first_seq, f"{what}: frame CRC mismatch")
     state.checkpoints += 1
-    if rotation is not None:  # step 8
-        state.keys.append(rotation)
-        state.current_key = rotation
+    # Step 8: key events already updated state.keys; their registered_at and
+    # retired_at make them count from the next frame on.
 
 
 def check_segment_header(data: bytes, state: State, name_seq: int) -> None:
@@ -690,7 +749,7 @@ def check_erasure_accounting(state: State) -> None:
 
 def check_trusted(state: State, trusted: list[bytes]) -> None:
     """Step 10."""
-    if trusted and not any(k in trusted for k in state.keys):
+    if trusted and not any(rec.public_key in trusted for rec in state.keys):
         raise Broken(1, "no key of the ledger's key chain is trusted")
 
 

@@ -128,6 +128,7 @@ fn row(env: &Envelope, requests: &HashMap<[u8; 16], (&str, &str)>) -> Row {
                 SystemEvent::Genesis { .. } => "Genesis",
                 SystemEvent::KeyRotation { .. } => "KeyRotation",
                 SystemEvent::PayloadErased { .. } => "PayloadErased",
+                SystemEvent::KeyRegistered { .. } => "KeyRegistered",
             }
             .into()
         }
