@@ -37,6 +37,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# The machine is shared: say what else was busy when each phase started.
+busy() { echo "$1: load average $(cut -d' ' -f1-3 /proc/loadavg); busiest other processes: $(ps -eo pcpu=,comm= --sort=-pcpu | grep -vE ' (cairn|wrk|ps|bash)$' | head -n 3 | awk '{printf "%s %s%%  ", $2, $1}')" >&2; }
 run() { WORKLOADS="$WORKLOADS" "$SHARED/load.sh" "$1" "$2" "$SECS" "$CONNS"; }
 echo "running: $WORKLOADS, ${SECS}s each, $CONNS connections" >&2
 
@@ -60,7 +62,7 @@ INIT=$(curl -sf -X PUT "$SADDR/v1/sys/init" -d '{"secret_shares":1,"secret_thres
 curl -sf -X PUT "$SADDR/v1/sys/unseal" -d "{\"key\":\"$(echo "$INIT" | jq -r '.keys_base64[0]')\"}" > /dev/null
 STOKEN=$(echo "$INIT" | jq -r .root_token)
 curl -sf -H "X-Vault-Token: $STOKEN" -X POST "$SADDR/v1/sys/mounts/secret" -d '{"type":"kv-v2"}' > /dev/null
-echo "single node: $SADDR" >&2
+busy "single node ($SADDR)"
 SINGLE_OUT=$(run "$SADDR" "$STOKEN")
 kill "$SPID"; wait "$SPID" 2>/dev/null || true; SPID=
 log_problems "$WORK/single/cairn.log" "single node"
@@ -68,7 +70,7 @@ log_problems "$WORK/single/cairn.log" "single node"
 # 2. three nodes, load on the leader.
 cluster_start
 L=$(find_leader 1 2 3)
-echo "cluster: leader node$L at ${NODE_ADDR[$L]}" >&2
+busy "cluster, leader node$L (${NODE_ADDR[$L]})"
 CLUSTER_OUT=$(run "${NODE_ADDR[$L]}" "$CTOKEN")
 LEADER_AFTER=$(find_leader 1 2 3 || echo none)
 [ "$LEADER_AFTER" = "$L" ] || echo "WARNING: the leader changed during the load: node$L -> node$LEADER_AFTER" >&2

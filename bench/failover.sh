@@ -16,8 +16,8 @@
 #      write sent after the kill ("writes"), and the first survivor to say is_self in
 #      sys/leader ("leader");
 #   3. the writer stops; the killed node is started again on the same config and data,
-#      unsealed, and timed until its raft_applied_index (sys/leader) equals the leader's
-#      ("catch-up", from the restart).
+#      unsealed ("unsealed": from the restart to the unseal's answer), and timed until its
+#      raft_applied_index (sys/leader) equals the leader's ("catch-up", from the restart).
 # Prints each round's times, then the median and worst of each.
 set -euo pipefail
 KILLS=${1:-10}
@@ -79,7 +79,7 @@ cluster_start
 echo "cluster up: ${NODE_ADDR[*]}" >&2
 
 WRITES=(); LEADERS=(); CATCHUPS=()
-printf "%-6s %-12s %-12s %10s %10s %10s %s\n" round killed "wrote via" "writes s" "leader s" "catch-up s" "failed writes (status:count)"
+printf "%-6s %-8s %-9s %9s %9s %10s %10s  %s\n" round killed "wrote via" "writes s" "leader s" "unsealed s" "catch-up s" "failed writes (status:count)"
 for round in $(seq "$KILLS"); do
   L=""; for _ in $(seq 100); do L=$(find_leader 1 2 3) && break; sleep 0.1; done
   [ -n "$L" ] || { echo "no leader before round $round" >&2; exit 1; }
@@ -113,6 +113,7 @@ for round in $(seq "$KILLS"); do
   T1=$EPOCHREALTIME
   node_start "$L"
   wait_until 30 "round $round: node$L unsealed again" node_unseal "$L"
+  unseal_s=$(elapsed "$T1" "$EPOCHREALTIME")
   caught_up() {
     local a b; a=$(applied_index "$NEW"); b=$(applied_index "$L")
     [ -n "$a" ] && [ "$a" != 0 ] && [ "$a" = "$b" ]
@@ -123,7 +124,7 @@ for round in $(seq "$KILLS"); do
   fi
   catch_s=$(elapsed "$T1" "$EPOCHREALTIME")
   WRITES+=("$write_s"); LEADERS+=("$leader_s"); CATCHUPS+=("$catch_s")
-  printf "%-6s %-12s %-12s %10s %10s %10s %s\n" "$round" "node$L" "node$VIA" "$write_s" "$leader_s" "$catch_s" "$failed"
+  printf "%-6s %-8s %-9s %9s %9s %10s %10s  %s\n" "$round" "node$L" "node$VIA" "$write_s" "$leader_s" "$unseal_s" "$catch_s" "$failed"
 done
 
 stats() { python3 -c 'import sys,statistics as s;v=[float(x) for x in sys.argv[1:]];print(f"median {s.median(v):.3f} s, worst {max(v):.3f} s")' "$@"; }

@@ -584,7 +584,14 @@ impl Core {
         let signing =
             LedgerKey::from_seed(&seed).ok_or_else(|| CoreError::Internal("stored signing key is weak".into()))?;
         if let Some(node) = self.cluster() {
-            let unsealed = self.unseal_node(node, signing, keyring, &hmac_key, root_key)?;
+            let data_dir = self.data_dir.clone();
+            let (id, rk) = (node.id.clone(), Zeroizing::new(*root_key));
+            let node_key =
+                tokio::task::spawn_blocking(move || crate::cluster::node_key::load_or_create(&data_dir, &id, &rk))
+                    .await
+                    .map_err(|e| CoreError::Internal(e.to_string()))?
+                    .map_err(CoreError::Internal)?;
+            let unsealed = self.unseal_node(node, signing, node_key, keyring, &hmac_key, root_key)?;
             *barrier = Some(unsealed.clone());
             drop(barrier);
             node.cluster.set_electable(true).await;
@@ -636,6 +643,7 @@ impl Core {
         &self,
         node: &Arc<crate::cluster::Node>,
         signing: LedgerKey,
+        node_key: LedgerKey,
         keyring: Keyring,
         hmac_key: &[u8; 32],
         root_key: Zeroizing<[u8; 32]>,
@@ -644,11 +652,13 @@ impl Core {
         for (term, count) in ledger.wraps() {
             keyring.set_wrap_count(term, count);
         }
+        let node_key = Arc::new(node_key);
         let signing = Arc::new(signing);
+        // Notes are signed by the init key until this node's own is registered (as leader).
         ledger.set_signer(signing.clone());
         let env = Arc::new(RealEnv { keyring: ArcSwap::from_pointee(keyring), hasher: KeyedHasher::derive(hmac_key) });
         let sequencer = Sequencer::default();
-        let committer = Arc::new(crate::cluster::ClusterCommitter { node: node.clone(), key: signing });
+        let committer = Arc::new(crate::cluster::ClusterCommitter { node: node.clone(), init_key: signing, node_key });
         let leadership = crate::cluster::watch_leadership(
             node.clone(),
             sequencer.clone(),

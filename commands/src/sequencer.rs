@@ -82,7 +82,13 @@ struct Job {
 #[derive(Clone, Default)]
 pub struct Sequencer {
     tx: Arc<RwLock<Option<mpsc::Sender<Job>>>>,
+    /// Set while a new leader prepares to run the sequencer: submissions wait for it
+    /// (bounded) instead of being refused.
+    starting: Arc<tokio::sync::watch::Sender<bool>>,
 }
+
+/// How long a submission waits for a sequencer that is starting.
+const START_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl Sequencer {
     /// Starts the sequencer on the current tokio runtime. `published` must already hold
@@ -99,12 +105,20 @@ impl Sequencer {
         let (tx, rx) = mpsc::channel(MAX_BATCH * 4);
         tokio::spawn(run(rx, committer, published, env));
         *self.tx.write().unwrap_or_else(|e| e.into_inner()) = Some(tx);
+        self.starting.send_replace(false);
+    }
+
+    /// The sequencer is about to start (a new leader catching up): until [`Sequencer::run`]
+    /// or [`Sequencer::stop`], submissions wait instead of being refused.
+    pub fn starting(&self) {
+        self.starting.send_replace(true);
     }
 
     /// Stops taking requests (the node lost leadership); those already queued still go to
     /// the committer, which refuses them.
     pub fn stop(&self) {
         *self.tx.write().unwrap_or_else(|e| e.into_inner()) = None;
+        self.starting.send_replace(false);
     }
 
     pub fn is_running(&self) -> bool {
@@ -113,7 +127,15 @@ impl Sequencer {
 
     /// Submits one request and waits until it is durable (or refused).
     pub async fn submit(&self, request: Request) -> Result<Committed, SequencerError> {
-        let tx = self.tx.read().unwrap_or_else(|e| e.into_inner()).clone().ok_or(SequencerError::NotLeader)?;
+        let current = || self.tx.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let tx = match current() {
+            Some(tx) => tx,
+            None => {
+                let mut starting = self.starting.subscribe();
+                let _ = tokio::time::timeout(START_WAIT, starting.wait_for(|s| !*s)).await;
+                current().ok_or(SequencerError::NotLeader)?
+            }
+        };
         let (reply, rx) = oneshot::channel();
         tx.send(Job { request, reply }).await.map_err(|_| SequencerError::Closed)?;
         rx.await.map_err(|_| SequencerError::Closed)?

@@ -296,7 +296,13 @@ fn killing_the_leader_under_load_loses_no_acknowledged_write() -> Result<()> {
     for n in &mut c.nodes {
         n.stop(Duration::from_secs(30))?;
     }
-    same_valid_ledgers(&c.nodes.iter().collect::<Vec<_>>())
+    same_valid_ledgers(&c.nodes.iter().collect::<Vec<_>>())?;
+    // Each leader signed with its own key, registered by event: the init key, the first
+    // leader's and the new leader's are all in the ledger.
+    let dir = c.nodes[0].data_dir().display().to_string();
+    let keys = e2e::stdout(&e2e::cairn(&["ledger", "public-key", "--data-dir", &dir])?);
+    assert!(keys.lines().filter(|l| l.starts_with("ed25519:")).count() >= 3, "{keys}");
+    Ok(())
 }
 
 #[test]

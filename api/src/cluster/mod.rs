@@ -158,14 +158,48 @@ fn commit_error(e: ClusterError) -> SequencerError {
 /// replicate it; done once applied here.
 pub struct ClusterCommitter {
     pub node: Arc<Node>,
-    pub key: Arc<LedgerKey>,
+    /// The ledger key from `sys/init`, which every node holds: it signs until this node's
+    /// own key is registered.
+    pub init_key: Arc<LedgerKey>,
+    /// This node's own key ([`node_key`]).
+    pub node_key: Arc<LedgerKey>,
+}
+
+impl ClusterCommitter {
+    /// This node's key once the ledger has registered it, else the init key.
+    fn signer(&self, ledger: &ledger::Ledger) -> &LedgerKey {
+        let id = self.node_key.id();
+        if ledger.keys().iter().any(|k| k.key.id() == id && k.is_active()) { &self.node_key } else { &self.init_key }
+    }
+
+    /// Registers this node's key in the ledger (a `KeyRegistered` event in a frame of its
+    /// own, signed by a key the ledger already trusts), unless it is registered already.
+    pub async fn register_node_key(&self) -> Result<(), SequencerError> {
+        let ledger = self.node.applier.ledger().ok_or(SequencerError::Closed)?;
+        let id = self.node_key.id();
+        if ledger.keys().iter().any(|k| k.key.id() == id) {
+            ledger.set_signer(self.node_key.clone());
+            return Ok(());
+        }
+        let entry =
+            Entry::register_key(&ledger.id(), &self.node_key, ledger::Actor::system(), crate::core::random_id());
+        let prepared = ledger.prepare(vec![entry], &self.init_key)?;
+        match self.node.propose(prepared.frame).await? {
+            Outcome::Written { .. } => {
+                tracing::info!(node = %self.node.id, key = %id, "this node's checkpoint key is registered");
+                ledger.set_signer(self.node_key.clone());
+                Ok(())
+            }
+            other => Err(SequencerError::Unavailable(format!("key registration: {other:?}"))),
+        }
+    }
 }
 
 impl Committer for ClusterCommitter {
     fn commit(&self, entries: Vec<Entry>) -> CommitFuture<'_> {
         Box::pin(async move {
             let ledger = self.node.applier.ledger().ok_or(SequencerError::Closed)?;
-            let prepared = ledger.prepare(entries, &self.key)?;
+            let prepared = ledger.prepare(entries, self.signer(&ledger))?;
             match self.node.propose(prepared.frame).await? {
                 Outcome::Written { last_seq } if prepared.receipts.last().map(|r| r.seq) == Some(last_seq) => {
                     Ok(prepared.receipts)
@@ -198,12 +232,20 @@ pub fn watch_leadership(
         loop {
             let leads = leader.borrow_and_update().as_deref() == Some(node.id.as_str());
             if leads && !sequencer.is_running() {
+                sequencer.starting();
                 match node.cluster.ensure_leader_applied().await {
                     Ok(()) => {
+                        // A new leader signs with its own key from its first batch on.
+                        if let Err(e) = committer.register_node_key().await {
+                            tracing::warn!(error = %e, "cannot register this node's key; signing with the cluster's");
+                        }
                         tracing::info!(node = %node.id, "leading: the sequencer starts");
                         sequencer.run(committer.clone(), state.clone(), env.clone());
                     }
-                    Err(e) => tracing::info!(error = %e, "not confirmed as leader"),
+                    Err(e) => {
+                        sequencer.stop();
+                        tracing::info!(error = %e, "not confirmed as leader");
+                    }
                 }
             } else if !leads && sequencer.is_running() {
                 tracing::info!(node = %node.id, "no longer leading: the sequencer stops");

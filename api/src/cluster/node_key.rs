@@ -33,10 +33,12 @@ pub fn load_or_create(data_dir: &Path, node_id: &str, root_key: &[u8; 32]) -> Re
     match std::fs::read(&file) {
         Ok(wrapped) => {
             let seed = Zeroizing::new(unwrap(root_key, &wrapped, &ctx).map_err(|_| {
-                format!("{} does not open with this cluster's keys (another cluster's, or another node's)", file.display())
+                format!(
+                    "{} does not open with this cluster's keys (another cluster's, or another node's)",
+                    file.display()
+                )
             })?);
-            let seed: &[u8; 32] =
-                seed.as_slice().try_into().map_err(|_| format!("{} holds no key", file.display()))?;
+            let seed: &[u8; 32] = seed.as_slice().try_into().map_err(|_| format!("{} holds no key", file.display()))?;
             LedgerKey::from_seed(seed).ok_or_else(|| format!("{} holds a weak key", file.display()))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => create(&file, &ctx, root_key),
