@@ -596,11 +596,16 @@ impl Core {
             drop(barrier);
             node.cluster.set_electable(true).await;
             if node.is_leader() {
-                // Who unsealed is recorded by the leader; a standby's unseal is in its log.
-                wait_running(&unsealed.sequencer).await;
-                if let Err(e) = unsealed.submit_as_system(Command::RecordUnsealed { dev }).await {
-                    tracing::warn!(error = %e, "could not record the unseal in the ledger");
-                }
+                // Who unsealed is recorded by the leader (a standby's unseal is in its log).
+                // In the background: a node restarted as a stale leader must not hold the
+                // unseal answer until its proposal times out.
+                let u = unsealed.clone();
+                tokio::spawn(async move {
+                    wait_running(&u.sequencer).await;
+                    if let Err(e) = u.submit_as_system(Command::RecordUnsealed { dev }).await {
+                        tracing::warn!(error = %e, "could not record the unseal in the ledger");
+                    }
+                });
             }
             return Ok(());
         }
