@@ -42,8 +42,9 @@ impl Node {
         self.cluster.status()
     }
 
+    /// Whether this node leads, from the leader watch (cheap: every request asks).
     pub fn is_leader(&self) -> bool {
-        self.cluster.status().is_leader
+        self.cluster.leader_changes().borrow().as_deref() == Some(self.id.as_str())
     }
 
     /// The leader's API address, unless this node leads or no leader is known.
