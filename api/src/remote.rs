@@ -49,32 +49,28 @@ impl Remote {
 
     /// One request with a JSON body; the answer's JSON (`None` for 204).
     pub async fn call(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Option<Value>, RemoteError> {
-        let unreachable = |e: reqwest::Error| RemoteError::Unreachable {
-            address: self.address.clone(),
-            reason: crate::auth::jwt_verify::http::describe(&e),
-        };
-        let method = reqwest::Method::from_bytes(method.as_bytes()).map_err(|e| RemoteError::Usage(e.to_string()))?;
-        let mut request = self.client.request(method, format!("{}/v1/{path}", self.address));
-        if !self.token.is_empty() {
-            request = request.header("X-Vault-Token", &self.token);
-        }
-        if let Some(b) = body {
-            request = request.json(b);
-        }
-        let response = request.send().await.map_err(unreachable)?;
-        let status = response.status().as_u16();
+        let body = body.map(|b| ("application/json", b.to_string().into_bytes()));
+        let (status, bytes) = self.send(method, path, body).await?;
         if status == 204 {
             return Ok(None);
         }
-        let body: Value = response.json().await.unwrap_or_default();
-        if status < 400 {
-            return Ok(Some(body));
-        }
-        Err(RemoteError::Refused { status, message: error_message(&body) })
+        Ok(Some(serde_json::from_slice(&bytes).unwrap_or_default()))
     }
 
     /// A raw body: `GET` the bytes at `path`, or `POST` `body` to it (snapshots).
     pub async fn bytes(&self, method: &str, path: &str, body: Option<Vec<u8>>) -> Result<Vec<u8>, RemoteError> {
+        let body = body.map(|b| ("application/octet-stream", b));
+        Ok(self.send(method, path, body).await?.1)
+    }
+
+    /// Sends one request (with the token, if any); a status of 400 or more is an error
+    /// carrying Vault's messages.
+    async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<(&str, Vec<u8>)>,
+    ) -> Result<(u16, Vec<u8>), RemoteError> {
         let unreachable = |e: reqwest::Error| RemoteError::Unreachable {
             address: self.address.clone(),
             reason: crate::auth::jwt_verify::http::describe(&e),
@@ -84,16 +80,17 @@ impl Remote {
         if !self.token.is_empty() {
             request = request.header("X-Vault-Token", &self.token);
         }
-        if let Some(b) = body {
-            request = request.header("Content-Type", "application/octet-stream").body(b);
+        if let Some((content_type, b)) = body {
+            request = request.header("Content-Type", content_type).body(b);
         }
         let response = request.send().await.map_err(unreachable)?;
         let status = response.status().as_u16();
-        if status < 400 {
-            return Ok(response.bytes().await.map_err(unreachable)?.to_vec());
+        let bytes = response.bytes().await.map_err(unreachable)?.to_vec();
+        if status >= 400 {
+            let body: Value = serde_json::from_slice(&bytes).unwrap_or_default();
+            return Err(RemoteError::Refused { status, message: error_message(&body) });
         }
-        let body: Value = response.json().await.unwrap_or_default();
-        Err(RemoteError::Refused { status, message: error_message(&body) })
+        Ok((status, bytes))
     }
 
     async fn get(&self, path: &str, query: &[(&str, String)]) -> Result<reqwest::Response, RemoteError> {

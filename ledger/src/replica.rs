@@ -20,13 +20,12 @@ use tokio::sync::{mpsc, oneshot};
 use crate::chain::ChainState;
 use crate::envelope::Actor;
 use crate::error::{Error, Result};
-use crate::frame::{SEGMENT_HEADER_LEN, segment_file_name, segment_header};
+use crate::frame::SEGMENT_HEADER_LEN;
 use crate::keys::LedgerKey;
-use crate::segments::SEGMENTS_DIR;
 use crate::store::{Ledger, Options, Receipt};
 use crate::system::{KIND_GENESIS, SystemEvent};
 pub use crate::writer::Applied;
-use crate::writer::{Active, Request, Writer, build_frame, submission_of, system_draft};
+use crate::writer::{Request, Writer, build_frame, submission_of, system_draft};
 
 /// A frame a leader built and has not replicated yet.
 #[derive(Debug, Clone)]
@@ -56,22 +55,9 @@ impl Ledger {
         probe.apply(&frame).map_err(|v| Error::Invalid(format!("genesis frame: {v}")))?;
         let ledger_id = probe.ledger_id.ok_or_else(|| Error::Invalid("genesis frame names no ledger".into()))?;
 
+        let crate::store::Fresh { seg_dir, lock, index, chain, active } =
+            crate::store::Fresh::make(dir, ledger_id, &opts)?;
         let fs = opts.fs.clone();
-        let seg_dir = dir.join(SEGMENTS_DIR);
-        fs.create_dir_all(&seg_dir).map_err(|e| Error::io("create ledger directory", &e))?;
-        let lock = crate::store::lock_dir(dir)?;
-        if !crate::segments::list(fs.as_ref(), &seg_dir)?.is_empty() {
-            return Err(Error::AlreadyExists(dir.to_path_buf()));
-        }
-        let index = crate::store::open_index(dir, true)?;
-        let path = seg_dir.join(segment_file_name(1));
-        let file = fs.create_new(&path).map_err(|e| Error::io("create segment", &e))?;
-        file.write_all_at(&segment_header(&ledger_id), 0).map_err(|e| Error::io("write segment header", &e))?;
-        file.sync_data().map_err(|e| Error::io("fdatasync", &e))?;
-        fs.sync_dir(&seg_dir).map_err(|e| Error::io("fsync directory", &e))?;
-        fs.sync_dir(dir).map_err(|e| Error::io("fsync directory", &e))?;
-        let chain = ChainState { ledger_id: Some(ledger_id), ..ChainState::empty() };
-        let active = Active { first_seq: 1, path, file, len: SEGMENT_HEADER_LEN as u64 };
         let shared = Arc::new(crate::store::new_shared(seg_dir, fs, ledger_id, index, &chain, None));
         let mut writer = Writer::new(shared.clone(), chain, None, active, &opts);
         match writer.append_frame(genesis)? {

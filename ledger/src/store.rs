@@ -157,6 +157,38 @@ impl Shared {
     }
 }
 
+/// A new ledger directory: locked, with an empty index and segment 1 holding only its
+/// header, all durable. Shared by [`Ledger::create`] and [`Ledger::create_replica`].
+pub(crate) struct Fresh {
+    pub seg_dir: PathBuf,
+    pub lock: std::fs::File,
+    pub index: Index,
+    pub chain: ChainState,
+    pub active: Active,
+}
+
+impl Fresh {
+    pub(crate) fn make(dir: &Path, ledger_id: LedgerId, opts: &Options) -> Result<Fresh> {
+        let fs = &opts.fs;
+        let seg_dir = dir.join(SEGMENTS_DIR);
+        fs.create_dir_all(&seg_dir).map_err(|e| Error::io("create ledger directory", &e))?;
+        let lock = lock_dir(dir)?;
+        if !crate::segments::list(fs.as_ref(), &seg_dir)?.is_empty() {
+            return Err(Error::AlreadyExists(dir.to_path_buf()));
+        }
+        let index = open_index(dir, true)?;
+        let path = seg_dir.join(segment_file_name(1));
+        let file = fs.create_new(&path).map_err(|e| Error::io("create segment", &e))?;
+        file.write_all_at(&segment_header(&ledger_id), 0).map_err(|e| Error::io("write segment header", &e))?;
+        file.sync_data().map_err(|e| Error::io("fdatasync", &e))?;
+        fs.sync_dir(&seg_dir).map_err(|e| Error::io("fsync directory", &e))?;
+        fs.sync_dir(dir).map_err(|e| Error::io("fsync directory", &e))?;
+        let chain = ChainState { ledger_id: Some(ledger_id), ..ChainState::empty() };
+        let active = Active { first_seq: 1, path, file, len: SEGMENT_HEADER_LEN as u64 };
+        Ok(Fresh { seg_dir, lock, index, chain, active })
+    }
+}
+
 /// An open, writable ledger.
 pub struct Ledger {
     pub(crate) shared: Arc<Shared>,
@@ -196,24 +228,10 @@ impl Ledger {
 
     /// Creates a new ledger in `dir` whose genesis registers `key`. Durable on return.
     pub fn create(dir: &Path, key: LedgerKey, opts: Options) -> Result<Ledger> {
-        let fs = opts.fs.clone();
-        let seg_dir = dir.join(SEGMENTS_DIR);
-        fs.create_dir_all(&seg_dir).map_err(|e| Error::io("create ledger directory", &e))?;
-        let lock = lock_dir(dir)?;
-        if !crate::segments::list(fs.as_ref(), &seg_dir)?.is_empty() {
-            return Err(Error::AlreadyExists(dir.to_path_buf()));
-        }
         let mut ledger_id = [0u8; 16];
         getrandom::fill(&mut ledger_id).map_err(|_| Error::Randomness)?;
-        let index = open_index(dir, true)?;
-        let path = seg_dir.join(segment_file_name(1));
-        let file = fs.create_new(&path).map_err(|e| Error::io("create segment", &e))?;
-        file.write_all_at(&segment_header(&ledger_id), 0).map_err(|e| Error::io("write segment header", &e))?;
-        file.sync_data().map_err(|e| Error::io("fdatasync", &e))?;
-        fs.sync_dir(&seg_dir).map_err(|e| Error::io("fsync directory", &e))?;
-        fs.sync_dir(dir).map_err(|e| Error::io("fsync directory", &e))?;
-        let chain = ChainState { ledger_id: Some(ledger_id), ..ChainState::empty() };
-        let active = Active { first_seq: 1, path, file, len: SEGMENT_HEADER_LEN as u64 };
+        let Fresh { seg_dir, lock, index, chain, active } = Fresh::make(dir, ledger_id, &opts)?;
+        let fs = opts.fs.clone();
         let key = Arc::new(key);
         let genesis = SystemEvent::Genesis { ledger_id, key: key.public().to_bytes() }.encode();
         let shared = Arc::new(new_shared(seg_dir, fs, ledger_id, index, &chain, Some(key.clone())));

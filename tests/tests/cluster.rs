@@ -78,6 +78,14 @@ impl Cluster {
         Ok(c)
     }
 
+    /// Enables KV v2 at `path`, through node `via`.
+    fn enable_kv(&self, via: usize, path: &str) -> Result<()> {
+        let body = r#"{"type":"kv","options":{"version":"2"}}"#;
+        let r = self.nodes[via].http("POST", &format!("/v1/sys/mounts/{path}"), Some(&self.root), Some(body))?;
+        ensure!(r.status == 204, "enable kv at {path}: {} {}", r.status, r.body);
+        Ok(())
+    }
+
     fn voters(&self, via: usize) -> Result<usize> {
         let r = self.nodes[via].http("GET", "/v1/sys/storage/raft/configuration", Some(&self.root), None)?;
         ensure!(r.status == 200, "configuration: {} {}", r.status, r.body);
@@ -177,13 +185,7 @@ fn three_nodes_replicate_forward_and_hold_identical_ledgers() -> Result<()> {
     assert_eq!(c.nodes[standby].http("GET", "/v1/sys/seal-status", None, None)?.json()?["storage_type"], json!("raft"));
 
     // A client pointed at any node works: writes through standbys are forwarded.
-    let enable = c.nodes[leader].http(
-        "POST",
-        "/v1/sys/mounts/kv",
-        Some(&c.root),
-        Some(r#"{"type":"kv","options":{"version":"2"}}"#),
-    )?;
-    ensure!(enable.status == 204, "enable kv: {} {}", enable.status, enable.body);
+    c.enable_kv(leader, "kv")?;
     for i in 0..30 {
         let via = i % 3;
         let body = json!({ "data": { "v": format!("value-{i}") } }).to_string();
@@ -219,13 +221,7 @@ fn three_nodes_replicate_forward_and_hold_identical_ledgers() -> Result<()> {
 #[test]
 fn killing_the_leader_under_load_loses_no_acknowledged_write() -> Result<()> {
     let mut c = Cluster::start()?;
-    let enable = c.nodes[0].http(
-        "POST",
-        "/v1/sys/mounts/secret",
-        Some(&c.root),
-        Some(r#"{"type":"kv","options":{"version":"2"}}"#),
-    )?;
-    ensure!(enable.status == 204, "enable kv: {} {}", enable.status, enable.body);
+    c.enable_kv(0, "secret")?;
     let leader = c.leader().context("a leader")?;
     let survivors: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
 
@@ -308,13 +304,7 @@ fn killing_the_leader_under_load_loses_no_acknowledged_write() -> Result<()> {
 #[test]
 fn without_quorum_writes_fail_and_resume_when_it_returns() -> Result<()> {
     let mut c = Cluster::start()?;
-    let enable = c.nodes[0].http(
-        "POST",
-        "/v1/sys/mounts/secret",
-        Some(&c.root),
-        Some(r#"{"type":"kv","options":{"version":"2"}}"#),
-    )?;
-    ensure!(enable.status == 204, "enable kv: {} {}", enable.status, enable.body);
+    c.enable_kv(0, "secret")?;
     assert_eq!(c.write(0, "before", "1")?, 200);
     let leader = c.leader().context("a leader")?;
     let others: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
@@ -355,13 +345,7 @@ fn without_quorum_writes_fail_and_resume_when_it_returns() -> Result<()> {
 #[test]
 fn a_paused_leader_is_replaced_and_steps_down_when_resumed() -> Result<()> {
     let mut c = Cluster::start()?;
-    let enable = c.nodes[0].http(
-        "POST",
-        "/v1/sys/mounts/secret",
-        Some(&c.root),
-        Some(r#"{"type":"kv","options":{"version":"2"}}"#),
-    )?;
-    ensure!(enable.status == 204, "enable kv: {} {}", enable.status, enable.body);
+    c.enable_kv(0, "secret")?;
     let old = c.leader().context("a leader")?;
     let others: Vec<usize> = (0..3).filter(|&i| i != old).collect();
     c.nodes[old].signal("STOP")?;
@@ -442,13 +426,7 @@ fn membership_with_the_cairn_and_bao_clis() -> Result<()> {
 #[test]
 fn a_snapshot_restored_into_a_new_cluster_verifies_and_serves() -> Result<()> {
     let mut old = Cluster::start()?;
-    let enable = old.nodes[0].http(
-        "POST",
-        "/v1/sys/mounts/secret",
-        Some(&old.root),
-        Some(r#"{"type":"kv","options":{"version":"2"}}"#),
-    )?;
-    ensure!(enable.status == 204, "enable kv: {} {}", enable.status, enable.body);
+    old.enable_kv(0, "secret")?;
     for i in 0..20 {
         assert_eq!(old.write(i % 3, &format!("app/{i}"), &format!("v{i}"))?, 200);
     }
