@@ -47,13 +47,23 @@ impl Node {
         self.cluster.leader_changes().borrow().as_deref() == Some(self.id.as_str())
     }
 
-    /// The leader's API address, unless this node leads or no leader is known.
-    pub fn leader_api_addr(&self) -> Option<String> {
-        let s = self.cluster.status();
-        if s.is_leader {
-            return None;
+    /// The leader's API address, waiting (bounded) while no leader is known. `None` if
+    /// none is known by then, or if this node leads meanwhile.
+    pub async fn wait_leader_api_addr(&self, within: Duration) -> Option<String> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let s = self.cluster.status();
+            if s.is_leader {
+                return None;
+            }
+            if let Some((_, m)) = s.leader {
+                return Some(m.api_addr);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        s.leader.map(|(_, m)| m.api_addr)
     }
 
     /// Waits (bounded) until this node leads.

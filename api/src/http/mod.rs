@@ -214,7 +214,8 @@ async fn handle(AxState(api): AxState<Arc<Api>>, req: HttpRequest<Body>) -> Resp
         && api.core.unsealed().await.is_some()
     {
         // An unsealed standby: the leader answers (sealed, this node answers 503 itself).
-        return match node.leader_api_addr() {
+        // During an election no leader is known for a moment: wait for one, bounded.
+        return match node.wait_leader_api_addr(std::time::Duration::from_secs(3)).await {
             Some(leader) => crate::cluster::forward::forward(&node.http, &leader, req).await,
             None => crate::cluster::forward::error(503, "local node not active but active cluster node not found"),
         };
