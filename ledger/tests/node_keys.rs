@@ -7,7 +7,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use common::*;
 use ledger::bundle::{export, verify_bundle};
@@ -85,18 +84,6 @@ fn key_c() -> LedgerKey {
 
 fn register(ledger: &Ledger, key: &LedgerKey) -> Entry {
     Entry::register_key(&ledger.id(), key, actor(), [9; 16])
-}
-
-fn python_verdict(dir: &Path) -> (bool, Option<u64>) {
-    let out = Command::new("python3")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/verify_ledger.py"))
-        .arg(dir)
-        .arg("--json")
-        .output()
-        .expect("python3 runs (scripts/test installs blake3 and cryptography)");
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("python verifier output is JSON ({e}): {}", String::from_utf8_lossy(&out.stderr)));
-    (v["intact"] == true, v["first_bad_seq"].as_u64())
 }
 
 fn verdict(r: &Report) -> (bool, Option<u64>) {

@@ -2,25 +2,15 @@
 //! it alone, without reading this crate. Both verifiers must agree on the frozen fixture
 //! and on every tampered copy of it, down to the seq they report.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
 
+use std::path::{Path, PathBuf};
+
+use common::python_verdict;
 use ledger::verify::{VerifyOptions, verify_dir};
 
 fn fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v1")
-}
-
-fn python_verdict(dir: &Path) -> (bool, Option<u64>) {
-    let out = Command::new("python3")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/verify_ledger.py"))
-        .arg(dir)
-        .arg("--json")
-        .output()
-        .expect("python3 runs (scripts/test installs blake3 and cryptography)");
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("python verifier output is JSON ({e}): {}", String::from_utf8_lossy(&out.stderr)));
-    (v["intact"] == true, v["first_bad_seq"].as_u64())
 }
 
 fn rust_verdict(dir: &Path) -> (bool, Option<u64>) {

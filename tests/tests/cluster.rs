@@ -309,10 +309,16 @@ fn without_quorum_writes_fail_and_resume_when_it_returns() -> Result<()> {
     let leader = c.leader().context("a leader")?;
     let others: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
     c.settle()?;
-    let applied = c.applied(leader)?;
     for &i in &others {
         c.nodes[i].kill()?;
     }
+    // What was committed before the kill may still be applying: wait for it, then hold
+    // the leader's applied index against the refused write.
+    wait_for(Duration::from_secs(5), "the leader applying what was committed", || {
+        let l = leader_of(&c.nodes[leader])?;
+        Ok(l["raft_applied_index"] == l["raft_committed_index"])
+    })?;
+    let applied = c.applied(leader)?;
     // Alone, the leader cannot commit: the write is refused within a bounded time.
     let started = Instant::now();
     let status = c.write(leader, "alone", "x")?;

@@ -148,8 +148,10 @@ impl TransitSeal {
         if let Some(ns) = &self.namespace {
             request = request.header("X-Vault-Namespace", ns);
         }
-        let unreachable =
-            |e: reqwest::Error| TransitError::Unreachable { url: url.to_owned(), why: describe(&e.without_url()) };
+        let unreachable = |e: reqwest::Error| TransitError::Unreachable {
+            url: url.to_owned(),
+            why: crate::auth::jwt_verify::http::describe(&e.without_url()),
+        };
         let mut response = request.send().await.map_err(unreachable)?;
         let status = response.status();
         let mut raw = Zeroizing::new(Vec::new());
@@ -178,21 +180,6 @@ impl TransitSeal {
             _ => Err(TransitError::BadAnswer { url: url.to_owned(), why: "the answer is not a JSON object".into() }),
         }
     }
-}
-
-/// An error with its chain of causes, `outer: inner: …`.
-fn describe(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -48,3 +48,17 @@ pub fn open(dir: &Path, opts: Options) -> Ledger {
 pub fn all_seqs(l: &Ledger) -> Vec<u64> {
     l.events(1, u64::MAX).map(|e| e.expect("read").event.seq).collect()
 }
+
+/// The verdict of the second, Python implementation (`tools/verify_ledger.py`) on a ledger
+/// directory: intact, and the first bad seq.
+pub fn python_verdict(dir: &Path) -> (bool, Option<u64>) {
+    let out = std::process::Command::new("python3")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/verify_ledger.py"))
+        .arg(dir)
+        .arg("--json")
+        .output()
+        .expect("python3 runs (scripts/test installs blake3 and cryptography)");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("python verifier output is JSON ({e}): {}", String::from_utf8_lossy(&out.stderr)));
+    (v["intact"] == true, v["first_bad_seq"].as_u64())
+}
