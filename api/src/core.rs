@@ -663,7 +663,7 @@ impl Core {
         ledger.set_signer(signing.clone());
         let env = Arc::new(RealEnv { keyring: ArcSwap::from_pointee(keyring), hasher: KeyedHasher::derive(hmac_key) });
         let sequencer = Sequencer::default();
-        let committer = Arc::new(crate::cluster::ClusterCommitter { node: node.clone(), init_key: signing, node_key });
+        let committer = Arc::new(crate::cluster::ClusterCommitter::new(node.clone(), signing, node_key));
         let leadership = crate::cluster::watch_leadership(
             node.clone(),
             sequencer.clone(),

@@ -33,6 +33,8 @@ use std::time::{Duration, Instant};
 
 use futures_util::future::BoxFuture;
 use openraft::error::{ClientWriteError, RaftError};
+use openraft::impls::ProgressResponder;
+use openraft::raft::ClientWriteResult;
 use openraft::type_config::async_runtime::watch::WatchReceiver;
 use openraft::{ChangeMembers, Config, SnapshotPolicy};
 use serde::{Deserialize, Serialize};
@@ -109,6 +111,25 @@ pub enum ClusterError {
     Raft(String),
     #[error("the raft node has stopped: {0}")]
     Stopped(String),
+}
+
+/// An entry handed to Raft by [`Cluster::submit`], not known to be committed yet.
+pub struct Proposal {
+    cluster: Cluster,
+    rx: tokio::sync::oneshot::Receiver<ClientWriteResult<TypeConfig>>,
+}
+
+impl Proposal {
+    /// The applier's reply once the entry is committed by a majority and applied here (the
+    /// leader). Bounded by [`PROPOSE_TIMEOUT`]; a timeout leaves the outcome unknown.
+    pub async fn outcome(self) -> Result<Vec<u8>, ClusterError> {
+        match tokio::time::timeout(PROPOSE_TIMEOUT, self.rx).await {
+            Ok(Ok(Ok(r))) => Ok(r.data),
+            Ok(Ok(Err(e))) => Err(self.cluster.write_err(RaftError::APIError(e))),
+            Ok(Err(_)) => Err(ClusterError::Stopped("the raft node dropped the proposal".into())),
+            Err(_) => Err(ClusterError::Unavailable(format!("not committed within {PROPOSE_TIMEOUT:?}"))),
+        }
+    }
 }
 
 /// One member as seen in the membership.
@@ -295,16 +316,22 @@ impl Cluster {
     /// Replicates one entry; returns the applier's reply once it is committed by a majority
     /// and applied here (the leader). Bounded by [`PROPOSE_TIMEOUT`].
     pub async fn propose(&self, entry: Vec<u8>) -> Result<Vec<u8>, ClusterError> {
+        self.submit(entry).await?.outcome().await
+    }
+
+    /// Hands one entry to Raft and returns without waiting for it to be committed: entries
+    /// submitted one after another enter the log in that order, so a leader can keep
+    /// several in flight (pipelining). [`Proposal::outcome`] waits for the result.
+    pub async fn submit(&self, entry: Vec<u8>) -> Result<Proposal, ClusterError> {
         if !self.inner.raft.is_leader() {
             let m = self.inner.raft.metrics();
             let leader = m.borrow_watched().current_leader.clone();
             return Err(ClusterError::NotLeader { leader: self.leader_of(leader, None) });
         }
-        match tokio::time::timeout(PROPOSE_TIMEOUT, self.inner.raft.client_write(Frame(entry))).await {
-            Ok(Ok(r)) => Ok(r.data),
-            Ok(Err(e)) => Err(self.write_err(e)),
-            Err(_) => Err(ClusterError::Unavailable(format!("not committed within {PROPOSE_TIMEOUT:?}"))),
-        }
+        let (responder, rx) = ProgressResponder::complete_only();
+        let queued = self.inner.raft.write(Frame(entry)).responder(responder).await;
+        queued.map_err(|e| ClusterError::Stopped(e.to_string()))?;
+        Ok(Proposal { cluster: self.clone(), rx })
     }
 
     /// On the leader: add `id` as a learner, wait (bounded) until it caught up, make it a voter.

@@ -7,6 +7,13 @@
 //! frame, one `fdatasync`). Only once the ledger says durable does it publish the new
 //! state to readers and answer. If the ledger refuses, the working copy is dropped and
 //! every request of the batch gets the error: nothing half-done is ever visible.
+//!
+//! A committer may take several batches before the first is durable ([`Committer::depth`]:
+//! a cluster leader pipelines frames through Raft). The next batch is then decided on the
+//! working state of the batches in flight, and batches settle in order. If one fails, no
+//! new batch is decided until every batch in flight has settled (those decided on the
+//! failed one fail with it: their frames do not continue the chain), and deciding starts
+//! again from the published state.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -53,21 +60,35 @@ pub enum SequencerError {
 /// A boxed future, for the object-safe [`Committer`].
 pub type CommitFuture<'a> = Pin<Box<dyn Future<Output = Result<Vec<Receipt>, SequencerError>> + Send + 'a>>;
 
+/// A commit handed to the committer: resolves once it is queued, to the future of its
+/// durability.
+pub type StartFuture<'a> = Pin<Box<dyn Future<Output = Result<CommitFuture<'a>, SequencerError>> + Send + 'a>>;
+
 /// Where the sequencer's batches go: the local ledger, or a cluster that replicates a frame
 /// before every node appends it.
 pub trait Committer: Send + Sync + 'static {
-    /// Commits entries as one frame; one receipt per entry, once durable.
-    fn commit(&self, entries: Vec<Entry>) -> CommitFuture<'_>;
+    /// Takes entries to commit as one frame. The outer future resolves once the frame is
+    /// queued (frames are committed in the order they are queued); the inner one gives one
+    /// receipt per entry once the frame is durable.
+    fn start(&self, entries: Vec<Entry>) -> StartFuture<'_>;
     /// True when committing also folds the events into the published state (a cluster
     /// node folds every frame it applies), so the sequencer must not publish its copy.
     fn publishes(&self) -> bool {
         false
     }
+    /// How many batches may be in flight at once.
+    fn depth(&self) -> usize {
+        1
+    }
 }
 
 impl Committer for Ledger {
-    fn commit(&self, entries: Vec<Entry>) -> CommitFuture<'_> {
-        Box::pin(async move { Ledger::commit(self, entries).await.map_err(SequencerError::Ledger) })
+    fn start(&self, entries: Vec<Entry>) -> StartFuture<'_> {
+        Box::pin(async move {
+            let commit: CommitFuture<'_> =
+                Box::pin(async move { Ledger::commit(self, entries).await.map_err(SequencerError::Ledger) });
+            Ok(commit)
+        })
     }
 }
 
@@ -142,31 +163,110 @@ impl Sequencer {
     }
 }
 
+/// A batch whose frame is queued and not yet durable.
+struct InFlight<'a> {
+    commit: CommitFuture<'a>,
+    batch: Decided,
+}
+
 async fn run(
     mut rx: mpsc::Receiver<Job>,
-    ledger: Arc<dyn Committer>,
+    committer: Arc<dyn Committer>,
     published: Arc<ArcSwap<State>>,
     env: Arc<dyn Env + Send + Sync>,
 ) {
+    let depth = committer.depth().max(1);
+    // Requests to decide next, in order; and those waiting for an erasure target to be durable.
+    let mut ready: VecDeque<Job> = VecDeque::new();
     let mut deferred: VecDeque<Job> = VecDeque::new();
+    let mut in_flight: VecDeque<InFlight<'_>> = VecDeque::new();
+    // The state after every batch decided so far; `None`: the published state.
+    let mut working: Option<Arc<State>> = None;
+    // A batch failed: decide nothing until every batch in flight has settled.
+    let mut draining = false;
+    let mut open = true;
     loop {
-        let first = match deferred.pop_front() {
-            Some(j) => j,
-            None => match rx.recv().await {
-                Some(j) => j,
-                None => return,
-            },
-        };
-        let mut jobs = vec![first];
-        while jobs.len() < MAX_BATCH {
-            match deferred.pop_front().map(Ok).unwrap_or_else(|| rx.try_recv()) {
-                Ok(j) => jobs.push(j),
-                Err(_) => break,
+        let room = !draining && in_flight.len() < depth;
+        if room {
+            while ready.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(j) => ready.push_back(j),
+                    Err(mpsc::error::TryRecvError::Empty) => break,
+                    Err(mpsc::error::TryRecvError::Disconnected) => {
+                        open = false;
+                        break;
+                    }
+                }
+            }
+            if !ready.is_empty() {
+                let jobs: Vec<Job> = ready.drain(..ready.len().min(MAX_BATCH)).collect();
+                let base = working.clone().unwrap_or_else(|| published.load_full());
+                let durable_seq = published.load().last_seq;
+                let batch = Batch::decide(jobs, &base, env.as_ref(), &mut deferred, durable_seq);
+                if batch.entries.is_empty() {
+                    // Nothing to write (every request was refused before any event).
+                    batch.decided.answer_unchanged(&published.load_full());
+                    continue;
+                }
+                let Batch { entries, decided } = batch;
+                match committer.start(entries).await {
+                    Ok(commit) => {
+                        working = Some(decided.working.clone());
+                        in_flight.push_back(InFlight { commit, batch: decided });
+                    }
+                    Err(e) => {
+                        decided.fail(&e);
+                        draining = true;
+                    }
+                }
+                continue;
             }
         }
-        let batch = Batch::decide(jobs, &published.load_full(), env.as_ref(), &mut deferred);
-        batch.commit(ledger.as_ref(), &published).await;
+        if in_flight.is_empty() {
+            if draining {
+                draining = false;
+                working = None;
+                continue;
+            }
+            if !open {
+                return;
+            }
+            // Idle: wait for the next request.
+            match rx.recv().await {
+                Some(j) => ready.push_back(j),
+                None => open = false,
+            }
+            continue;
+        }
+        let wake = {
+            let Some(front) = in_flight.front_mut() else { continue };
+            tokio::select! {
+                settled = &mut front.commit => Wake::Settled(settled),
+                job = rx.recv(), if room && open => Wake::Job(job),
+            }
+        };
+        match wake {
+            Wake::Settled(settled) => {
+                let Some(done) = in_flight.pop_front() else { continue };
+                if !done.batch.settle(settled, committer.as_ref(), &published) {
+                    draining = true;
+                }
+                // Deferred erasures may have a durable target now.
+                ready.extend(deferred.drain(..));
+                if in_flight.is_empty() && !draining {
+                    working = None;
+                }
+            }
+            Wake::Job(Some(j)) => ready.push_back(j),
+            Wake::Job(None) => open = false,
+        }
     }
+}
+
+/// What woke the sequencer while batches are in flight.
+enum Wake {
+    Settled(Result<Vec<Receipt>, SequencerError>),
+    Job(Option<Job>),
 }
 
 /// The ledger entries of a decision, and the seqs they will get from `first_seq` on.
@@ -222,81 +322,101 @@ pub fn fold(
 
 /// Requests decided against one working state, waiting to be committed.
 struct Batch {
-    working: State,
+    entries: Vec<Entry>,
+    decided: Decided,
+}
+
+/// The decisions of a batch, answered once its frame settles.
+struct Decided {
+    /// The state after the batch.
+    working: Arc<State>,
     first_seq: u64,
     next_seq: u64,
-    entries: Vec<Entry>,
-    decided: Vec<(Job, Result<Reply, Rejection>, Vec<u64>)>,
+    jobs: Vec<(Job, Result<Reply, Rejection>, Vec<u64>)>,
 }
 
 impl Batch {
-    fn decide(jobs: Vec<Job>, base: &State, env: &dyn Env, deferred: &mut VecDeque<Job>) -> Batch {
+    /// Decides `jobs` in order on `base`. A request that erases a payload not yet durable
+    /// (above `durable_seq`: written by this batch or one in flight) waits in `deferred`:
+    /// the ledger erases only durable payloads.
+    fn decide(jobs: Vec<Job>, base: &State, env: &dyn Env, deferred: &mut VecDeque<Job>, durable_seq: u64) -> Batch {
         let first_seq = base.last_seq + 1;
-        let mut b =
-            Batch { working: base.clone(), first_seq, next_seq: first_seq, entries: Vec::new(), decided: Vec::new() };
+        let mut working = base.clone();
+        let mut next_seq = first_seq;
+        let mut entries = Vec::new();
+        let mut decided = Vec::new();
         let now = env.now();
         for job in jobs {
-            let out = decide(&b.working, &job.request, env);
-            // The ledger erases only durable payloads: erasing one written by this very batch
-            // waits for the next.
-            if out.effects.iter().any(|e| matches!(e, Effect::Erase { target, .. } if *target >= first_seq)) {
+            let out = decide(&working, &job.request, env);
+            if out.effects.iter().any(|e| matches!(e, Effect::Erase { target, .. } if *target > durable_seq)) {
                 deferred.push_back(job);
                 continue;
             }
             let mut result = out.result;
-            let (entries, seqs) = match encode(&out.effects, &job.request, b.next_seq) {
+            let (drafted, seqs) = match encode(&out.effects, &job.request, next_seq) {
                 Ok(x) => x,
                 Err(e) => {
                     result = Err(e);
                     (Vec::new(), Vec::new())
                 }
             };
-            if !entries.is_empty() {
+            if !drafted.is_empty() {
                 let r = &job.request;
-                b.next_seq = fold(&mut b.working, &out.effects, b.next_seq, now, &r.actor, r.request_id);
-                b.entries.extend(entries);
+                next_seq = fold(&mut working, &out.effects, next_seq, now, &r.actor, r.request_id);
+                entries.extend(drafted);
             }
-            b.decided.push((job, result, seqs));
+            decided.push((job, result, seqs));
         }
-        b
+        Batch { entries, decided: Decided { working: Arc::new(working), first_seq, next_seq, jobs: decided } }
+    }
+}
+
+impl Decided {
+    /// Answers a batch that wrote nothing, with the state it was decided on.
+    fn answer_unchanged(self, state: &Arc<State>) {
+        for (job, result, seqs) in self.jobs {
+            let _ = job.reply.send(Ok(Committed { result, state: state.clone(), seqs }));
+        }
     }
 
-    async fn commit(self, ledger: &dyn Committer, published: &ArcSwap<State>) {
-        if self.entries.is_empty() {
-            let state = published.load_full();
-            for (job, result, seqs) in self.decided {
-                let _ = job.reply.send(Ok(Committed { result, state: state.clone(), seqs }));
-            }
-            return;
+    /// Every request of the batch gets the error: nothing of it happened.
+    fn fail(self, e: &SequencerError) {
+        tracing::error!(error = %e, "commit refused; the batch is dropped");
+        for (job, _, _) in self.jobs {
+            let _ = job.reply.send(Err(e.clone()));
         }
-        let outcome = match ledger.commit(self.entries).await {
+    }
+
+    /// Publishes (unless the committer does) and answers a batch whose commit settled;
+    /// false if it failed.
+    fn settle(
+        self,
+        settled: Result<Vec<Receipt>, SequencerError>,
+        committer: &dyn Committer,
+        published: &ArcSwap<State>,
+    ) -> bool {
+        let outcome = match settled {
             Ok(receipts) if receipts.iter().map(|r| r.seq).eq(self.first_seq..self.next_seq) => Ok(()),
             Ok(_) => Err(SequencerError::Ledger(ledger::Error::Failed(
                 "ledger seqs differ from the sequencer's: another writer?".into(),
             ))),
             Err(e) => Err(e),
         };
-        match outcome {
-            Ok(()) => {
-                let state = if ledger.publishes() {
-                    // The cluster node folded the frame as it appended it; publishing this
-                    // copy could undo a later frame applied meanwhile.
-                    published.load_full()
-                } else {
-                    let state = Arc::new(self.working);
-                    published.store(state.clone());
-                    state
-                };
-                for (job, result, seqs) in self.decided {
-                    let _ = job.reply.send(Ok(Committed { result, state: state.clone(), seqs }));
-                }
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "commit refused; the batch is dropped");
-                for (job, _, _) in self.decided {
-                    let _ = job.reply.send(Err(e.clone()));
-                }
-            }
+        if let Err(e) = outcome {
+            self.fail(&e);
+            return false;
         }
+        let state = if committer.publishes() {
+            // The cluster node folded the frame as it appended it; publishing this copy
+            // could undo a later frame applied meanwhile.
+            published.load_full()
+        } else {
+            published.store(self.working.clone());
+            self.working
+        };
+        for (job, result, seqs) in self.jobs {
+            let _ = job.reply.send(Ok(Committed { result, state: state.clone(), seqs }));
+        }
+        true
     }
 }

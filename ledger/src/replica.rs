@@ -33,6 +33,11 @@ pub struct Prepared {
     pub frame: Vec<u8>,
     /// One receipt per entry, valid once the frame is appended.
     pub receipts: Vec<Receipt>,
+    /// The chain once the frame is appended: what the next frame may be built on before
+    /// this one is durable ([`Ledger::prepare_on`]). `None` if every node will refuse the
+    /// frame (its key is not one the ledger trusts): the frame is still returned, so that
+    /// what a refusal does can be tested, but a leader has no reason to propose it.
+    pub chain: Option<Box<ChainState>>,
 }
 
 impl Ledger {
@@ -76,17 +81,40 @@ impl Ledger {
     /// Every node refuses the frame unless `key` is one of the ledger's active checkpoint
     /// keys (genesis, rotation or [`crate::Entry::RegisterKey`]; see
     /// [`ChainState::is_active`]); this is not checked here, so that the refusal happens in
-    /// one place, the same on every node. All or nothing, as [`Ledger::commit`]. The caller (a cluster leader) must not build
-    /// another frame before this one is appended or abandoned.
+    /// one place, the same on every node. All or nothing, as [`Ledger::commit`].
     pub fn prepare(&self, entries: Vec<crate::Entry>, key: &LedgerKey) -> Result<Prepared> {
+        self.prepare_on(None, entries, key)
+    }
+
+    /// As [`Ledger::prepare`], but on top of `pending` (the chain of the last frame this
+    /// leader prepared, [`Prepared::chain`]) when that is ahead of the durable chain: a
+    /// leader keeps several frames in flight. Each frame must be replicated in the order it
+    /// was prepared; if one is not appended, those prepared on it are refused by every node
+    /// (they do not continue the chain), and the leader starts again from the durable chain.
+    /// An erasure's target must be durable already.
+    pub fn prepare_on(
+        &self,
+        pending: Option<&ChainState>,
+        entries: Vec<crate::Entry>,
+        key: &LedgerKey,
+    ) -> Result<Prepared> {
         if let Some(reason) = self.shared.failure() {
             return Err(Error::Failed(reason));
         }
-        let chain = self.shared.chain();
-        let submission = submission_of(&self.shared, &chain, entries)?;
+        let durable = self.shared.chain();
+        let chain = match pending {
+            Some(p) if p.ledger_id == durable.ledger_id && p.next_seq > durable.next_seq => p,
+            _ => &durable,
+        };
+        let submission = submission_of(&self.shared, chain, entries)?;
         let time = (self.clock)().max(chain.last_time);
-        let built = build_frame(&chain, key, &self.shared.ledger_id, time, &[submission.drafts.as_slice()]);
-        Ok(Prepared { frame: built.frame, receipts: built.receipts.into_iter().flatten().collect() })
+        let built = build_frame(chain, key, &self.shared.ledger_id, time, &[submission.drafts.as_slice()]);
+        // The chain once the frame is appended, checked exactly as every node will check it.
+        let parsed = crate::frame::parse_frame(&built.frame)
+            .map_err(|e| Error::Failed(format!("a frame just built does not parse: {e}")))?;
+        let mut next = chain.clone();
+        let chain = next.apply(&parsed).ok().map(|_| Box::new(next));
+        Ok(Prepared { frame: built.frame, receipts: built.receipts.into_iter().flatten().collect(), chain })
     }
 
     /// Checks a replicated frame against the chain and appends it unchanged (see

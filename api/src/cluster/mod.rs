@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use commands::Env;
-use commands::sequencer::{CommitFuture, Committer, Sequencer, SequencerError};
+use commands::sequencer::{CommitFuture, Committer, Sequencer, SequencerError, StartFuture};
 use ledger::{Entry, LedgerKey};
 use projections::State;
 
@@ -165,8 +165,8 @@ fn commit_error(e: ClusterError) -> SequencerError {
     }
 }
 
-/// The leader's way to commit a batch: build the frame on the ledger's head, sign it,
-/// replicate it; done once applied here.
+/// The leader's way to commit a batch: build the frame on the ledger's head (or on the last
+/// frame still in flight), sign it, replicate it; done once applied here.
 pub struct ClusterCommitter {
     pub node: Arc<Node>,
     /// The ledger key from `sys/init`, which every node holds: it signs until this node's
@@ -174,6 +174,33 @@ pub struct ClusterCommitter {
     pub init_key: Arc<LedgerKey>,
     /// This node's own key ([`node_key`]).
     pub node_key: Arc<LedgerKey>,
+    /// Frames proposed and not yet settled, and the chain after the last of them.
+    pending: std::sync::Mutex<Pending>,
+}
+
+/// Frames in flight; `chain` is what the next frame is built on while any is.
+#[derive(Default)]
+struct Pending {
+    in_flight: usize,
+    chain: Option<Box<ledger::ChainState>>,
+}
+
+/// Frames a leader keeps in flight (each is one sequencer batch).
+const PIPELINE_DEPTH: usize = 4;
+
+/// Counts one frame in flight; settles it when dropped, whatever became of it. With no frame
+/// left in flight the next one is built on the durable chain again, which also recovers
+/// from a frame that failed (those built on it fail too).
+struct InFlight<'a>(&'a std::sync::Mutex<Pending>);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        let mut p = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        p.in_flight = p.in_flight.saturating_sub(1);
+        if p.in_flight == 0 {
+            p.chain = None;
+        }
+    }
 }
 
 impl ClusterCommitter {
@@ -206,25 +233,51 @@ impl ClusterCommitter {
     }
 }
 
+impl ClusterCommitter {
+    pub fn new(node: Arc<Node>, init_key: Arc<LedgerKey>, node_key: Arc<LedgerKey>) -> Self {
+        ClusterCommitter { node, init_key, node_key, pending: Default::default() }
+    }
+}
+
 impl Committer for ClusterCommitter {
-    fn commit(&self, entries: Vec<Entry>) -> CommitFuture<'_> {
+    fn start(&self, entries: Vec<Entry>) -> StartFuture<'_> {
         Box::pin(async move {
             let ledger = self.node.applier.ledger().ok_or(SequencerError::Closed)?;
-            let prepared = ledger.prepare(entries, self.signer(&ledger))?;
-            match self.node.propose(prepared.frame).await? {
-                Outcome::Written { last_seq } if prepared.receipts.last().map(|r| r.seq) == Some(last_seq) => {
-                    Ok(prepared.receipts)
+            let (prepared, in_flight) = {
+                let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+                let prepared = ledger.prepare_on(p.chain.as_deref(), entries, self.signer(&ledger))?;
+                let Some(chain) = prepared.chain.clone() else {
+                    return Err(SequencerError::Unavailable("every node would refuse the frame".into()));
+                };
+                p.chain = Some(chain);
+                p.in_flight += 1;
+                (prepared, InFlight(&self.pending))
+            };
+            let proposal = self.node.cluster.submit(prepared.frame).await.map_err(commit_error)?;
+            let receipts = prepared.receipts;
+            let commit: CommitFuture<'_> = Box::pin(async move {
+                let _in_flight = in_flight;
+                let reply = proposal.outcome().await.map_err(commit_error)?;
+                let outcome = Outcome::decode(&reply)
+                    .ok_or_else(|| SequencerError::Unavailable("unreadable apply outcome".into()))?;
+                match outcome {
+                    Outcome::Written { last_seq } if receipts.last().map(|r| r.seq) == Some(last_seq) => Ok(receipts),
+                    Outcome::Written { .. } | Outcome::AlreadyHeld => {
+                        Err(SequencerError::Unavailable("the replicated frame landed elsewhere in the ledger".into()))
+                    }
+                    Outcome::Refused(reason) => Err(SequencerError::Unavailable(format!("frame refused: {reason}"))),
                 }
-                Outcome::Written { .. } | Outcome::AlreadyHeld => {
-                    Err(SequencerError::Unavailable("the replicated frame landed elsewhere in the ledger".into()))
-                }
-                Outcome::Refused(reason) => Err(SequencerError::Unavailable(format!("frame refused: {reason}"))),
-            }
+            });
+            Ok(commit)
         })
     }
 
     fn publishes(&self) -> bool {
         true
+    }
+
+    fn depth(&self) -> usize {
+        PIPELINE_DEPTH
     }
 }
 

@@ -1,0 +1,183 @@
+//! The sequencer with a committer that keeps several batches in flight (a cluster leader):
+//! the next batch is decided on the state of those in flight, batches settle in order, and
+//! a failure drains the pipeline and restarts deciding from the published state.
+//!
+//! The committer here is scripted: the test decides when each commit settles and how.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use commands::sequencer::{CommitFuture, Committed, Committer, Sequencer, SequencerError, StartFuture};
+use commands::{Command, Env, Rejection, Request};
+use ledger::seal::Keyring;
+use ledger::{Entry, Hash, KeySlot, Receipt, Sealed};
+use projections::State;
+use tokio::sync::oneshot;
+use zeroize::Zeroizing;
+
+struct TestEnv {
+    keyring: Keyring,
+    counter: AtomicU64,
+}
+
+impl Env for TestEnv {
+    fn now(&self) -> u64 {
+        1_000_000_000_000
+    }
+    fn random(&self, buf: &mut [u8]) -> Result<(), Rejection> {
+        for (i, b) in buf.iter_mut().enumerate() {
+            *b = (self.counter.fetch_add(1, Ordering::SeqCst) as u8).wrapping_add(i as u8);
+        }
+        Ok(())
+    }
+    fn seal(&self, plaintext: &[u8], context: &[u8], slot: u8) -> Result<(Sealed, KeySlot), Rejection> {
+        self.keyring.seal(plaintext, context, slot).map_err(|e| Rejection::Internal(e.to_string()))
+    }
+    fn open(&self, sealed: &Sealed, slot: &KeySlot, context: &[u8]) -> Result<Zeroizing<Vec<u8>>, Rejection> {
+        self.keyring.open(sealed, slot, context).map_err(|e| Rejection::Internal(e.to_string()))
+    }
+    fn keyed_hash(&self, domain: &str, data: &[u8]) -> [u8; 32] {
+        *blake3::keyed_hash(&[9; 32], &[domain.as_bytes(), data].concat()).as_bytes()
+    }
+}
+
+type Settle = oneshot::Sender<Result<Vec<Receipt>, SequencerError>>;
+
+/// A commit the scripted committer was handed: how many entries, and how to settle it.
+struct Started {
+    entries: usize,
+    settle: Settle,
+}
+
+#[derive(Default)]
+struct Scripted {
+    started: Mutex<Vec<Option<Started>>>,
+}
+
+impl Committer for Scripted {
+    fn start(&self, entries: Vec<Entry>) -> StartFuture<'_> {
+        let (settle, settled) = oneshot::channel();
+        self.started.lock().unwrap().push(Some(Started { entries: entries.len(), settle }));
+        Box::pin(async move {
+            let commit: CommitFuture<'_> =
+                Box::pin(async move { settled.await.unwrap_or(Err(SequencerError::Closed)) });
+            Ok(commit)
+        })
+    }
+    fn depth(&self) -> usize {
+        3
+    }
+}
+
+impl Scripted {
+    fn count(&self) -> usize {
+        self.started.lock().unwrap().len()
+    }
+
+    /// Waits (bounded) until `n` commits were started.
+    async fn wait_started(&self, n: usize) {
+        for _ in 0..200 {
+            if self.count() >= n {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("{n} commits were not started in time (started: {})", self.count());
+    }
+
+    /// Settles commit `i` as durable at seqs `first..`.
+    fn succeed(&self, i: usize, first: u64) {
+        let s = self.started.lock().unwrap()[i].take().expect("settled twice");
+        let receipts =
+            (first..first + s.entries as u64).map(|seq| Receipt { seq, hash: Hash::ZERO, time: 0 }).collect();
+        s.settle.send(Ok(receipts)).unwrap();
+    }
+
+    fn fail(&self, i: usize) {
+        let s = self.started.lock().unwrap()[i].take().expect("settled twice");
+        s.settle.send(Err(SequencerError::Unavailable("scripted failure".into()))).unwrap();
+    }
+}
+
+fn policy(name: &str) -> Request {
+    Request {
+        caller: None,
+        actor: ledger::Actor::system(),
+        request_id: [1; 16],
+        access: None,
+        command: Some(Command::WritePolicy {
+            name: name.into(),
+            text: r#"path "secret/*" { capabilities = ["read"] }"#.into(),
+            cas: None,
+        }),
+    }
+}
+
+fn setup() -> (Sequencer, Arc<Scripted>, Arc<ArcSwap<State>>) {
+    let mut keyring = Keyring::new();
+    keyring.insert(1, &[7; 32]);
+    let env = Arc::new(TestEnv { keyring, counter: AtomicU64::new(0) });
+    let committer = Arc::new(Scripted::default());
+    let published = Arc::new(ArcSwap::from_pointee(State::default()));
+    let sequencer = Sequencer::default();
+    sequencer.run(committer.clone(), published.clone(), env);
+    (sequencer, committer, published)
+}
+
+fn submit(s: &Sequencer, r: Request) -> tokio::task::JoinHandle<Result<Committed, SequencerError>> {
+    let s = s.clone();
+    tokio::spawn(async move { s.submit(r).await })
+}
+
+#[tokio::test]
+async fn the_next_batch_is_decided_on_the_batches_in_flight() {
+    let (sequencer, committer, published) = setup();
+    let a = submit(&sequencer, policy("a"));
+    committer.wait_started(1).await;
+    // The first batch is not durable, yet the second is decided and handed over.
+    let b = submit(&sequencer, policy("b"));
+    committer.wait_started(2).await;
+    assert_eq!(published.load().last_seq, 0, "nothing is published before it is durable");
+
+    committer.succeed(0, 1);
+    let a = a.await.unwrap().unwrap();
+    assert_eq!(a.seqs, vec![1]);
+    assert!(a.result.is_ok());
+    assert!(published.load().policies.get("a").is_some());
+    assert!(published.load().policies.get("b").is_none(), "b is published only once durable");
+
+    committer.succeed(1, 2);
+    let b = b.await.unwrap().unwrap();
+    assert_eq!(b.seqs, vec![2], "b was numbered after a, which was still in flight");
+    let state = published.load();
+    assert!(state.policies.get("a").is_some() && state.policies.get("b").is_some());
+    assert_eq!(state.last_seq, 2);
+}
+
+#[tokio::test]
+async fn a_failed_batch_drains_the_pipeline_and_deciding_restarts_from_the_published_state() {
+    let (sequencer, committer, published) = setup();
+    let a = submit(&sequencer, policy("a"));
+    committer.wait_started(1).await;
+    let b = submit(&sequencer, policy("b"));
+    committer.wait_started(2).await;
+
+    committer.fail(0);
+    assert!(a.await.unwrap().is_err(), "the failed batch's request gets the error");
+    // While b (decided on a's state) is in flight, nothing new is decided.
+    let c = submit(&sequencer, policy("c"));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(committer.count(), 2, "no batch is started while the pipeline drains");
+
+    committer.fail(1);
+    assert!(b.await.unwrap().is_err());
+    committer.wait_started(3).await;
+    committer.succeed(2, 1);
+    let c = c.await.unwrap().unwrap();
+    assert_eq!(c.seqs, vec![1], "c was decided on the published state, not on the failed batches");
+    let state = published.load();
+    assert!(state.policies.get("a").is_none() && state.policies.get("b").is_none());
+    assert!(state.policies.get("c").is_some());
+}
