@@ -107,6 +107,9 @@ impl Peer {
     }
 }
 
+/// The least time an append may take before the peer counts as unreachable.
+const APPEND_TTL_MIN: Duration = Duration::from_secs(1);
+
 /// First and longest pause before retrying a peer that did not answer.
 const BACKOFF_FIRST: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
@@ -127,7 +130,13 @@ impl RaftNetworkV2<TypeConfig> for Peer {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.rpc("append", &rpc, &option).await.map_err(rpc_err)
+        // openraft bounds an append by the heartbeat interval (100 ms). A follower that is
+        // merely busy (an fsync on a loaded machine) takes longer now and then; a timeout
+        // counts as unreachable and pauses replication to it (the backoff below), which
+        // under load costs far more than waiting. A dead follower refuses the connection
+        // at once, and elections do not wait for appends.
+        let ttl = option.hard_ttl().max(APPEND_TTL_MIN);
+        call(&self.http, format!("{}/append", self.base), &rpc, ttl).await.map_err(rpc_err)
     }
 
     async fn vote(
