@@ -165,9 +165,7 @@ impl Sequencer {
         tx.send(Job { request, reply }).await.map_err(|_| SequencerError::Closed)?;
         rx.await.map_err(|_| SequencerError::Closed)?
     }
-}
 
-impl Sequencer {
     /// No local task: an access-only request goes to the remote sequencer if there is one;
     /// a write must be forwarded whole ([`SequencerError::Forward`]).
     async fn submit_remote(&self, request: Request) -> Result<Committed, SequencerError> {
