@@ -726,12 +726,31 @@ fn standbys_serve_reads_on_one_chain_and_read_their_writes_with_the_index() -> R
     let revoke = json!({ "lease_id": lease }).to_string();
     ok(call(&c.nodes[leader], "PUT", "/v1/sys/leases/revoke", &root, &[], &revoke)?, "revoke")?;
 
+    // The leader's internal endpoint takes access events only from unsealed nodes of this
+    // cluster: a client's forged one is refused and recorded nowhere.
+    let forged = json!({
+        "time": 0, "caller": null, "actor_accessor": "", "actor_entity_id": null, "actor_display_name": "",
+        "actor_remote_addr": "", "request_id": "00000000000000000000000000000000",
+        "access": { "operation": "read", "path": "kv/data/forged", "mount_accessor": "", "outcome": "Allowed",
+            "policies": [], "request_hmac": {}, "response_hmac": {}, "used_token": false },
+    })
+    .to_string();
+    for auth in [None, Some("00".repeat(32))] {
+        let mut headers = vec![("content-type", "application/json")];
+        if let Some(a) = &auth {
+            headers.push(("x-cairn-node-auth", a.as_str()));
+        }
+        let r = c.nodes[leader].http_with("POST", "/cairn/internal/access", &headers, forged.as_bytes())?;
+        ensure!(r.status == 403, "a forged access event: {} {}", r.status, r.body);
+    }
+
     c.settle()?;
     for n in &mut c.nodes {
         n.stop(Duration::from_secs(30))?;
     }
     same_valid_ledgers(&c.nodes.iter().collect::<Vec<_>>())?;
     for n in &c.nodes {
+        ensure!(access_rows(n, "kv/data/forged")?.is_empty(), "a forged access event was recorded");
         let served: Vec<Value> =
             access_rows(n, "kv/data/served")?.into_iter().filter(|r| r["operation"] == json!("read")).collect();
         ensure!(served.len() == 1, "one access event for the served read: {served:?}");

@@ -178,6 +178,21 @@ mod tests {
     }
 
     #[test]
+    fn x_vault_inconsistent_defaults_to_fail() {
+        let mut headers = axum::http::HeaderMap::new();
+        assert_eq!(Inconsistent::from_headers(&headers), Inconsistent::Fail);
+        for (value, want) in [
+            ("fail", Inconsistent::Fail),
+            ("forward-active-node", Inconsistent::ForwardActiveNode),
+            ("await-state", Inconsistent::AwaitState),
+            ("something-else", Inconsistent::Fail),
+        ] {
+            headers.insert(INCONSISTENT_HEADER, value.parse().expect("value"));
+            assert_eq!(Inconsistent::from_headers(&headers), want, "{value}");
+        }
+    }
+
+    #[test]
     fn derived_keys_are_separated_by_label() {
         let root = [1u8; 32];
         assert_ne!(*derive_key(&root, KEY_LABEL), *derive_key(&root, "another"));

@@ -225,7 +225,7 @@ pub async fn serve(api: &Api, req: HttpRequest<Body>) -> Response {
     if req.method() != axum::http::Method::POST {
         return error(405, "method not allowed");
     }
-    let Some(node) = api.core.cluster() else { return error(404, "") };
+    let Some(node) = api.core.cluster() else { return error(404, "not a cluster node") };
     let Some(unsealed) = api.core.unsealed().await else { return error(503, "Vault is sealed") };
     if !node.is_leader() {
         return error(503, "local node not active");
