@@ -181,9 +181,6 @@ impl RemoteAccessClient {
         }
         let wire: WireCommitted =
             serde_json::from_slice(&bytes).map_err(|_| unavailable("unreadable answer from the active node"))?;
-        if let Some(last) = wire.seqs.last() {
-            super::standby::note_seq(*last);
-        }
         let result = match wire.rejection {
             None => Ok(Reply::Done),
             Some((status, message)) => Err(rejection_of(status, message)),

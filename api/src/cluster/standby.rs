@@ -10,7 +10,7 @@
 //! forward, and a forward is only done while nothing was sent.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::body::{Body, to_bytes};
@@ -34,8 +34,6 @@ struct Scope {
     sent: AtomicBool,
     /// The pipeline found that the leader must answer this request.
     forward: AtomicBool,
-    /// The highest seq the leader recorded for this request.
-    seq: AtomicU64,
 }
 
 tokio::task_local! {
@@ -45,11 +43,6 @@ tokio::task_local! {
 /// Called before an access event goes to the leader.
 pub(crate) fn note_sent() {
     let _ = SCOPE.try_with(|s| s.sent.store(true, Ordering::SeqCst));
-}
-
-/// The leader recorded this request up to `seq`.
-pub(crate) fn note_seq(seq: u64) {
-    let _ = SCOPE.try_with(|s| s.seq.fetch_max(seq, Ordering::SeqCst));
 }
 
 /// The pipeline hit a write on a standby: the leader must answer.
@@ -191,8 +184,11 @@ pub async fn handle(api: &Api, node: &Node, unsealed: &Arc<Unsealed>, req: HttpR
         tracing::warn!("a standby-served request needed a write after its access event; refused");
         return response;
     }
-    let seq = scope.seq.load(Ordering::SeqCst).max(api.core.state.load().last_seq);
-    add_index(&mut response, unsealed, seq);
+    // The state this node answered from (at least the index the request asked for). Not
+    // the seq of the read's own access event: a read changes no data, and an index past
+    // what the standbys applied would send the client's next read to 412 and retry (Vault
+    // also reports no index for its audit records).
+    add_index(&mut response, unsealed, api.core.state.load().last_seq);
     response
 }
 
