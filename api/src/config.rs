@@ -18,7 +18,8 @@
 //!
 //! **Accepted top-level keys:** `storage` (exactly one), `listener` (one or more), `api_addr`,
 //! `cluster_addr`, `cluster_name`, `default_lease_ttl`, `max_lease_ttl`, `log_level`,
-//! `disable_mlock`, `pid_file`, `ui` (cairn has no web UI: `ui = true` only adds a warning), and
+//! `disable_mlock`, `disable_standby_reads` (a cluster standby forwards reads too), `pid_file`,
+//! `ui` (cairn has no web UI: `ui = true` only adds a warning), and
 //! cairn's own `login_rate_limit` and `login_rate_burst`: logins per second and burst size
 //! allowed per client address (default 100 and 200; a rate of 0 turns the limit off).
 //! **`storage`** takes only the type `"sled"` (cairn's embedded storage, the data directory) and
@@ -66,6 +67,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "cluster_name",
     "default_lease_ttl",
     "disable_mlock",
+    "disable_standby_reads",
     "listener",
     "log_level",
     "login_rate_burst",
@@ -105,6 +107,9 @@ pub struct ServerConfig {
     pub log_level: Option<String>,
     /// Vault's switch for `mlock`; accepted so that Vault configs load unchanged.
     pub disable_mlock: bool,
+    /// OpenBao's `disable_standby_reads`: a cluster standby forwards reads to the leader
+    /// instead of answering them from its own state (default false).
+    pub disable_standby_reads: bool,
     /// A file where the server should write its process id, as Vault's `pid_file`.
     pub pid_file: Option<PathBuf>,
     /// Logins allowed per client address (`login_rate_limit`, `login_rate_burst`).
@@ -614,6 +619,7 @@ fn build(items: Vec<Item>) -> Result<ServerConfig, ConfigError> {
         max_lease_ttl: 0,
         log_level: None,
         disable_mlock: false,
+        disable_standby_reads: false,
         pid_file: None,
         login_rate_limit: Default::default(),
         seal: None,
@@ -650,6 +656,7 @@ fn build(items: Vec<Item>) -> Result<ServerConfig, ConfigError> {
             ("login_rate_limit", Kind::Value(v)) => config.login_rate_limit.per_second = rate(item, v)?,
             ("login_rate_burst", Kind::Value(v)) => config.login_rate_limit.burst = rate(item, v)?,
             ("disable_mlock", Kind::Value(v)) => config.disable_mlock = boolean(item, v)?,
+            ("disable_standby_reads", Kind::Value(v)) => config.disable_standby_reads = boolean(item, v)?,
             ("pid_file", Kind::Value(v)) => config.pid_file = Some(PathBuf::from(non_empty_string(item, v)?)),
             ("ui", Kind::Value(v)) => {
                 if boolean(item, v)? {
@@ -1029,7 +1036,7 @@ fn parse_address(text: &str) -> Result<SocketAddr, String> {
 /// SIGHUP applies the log level and re-reads TLS certificates and keys (their paths and
 /// `tls_min_version` may change too). Everything else (storage path, listener addresses and
 /// count, turning TLS on or off, `api_addr`, `cluster_addr`, `cluster_name`, lease TTLs,
-/// `disable_mlock`, `pid_file`) keeps its running value until a restart, as in Vault; the caller
+/// `disable_mlock`, `disable_standby_reads`, `pid_file`) keeps its running value until a restart, as in Vault; the caller
 /// should log [`ReloadPlan::restart_required`] as a warning.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ReloadPlan {
@@ -1064,6 +1071,7 @@ pub fn reloadable_changes(old: &ServerConfig, new: &ServerConfig) -> ReloadPlan 
     restart(old.default_lease_ttl != new.default_lease_ttl, "default_lease_ttl");
     restart(old.max_lease_ttl != new.max_lease_ttl, "max_lease_ttl");
     restart(old.disable_mlock != new.disable_mlock, "disable_mlock");
+    restart(old.disable_standby_reads != new.disable_standby_reads, "disable_standby_reads");
     restart(old.pid_file != new.pid_file, "pid_file");
     restart(old.seal != new.seal, "seal");
     plan.tls_reload = old
@@ -1111,6 +1119,16 @@ api_addr = "http://127.0.0.1:18210"
 cluster_addr = "http://127.0.0.1:18211"
 disable_mlock = true
 "#;
+
+    #[test]
+    fn disable_standby_reads_is_a_top_level_boolean_off_by_default() {
+        assert!(!parse(MINIMAL).disable_standby_reads);
+        assert!(parse(&format!("{MINIMAL}disable_standby_reads = true\n")).disable_standby_reads);
+        assert!(parse(&format!("{MINIMAL}disable_standby_reads = \"1\"\n")).disable_standby_reads);
+        assert!(!parse(&format!("{MINIMAL}disable_standby_reads = false\n")).disable_standby_reads);
+        let (message, _) = refuse(&format!("{MINIMAL}disable_standby_reads = \"maybe\"\n"));
+        assert!(message.contains("disable_standby_reads"), "{message}");
+    }
 
     #[test]
     fn peer_openbao_config_with_sled_storage() {
@@ -1313,7 +1331,7 @@ ui                = true
         assert_eq!(
             message,
             "unknown key `foo` in the top level; accepted keys: api_addr, cluster_addr, cluster_name, \
-             default_lease_ttl, disable_mlock, listener, log_level, login_rate_burst, login_rate_limit, \
+             default_lease_ttl, disable_mlock, disable_standby_reads, listener, log_level, login_rate_burst, login_rate_limit, \
              max_lease_ttl, pid_file, seal, storage, ui"
         );
         let (message, line) =

@@ -31,6 +31,8 @@ pub struct Settings {
     pub max_lease_ttl: u64,
     /// Logins per client address.
     pub login_rate_limit: crate::auth::ratelimit::LoginRateLimit,
+    /// A cluster standby forwards reads too (`disable_standby_reads`).
+    pub disable_standby_reads: bool,
 }
 
 /// What can go wrong at the barrier; every message is safe to show (no key material).
@@ -128,6 +130,12 @@ impl Drop for Unsealed {
 }
 
 impl Unsealed {
+    /// A key for one purpose (`label`), derived from the root key: every unsealed node of
+    /// a cluster derives the same, and nothing else can. Never logged.
+    pub fn derived_key(&self, label: &str) -> Zeroizing<[u8; 32]> {
+        crate::cluster::index::derive_key(&self.root_key, label)
+    }
+
     /// Submits a command as the server itself (no caller, no access event: expiries,
     /// revocations, rotations) and waits until it is durable.
     pub async fn submit_as_system(
@@ -663,6 +671,12 @@ impl Core {
         ledger.set_signer(signing.clone());
         let env = Arc::new(RealEnv { keyring: ArcSwap::from_pointee(keyring), hasher: KeyedHasher::derive(hmac_key) });
         let sequencer = Sequencer::default();
+        // While this node stands by, its reads' access events are sequenced by the leader.
+        sequencer.set_remote(Arc::new(crate::cluster::remote_access::RemoteAccessClient::new(
+            node.clone(),
+            &root_key,
+            self.state.clone(),
+        )));
         let committer = Arc::new(crate::cluster::ClusterCommitter::new(node.clone(), signing, node_key));
         let leadership = crate::cluster::watch_leadership(
             node.clone(),
@@ -816,7 +830,12 @@ mod tests {
     use super::*;
 
     fn settings() -> Settings {
-        Settings { default_lease_ttl: 3600, max_lease_ttl: 7200, login_rate_limit: Default::default() }
+        Settings {
+            default_lease_ttl: 3600,
+            max_lease_ttl: 7200,
+            login_rate_limit: Default::default(),
+            disable_standby_reads: false,
+        }
     }
 
     #[tokio::test]

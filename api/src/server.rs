@@ -74,6 +74,7 @@ pub async fn run(args: ServerArgs) -> Result<(), ServerError> {
                 default_lease_ttl: config.default_lease_ttl,
                 max_lease_ttl: config.max_lease_ttl,
                 login_rate_limit: config.login_rate_limit,
+                disable_standby_reads: config.disable_standby_reads,
             };
             let core = Arc::new(Core::open(&config.storage.path, settings)?);
             if let Some(seal) = &config.seal {
@@ -109,6 +110,7 @@ async fn run_dev(args: ServerArgs) -> Result<(), ServerError> {
         default_lease_ttl: crate::config::DEFAULT_LEASE_TTL,
         max_lease_ttl: crate::config::DEFAULT_LEASE_TTL,
         login_rate_limit: Default::default(),
+        disable_standby_reads: false,
     };
     let core = Arc::new(Core::open(&data_dir, settings)?);
     let (unseal_key, root_token) = if core.is_initialized() {

@@ -55,6 +55,20 @@ pub enum SequencerError {
     /// The cluster could not commit (no quorum, leadership lost mid-commit).
     #[error("the cluster could not commit: {0}")]
     Unavailable(String),
+    /// A standby cannot commit this request (it writes): the whole request must go to the
+    /// leader instead, before anything of it was recorded.
+    #[error("this request must be forwarded to the cluster's leader")]
+    Forward,
+}
+
+/// A boxed future of a remote submission.
+pub type RemoteFuture<'a> = Pin<Box<dyn Future<Output = Result<Committed, SequencerError>> + Send + 'a>>;
+
+/// Where a node without a running sequencer (a cluster standby) sends access-only
+/// requests (`command: None`): the leader's sequencer, which checks the token again and
+/// counts its uses, so there stays one chain.
+pub trait RemoteSubmit: Send + Sync + 'static {
+    fn submit(&self, request: Request) -> RemoteFuture<'_>;
 }
 
 /// A boxed future, for the object-safe [`Committer`].
@@ -106,6 +120,9 @@ pub struct Sequencer {
     /// Set while a new leader prepares to run the sequencer: submissions wait for it
     /// (bounded) instead of being refused.
     starting: Arc<tokio::sync::watch::Sender<bool>>,
+    /// Set on a cluster node: used by [`Sequencer::submit`] while the local task is not
+    /// running (a standby serving reads).
+    remote: Arc<RwLock<Option<Arc<dyn RemoteSubmit>>>>,
 }
 
 /// How long a submission waits for a sequencer that is starting.
@@ -142,6 +159,11 @@ impl Sequencer {
         self.starting.send_replace(false);
     }
 
+    /// Sends access-only submissions to `remote` whenever the local task is not running.
+    pub fn set_remote(&self, remote: Arc<dyn RemoteSubmit>) {
+        *self.remote.write().unwrap_or_else(|e| e.into_inner()) = Some(remote);
+    }
+
     pub fn is_running(&self) -> bool {
         self.tx.read().unwrap_or_else(|e| e.into_inner()).is_some()
     }
@@ -154,12 +176,26 @@ impl Sequencer {
             None => {
                 let mut starting = self.starting.subscribe();
                 let _ = tokio::time::timeout(START_WAIT, starting.wait_for(|s| !*s)).await;
-                current().ok_or(SequencerError::NotLeader)?
+                match current() {
+                    Some(tx) => tx,
+                    None => return self.submit_remote(request).await,
+                }
             }
         };
         let (reply, rx) = oneshot::channel();
         tx.send(Job { request, reply }).await.map_err(|_| SequencerError::Closed)?;
         rx.await.map_err(|_| SequencerError::Closed)?
+    }
+
+    /// No local task: an access-only request goes to the remote sequencer if there is one;
+    /// a write must be forwarded whole ([`SequencerError::Forward`]).
+    async fn submit_remote(&self, request: Request) -> Result<Committed, SequencerError> {
+        let remote = self.remote.read().unwrap_or_else(|e| e.into_inner()).clone();
+        match remote {
+            None => Err(SequencerError::NotLeader),
+            Some(_) if request.command.is_some() => Err(SequencerError::Forward),
+            Some(remote) => remote.submit(request).await,
+        }
     }
 }
 

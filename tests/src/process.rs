@@ -105,9 +105,16 @@ pub(crate) fn describe(cmd: &Command) -> String {
 pub struct HttpReply {
     pub status: u16,
     pub body: String,
+    /// The response headers, names in lower case, in order.
+    pub headers: Vec<(String, String)>,
 }
 
 impl HttpReply {
+    /// The first value of a header (`name` in lower case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+
     /// The body parsed as JSON.
     pub fn json(&self) -> Result<Value> {
         serde_json::from_str(&self.body).with_context(|| format!("body is not JSON: {:?}", self.body))
@@ -183,7 +190,13 @@ fn parse_reply(raw: &[u8]) -> Result<HttpReply> {
     if chunked {
         body = dechunk(&body)?;
     }
-    Ok(HttpReply { status, body: String::from_utf8_lossy(&body).into_owned() })
+    let headers = head
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    Ok(HttpReply { status, body: String::from_utf8_lossy(&body).into_owned(), headers })
 }
 
 fn dechunk(mut data: &[u8]) -> Result<Vec<u8>> {

@@ -10,7 +10,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
-use e2e::{ConfigServer, Options, Raft, Server, Target};
+use e2e::{ConfigServer, HttpReply, Options, Raft, Server, Target};
 use serde_json::{Value, json};
 
 /// How long a new leader may take (the issue's bound).
@@ -184,16 +184,21 @@ fn three_nodes_replicate_forward_and_hold_identical_ledgers() -> Result<()> {
     assert_eq!(c.nodes[leader].http("GET", "/v1/sys/health", None, None)?.status, 200);
     assert_eq!(c.nodes[standby].http("GET", "/v1/sys/seal-status", None, None)?.json()?["storage_type"], json!("raft"));
 
-    // A client pointed at any node works: writes through standbys are forwarded.
+    // A client pointed at any node works: writes through standbys are forwarded (the
+    // leader's X-Vault-Index comes back with them), and a read on another node with that
+    // index sees the write (standbys serve reads: without the index it may be stale).
     c.enable_kv(leader, "kv")?;
+    let mut indexes = Vec::new();
     for i in 0..30 {
         let via = i % 3;
         let body = json!({ "data": { "v": format!("value-{i}") } }).to_string();
         let w = c.nodes[via].http("PUT", &format!("/v1/kv/data/k{i}"), Some(&c.root), Some(&body))?;
         ensure!(w.status == 200, "write via node {via}: {} {}", w.status, w.body);
+        indexes.push(w.header("x-vault-index").context("X-Vault-Index")?.to_owned());
     }
-    for i in 0..30 {
-        let r = c.nodes[(i + 1) % 3].http("GET", &format!("/v1/kv/data/k{i}"), Some(&c.root), None)?;
+    for (i, index) in indexes.iter().enumerate() {
+        let headers = [("X-Vault-Index", index.as_str()), ("X-Vault-Inconsistent", "await-state")];
+        let r = call(&c.nodes[(i + 1) % 3], "GET", &format!("/v1/kv/data/k{i}"), &c.root, &headers, "")?;
         ensure!(r.status == 200, "read: {} {}", r.status, r.body);
         assert_eq!(r.json()?["data"]["data"]["v"], json!(format!("value-{i}")));
     }
@@ -278,6 +283,8 @@ fn killing_the_leader_under_load_loses_no_acknowledged_write() -> Result<()> {
     );
 
     let acked = acked.lock().map(|a| a.clone()).unwrap_or_default();
+    // Standbys answer reads from what they applied: let the survivors catch up first.
+    c.settle()?;
     for key in &acked {
         for &i in &survivors {
             assert_eq!(c.read(i, key)?.as_deref(), Some(key.as_str()), "acknowledged {key} missing on node {i}");
@@ -337,6 +344,7 @@ fn without_quorum_writes_fail_and_resume_when_it_returns() -> Result<()> {
         Ok(c2.contains(&200))
     })?;
     eprintln!("quorum restored: writes resumed after {resumed:?}");
+    c.settle()?;
     assert_eq!(c.read(others[0], "after")?.as_deref(), Some("2"));
     assert_eq!(c.read(others[0], "before")?.as_deref(), Some("1"));
     c.nodes[others[1]].start_again()?;
@@ -491,6 +499,7 @@ fn a_snapshot_restored_into_a_new_cluster_verifies_and_serves() -> Result<()> {
         })?;
         unseal(n, &new.key)?;
     }
+    new.settle()?;
     for i in 0..20 {
         assert_eq!(new.read(i % 3, &format!("app/{i}"))?, Some(format!("v{i}")), "app/{i}");
     }
@@ -507,5 +516,301 @@ fn a_snapshot_restored_into_a_new_cluster_verifies_and_serves() -> Result<()> {
     let snapshot_frames = snapshot.len() - 12;
     let header = 32;
     assert_eq!(new_bytes[header..header + snapshot_frames], old_bytes[header..header + snapshot_frames]);
+    Ok(())
+}
+
+/// `method path` through `server` as `token`, with extra headers.
+fn call(
+    server: &Server,
+    method: &str,
+    path: &str,
+    token: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Result<HttpReply> {
+    let mut all = vec![("X-Vault-Token", token)];
+    all.extend_from_slice(headers);
+    server.http_with(method, path, &all, body.as_bytes())
+}
+
+/// A GET through `server` from the client address 127.0.0.2 (curl binds it), so that the
+/// ledger shows whether the node served it (the client's address) or forwarded it (the
+/// node's own, 127.0.0.1). The status and body.
+fn get_from_127_0_0_2(server: &Server, path: &str, token: &str, index: Option<&str>) -> Result<(u16, String)> {
+    let url = format!("{}{path}", server.addr());
+    let mut cmd = std::process::Command::new("curl");
+    cmd.args(["-s", "--max-time", "20", "--interface", "127.0.0.2", "-w", "\n%{http_code}", "-H"])
+        .arg(format!("X-Vault-Token: {token}"));
+    if let Some(index) = index {
+        cmd.args(["-H", &format!("X-Vault-Index: {index}"), "-H", "X-Vault-Inconsistent: await-state"]);
+    }
+    let out = cmd.arg(&url).output().context("curl")?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, status) = text.rsplit_once('\n').context("curl printed no status")?;
+    Ok((status.trim().parse().with_context(|| format!("curl: {text}"))?, body.to_owned()))
+}
+
+/// The access events of a stopped node's ledger under `path` (a prefix), as rows.
+fn access_rows(server: &Server, path: &str) -> Result<Vec<Value>> {
+    let dir = server.data_dir().display().to_string();
+    let run = e2e::cairn(&["ledger", "query", "--data-dir", &dir, "--path", path, "--format", "json"])?;
+    ensure!(run.status.success(), "ledger query: {}", String::from_utf8_lossy(&run.stderr));
+    let rows: Value = serde_json::from_str(&e2e::stdout(&run))?;
+    Ok(rows.as_array().cloned().unwrap_or_default().into_iter().filter(|r| r["kind"] == json!("access")).collect())
+}
+
+fn index_of(reply: &HttpReply) -> Result<String> {
+    reply.header("x-vault-index").map(str::to_owned).with_context(|| format!("no X-Vault-Index: {}", reply.status))
+}
+
+#[test]
+fn standbys_serve_reads_on_one_chain_and_read_their_writes_with_the_index() -> Result<()> {
+    let mut c = Cluster::start()?;
+    let leader = c.leader().context("a leader")?;
+    let standbys: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
+    c.enable_kv(leader, "kv")?;
+    let root = c.root.clone();
+    let await_state =
+        |index: &str| [("X-Vault-Index", index.to_owned()), ("X-Vault-Inconsistent", "await-state".into())];
+
+    // Read-your-writes: each write on the leader is read at once on a standby with the
+    // write's index, and seen.
+    for i in 0..40 {
+        let body = json!({ "data": { "v": format!("v{i}") } }).to_string();
+        let w = call(&c.nodes[leader], "PUT", "/v1/kv/data/ryw", &root, &[], &body)?;
+        ensure!(w.status == 200, "write {i}: {} {}", w.status, w.body);
+        let index = index_of(&w)?;
+        let h = await_state(&index);
+        let headers: Vec<(&str, &str)> = h.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        let r = call(&c.nodes[standbys[i % 2]], "GET", "/v1/kv/data/ryw", &root, &headers, "")?;
+        ensure!(r.status == 200, "read {i}: {} {}", r.status, r.body);
+        assert_eq!(r.json()?["data"]["data"]["v"], json!(format!("v{i}")), "round {i}");
+        index_of(&r)?;
+    }
+    // The index is Vault's format: base64 of v1:<cluster id>:<local index>:0:<hex HMAC>.
+    let w = call(&c.nodes[leader], "PUT", "/v1/kv/data/fmt", &root, &[], r#"{"data":{"v":"x"}}"#)?;
+    let index = index_of(&w)?;
+    let decoded = String::from_utf8(base64::Engine::decode(&base64::engine::general_purpose::STANDARD, &index)?)?;
+    let parts: Vec<&str> = decoded.split(':').collect();
+    ensure!(parts.len() == 5 && parts[0] == "v1" && parts[3] == "0" && parts[4].len() == 64, "{decoded}");
+    ensure!(parts[2].parse::<u64>().is_ok(), "{decoded}");
+    // A forged index (another seq under the same tag) is refused on every node.
+    let forged = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        decoded.replacen(&format!(":{}:", parts[2]), ":999999999:", 1),
+    );
+    for i in 0..3 {
+        let r = call(&c.nodes[i], "GET", "/v1/kv/data/fmt", &root, &[("X-Vault-Index", forged.as_str())], "")?;
+        ensure!(r.status == 400 && r.body.contains("X-Vault-Index"), "node {i}: {} {}", r.status, r.body);
+    }
+
+    // An index a standby has not reached: 412 without X-Vault-Inconsistent (the client
+    // retries), the leader's answer with forward-active-node. The standby is paused while
+    // the write commits, and asked before it hears from the leader again; it may still
+    // catch up first, so the rounds are repeated until a 412 shows (never a stale answer).
+    // A resumed node may call an election (its timer ran out while paused): each attempt
+    // starts from a settled cluster and its current leader, and an attempt that meets an
+    // election (503) proves nothing either way and is made again.
+    let (mut saw_412, mut saw_forwarded) = (false, false);
+    for attempt in 0..12 {
+        if saw_412 && saw_forwarded {
+            break;
+        }
+        c.settle()?;
+        wait_for(ELECTION_BOUND, "a leader", || Ok(c.leader().is_some()))?;
+        let leader = c.leader().context("a leader")?;
+        let slow = (leader + 1) % 3;
+        let slow_addr = c.nodes[slow].socket_addr();
+        let mode = if saw_412 || (attempt % 2 == 1 && !saw_forwarded) { "forward-active-node" } else { "" };
+        let value = format!("{attempt}-{mode}");
+        c.nodes[slow].signal("STOP")?;
+        let body = json!({"data": {"v": value}}).to_string();
+        let w = call(&c.nodes[leader], "PUT", "/v1/kv/data/lag", &root, &[], &body);
+        thread::sleep(Duration::from_millis(1500));
+        let (root2, index) = (root.clone(), w.as_ref().ok().and_then(|w| index_of(w).ok()).unwrap_or_default());
+        let mode2 = mode.to_owned();
+        let reader = thread::spawn(move || {
+            let mut headers = vec![("X-Vault-Token", root2.as_str()), ("X-Vault-Index", index.as_str())];
+            if !mode2.is_empty() {
+                headers.push(("X-Vault-Inconsistent", mode2.as_str()));
+            }
+            e2e::http_with(slow_addr, "GET", "/v1/kv/data/lag", &headers, b"", Duration::from_secs(20))
+        });
+        thread::sleep(Duration::from_millis(200));
+        c.nodes[slow].signal("CONT")?;
+        let r = reader.join().map_err(|_| anyhow::anyhow!("reader panicked"))??;
+        let w = w?;
+        if w.status != 200 {
+            eprintln!("attempt {attempt}: the write met an election: {} {}", w.status, w.body);
+            continue;
+        }
+        match (mode, r.status) {
+            ("", 412) => {
+                ensure!(r.body.contains("required index state not present"), "{}", r.body);
+                saw_412 = true;
+            }
+            (_, 200) => {
+                assert_eq!(r.json()?["data"]["data"]["v"], json!(value), "never a stale answer");
+                saw_forwarded |= !mode.is_empty();
+            }
+            (_, 503) => eprintln!("attempt {attempt}: the read met an election: {}", r.body),
+            _ => bail!("mode {mode:?}: {} {}", r.status, r.body),
+        }
+    }
+    ensure!(saw_forwarded, "forward-active-node never answered");
+    ensure!(saw_412, "a standby behind the index never answered 412");
+    // The last resumed node may still call an election: let it pass (timeouts are
+    // 400-800 ms), then go on with the settled cluster's leader.
+    thread::sleep(Duration::from_secs(2));
+    c.settle()?;
+    wait_for(ELECTION_BOUND, "a leader after the pauses", || Ok(c.leader().is_some()))?;
+    let leader = c.leader().context("a leader")?;
+    let standbys: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
+
+    // A token with three uses, used on both standbys: its fourth use is refused.
+    let policy = json!({ "policy": "path \"kv/data/*\" { capabilities = [\"read\"] }" }).to_string();
+    wait_for(ELECTION_BOUND, "the policy written", || {
+        Ok(call(&c.nodes[leader], "PUT", "/v1/sys/policies/acl/reader", &root, &[], &policy)?.status == 204)
+    })?;
+    let t =
+        call(&c.nodes[leader], "POST", "/v1/auth/token/create", &root, &[], r#"{"policies":["reader"],"num_uses":3}"#)?;
+    ensure!(t.status == 200, "token: {} {}", t.status, t.body);
+    let limited = t.json()?["auth"]["client_token"].as_str().context("token")?.to_owned();
+    let limited_accessor = t.json()?["auth"]["accessor"].as_str().context("accessor")?.to_owned();
+    let mut index = index_of(&t)?;
+    for use_ in 0..5 {
+        let h = await_state(&index);
+        let headers: Vec<(&str, &str)> = h.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        let r = call(&c.nodes[standbys[use_ % 2]], "GET", "/v1/kv/data/ryw", &limited, &headers, "")?;
+        let want = if use_ < 3 { 200 } else { 403 };
+        ensure!(r.status == want, "use {}: {} {}", use_ + 1, r.status, r.body);
+        if let Ok(i) = index_of(&r) {
+            index = i;
+        }
+    }
+
+    // A read a standby served: its access event, with the client's address, is in the
+    // leader's ledger (checked on every node below).
+    let w = call(&c.nodes[leader], "PUT", "/v1/kv/data/served", &root, &[], r#"{"data":{"v":"s"}}"#)?;
+    let (status, body) = get_from_127_0_0_2(&c.nodes[standbys[0]], "/v1/kv/data/served", &root, Some(&index_of(&w)?))?;
+    ensure!(status == 200 && body.contains("\"s\""), "served read: {status} {body}");
+
+    // A GET that writes (database credentials issue a lease) goes to the leader whole,
+    // before anything is recorded: one access event, from the standby's address.
+    let mut cleanup = e2e::db::PgCleanup::new();
+    let role = e2e::db::unique_name("r", 7)?;
+    cleanup.role_prefix(&format!("v-root-{role}-"));
+    cleanup.role_prefix(&format!("v-token-{role}-"));
+    let ok = |r: HttpReply, what: &str| -> Result<HttpReply> {
+        ensure!((200..300).contains(&r.status), "{what}: {} {}", r.status, r.body);
+        Ok(r)
+    };
+    ok(call(&c.nodes[leader], "POST", "/v1/sys/mounts/database", &root, &[], r#"{"type":"database"}"#)?, "mount")?;
+    let config = json!({
+        "plugin_name": "postgresql-database-plugin",
+        "connection_url": format!("postgresql://{{{{username}}}}:{{{{password}}}}@{}/postgres?sslmode=disable", e2e::db::PG_ADDR),
+        "username": "postgres",
+        "password": "unused",
+        "allowed_roles": role,
+    });
+    ok(call(&c.nodes[leader], "POST", "/v1/database/config/pg", &root, &[], &config.to_string())?, "config")?;
+    let statement = r#"CREATE ROLE "{{name}}" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';"#;
+    let r = json!({ "db_name": "pg", "creation_statements": statement, "default_ttl": "1h", "max_ttl": "2h" });
+    let w =
+        ok(call(&c.nodes[leader], "POST", &format!("/v1/database/roles/{role}"), &root, &[], &r.to_string())?, "role")?;
+    let creds_path = format!("/v1/database/creds/{role}");
+    let (status, body) = get_from_127_0_0_2(&c.nodes[standbys[1]], &creds_path, &root, Some(&index_of(&w)?))?;
+    ensure!(status == 200, "creds through a standby: {status} {body}");
+    let creds: Value = serde_json::from_str(&body)?;
+    let lease = creds["lease_id"].as_str().context("lease_id")?.to_owned();
+    let revoke = json!({ "lease_id": lease }).to_string();
+    ok(call(&c.nodes[leader], "PUT", "/v1/sys/leases/revoke", &root, &[], &revoke)?, "revoke")?;
+
+    // The leader's internal endpoint takes access events only from unsealed nodes of this
+    // cluster: a client's forged one is refused and recorded nowhere.
+    let forged = json!({
+        "time": 0, "caller": null, "actor_accessor": "", "actor_entity_id": null, "actor_display_name": "",
+        "actor_remote_addr": "", "request_id": "00000000000000000000000000000000",
+        "access": { "operation": "read", "path": "kv/data/forged", "mount_accessor": "", "outcome": "Allowed",
+            "policies": [], "request_hmac": {}, "response_hmac": {}, "used_token": false },
+    })
+    .to_string();
+    for auth in [None, Some("00".repeat(32))] {
+        let mut headers = vec![("content-type", "application/json")];
+        if let Some(a) = &auth {
+            headers.push(("x-cairn-node-auth", a.as_str()));
+        }
+        let r = c.nodes[leader].http_with("POST", "/cairn/internal/access", &headers, forged.as_bytes())?;
+        ensure!(r.status == 403, "a forged access event: {} {}", r.status, r.body);
+    }
+
+    c.settle()?;
+    for n in &mut c.nodes {
+        n.stop(Duration::from_secs(30))?;
+    }
+    same_valid_ledgers(&c.nodes.iter().collect::<Vec<_>>())?;
+    for n in &c.nodes {
+        ensure!(access_rows(n, "kv/data/forged")?.is_empty(), "a forged access event was recorded");
+        let served: Vec<Value> =
+            access_rows(n, "kv/data/served")?.into_iter().filter(|r| r["operation"] == json!("read")).collect();
+        ensure!(served.len() == 1, "one access event for the served read: {served:?}");
+        assert_eq!(served[0]["remote_addr"], json!("127.0.0.2"), "served by the standby itself");
+        assert_eq!(served[0]["outcome"], json!("allowed"));
+        let creds = access_rows(n, &format!("database/creds/{role}"))?;
+        ensure!(creds.len() == 1, "the forwarded GET is recorded once: {creds:?}");
+        assert_eq!(creds[0]["remote_addr"], json!("127.0.0.1"), "forwarded: the leader saw the standby");
+        let uses: Vec<Value> = access_rows(n, "kv/data/ryw")?
+            .into_iter()
+            .filter(|r| r["actor"] == json!(limited_accessor) && r["outcome"] == json!("allowed"))
+            .collect();
+        ensure!(uses.len() == 3, "three allowed uses of the limited token: {uses:?}");
+    }
+    drop(cleanup);
+    Ok(())
+}
+
+#[test]
+fn with_disable_standby_reads_a_standby_forwards_reads() -> Result<()> {
+    let first = ConfigServer::start_with(Options {
+        target: Some(Target::Cairn),
+        raft: Some(Raft { node_id: "node1".into(), retry_join: Vec::new() }),
+        config: "disable_standby_reads = true\n".into(),
+        ..Options::default()
+    })?;
+    let (root, key) = first.init_and_unseal()?;
+    let leader_addr = first.addr();
+    let mut nodes = vec![first];
+    for id in ["node2", "node3"] {
+        nodes.push(ConfigServer::start_with(Options {
+            target: Some(Target::Cairn),
+            raft: Some(Raft { node_id: id.into(), retry_join: vec![leader_addr.clone()] }),
+            config: "disable_standby_reads = true\n".into(),
+            ..Options::default()
+        })?);
+    }
+    let mut c = Cluster { nodes, root, key };
+    wait_for(Duration::from_secs(60), "three voters", || Ok(c.voters(0)? == 3))?;
+    for n in &c.nodes[1..] {
+        wait_for(Duration::from_secs(30), "replicated init", || {
+            Ok(n.http("GET", "/v1/sys/init", None, None)?.json()?["initialized"] == json!(true))
+        })?;
+        unseal(n, &c.key)?;
+    }
+    let leader = c.leader().context("a leader")?;
+    c.enable_kv(leader, "secret")?;
+    assert_eq!(c.write(leader, "x", "1")?, 200);
+    let standby = (leader + 1) % 3;
+    // No index needed: the leader answers, so the read sees the write.
+    let (status, body) = get_from_127_0_0_2(&c.nodes[standby], "/v1/secret/data/x", &c.root, None)?;
+    ensure!(status == 200 && body.contains("\"1\""), "{status} {body}");
+    c.settle()?;
+    for n in &mut c.nodes {
+        n.stop(Duration::from_secs(30))?;
+    }
+    same_valid_ledgers(&c.nodes.iter().collect::<Vec<_>>())?;
+    let rows = access_rows(&c.nodes[leader], "secret/data/x")?;
+    let reads: Vec<&Value> = rows.iter().filter(|r| r["operation"] == json!("read")).collect();
+    ensure!(reads.len() == 1, "{rows:?}");
+    assert_eq!(reads[0]["remote_addr"], json!("127.0.0.1"), "forwarded: the leader saw the standby, not the client");
     Ok(())
 }

@@ -8,10 +8,16 @@
 //!   acknowledged once a majority holds them and this node applied them.
 //! - An unsealed standby forwards every request but the seal endpoints to the leader
 //!   ([`forward`]).
+//! - Except reads: a standby answers them itself ([`standby`]), their access events
+//!   sequenced by the leader ([`remote_access`]). Every answer carries `X-Vault-Index`
+//!   ([`index`]).
 
 pub mod applier;
 pub mod forward;
+pub mod index;
 pub mod node_key;
+pub mod remote_access;
+pub mod standby;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -29,7 +29,13 @@ use request::{MAX_BODY, VaultRequest, parse_body, parse_query, token_from, wrap_
 /// The axum router serving the whole API.
 pub fn router(core: Arc<Core>) -> Router {
     let login_limiter = crate::auth::ratelimit::LoginLimiter::new(core.settings.login_rate_limit);
-    let api = Arc::new(Api { core, acls: Mutex::new(HashMap::new()), login_limiter, jwks: Mutex::new(HashMap::new()) });
+    let api = Arc::new(Api {
+        core,
+        acls: Mutex::new(HashMap::new()),
+        login_limiter,
+        jwks: Mutex::new(HashMap::new()),
+        remote_seen: Default::default(),
+    });
     Router::new().fallback(handle).with_state(api)
 }
 
@@ -42,6 +48,8 @@ pub struct Api {
     pub login_limiter: crate::auth::ratelimit::LoginLimiter,
     /// Signing keys fetched for `jwt` mounts, by mount uuid.
     pub jwks: Mutex<HashMap<String, Arc<crate::auth::jwt_verify::JwksCache>>>,
+    /// Request ids of standbys' access events lately recorded here (replay refusal).
+    pub remote_seen: crate::cluster::remote_access::SeenIds,
 }
 
 /// A compiled ACL, valid for one generation of policies (and of identity, for ACLs with
@@ -208,22 +216,44 @@ impl Ctx<'_> {
 }
 
 async fn handle(AxState(api): AxState<Arc<Api>>, req: HttpRequest<Body>) -> Response {
+    if req.uri().path() == crate::cluster::remote_access::PATH {
+        return crate::cluster::remote_access::serve(&api, req).await;
+    }
+    let unsealed = api.core.unsealed().await;
     if let Some(node) = api.core.cluster()
         && !crate::cluster::forward::answered_locally(req.uri().path())
+        && let Some(unsealed) = &unsealed
         && !node.is_leader()
-        && api.core.unsealed().await.is_some()
     {
-        // An unsealed standby: the leader answers (sealed, this node answers 503 itself).
-        // During an election no leader is known for a moment: wait for one, bounded.
-        return match node.wait_leader_api_addr(std::time::Duration::from_secs(3)).await {
-            Some(leader) => crate::cluster::forward::forward(&node.http, &leader, req).await,
-            None => crate::cluster::forward::error(503, "local node not active but active cluster node not found"),
-        };
+        // An unsealed standby: it serves reads, the leader the rest (sealed, this node
+        // answers 503 itself).
+        return crate::cluster::standby::handle(&api, node, unsealed, req).await;
     }
+    if let Some(unsealed) = &unsealed
+        && !crate::cluster::forward::answered_locally(req.uri().path())
+    {
+        // The leader (or a single node) has reached every index it issued, unless the
+        // index is from a commit still being applied: it waits for that, bounded.
+        match crate::cluster::standby::gate(&api.core, unsealed, req.headers(), false).await {
+            crate::cluster::standby::Gate::Answer(r) => return r,
+            crate::cluster::standby::Gate::Go | crate::cluster::standby::Gate::Forward => {}
+        }
+    }
+    let mut response = serve_here(&api, req).await;
+    // The published state includes every commit this request made (a commit is answered
+    // once applied here).
+    if let Some(unsealed) = api.core.unsealed().await {
+        crate::cluster::standby::add_index(&mut response, &unsealed, api.core.state.load().last_seq);
+    }
+    response
+}
+
+/// Runs a request through this node's pipeline.
+pub(crate) async fn serve_here(api: &Api, req: HttpRequest<Body>) -> Response {
     let remote =
         req.extensions().get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(a)| a.ip().to_string()).unwrap_or_default();
     let id = uuid::Uuid::new_v4().to_string();
-    match run(&api, req, remote, &id).await {
+    match run(api, req, remote, &id).await {
         Ok(r) | Err(r) => r.into_response(&id),
     }
 }
@@ -284,16 +314,20 @@ async fn run(api: &Api, http: HttpRequest<Body>, remote_addr: String, id: &str) 
             None => Ok(reply),
         };
     }
-    let token = req
-        .token
-        .as_deref()
-        .and_then(|t| state.tokens.by_hash(&commands::Env::token_hash(unsealed.env.as_ref(), t)))
+    let found =
+        req.token.as_deref().and_then(|t| state.tokens.by_hash(&commands::Env::token_hash(unsealed.env.as_ref(), t)));
+    let token = found
         .filter(|t| !t.expired(now_nanos()))
         .filter(|t| commands::cidr::allows(&t.bound_cidrs, &req.remote_addr))
         .filter(|t| t.entity_id.is_empty() || state.identity.entity(&t.entity_id).is_none_or(|e| !e.disabled))
         .cloned();
     let op = operation(&req, &state);
     let Some(token) = token else {
+        // A standby may not know a token the leader made a moment ago: the leader answers.
+        // (A token it knows but refuses, expired or out of its CIDRs, is refused here.)
+        if req.token.is_some() && found.is_none() && crate::cluster::standby::forward_instead() {
+            return Err(Reply::error(503, FORWARD));
+        }
         record(api, &unsealed, &req, op, None, AccessOutcome::Denied, &state).await?;
         return Err(Reply::error(403, "permission denied"));
     };
@@ -582,8 +616,18 @@ async fn submit(
     unsealed.sequencer.submit(request).await.map_err(unavailable)
 }
 
+/// The answer of a standby-served request that the leader must answer instead; it reaches
+/// a client only if the request cannot be forwarded without being recorded twice.
+const FORWARD: &str = "this request must be handled by the active node";
+
 /// The ledger could not make the request durable: fail closed.
 pub(crate) fn unavailable(e: commands::sequencer::SequencerError) -> Reply {
+    if matches!(e, commands::sequencer::SequencerError::Forward) {
+        // A standby met a write: the whole request goes to the leader (if nothing of it
+        // was recorded yet; otherwise this answer stands).
+        crate::cluster::standby::note_forward();
+        return Reply::error(503, FORWARD);
+    }
     tracing::error!(error = %e, "request refused: the ledger cannot record it");
     Reply::error(503, "the audit ledger cannot record this request; refusing it")
 }
