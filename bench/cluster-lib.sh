@@ -6,7 +6,8 @@
 # WORK/nI/pid. Arrays (index 1..3): NODE_ADDR (API address), NODE_PID. After cluster_start:
 # CTOKEN (root token) and CKEY (the unseal key).
 #
-# CLUSTER_KIND=cairn (default) or openbao picks the server; CAIRN and BAO name the binaries.
+# CLUSTER_KIND=cairn (default) or openbao picks the server; CAIRN and BAO name the binaries;
+# PIPELINE_DEPTH sets cairn's `pipeline_depth` (default 1).
 
 free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
 now() { echo "$EPOCHREALTIME"; }
@@ -38,6 +39,7 @@ node_config() {
 storage "raft" {
   path    = "$dir/data"
   node_id = "node$i"
+  pipeline_depth = ${PIPELINE_DEPTH:-1}
 $join
 }
 listener "tcp" {

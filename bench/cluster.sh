@@ -3,7 +3,7 @@
 # the same run on the same machine (shared/bench/load.sh, the workloads of vs-openbao.sh).
 #
 # Usage: bench/cluster.sh [SECONDS] [CONNECTIONS]      (defaults: 10, 32)
-# Environment: CAIRN=path of the cairn binary (default: builds it, release, and uses
+# Environment: PIPELINE_DEPTH (the raft stanza's, default 1); CAIRN=path of the cairn binary (default: builds it, release, and uses
 #   $CARGO_TARGET_DIR/release/cairn); WORKLOADS (default "kv-write kv-read").
 # Needs wrk, jq, curl, python3.
 #

@@ -79,7 +79,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "ui",
 ];
 const STORAGE_KEYS: &[&str] = &["path"];
-const RAFT_KEYS: &[&str] = &["node_id", "path", "retry_join"];
+const RAFT_KEYS: &[&str] = &["node_id", "path", "pipeline_depth", "retry_join"];
 const RETRY_JOIN_KEYS: &[&str] = &["leader_api_addr"];
 const LISTENER_KEYS: &[&str] = &["address", "tls_cert_file", "tls_disable", "tls_key_file", "tls_min_version"];
 const TRANSIT_SEAL_KEYS: &[&str] =
@@ -137,7 +137,13 @@ pub struct RaftConfig {
     /// `retry_join { leader_api_addr = "…" }` stanzas: nodes to ask to join until one
     /// answers, while this node is not part of a cluster.
     pub retry_join: Vec<String>,
+    /// cairn's own `pipeline_depth`: how many batches the leader keeps in flight (1 to
+    /// [`MAX_PIPELINE_DEPTH`]; default 1). See BENCHMARKS.md for when more pays.
+    pub pipeline_depth: usize,
 }
+
+/// The most batches a leader may keep in flight.
+pub const MAX_PIPELINE_DEPTH: usize = 16;
 
 /// One `listener "tcp"` stanza.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -748,11 +754,21 @@ fn storage_stanza(labels: &[String], body: &[Item], line: Option<usize>) -> Resu
     Ok(StorageConfig { path, raft: None })
 }
 
-/// `storage "raft" { path, node_id, retry_join { leader_api_addr } }`, as Vault.
+/// `storage "raft" { path, node_id, retry_join { leader_api_addr } }`, as Vault, and
+/// cairn's own `pipeline_depth`.
 fn raft_stanza(body: &[Item], line: Option<usize>) -> Result<StorageConfig, ConfigError> {
-    let (mut path, mut node_id, mut retry_join) = (None, None, Vec::new());
+    let (mut path, mut node_id, mut retry_join, mut pipeline_depth) = (None, None, Vec::new(), 1);
     for item in body {
         match (item.key.as_str(), &item.kind) {
+            ("pipeline_depth", Kind::Value(v)) => {
+                pipeline_depth = usize::try_from(rate(item, v)?).unwrap_or(0);
+                if !(1..=MAX_PIPELINE_DEPTH).contains(&pipeline_depth) {
+                    return Err(ConfigError::invalid(
+                        item.line,
+                        format!("`pipeline_depth` must be between 1 and {MAX_PIPELINE_DEPTH}"),
+                    ));
+                }
+            }
             ("path", Kind::Value(v)) => path = Some(PathBuf::from(non_empty_string(item, v)?)),
             ("node_id", Kind::Value(v)) => node_id = Some(non_empty_string(item, v)?),
             ("retry_join", Kind::Block { labels, body }) if labels.is_empty() => {
@@ -787,7 +803,7 @@ fn raft_stanza(body: &[Item], line: Option<usize>) -> Result<StorageConfig, Conf
     if !node_id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) {
         return Err(ConfigError::invalid(line, "`node_id` may hold only letters, digits, '-', '_' and '.'"));
     }
-    Ok(StorageConfig { path, raft: Some(RaftConfig { node_id, retry_join }) })
+    Ok(StorageConfig { path, raft: Some(RaftConfig { node_id, retry_join, pipeline_depth }) })
 }
 
 fn listener_stanza(
@@ -1183,11 +1199,27 @@ disable_mlock = true
             Some(RaftConfig {
                 node_id: "n2".into(),
                 retry_join: vec!["http://127.0.0.1:8200".into(), "http://127.0.0.1:8210".into()],
+                pipeline_depth: 1,
             })
         );
         let (message, _) =
             refuse(&text.replace("leader_api_addr = \"http://127.0.0.1:8210\"", "leader_ca_cert_file = \"x\""));
         assert!(message.contains("unknown key `leader_ca_cert_file` in retry_join"), "{message}");
+    }
+
+    #[test]
+    fn raft_pipeline_depth_is_read_and_bounded() {
+        let with = |depth: &str| {
+            PEER.replace(
+                r#"storage "sled" { path = "/tmp/bench/data" }"#,
+                &format!("storage \"raft\" {{\n  path = \"/r\"\n  node_id = \"n1\"\n  pipeline_depth = {depth}\n}}"),
+            )
+        };
+        assert_eq!(parse(&with("4")).storage.raft.map(|r| r.pipeline_depth), Some(4));
+        for bad in ["0", "17", "-1", "\"many\""] {
+            let (message, _) = refuse(&with(bad));
+            assert!(message.contains("pipeline_depth"), "{bad}: {message}");
+        }
     }
 
     #[test]

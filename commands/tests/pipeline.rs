@@ -59,7 +59,7 @@ struct Scripted {
 impl Committer for Scripted {
     fn start(&self, entries: Vec<Entry>) -> StartFuture<'_> {
         let (settle, settled) = oneshot::channel();
-        self.started.lock().unwrap().push(Some(Started { entries: entries.len(), settle }));
+        self.started.lock().expect("scripted committer lock").push(Some(Started { entries: entries.len(), settle }));
         Box::pin(async move {
             let commit: CommitFuture<'_> =
                 Box::pin(async move { settled.await.unwrap_or(Err(SequencerError::Closed)) });
@@ -73,7 +73,7 @@ impl Committer for Scripted {
 
 impl Scripted {
     fn count(&self) -> usize {
-        self.started.lock().unwrap().len()
+        self.started.lock().expect("scripted committer lock").len()
     }
 
     /// Waits (bounded) until `n` commits were started.
@@ -89,15 +89,15 @@ impl Scripted {
 
     /// Settles commit `i` as durable at seqs `first..`.
     fn succeed(&self, i: usize, first: u64) {
-        let s = self.started.lock().unwrap()[i].take().expect("settled twice");
+        let s = self.started.lock().expect("scripted committer lock")[i].take().expect("settled twice");
         let receipts =
             (first..first + s.entries as u64).map(|seq| Receipt { seq, hash: Hash::ZERO, time: 0 }).collect();
-        s.settle.send(Ok(receipts)).unwrap();
+        s.settle.send(Ok(receipts)).expect("the commit is awaited");
     }
 
     fn fail(&self, i: usize) {
-        let s = self.started.lock().unwrap()[i].take().expect("settled twice");
-        s.settle.send(Err(SequencerError::Unavailable("scripted failure".into()))).unwrap();
+        let s = self.started.lock().expect("scripted committer lock")[i].take().expect("settled twice");
+        s.settle.send(Err(SequencerError::Unavailable("scripted failure".into()))).expect("the commit is awaited");
     }
 }
 
@@ -142,14 +142,14 @@ async fn the_next_batch_is_decided_on_the_batches_in_flight() {
     assert_eq!(published.load().last_seq, 0, "nothing is published before it is durable");
 
     committer.succeed(0, 1);
-    let a = a.await.unwrap().unwrap();
+    let a = a.await.expect("task").expect("committed");
     assert_eq!(a.seqs, vec![1]);
     assert!(a.result.is_ok());
     assert!(published.load().policies.get("a").is_some());
     assert!(published.load().policies.get("b").is_none(), "b is published only once durable");
 
     committer.succeed(1, 2);
-    let b = b.await.unwrap().unwrap();
+    let b = b.await.expect("task").expect("committed");
     assert_eq!(b.seqs, vec![2], "b was numbered after a, which was still in flight");
     let state = published.load();
     assert!(state.policies.get("a").is_some() && state.policies.get("b").is_some());
@@ -165,17 +165,17 @@ async fn a_failed_batch_drains_the_pipeline_and_deciding_restarts_from_the_publi
     committer.wait_started(2).await;
 
     committer.fail(0);
-    assert!(a.await.unwrap().is_err(), "the failed batch's request gets the error");
+    assert!(a.await.expect("task").is_err(), "the failed batch's request gets the error");
     // While b (decided on a's state) is in flight, nothing new is decided.
     let c = submit(&sequencer, policy("c"));
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(committer.count(), 2, "no batch is started while the pipeline drains");
 
     committer.fail(1);
-    assert!(b.await.unwrap().is_err());
+    assert!(b.await.expect("task").is_err());
     committer.wait_started(3).await;
     committer.succeed(2, 1);
-    let c = c.await.unwrap().unwrap();
+    let c = c.await.expect("task").expect("committed");
     assert_eq!(c.seqs, vec![1], "c was decided on the published state, not on the failed batches");
     let state = published.load();
     assert!(state.policies.get("a").is_none() && state.policies.get("b").is_none());

@@ -139,6 +139,8 @@ pub struct Raft {
     pub node_id: String,
     /// API addresses for `retry_join` stanzas.
     pub retry_join: Vec<String>,
+    /// `pipeline_depth` (`None`: the default).
+    pub pipeline_depth: Option<usize>,
 }
 
 /// The files of a TLS listener, and the CA clients must trust to reach it.
@@ -301,8 +303,10 @@ impl Server {
                             .iter()
                             .map(|a| format!("  retry_join {{\n    leader_api_addr = \"{a}\"\n  }}\n"))
                             .collect();
+                        let depth =
+                            raft.pipeline_depth.map(|d| format!("  pipeline_depth = {d}\n")).unwrap_or_default();
                         format!(
-                            "storage \"raft\" {{\n  path = \"{}\"\n  node_id = \"{}\"\n{joins}}}\ncluster_addr = \"http://127.0.0.1:{}\"",
+                            "storage \"raft\" {{\n  path = \"{}\"\n  node_id = \"{}\"\n{depth}{joins}}}\ncluster_addr = \"http://127.0.0.1:{}\"",
                             data_dir.display(),
                             raft.node_id,
                             port + 1

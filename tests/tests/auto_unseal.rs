@@ -247,6 +247,7 @@ fn a_cluster_with_a_transit_seal_restarts_without_humans() -> Result<()> {
             raft: Some(e2e::Raft {
                 node_id: id.into(),
                 retry_join: join.map(|a| vec![a.to_owned()]).unwrap_or_default(),
+                pipeline_depth: None,
             }),
             ..Options::default()
         })

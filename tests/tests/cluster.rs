@@ -22,10 +22,16 @@ struct Cluster {
     key: String,
 }
 
+/// A node of the clusters under test. They keep four batches in flight: the pipelined
+/// commit path is the harder one (the auto-unseal tests run the default, one).
 fn node(id: &str, join: Option<&str>) -> Result<ConfigServer> {
     ConfigServer::start_with(Options {
         target: Some(Target::Cairn),
-        raft: Some(Raft { node_id: id.into(), retry_join: join.map(|a| vec![a.to_owned()]).unwrap_or_default() }),
+        raft: Some(Raft {
+            node_id: id.into(),
+            retry_join: join.map(|a| vec![a.to_owned()]).unwrap_or_default(),
+            pipeline_depth: Some(4),
+        }),
         ..Options::default()
     })
 }
@@ -773,7 +779,7 @@ fn standbys_serve_reads_on_one_chain_and_read_their_writes_with_the_index() -> R
 fn with_disable_standby_reads_a_standby_forwards_reads() -> Result<()> {
     let first = ConfigServer::start_with(Options {
         target: Some(Target::Cairn),
-        raft: Some(Raft { node_id: "node1".into(), retry_join: Vec::new() }),
+        raft: Some(Raft { node_id: "node1".into(), retry_join: Vec::new(), pipeline_depth: None }),
         config: "disable_standby_reads = true\n".into(),
         ..Options::default()
     })?;
@@ -783,7 +789,7 @@ fn with_disable_standby_reads_a_standby_forwards_reads() -> Result<()> {
     for id in ["node2", "node3"] {
         nodes.push(ConfigServer::start_with(Options {
             target: Some(Target::Cairn),
-            raft: Some(Raft { node_id: id.into(), retry_join: vec![leader_addr.clone()] }),
+            raft: Some(Raft { node_id: id.into(), retry_join: vec![leader_addr.clone()], pipeline_depth: None }),
             config: "disable_standby_reads = true\n".into(),
             ..Options::default()
         })?);

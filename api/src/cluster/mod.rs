@@ -191,9 +191,6 @@ struct Pending {
     chain: Option<Box<ledger::ChainState>>,
 }
 
-/// Frames a leader keeps in flight (each is one sequencer batch).
-const PIPELINE_DEPTH: usize = 4;
-
 /// Counts one frame in flight; settles it when dropped, whatever became of it. With no frame
 /// left in flight the next one is built on the durable chain again, which also recovers
 /// from a frame that failed (those built on it fail too).
@@ -282,8 +279,9 @@ impl Committer for ClusterCommitter {
         true
     }
 
+    /// `pipeline_depth` of the raft stanza: frames kept in flight, each one batch.
     fn depth(&self) -> usize {
-        PIPELINE_DEPTH
+        self.node.config.pipeline_depth.max(1)
     }
 }
 
