@@ -186,6 +186,7 @@ impl RaftNetworkV2<TypeConfig> for Peer {
 struct SnapshotRequest {
     vote: Vote,
     meta: crate::types::SnapshotMeta,
+    #[serde(with = "crate::types::bytes")]
     data: Vec<u8>,
 }
 

@@ -4,44 +4,18 @@
 //!
 //! The committer here is scripted: the test decides when each commit settles and how.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use commands::sequencer::{CommitFuture, Committed, Committer, Sequencer, SequencerError, StartFuture};
-use commands::{Command, Env, Rejection, Request};
-use ledger::seal::Keyring;
-use ledger::{Entry, Hash, KeySlot, Receipt, Sealed};
+use commands::{Command, Request};
+use ledger::{Entry, Hash, Receipt};
 use projections::State;
 use tokio::sync::oneshot;
-use zeroize::Zeroizing;
 
-struct TestEnv {
-    keyring: Keyring,
-    counter: AtomicU64,
-}
-
-impl Env for TestEnv {
-    fn now(&self) -> u64 {
-        1_000_000_000_000
-    }
-    fn random(&self, buf: &mut [u8]) -> Result<(), Rejection> {
-        for (i, b) in buf.iter_mut().enumerate() {
-            *b = (self.counter.fetch_add(1, Ordering::SeqCst) as u8).wrapping_add(i as u8);
-        }
-        Ok(())
-    }
-    fn seal(&self, plaintext: &[u8], context: &[u8], slot: u8) -> Result<(Sealed, KeySlot), Rejection> {
-        self.keyring.seal(plaintext, context, slot).map_err(|e| Rejection::Internal(e.to_string()))
-    }
-    fn open(&self, sealed: &Sealed, slot: &KeySlot, context: &[u8]) -> Result<Zeroizing<Vec<u8>>, Rejection> {
-        self.keyring.open(sealed, slot, context).map_err(|e| Rejection::Internal(e.to_string()))
-    }
-    fn keyed_hash(&self, domain: &str, data: &[u8]) -> [u8; 32] {
-        *blake3::keyed_hash(&[9; 32], &[domain.as_bytes(), data].concat()).as_bytes()
-    }
-}
+mod common;
+use common::TestEnv;
 
 type Settle = oneshot::Sender<Result<Vec<Receipt>, SequencerError>>;
 
@@ -116,9 +90,7 @@ fn policy(name: &str) -> Request {
 }
 
 fn setup() -> (Sequencer, Arc<Scripted>, Arc<ArcSwap<State>>) {
-    let mut keyring = Keyring::new();
-    keyring.insert(1, &[7; 32]);
-    let env = Arc::new(TestEnv { keyring, counter: AtomicU64::new(0) });
+    let env = Arc::new(TestEnv::new());
     let committer = Arc::new(Scripted::default());
     let published = Arc::new(ArcSwap::from_pointee(State::default()));
     let sequencer = Sequencer::default();

@@ -2,66 +2,18 @@
 //! the events, erasures and reply it must produce. No disk, no network, no clock.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use commands::sealing::{InitKeys, initial_events};
 use commands::sequencer::fold;
 use commands::{
     Caller, Command, DbCommand, Effect, Env, KvMetadataUpdate, Rejection, Reply, Request, Secret, TokenParams, decide,
 };
-use ledger::seal::{KeyedHasher, Keyring};
-use ledger::{KeySlot, Sealed};
 use migrations::{Access, Event, Outcome as AccessOutcome};
 use projections::State;
 use serde_json::json;
-use zeroize::Zeroizing;
 
-const SEC: u64 = 1_000_000_000;
-
-struct TestEnv {
-    now: AtomicU64,
-    counter: AtomicU64,
-    keyring: Keyring,
-    hasher: KeyedHasher,
-}
-
-impl TestEnv {
-    fn new() -> Self {
-        let mut keyring = Keyring::new();
-        keyring.insert(1, &[7; 32]);
-        TestEnv {
-            now: AtomicU64::new(1_000 * SEC),
-            counter: AtomicU64::new(0),
-            keyring,
-            hasher: KeyedHasher::derive(&[9; 32]),
-        }
-    }
-    fn advance(&self, secs: u64) {
-        self.now.fetch_add(secs * SEC, Ordering::SeqCst);
-    }
-}
-
-impl Env for TestEnv {
-    fn now(&self) -> u64 {
-        self.now.load(Ordering::SeqCst)
-    }
-    fn random(&self, buf: &mut [u8]) -> Result<(), Rejection> {
-        for chunk in buf.chunks_mut(32) {
-            let n = self.counter.fetch_add(1, Ordering::SeqCst);
-            chunk.copy_from_slice(&blake3::hash(&n.to_be_bytes()).as_bytes()[..chunk.len()]);
-        }
-        Ok(())
-    }
-    fn seal(&self, plaintext: &[u8], context: &[u8], slot: u8) -> Result<(Sealed, KeySlot), Rejection> {
-        self.keyring.seal(plaintext, context, slot).map_err(|e| Rejection::Internal(e.to_string()))
-    }
-    fn open(&self, sealed: &Sealed, slot: &KeySlot, context: &[u8]) -> Result<Zeroizing<Vec<u8>>, Rejection> {
-        self.keyring.open(sealed, slot, context).map_err(|e| Rejection::Internal(e.to_string()))
-    }
-    fn keyed_hash(&self, domain: &str, data: &[u8]) -> [u8; 32] {
-        self.hasher.hash(domain, data).0
-    }
-}
+mod common;
+use common::{SEC, TestEnv};
 
 /// A world: a state, an env, and the next seq.
 struct World {

@@ -166,7 +166,7 @@ fn redo_erasures(fs: &Arc<dyn FileSystem>, seg_dir: &Path, index: &Index, frame:
         else {
             continue;
         };
-        for (path, at) in crate::segments::locate_slots(fs, seg_dir, index, target, &slots)? {
+        for (path, at) in crate::segments::locate_slots(fs, seg_dir, index, None, target, &slots)? {
             let f = fs.open_write(&path).map_err(|e| Error::io("open segment for erasure", &e))?;
             let mut slot = [0u8; SLOT_LEN];
             f.read_exact_at(&mut slot, at).map_err(|e| Error::io("read key slot", &e))?;

@@ -84,33 +84,84 @@ impl OpenSegment {
     }
 }
 
-/// File positions of key slots `slots` of event `target`, found through the index.
+/// Where the key slots of one stored frame are: per event (seq, first slot, slot count),
+/// and the byte offset of the frame's slot area within the frame.
+pub(crate) struct FrameSlots {
+    layout: Vec<(u64, usize, u8)>,
+    slots_start: usize,
+}
+
+/// The slot layouts of frames erasures looked into lately, by (segment, offset). An
+/// erasure needs the layout of its target's frame, which means reading and walking that
+/// whole frame; events of one frame tend to be erased one after another (KV versions
+/// falling out of `max_versions`), and a cluster locates every erasure on each node and
+/// once more on the leader. A stored frame never moves and its layout never changes
+/// (erasing zeroes slots in place), so an entry never goes stale.
+#[derive(Default)]
+pub(crate) struct SlotLayouts(std::sync::Mutex<std::collections::HashMap<(u64, u64), Arc<FrameSlots>>>);
+
+/// Frames whose layout is kept; the cache starts over when full.
+const SLOT_LAYOUTS_KEPT: usize = 4096;
+
+impl SlotLayouts {
+    fn get(&self, key: (u64, u64)) -> Option<Arc<FrameSlots>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).get(&key).cloned()
+    }
+
+    fn insert(&self, key: (u64, u64), slots: Arc<FrameSlots>) {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= SLOT_LAYOUTS_KEPT {
+            map.clear();
+        }
+        map.insert(key, slots);
+    }
+}
+
+/// File positions of key slots `slots` of event `target`, found through the index (and
+/// `cache`, when the caller keeps one).
 pub(crate) fn locate_slots(
     fs: &Arc<dyn FileSystem>,
     seg_dir: &Path,
     index: &crate::index::Index,
+    cache: Option<&SlotLayouts>,
     target: u64,
     slots: &[u8],
 ) -> Result<Vec<(PathBuf, u64)>> {
     let loc = index.locate(target).ok_or_else(|| Error::Invalid(format!("event {target} is not in the ledger")))?;
     let path = seg_dir.join(crate::frame::segment_file_name(loc.segment));
-    let file = fs.open_read(&path).map_err(|e| Error::io("open segment", &e))?;
-    let buf = read_frame_bytes(file.as_ref(), loc.offset)?;
     let corrupt = |reason: String| Error::Corrupt { seq: target, reason };
-    let layout = crate::frame::slot_layout(&buf).map_err(|e| corrupt(e.to_string()))?;
-    let total_slots: usize = layout.iter().map(|(_, _, n)| usize::from(*n)).sum();
-    let &(_, base, count) = layout
+    let key = (loc.segment, loc.offset);
+    let frame = match cache.and_then(|c| c.get(key)) {
+        Some(f) => f,
+        None => {
+            let file = fs.open_read(&path).map_err(|e| Error::io("open segment", &e))?;
+            let buf = read_frame_bytes(file.as_ref(), loc.offset)?;
+            let layout = crate::frame::slot_layout(&buf).map_err(|e| corrupt(e.to_string()))?;
+            let total_slots: usize = layout.iter().map(|(_, _, n)| usize::from(*n)).sum();
+            let slots_start = buf
+                .len()
+                .checked_sub(total_slots * crate::seal::SLOT_LEN)
+                .ok_or_else(|| corrupt("the frame is shorter than its key slots".into()))?;
+            let f = Arc::new(FrameSlots { layout, slots_start });
+            if let Some(c) = cache {
+                c.insert(key, f.clone());
+            }
+            f
+        }
+    };
+    let &(_, base, count) = frame
+        .layout
         .iter()
         .find(|(seq, _, _)| *seq == target)
         .ok_or_else(|| corrupt("event missing from its indexed frame".into()))?;
-    let slots_start = buf.len() - total_slots * crate::seal::SLOT_LEN;
     slots
         .iter()
         .map(|&s| {
             if s >= count {
                 return Err(Error::Invalid(format!("event {target} has no key slot {s}")));
             }
-            Ok((path.clone(), loc.offset + (slots_start + (base + usize::from(s)) * crate::seal::SLOT_LEN) as u64))
+            let within = frame.slots_start + (base + usize::from(s)) * crate::seal::SLOT_LEN;
+            Ok((path.clone(), loc.offset + within as u64))
         })
         .collect()
 }

@@ -111,6 +111,8 @@ pub(crate) struct Shared {
     signer: RwLock<Option<Arc<LedgerKey>>>,
     /// The whole chain state at the durable end: a cluster leader builds its next frame on it.
     chain: RwLock<ChainState>,
+    /// Slot layouts of frames erasures looked into lately.
+    pub slot_layouts: crate::segments::SlotLayouts,
 }
 
 impl Shared {
@@ -428,6 +430,7 @@ pub(crate) fn new_shared(
         failure: Mutex::new(None),
         signer: RwLock::new(signer),
         chain: RwLock::new(chain.clone()),
+        slot_layouts: Default::default(),
     }
 }
 

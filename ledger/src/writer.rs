@@ -429,7 +429,14 @@ impl Writer {
         let mut erase = Vec::new();
         for (target, slots) in &effects.erasures {
             let fs = &self.shared.fs;
-            match crate::segments::locate_slots(fs, &self.shared.seg_dir, &self.shared.index, *target, slots) {
+            match crate::segments::locate_slots(
+                fs,
+                &self.shared.seg_dir,
+                &self.shared.index,
+                Some(&self.shared.slot_layouts),
+                *target,
+                slots,
+            ) {
                 Ok(positions) => erase.extend(positions),
                 Err(e) => {
                     self.fail(&e);
@@ -667,7 +674,7 @@ fn locate_erasure(shared: &Shared, next_seq: u64, target: u64, slots: &[u8]) -> 
     if slots.is_empty() || slots.windows(2).any(|w| w[0] >= w[1]) {
         return Err(Error::Invalid("slots to erase must be a non-empty increasing list".into()));
     }
-    crate::segments::locate_slots(&shared.fs, &shared.seg_dir, &shared.index, target, slots)
+    crate::segments::locate_slots(&shared.fs, &shared.seg_dir, &shared.index, Some(&shared.slot_layouts), target, slots)
 }
 
 /// A frame built from drafts on top of a chain, not yet written anywhere.

@@ -168,6 +168,46 @@ fn erased_payload_is_gone_while_the_chain_still_verifies() {
     assert_eq!(report.failure.expect("failure").seq, seq2);
 }
 
+#[test]
+fn erasing_the_events_of_one_frame_one_by_one_zeroes_exactly_their_slots() {
+    // The second and later erasures find the frame's slot layout in the writer's cache.
+    let dir = tempfile::tempdir().expect("tmp");
+    let rt = runtime();
+    let mut keyring = Keyring::new();
+    keyring.insert(1, &random_key().expect("rng"));
+    let l = create(dir.path(), small_options(FaultFs::new()));
+    let contexts: Vec<Vec<u8>> = (0..4).map(|i| format!("kv/app/{i}").into_bytes()).collect();
+    let mut drafts = Vec::new();
+    let mut sealed = Vec::new();
+    for (i, ctx) in contexts.iter().enumerate() {
+        let mut d = draft(i as u64);
+        // Events with one and with two slots, so slot bases differ from event positions.
+        let slots: Vec<_> = (0..(1 + i % 2))
+            .map(|s| keyring.seal(format!("secret {i}.{s}").as_bytes(), ctx, s as u8).expect("seal"))
+            .collect();
+        d.body = ledger::body::encode(&slots[0].0).expect("encode");
+        d.slots = slots.iter().map(|(_, slot)| *slot).collect();
+        sealed.push(slots.into_iter().map(|(s, _)| s).collect::<Vec<_>>());
+        drafts.push(d);
+    }
+    let seqs: Vec<u64> = rt.block_on(l.append(drafts)).expect("append").iter().map(|r| r.seq).collect();
+    let opens = |l: &Ledger, i: usize| -> Vec<bool> {
+        let stored = l.events(seqs[i], seqs[i]).next().expect("one").expect("read");
+        sealed[i].iter().zip(&stored.slots).map(|(s, slot)| keyring.open(s, slot, &contexts[i]).is_ok()).collect()
+    };
+    for erased in [2usize, 0, 3] {
+        let slots: Vec<u8> = (0..sealed[erased].len() as u8).collect();
+        rt.block_on(l.erase(seqs[erased], slots, actor(), [erased as u8; 16])).expect("erase");
+        assert!(opens(&l, erased).iter().all(|ok| !ok), "event {erased} is erased");
+    }
+    assert!(opens(&l, 1).iter().all(|ok| *ok), "the event not erased still opens");
+    drop(l);
+    let report = verify_dir(dir.path(), VerifyOptions::default());
+    assert!(report.intact, "{report:?}");
+    let erased_slots: usize = [2usize, 0, 3].iter().map(|&e| sealed[e].len()).sum();
+    assert_eq!(report.erased_payloads, erased_slots as u64);
+}
+
 fn last_segment(dir: &std::path::Path) -> std::path::PathBuf {
     let mut segs: Vec<_> = std::fs::read_dir(dir.join("segments"))
         .expect("ls")

@@ -25,6 +25,11 @@ struct Cluster {
 /// A node of the clusters under test. They keep four batches in flight: the pipelined
 /// commit path is the harder one (the auto-unseal tests run the default, one).
 fn node(id: &str, join: Option<&str>) -> Result<ConfigServer> {
+    node_with(id, join, "")
+}
+
+/// [`node`] with more lines in its config file.
+fn node_with(id: &str, join: Option<&str>, config: &str) -> Result<ConfigServer> {
     ConfigServer::start_with(Options {
         target: Some(Target::Cairn),
         raft: Some(Raft {
@@ -32,6 +37,7 @@ fn node(id: &str, join: Option<&str>) -> Result<ConfigServer> {
             retry_join: join.map(|a| vec![a.to_owned()]).unwrap_or_default(),
             pipeline_depth: Some(4),
         }),
+        config: config.into(),
         ..Options::default()
     })
 }
@@ -65,12 +71,17 @@ fn leader_of(server: &Server) -> Result<Value> {
 impl Cluster {
     /// node1 initialised and unsealed, node2 and node3 joined by `retry_join` and unsealed.
     fn start() -> Result<Cluster> {
-        let first = node("node1", None)?;
+        Cluster::start_with("")
+    }
+
+    /// [`Cluster::start`] with more lines in every node's config file.
+    fn start_with(config: &str) -> Result<Cluster> {
+        let first = node_with("node1", None, config)?;
         let (root, key) = first.init_and_unseal()?;
         let leader_addr = first.addr();
         let mut nodes = vec![first];
         for id in ["node2", "node3"] {
-            nodes.push(node(id, Some(&leader_addr))?);
+            nodes.push(node_with(id, Some(&leader_addr), config)?);
         }
         let c = Cluster { nodes, root, key };
         wait_for(Duration::from_secs(60), "three voters", || Ok(c.voters(0)? == 3))?;
@@ -777,31 +788,7 @@ fn standbys_serve_reads_on_one_chain_and_read_their_writes_with_the_index() -> R
 
 #[test]
 fn with_disable_standby_reads_a_standby_forwards_reads() -> Result<()> {
-    let first = ConfigServer::start_with(Options {
-        target: Some(Target::Cairn),
-        raft: Some(Raft { node_id: "node1".into(), retry_join: Vec::new(), pipeline_depth: None }),
-        config: "disable_standby_reads = true\n".into(),
-        ..Options::default()
-    })?;
-    let (root, key) = first.init_and_unseal()?;
-    let leader_addr = first.addr();
-    let mut nodes = vec![first];
-    for id in ["node2", "node3"] {
-        nodes.push(ConfigServer::start_with(Options {
-            target: Some(Target::Cairn),
-            raft: Some(Raft { node_id: id.into(), retry_join: vec![leader_addr.clone()], pipeline_depth: None }),
-            config: "disable_standby_reads = true\n".into(),
-            ..Options::default()
-        })?);
-    }
-    let mut c = Cluster { nodes, root, key };
-    wait_for(Duration::from_secs(60), "three voters", || Ok(c.voters(0)? == 3))?;
-    for n in &c.nodes[1..] {
-        wait_for(Duration::from_secs(30), "replicated init", || {
-            Ok(n.http("GET", "/v1/sys/init", None, None)?.json()?["initialized"] == json!(true))
-        })?;
-        unseal(n, &c.key)?;
-    }
+    let mut c = Cluster::start_with("disable_standby_reads = true\n")?;
     let leader = c.leader().context("a leader")?;
     c.enable_kv(leader, "secret")?;
     assert_eq!(c.write(leader, "x", "1")?, 200);
