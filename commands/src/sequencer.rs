@@ -31,6 +31,8 @@ use crate::{Env, Rejection, Reply, Request};
 
 /// Most requests decided into one commit.
 const MAX_BATCH: usize = 4096;
+/// Fewest requests that start a batch while another is in flight.
+const MIN_PIPELINED_BATCH: usize = 64;
 
 /// A request's fate once its batch is durable.
 #[derive(Debug, Clone)]
@@ -234,7 +236,10 @@ async fn run(
                     }
                 }
             }
-            if !ready.is_empty() {
+            // With a batch in flight, a new one starts only once enough requests wait: a
+            // small batch costs a round of its own (fsyncs on every node) for little.
+            let enough = if in_flight.is_empty() { 1 } else { MIN_PIPELINED_BATCH };
+            if ready.len() >= enough {
                 let jobs: Vec<Job> = ready.drain(..ready.len().min(MAX_BATCH)).collect();
                 let base = working.clone().unwrap_or_else(|| published.load_full());
                 let durable_seq = published.load().last_seq;

@@ -46,6 +46,10 @@ impl Committer for Scripted {
 }
 
 impl Scripted {
+    fn entries(&self, i: usize) -> usize {
+        self.started.lock().expect("scripted committer lock")[i].as_ref().map_or(0, |s| s.entries)
+    }
+
     fn count(&self) -> usize {
         self.started.lock().expect("scripted committer lock").len()
     }
@@ -103,14 +107,29 @@ fn submit(s: &Sequencer, r: Request) -> tokio::task::JoinHandle<Result<Committed
     tokio::spawn(async move { s.submit(r).await })
 }
 
+type Pending = tokio::task::JoinHandle<Result<Committed, SequencerError>>;
+
+/// Submits `n` policy writes named `prefix0`, `prefix1`, …
+fn submit_many(s: &Sequencer, prefix: &str, n: usize) -> Vec<Pending> {
+    (0..n).map(|i| submit(s, policy(&format!("{prefix}{i}")))).collect()
+}
+
+/// Enough requests to start a batch while another is in flight.
+const ENOUGH: usize = 64;
+
 #[tokio::test]
 async fn the_next_batch_is_decided_on_the_batches_in_flight() {
     let (sequencer, committer, published) = setup();
     let a = submit(&sequencer, policy("a"));
     committer.wait_started(1).await;
-    // The first batch is not durable, yet the second is decided and handed over.
-    let b = submit(&sequencer, policy("b"));
+    // One request alone waits for the batch in flight: a round of its own is not worth it.
+    let mut b = vec![submit(&sequencer, policy("b"))];
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(committer.count(), 1, "a lone request does not start a second batch");
+    // Enough of them start one, decided on the batch in flight, before it is durable.
+    b.extend(submit_many(&sequencer, "b", ENOUGH - 1));
     committer.wait_started(2).await;
+    assert_eq!(committer.entries(1), ENOUGH);
     assert_eq!(published.load().last_seq, 0, "nothing is published before it is durable");
 
     committer.succeed(0, 1);
@@ -121,11 +140,16 @@ async fn the_next_batch_is_decided_on_the_batches_in_flight() {
     assert!(published.load().policies.get("b").is_none(), "b is published only once durable");
 
     committer.succeed(1, 2);
-    let b = b.await.expect("task").expect("committed");
-    assert_eq!(b.seqs, vec![2], "b was numbered after a, which was still in flight");
+    let mut seqs = Vec::new();
+    for r in b {
+        seqs.extend(r.await.expect("task").expect("committed").seqs);
+    }
+    seqs.sort_unstable();
+    let expected: Vec<u64> = (2..2 + ENOUGH as u64).collect();
+    assert_eq!(seqs, expected, "the second batch was numbered after a, which was still in flight");
     let state = published.load();
-    assert!(state.policies.get("a").is_some() && state.policies.get("b").is_some());
-    assert_eq!(state.last_seq, 2);
+    assert!(state.policies.get("a").is_some() && state.policies.get("b0").is_some());
+    assert_eq!(state.last_seq, 1 + ENOUGH as u64);
 }
 
 #[tokio::test]
@@ -133,23 +157,31 @@ async fn a_failed_batch_drains_the_pipeline_and_deciding_restarts_from_the_publi
     let (sequencer, committer, published) = setup();
     let a = submit(&sequencer, policy("a"));
     committer.wait_started(1).await;
-    let b = submit(&sequencer, policy("b"));
+    let b = submit_many(&sequencer, "b", ENOUGH);
     committer.wait_started(2).await;
 
     committer.fail(0);
     assert!(a.await.expect("task").is_err(), "the failed batch's request gets the error");
-    // While b (decided on a's state) is in flight, nothing new is decided.
-    let c = submit(&sequencer, policy("c"));
+    // While the b batch (decided on a's state) is in flight, nothing new is decided, even
+    // with enough requests waiting.
+    let c = submit_many(&sequencer, "c", ENOUGH);
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(committer.count(), 2, "no batch is started while the pipeline drains");
 
     committer.fail(1);
-    assert!(b.await.expect("task").is_err());
+    for r in b {
+        assert!(r.await.expect("task").is_err());
+    }
     committer.wait_started(3).await;
     committer.succeed(2, 1);
-    let c = c.await.expect("task").expect("committed");
-    assert_eq!(c.seqs, vec![1], "c was decided on the published state, not on the failed batches");
+    let mut seqs = Vec::new();
+    for r in c {
+        seqs.extend(r.await.expect("task").expect("committed").seqs);
+    }
+    seqs.sort_unstable();
+    let expected: Vec<u64> = (1..1 + ENOUGH as u64).collect();
+    assert_eq!(seqs, expected, "c was decided on the published state, not on the failed batches");
     let state = published.load();
-    assert!(state.policies.get("a").is_none() && state.policies.get("b").is_none());
-    assert!(state.policies.get("c").is_some());
+    assert!(state.policies.get("a").is_none() && state.policies.get("b0").is_none());
+    assert!(state.policies.get("c0").is_some());
 }
