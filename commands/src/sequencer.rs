@@ -292,8 +292,10 @@ async fn run(
                 if !done.batch.settle(settled, committer.as_ref(), &published) {
                     draining = true;
                 }
-                // Deferred erasures may have a durable target now.
-                ready.extend(deferred.drain(..));
+                // Deferred erasures may have a durable target now; they came first.
+                while let Some(j) = deferred.pop_back() {
+                    ready.push_front(j);
+                }
                 if in_flight.is_empty() && !draining {
                     working = None;
                 }

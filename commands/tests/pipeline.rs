@@ -114,6 +114,16 @@ fn submit_many(s: &Sequencer, prefix: &str, n: usize) -> Vec<Pending> {
     (0..n).map(|i| submit(s, policy(&format!("{prefix}{i}")))).collect()
 }
 
+/// The seqs every request of `pending` was committed at, in order.
+async fn committed_seqs(pending: Vec<Pending>) -> Vec<u64> {
+    let mut seqs = Vec::new();
+    for r in pending {
+        seqs.extend(r.await.expect("task").expect("committed").seqs);
+    }
+    seqs.sort_unstable();
+    seqs
+}
+
 /// Enough requests to start a batch while another is in flight.
 const ENOUGH: usize = 64;
 
@@ -140,11 +150,7 @@ async fn the_next_batch_is_decided_on_the_batches_in_flight() {
     assert!(published.load().policies.get("b").is_none(), "b is published only once durable");
 
     committer.succeed(1, 2);
-    let mut seqs = Vec::new();
-    for r in b {
-        seqs.extend(r.await.expect("task").expect("committed").seqs);
-    }
-    seqs.sort_unstable();
+    let seqs = committed_seqs(b).await;
     let expected: Vec<u64> = (2..2 + ENOUGH as u64).collect();
     assert_eq!(seqs, expected, "the second batch was numbered after a, which was still in flight");
     let state = published.load();
@@ -174,11 +180,7 @@ async fn a_failed_batch_drains_the_pipeline_and_deciding_restarts_from_the_publi
     }
     committer.wait_started(3).await;
     committer.succeed(2, 1);
-    let mut seqs = Vec::new();
-    for r in c {
-        seqs.extend(r.await.expect("task").expect("committed").seqs);
-    }
-    seqs.sort_unstable();
+    let seqs = committed_seqs(c).await;
     let expected: Vec<u64> = (1..1 + ENOUGH as u64).collect();
     assert_eq!(seqs, expected, "c was decided on the published state, not on the failed batches");
     let state = published.load();

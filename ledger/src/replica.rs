@@ -33,11 +33,6 @@ pub struct Prepared {
     pub frame: Vec<u8>,
     /// One receipt per entry, valid once the frame is appended.
     pub receipts: Vec<Receipt>,
-    /// The chain once the frame is appended: what the next frame may be built on before
-    /// this one is durable ([`Ledger::prepare_on`]). `None` if every node will refuse the
-    /// frame (its key is not one the ledger trusts): the frame is still returned, so that
-    /// what a refusal does can be tested, but a leader has no reason to propose it.
-    pub chain: Option<Box<ChainState>>,
 }
 
 impl Ledger {
@@ -83,38 +78,46 @@ impl Ledger {
     /// [`ChainState::is_active`]); this is not checked here, so that the refusal happens in
     /// one place, the same on every node. All or nothing, as [`Ledger::commit`].
     pub fn prepare(&self, entries: Vec<crate::Entry>, key: &LedgerKey) -> Result<Prepared> {
-        self.prepare_on(None, entries, key)
+        let durable = self.shared.chain();
+        self.build(&durable, entries, key)
     }
 
-    /// As [`Ledger::prepare`], but on top of `pending` (the chain of the last frame this
-    /// leader prepared, [`Prepared::chain`]) when that is ahead of the durable chain: a
-    /// leader keeps several frames in flight. Each frame must be replicated in the order it
-    /// was prepared; if one is not appended, those prepared on it are refused by every node
-    /// (they do not continue the chain), and the leader starts again from the durable chain.
-    /// An erasure's target must be durable already.
+    /// As [`Ledger::prepare`], but on top of `pending` (the chain after the last frame this
+    /// leader prepared) when that is ahead of the durable chain: a leader keeps several
+    /// frames in flight. Also returns the chain after this frame, checked exactly as every
+    /// node will check the frame, to build the next one on; `None` if every node will
+    /// refuse the frame (its key is not one the ledger trusts). Each frame must be
+    /// replicated in the order it was prepared; if one is not appended, those prepared on it
+    /// are refused by every node (they do not continue the chain), and the leader starts
+    /// again from the durable chain. An erasure's target must be durable already.
     pub fn prepare_on(
         &self,
         pending: Option<&ChainState>,
         entries: Vec<crate::Entry>,
         key: &LedgerKey,
-    ) -> Result<Prepared> {
-        if let Some(reason) = self.shared.failure() {
-            return Err(Error::Failed(reason));
-        }
+    ) -> Result<(Prepared, Option<Box<ChainState>>)> {
         let durable = self.shared.chain();
         let chain = match pending {
             Some(p) if p.ledger_id == durable.ledger_id && p.next_seq > durable.next_seq => p,
             _ => &durable,
         };
+        let prepared = self.build(chain, entries, key)?;
+        let parsed = crate::frame::parse_frame(&prepared.frame)
+            .map_err(|e| Error::Failed(format!("a frame just built does not parse: {e}")))?;
+        let mut next = chain.clone();
+        let next = next.apply(&parsed).ok().map(|_| Box::new(next));
+        Ok((prepared, next))
+    }
+
+    /// Builds and signs a frame of `entries` after `chain`.
+    fn build(&self, chain: &ChainState, entries: Vec<crate::Entry>, key: &LedgerKey) -> Result<Prepared> {
+        if let Some(reason) = self.shared.failure() {
+            return Err(Error::Failed(reason));
+        }
         let submission = submission_of(&self.shared, chain, entries)?;
         let time = (self.clock)().max(chain.last_time);
         let built = build_frame(chain, key, &self.shared.ledger_id, time, &[submission.drafts.as_slice()]);
-        // The chain once the frame is appended, checked exactly as every node will check it.
-        let parsed = crate::frame::parse_frame(&built.frame)
-            .map_err(|e| Error::Failed(format!("a frame just built does not parse: {e}")))?;
-        let mut next = chain.clone();
-        let chain = next.apply(&parsed).ok().map(|_| Box::new(next));
-        Ok(Prepared { frame: built.frame, receipts: built.receipts.into_iter().flatten().collect(), chain })
+        Ok(Prepared { frame: built.frame, receipts: built.receipts.into_iter().flatten().collect() })
     }
 
     /// Checks a replicated frame against the chain and appends it unchanged (see

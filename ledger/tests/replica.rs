@@ -125,8 +125,8 @@ fn stale_duplicate_and_forged_frames_change_nothing() {
     // A stale leader's frame overlaps what is held: refused.
     assert!(matches!(rt.block_on(l.append_frame(stale.frame)).expect("append"), Applied::Refused(_)));
     // Signed by a key the ledger never registered: refused.
-    let forged = l.prepare(vec![Entry::Event(draft(4))], &key_from(9)).expect("prepare");
-    assert!(forged.chain.is_none(), "the leader knows beforehand that the frame will be refused");
+    let (forged, after) = l.prepare_on(None, vec![Entry::Event(draft(4))], &key_from(9)).expect("prepare");
+    assert!(after.is_none(), "the leader knows beforehand that the frame will be refused");
     let refused = rt.block_on(l.append_frame(forged.frame)).expect("append");
     assert!(matches!(&refused, Applied::Refused(r) if r.contains("key")), "{refused:?}");
     // Garbage and a frame with a flipped byte: refused.
@@ -153,10 +153,10 @@ fn a_leader_builds_frames_on_those_still_in_flight() {
     let follower = Ledger::create_replica(dirs[1].path(), &genesis, Options::default()).expect("replica");
 
     // Three frames prepared before any is appended, each on the chain of the one before.
-    let a = leader.prepare_on(None, vec![Entry::Event(draft(1))], &key).expect("prepare");
-    let b =
-        leader.prepare_on(a.chain.as_deref(), vec![Entry::Event(draft(2)), Entry::Event(draft(3))], &key).expect("b");
-    let c = leader.prepare_on(b.chain.as_deref(), vec![Entry::Event(draft(4))], &key).expect("c");
+    let (a, after_a) = leader.prepare_on(None, vec![Entry::Event(draft(1))], &key).expect("prepare");
+    let (b, after_b) =
+        leader.prepare_on(after_a.as_deref(), vec![Entry::Event(draft(2)), Entry::Event(draft(3))], &key).expect("b");
+    let (c, after_c) = leader.prepare_on(after_b.as_deref(), vec![Entry::Event(draft(4))], &key).expect("c");
     assert_eq!(b.receipts.first().map(|r| r.seq), a.receipts.last().map(|r| r.seq + 1));
     assert_eq!(c.receipts.first().map(|r| r.seq), b.receipts.last().map(|r| r.seq + 1));
     for l in [&leader, &follower] {
@@ -167,21 +167,20 @@ fn a_leader_builds_frames_on_those_still_in_flight() {
         assert_eq!(l.durable().last_seq, c.receipts[0].seq);
     }
     // The chain a frame predicted is the one appending it made.
-    let predicted = c.chain.as_deref().expect("c continues the chain");
+    let predicted = after_c.as_deref().expect("c continues the chain");
     let durable = leader.durable();
     assert_eq!((predicted.last_seq(), predicted.head), (durable.last_seq, durable.head));
     assert_eq!(predicted.last_checkpoint, durable.checkpoint);
     assert_eq!(segment_bytes(dirs[0].path()), segment_bytes(dirs[1].path()));
 
     // A frame built on one that never landed does not continue the chain: refused.
-    let lost = leader.prepare_on(None, vec![Entry::Event(draft(6))], &key).expect("lost");
-    let orphan = leader.prepare_on(lost.chain.as_deref(), vec![Entry::Event(draft(7))], &key).expect("orphan");
+    let (_lost, after_lost) = leader.prepare_on(None, vec![Entry::Event(draft(6))], &key).expect("lost");
+    let (orphan, _) = leader.prepare_on(after_lost.as_deref(), vec![Entry::Event(draft(7))], &key).expect("orphan");
     let durable = leader.durable();
     assert!(matches!(rt.block_on(leader.append_frame(orphan.frame)).expect("append"), Applied::Refused(_)));
     assert_eq!(leader.durable(), durable);
-    // With nothing in flight the next frame is built on the durable head again, even when
-    // handed the chain of the lost frame, which the durable chain has not passed.
-    let next = leader.prepare_on(None, vec![Entry::Event(draft(8))], &key).expect("next");
+    // With nothing in flight the next frame is built on the durable head again.
+    let (next, _) = leader.prepare_on(None, vec![Entry::Event(draft(8))], &key).expect("next");
     assert_eq!(written(rt.block_on(leader.append_frame(next.frame)).expect("append")), vec![durable.last_seq + 1]);
     drop((leader, follower));
     for d in &dirs {

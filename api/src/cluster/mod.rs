@@ -248,11 +248,18 @@ impl Committer for ClusterCommitter {
             let ledger = self.node.applier.ledger().ok_or(SequencerError::Closed)?;
             let (prepared, in_flight) = {
                 let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-                let prepared = ledger.prepare_on(p.chain.as_deref(), entries, self.signer(&ledger))?;
-                let Some(chain) = prepared.chain.clone() else {
-                    return Err(SequencerError::Unavailable("every node would refuse the frame".into()));
+                let signer = self.signer(&ledger);
+                let prepared = if self.depth() > 1 {
+                    // The next frame may be built before this one is durable: on its chain.
+                    let (prepared, chain) = ledger.prepare_on(p.chain.as_deref(), entries, signer)?;
+                    let Some(chain) = chain else {
+                        return Err(SequencerError::Unavailable("every node would refuse the frame".into()));
+                    };
+                    p.chain = Some(chain);
+                    prepared
+                } else {
+                    ledger.prepare(entries, signer)?
                 };
-                p.chain = Some(chain);
                 p.in_flight += 1;
                 (prepared, InFlight(&self.pending))
             };
