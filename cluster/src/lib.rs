@@ -63,6 +63,15 @@ pub trait Applier: Send + Sync + 'static {
     fn snapshot(&self) -> BoxFuture<'static, Result<Vec<u8>, String>>;
     /// Replace the whole state with bytes made by `snapshot` (on another node).
     fn install(&self, data: Vec<u8>) -> BoxFuture<'static, Result<(), String>>;
+    /// How far the applier has got, as a number that grows with every entry it applies
+    /// (the ledger's last seq). Read just after `apply`.
+    fn applied_mark(&self) -> u64;
+    /// How far what it applied is durable, in the same numbers. It may lag `applied_mark`
+    /// (the applier syncs off the apply's path): the applied log id this node saves, and
+    /// resumes from after a crash, is the last one whose mark was durable; the entries
+    /// after it are handed again (the applier is idempotent). `snapshot` and `install`
+    /// make everything durable first.
+    fn durable_mark(&self) -> u64;
 }
 
 /// One node's settings.

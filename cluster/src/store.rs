@@ -254,6 +254,15 @@ pub struct StateMachine {
     applier: Arc<dyn Applier>,
     last_applied: Option<LogId>,
     membership: StoredMembership,
+    /// Entries applied and not yet saved as applied, in log order, with the applier's mark
+    /// after each: one is saved once its mark is durable ([`Applier::durable_mark`]).
+    unsaved: std::collections::VecDeque<Unsaved>,
+}
+
+struct Unsaved {
+    log_id: LogId,
+    mark: u64,
+    membership: StoredMembership,
 }
 
 impl StateMachine {
@@ -265,14 +274,29 @@ impl StateMachine {
             Ok((a.flatten(), m.unwrap_or_default()))
         })
         .await?;
-        Ok(StateMachine { db, applier, last_applied, membership })
+        Ok(StateMachine { db, applier, last_applied, membership, unsaved: Default::default() })
     }
 
-    async fn save_applied(&self, durable: bool) -> Result<(), io::Error> {
-        let a = encode(&self.last_applied).map_err(ioe)?;
-        let m = encode(&self.membership).map_err(ioe)?;
+    /// Saves the last applied log id whose effects the applier holds durably (and the
+    /// membership then); `durable`: fsynced before returning, else with redb's next commit.
+    async fn save_applied(&mut self, durable: bool) -> Result<(), io::Error> {
+        let mark = self.applier.durable_mark();
+        let mut last = None;
+        while self.unsaved.front().is_some_and(|u| u.mark <= mark) {
+            last = self.unsaved.pop_front();
+        }
+        let Some(u) = last else { return Ok(()) };
+        let a = encode(&Some(u.log_id)).map_err(ioe)?;
+        let m = encode(&u.membership).map_err(ioe)?;
         let db = self.db.clone();
         blocking(move || write_meta(&db, &[(K_APPLIED, a), (K_MEMBERSHIP, m)], durable)).await
+    }
+
+    /// Counts an entry as applied (in memory at once; saved once durable).
+    fn applied(&mut self, log_id: LogId) {
+        self.last_applied = Some(log_id.clone());
+        let mark = self.applier.applied_mark();
+        self.unsaved.push_back(Unsaved { log_id, mark, membership: self.membership.clone() });
     }
 }
 
@@ -335,7 +359,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     Vec::new()
                 }
             };
-            self.last_applied = Some(log_id);
+            self.applied(log_id);
             any = true;
             if let Some(r) = responder {
                 r.send(reply);
@@ -350,6 +374,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
         // Runs on the state-machine worker, between applies: the bytes match last_applied.
         let data = self.applier.snapshot().await;
+        // Everything applied is durable now (`snapshot` syncs): logs up to the snapshot may be
+        // purged once it is stored, so the applied log id must not stay behind it.
+        if let Err(e) = self.save_applied(true).await {
+            tracing::warn!(error = %e, "saving the applied log id before a snapshot");
+        }
         SnapshotBuilder {
             db: self.db.clone(),
             meta: SnapshotMeta { last_log_id: self.last_applied.clone(), last_membership: self.membership.clone() },
@@ -359,8 +388,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 
     async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: Vec<u8>) -> Result<(), io::Error> {
         self.applier.install(snapshot.clone()).await.map_err(ioe)?;
-        self.last_applied = meta.last_log_id.clone();
         self.membership = meta.last_membership.clone();
+        self.unsaved.clear();
+        if let Some(log_id) = meta.last_log_id.clone() {
+            self.applied(log_id);
+        } else {
+            self.last_applied = None;
+        }
         self.save_applied(true).await?;
         store_snapshot(&self.db, &Snapshot { meta: meta.clone(), snapshot }).await
     }
@@ -390,23 +424,38 @@ mod tests {
 
     use super::*;
 
-    /// Keeps entries in memory; snapshot = length-prefixed concatenation.
-    #[derive(Default)]
-    struct Mem(Mutex<Vec<Vec<u8>>>);
+    /// Keeps entries in memory; snapshot = length-prefixed concatenation. Its mark is the
+    /// number of entries; `durable` caps what it says is durable (all of it by default).
+    struct Mem {
+        entries: Mutex<Vec<Vec<u8>>>,
+        durable: std::sync::atomic::AtomicU64,
+    }
+
+    impl Default for Mem {
+        fn default() -> Self {
+            Mem { entries: Mutex::default(), durable: std::sync::atomic::AtomicU64::new(u64::MAX) }
+        }
+    }
 
     impl Applier for Mem {
         fn apply(&self, entry: Vec<u8>) -> BoxFuture<'static, Result<Vec<u8>, String>> {
-            let r = self.0.lock().map(|mut g| g.push(entry)).map_err(|e| e.to_string());
+            let r = self.entries.lock().map(|mut g| g.push(entry)).map_err(|e| e.to_string());
             Box::pin(async move { r.map(|()| Vec::new()) })
         }
         fn snapshot(&self) -> BoxFuture<'static, Result<Vec<u8>, String>> {
-            let r = self.0.lock().map_err(|e| e.to_string()).and_then(|g| encode(&*g));
+            let r = self.entries.lock().map_err(|e| e.to_string()).and_then(|g| encode(&*g));
             Box::pin(async move { r })
         }
         fn install(&self, data: Vec<u8>) -> BoxFuture<'static, Result<(), String>> {
             let r = decode::<Vec<Vec<u8>>>(&data)
-                .and_then(|v| self.0.lock().map(|mut g| *g = v).map_err(|e| e.to_string()));
+                .and_then(|v| self.entries.lock().map(|mut g| *g = v).map_err(|e| e.to_string()));
             Box::pin(async move { r })
+        }
+        fn applied_mark(&self) -> u64 {
+            self.entries.lock().map(|g| g.len() as u64).unwrap_or(0)
+        }
+        fn durable_mark(&self) -> u64 {
+            self.durable.load(std::sync::atomic::Ordering::SeqCst).min(self.applied_mark())
         }
     }
 
@@ -431,6 +480,47 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn openraft_storage_suite() -> Result<(), StorageError<TypeConfig>> {
         Suite::test_all(Builder).await
+    }
+
+    fn normal(index: u64) -> Entry {
+        Entry::new(openraft::testing::log_id::<TypeConfig>(1, crate::types::Nid("n1".into()), index), {
+            EntryPayload::Normal(crate::types::Frame(vec![index as u8]))
+        })
+    }
+
+    async fn apply_all(sm: &mut StateMachine, entries: Vec<Entry>) {
+        let items: Vec<Result<EntryResponder<TypeConfig>, io::Error>> =
+            entries.into_iter().map(|e| Ok((e, None))).collect();
+        sm.apply(futures_util::stream::iter(items)).await.expect("apply");
+    }
+
+    /// The applied log id saved is the last one the applier holds durably: after a crash
+    /// the node resumes there and is handed again what it may have lost.
+    #[tokio::test]
+    async fn the_applied_index_saved_is_the_last_durable_one() {
+        let dir = tempfile::tempdir().expect("test");
+        let db = open(dir.path().join("raft.redb")).await.expect("test");
+        let mem = Arc::new(Mem::default());
+        mem.durable.store(0, std::sync::atomic::Ordering::SeqCst);
+        let mut sm = StateMachine::open(db.clone(), mem.clone()).await.expect("test");
+        apply_all(&mut sm, vec![normal(1), normal(2), normal(3)]).await;
+        assert_eq!(sm.applied_state().await.expect("test").0.map(|l| l.index()), Some(3), "applied, in memory");
+        // Entries 1 and 2 became durable; 3 not yet. The next apply saves up to 2 only.
+        mem.durable.store(2, std::sync::atomic::Ordering::SeqCst);
+        apply_all(&mut sm, vec![normal(4)]).await;
+        drop(sm);
+        let mut again = StateMachine::open(db.clone(), Arc::new(Mem::default())).await.expect("test");
+        assert_eq!(again.applied_state().await.expect("test").0.map(|l| l.index()), Some(2));
+        drop(again);
+
+        // A snapshot makes everything durable first, and saves it.
+        let mut sm = StateMachine::open(db.clone(), mem.clone()).await.expect("test");
+        apply_all(&mut sm, vec![normal(5)]).await;
+        mem.durable.store(u64::MAX, std::sync::atomic::Ordering::SeqCst);
+        let _builder = sm.get_snapshot_builder().await;
+        drop(sm);
+        let mut again = StateMachine::open(db, Arc::new(Mem::default())).await.expect("test");
+        assert_eq!(again.applied_state().await.expect("test").0.map(|l| l.index()), Some(5));
     }
 
     /// The suite must be able to fail: a store that forgets the vote is caught.

@@ -36,6 +36,13 @@ impl Applier for Recorder {
     fn install(&self, _data: Vec<u8>) -> BoxFuture<'static, Result<(), String>> {
         Box::pin(async { Err("not used in this test".to_string()) })
     }
+    /// Kept in memory: everything applied counts as durable.
+    fn applied_mark(&self) -> u64 {
+        self.entries.lock().map(|g| g.len() as u64).unwrap_or(0)
+    }
+    fn durable_mark(&self) -> u64 {
+        self.applied_mark()
+    }
 }
 
 fn free_addr() -> String {

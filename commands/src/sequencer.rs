@@ -80,13 +80,23 @@ pub type CommitFuture<'a> = Pin<Box<dyn Future<Output = Result<Vec<Receipt>, Seq
 /// durability.
 pub type StartFuture<'a> = Pin<Box<dyn Future<Output = Result<CommitFuture<'a>, SequencerError>> + Send + 'a>>;
 
+/// What the sequencer folded for a batch: the state after it, with every one of its events
+/// at `time` (the time the batch was decided at).
+#[derive(Clone)]
+pub struct Folded {
+    pub state: Arc<State>,
+    pub time: u64,
+}
+
 /// Where the sequencer's batches go: the local ledger, or a cluster that replicates a frame
 /// before every node appends it.
 pub trait Committer: Send + Sync + 'static {
     /// Takes entries to commit as one frame. The outer future resolves once the frame is
     /// queued (frames are committed in the order they are queued); the inner one gives one
-    /// receipt per entry once the frame is durable.
-    fn start(&self, entries: Vec<Entry>) -> StartFuture<'_>;
+    /// receipt per entry once the frame is durable. `folded` is the state after the batch
+    /// as the sequencer computed it: a committer that folds frames itself may use it
+    /// instead for a frame of exactly these entries at exactly that time.
+    fn start(&self, entries: Vec<Entry>, folded: Folded) -> StartFuture<'_>;
     /// True when committing also folds the events into the published state (a cluster
     /// node folds every frame it applies), so the sequencer must not publish its copy.
     fn publishes(&self) -> bool {
@@ -99,7 +109,7 @@ pub trait Committer: Send + Sync + 'static {
 }
 
 impl Committer for Ledger {
-    fn start(&self, entries: Vec<Entry>) -> StartFuture<'_> {
+    fn start(&self, entries: Vec<Entry>, _folded: Folded) -> StartFuture<'_> {
         Box::pin(async move {
             let commit: CommitFuture<'_> =
                 Box::pin(async move { Ledger::commit(self, entries).await.map_err(SequencerError::Ledger) });
@@ -250,7 +260,8 @@ async fn run(
                     continue;
                 }
                 let Batch { entries, decided } = batch;
-                match committer.start(entries).await {
+                let folded = Folded { state: decided.working.clone(), time: decided.time };
+                match committer.start(entries, folded).await {
                     Ok(commit) => {
                         working = Some(decided.working.clone());
                         in_flight.push_back(InFlight { commit, batch: decided });
@@ -373,6 +384,8 @@ struct Batch {
 struct Decided {
     /// The state after the batch.
     working: Arc<State>,
+    /// The time every event of the batch was folded at.
+    time: u64,
     first_seq: u64,
     next_seq: u64,
     jobs: Vec<(Job, Result<Reply, Rejection>, Vec<u64>)>,
@@ -410,7 +423,10 @@ impl Batch {
             }
             decided.push((job, result, seqs));
         }
-        Batch { entries, decided: Decided { working: Arc::new(working), first_seq, next_seq, jobs: decided } }
+        Batch {
+            entries,
+            decided: Decided { working: Arc::new(working), time: now, first_seq, next_seq, jobs: decided },
+        }
     }
 }
 

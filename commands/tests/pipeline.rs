@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use commands::sequencer::{CommitFuture, Committed, Committer, Sequencer, SequencerError, StartFuture};
+use commands::sequencer::{CommitFuture, Committed, Committer, Folded, Sequencer, SequencerError, StartFuture};
 use commands::{Command, Request};
 use ledger::{Entry, Hash, Receipt};
 use projections::State;
@@ -22,6 +22,8 @@ type Settle = oneshot::Sender<Result<Vec<Receipt>, SequencerError>>;
 /// A commit the scripted committer was handed: how many entries, and how to settle it.
 struct Started {
     entries: usize,
+    /// The state the sequencer says the batch leads to.
+    folded: Arc<State>,
     settle: Settle,
 }
 
@@ -31,9 +33,10 @@ struct Scripted {
 }
 
 impl Committer for Scripted {
-    fn start(&self, entries: Vec<Entry>) -> StartFuture<'_> {
+    fn start(&self, entries: Vec<Entry>, folded: Folded) -> StartFuture<'_> {
         let (settle, settled) = oneshot::channel();
-        self.started.lock().expect("scripted committer lock").push(Some(Started { entries: entries.len(), settle }));
+        let started = Started { entries: entries.len(), folded: folded.state, settle };
+        self.started.lock().expect("scripted committer lock").push(Some(started));
         Box::pin(async move {
             let commit: CommitFuture<'_> =
                 Box::pin(async move { settled.await.unwrap_or(Err(SequencerError::Closed)) });
@@ -48,6 +51,10 @@ impl Committer for Scripted {
 impl Scripted {
     fn entries(&self, i: usize) -> usize {
         self.started.lock().expect("scripted committer lock")[i].as_ref().map_or(0, |s| s.entries)
+    }
+
+    fn folded(&self, i: usize) -> Arc<State> {
+        self.started.lock().expect("scripted committer lock")[i].as_ref().expect("not settled yet").folded.clone()
     }
 
     fn count(&self) -> usize {
@@ -141,6 +148,12 @@ async fn the_next_batch_is_decided_on_the_batches_in_flight() {
     committer.wait_started(2).await;
     assert_eq!(committer.entries(1), ENOUGH);
     assert_eq!(published.load().last_seq, 0, "nothing is published before it is durable");
+    // Each batch comes with the state after it (a cluster leader adopts it for its frame).
+    let (after_a, after_b) = (committer.folded(0), committer.folded(1));
+    assert_eq!(after_a.last_seq, 1);
+    assert!(after_a.policies.get("a").is_some() && after_a.policies.get("b0").is_none());
+    assert_eq!(after_b.last_seq, 1 + ENOUGH as u64);
+    assert!(after_b.policies.get("a").is_some() && after_b.policies.get("b0").is_some());
 
     committer.succeed(0, 1);
     let a = a.await.expect("task").expect("committed");

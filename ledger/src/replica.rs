@@ -78,12 +78,19 @@ impl Ledger {
     /// [`ChainState::is_active`]); this is not checked here, so that the refusal happens in
     /// one place, the same on every node. All or nothing, as [`Ledger::commit`].
     pub fn prepare(&self, entries: Vec<crate::Entry>, key: &LedgerKey) -> Result<Prepared> {
-        let durable = self.shared.chain();
-        self.build(&durable, entries, key)
+        self.prepare_at(entries, key, (self.clock)())
     }
 
-    /// As [`Ledger::prepare`], but on top of `pending` (the chain after the last frame this
-    /// leader prepared) when that is ahead of the durable chain: a leader keeps several
+    /// As [`Ledger::prepare`], with the frame's commit time `time` (raised to the last
+    /// frame's time if it is earlier): a leader stamps the time its sequencer decided at,
+    /// so that the state it folded is the fold of the frame.
+    pub fn prepare_at(&self, entries: Vec<crate::Entry>, key: &LedgerKey, time: u64) -> Result<Prepared> {
+        let durable = self.shared.chain();
+        self.build(&durable, entries, key, time)
+    }
+
+    /// As [`Ledger::prepare_at`], but on top of `pending` (the chain after the last frame
+    /// this leader prepared) when that is ahead of the durable chain: a leader keeps several
     /// frames in flight. Also returns the chain after this frame, checked exactly as every
     /// node will check the frame, to build the next one on; `None` if every node will
     /// refuse the frame (its key is not one the ledger trusts). Each frame must be
@@ -95,13 +102,14 @@ impl Ledger {
         pending: Option<&ChainState>,
         entries: Vec<crate::Entry>,
         key: &LedgerKey,
+        time: u64,
     ) -> Result<(Prepared, Option<Box<ChainState>>)> {
         let durable = self.shared.chain();
         let chain = match pending {
             Some(p) if p.ledger_id == durable.ledger_id && p.next_seq > durable.next_seq => p,
             _ => &durable,
         };
-        let prepared = self.build(chain, entries, key)?;
+        let prepared = self.build(chain, entries, key, time)?;
         let parsed = crate::frame::parse_frame(&prepared.frame)
             .map_err(|e| Error::Failed(format!("a frame just built does not parse: {e}")))?;
         let mut next = chain.clone();
@@ -109,13 +117,14 @@ impl Ledger {
         Ok((prepared, next))
     }
 
-    /// Builds and signs a frame of `entries` after `chain`.
-    fn build(&self, chain: &ChainState, entries: Vec<crate::Entry>, key: &LedgerKey) -> Result<Prepared> {
+    /// Builds and signs a frame of `entries` after `chain`, at `time` or the chain's last
+    /// time if that is later (a frame's time never goes back).
+    fn build(&self, chain: &ChainState, entries: Vec<crate::Entry>, key: &LedgerKey, time: u64) -> Result<Prepared> {
         if let Some(reason) = self.shared.failure() {
             return Err(Error::Failed(reason));
         }
         let submission = submission_of(&self.shared, chain, entries)?;
-        let time = (self.clock)().max(chain.last_time);
+        let time = time.max(chain.last_time);
         let built = build_frame(chain, key, &self.shared.ledger_id, time, &[submission.drafts.as_slice()]);
         Ok(Prepared { frame: built.frame, receipts: built.receipts.into_iter().flatten().collect() })
     }
@@ -126,6 +135,15 @@ impl Ledger {
         let tx: &mpsc::Sender<Request> = self.sender()?;
         let (reply, rx) = oneshot::channel();
         tx.send(Request::Frame { bytes, reply }).await.map_err(|_| Error::Closed)?;
+        rx.await.map_err(|_| Error::Closed)?
+    }
+
+    /// Returns once every frame appended so far is `fdatasync`ed (see
+    /// [`Options::defer_frame_sync`]).
+    pub async fn sync(&self) -> Result<()> {
+        let tx: &mpsc::Sender<Request> = self.sender()?;
+        let (reply, rx) = oneshot::channel();
+        tx.send(Request::Sync { reply }).await.map_err(|_| Error::Closed)?;
         rx.await.map_err(|_| Error::Closed)?
     }
 

@@ -53,6 +53,13 @@ pub struct Options {
     /// Requests that may wait for the writer before appenders are pushed back.
     pub queue_depth: usize,
     pub clock: Clock,
+    /// A cluster replica's frames ([`Ledger::append_frame`]) are answered once written,
+    /// and made durable right after, off the answer's path: before the writer next waits
+    /// for work, before the next frame, and before [`Ledger::sync`] returns; so at most
+    /// the last frame is not yet durable. For a node whose frames come from a Raft log
+    /// that keeps them (durably, on a majority) until the ledger has synced them
+    /// ([`Ledger::synced_seq`]); a crash then loses at most a frame the log hands again.
+    pub defer_frame_sync: bool,
 }
 
 impl Default for Options {
@@ -64,6 +71,7 @@ impl Default for Options {
             max_batch_bytes: 8 << 20,
             queue_depth: 16_384,
             clock: system_clock(),
+            defer_frame_sync: false,
         }
     }
 }
@@ -113,6 +121,9 @@ pub(crate) struct Shared {
     chain: RwLock<ChainState>,
     /// Slot layouts of frames erasures looked into lately.
     pub slot_layouts: crate::segments::SlotLayouts,
+    /// The last seq whose frame has been `fdatasync`ed (behind the durable end by at most
+    /// one frame with [`Options::defer_frame_sync`], equal to it otherwise).
+    pub synced_seq: std::sync::atomic::AtomicU64,
 }
 
 impl Shared {
@@ -302,6 +313,12 @@ impl Ledger {
         self.shared.durable()
     }
 
+    /// The last seq that is on disk for sure: [`Ledger::durable`]'s, except with
+    /// [`Options::defer_frame_sync`], where the last frame may still be syncing.
+    pub fn synced_seq(&self) -> u64 {
+        self.shared.synced_seq.load(std::sync::atomic::Ordering::Acquire)
+    }
+
     /// Checkpoint keys in registration order (the last unretired one signs).
     pub fn keys(&self) -> Vec<KeyRecord> {
         self.shared.keys.read().unwrap_or_else(|e| e.into_inner()).clone()
@@ -431,6 +448,7 @@ pub(crate) fn new_shared(
         signer: RwLock::new(signer),
         chain: RwLock::new(chain.clone()),
         slot_layouts: Default::default(),
+        synced_seq: std::sync::atomic::AtomicU64::new(chain.last_seq()),
     }
 }
 

@@ -108,6 +108,10 @@ pub(crate) enum Request {
         bytes: Vec<u8>,
         reply: oneshot::Sender<Result<Applied>>,
     },
+    /// Sync every frame written ([`crate::Ledger::sync`]). Always alone in its batch.
+    Sync {
+        reply: oneshot::Sender<Result<()>>,
+    },
 }
 
 /// What became of a frame handed to [`crate::Ledger::append_frame`].
@@ -130,6 +134,7 @@ impl Request {
             Request::Commit { entries, .. } => entries.len(),
             Request::Erase { .. } | Request::Rotate { .. } => 1,
             Request::Frame { .. } => 1,
+            Request::Sync { .. } => 0,
         }
     }
 }
@@ -173,6 +178,11 @@ pub(crate) struct Writer {
     /// Key slots of the active segment were zeroed since its last `fdatasync`; the next
     /// frame's sync (or the roll to a new segment, or shutdown) makes them durable.
     active_zeroed: bool,
+    /// [`crate::Options::defer_frame_sync`].
+    defer_frame_sync: bool,
+    /// With deferred syncs: the last frame appended is not synced yet, and the key slots its
+    /// erasures zero (zeroed only once the erasure is durable).
+    unsynced: Option<Vec<(PathBuf, u64)>>,
 }
 
 const SAVE_EVERY_FRAMES: u32 = 256;
@@ -198,16 +208,38 @@ impl Writer {
             unsaved_frames: 0,
             last_save: Instant::now(),
             active_zeroed: false,
+            defer_frame_sync: opts.defer_frame_sync,
+            unsynced: None,
         }
     }
 
     /// The writer thread's loop; returns when every sender is gone.
     pub fn run(mut self, mut rx: mpsc::Receiver<Request>) {
-        while let Some(first) = rx.blocking_recv() {
+        loop {
+            let first = match rx.try_recv() {
+                Ok(r) => r,
+                Err(mpsc::error::TryRecvError::Disconnected) => break,
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    // Idle: the frame just answered is made durable now, off its path.
+                    if self.unsynced.is_some()
+                        && let Err(e) = self.sync_frame()
+                    {
+                        tracing::error!(error = %e, "syncing the last replicated frame failed");
+                    }
+                    match rx.blocking_recv() {
+                        Some(r) => r,
+                        None => break,
+                    }
+                }
+            };
             let first = match first {
                 Request::Frame { bytes, reply } => {
                     let outcome = self.append_frame(&bytes);
                     let _ = reply.send(outcome);
+                    continue;
+                }
+                Request::Sync { reply } => {
+                    let _ = reply.send(self.sync_frame());
                     continue;
                 }
                 other => other,
@@ -226,6 +258,11 @@ impl Writer {
                         let _ = reply.send(self.append_frame(&bytes));
                         break;
                     }
+                    Ok(Request::Sync { reply }) => {
+                        self.process(std::mem::take(&mut batch));
+                        let _ = reply.send(self.sync_frame());
+                        break;
+                    }
                     Ok(r) => {
                         events += r.event_count();
                         bytes += request_bytes(&r);
@@ -237,8 +274,35 @@ impl Writer {
             }
             self.process(batch);
         }
+        if self.unsynced.is_some()
+            && let Err(e) = self.sync_frame()
+        {
+            tracing::error!(error = %e, "syncing the last replicated frame failed");
+        }
         self.sync_zeroed();
         self.save_state();
+    }
+
+    /// With deferred syncs: makes the last frame durable, then zeroes the key slots its
+    /// erasures name (they are synced with the next frame, as in [`Writer::zero_slots`]).
+    fn sync_frame(&mut self) -> Result<()> {
+        if let Some(reason) = self.shared.failure() {
+            return Err(Error::Failed(reason));
+        }
+        let Some(erase) = self.unsynced.take() else { return Ok(()) };
+        if let Err(e) = self.active.file.sync_data() {
+            let err = Error::io("fdatasync", &e);
+            self.fail(&err);
+            return Err(err);
+        }
+        self.active_zeroed = false;
+        self.shared.synced_seq.store(self.chain.last_seq(), std::sync::atomic::Ordering::Release);
+        self.count_frame();
+        if let Err(e) = self.zero_slots(erase) {
+            self.fail(&e);
+            return Err(e);
+        }
+        Ok(())
     }
 
     /// Makes pending zeroed slots of the active segment durable.
@@ -271,6 +335,9 @@ impl Writer {
             match req {
                 Request::Frame { bytes, reply } => {
                     let _ = reply.send(self.append_frame(&bytes));
+                }
+                Request::Sync { reply } => {
+                    let _ = reply.send(self.sync_frame());
                 }
                 Request::Append { drafts, reply } => match check_drafts(&drafts) {
                     Ok(()) => {
@@ -366,7 +433,7 @@ impl Writer {
         let Built { frame, mut next, receipts, slots, checkpoint: cp } =
             build_frame(&self.chain, &key, &self.shared.ledger_id, time, &drafts);
         let first_seq = self.chain.next_seq;
-        let offset = self.write_frame(&frame, first_seq)?;
+        let offset = self.write_frame(&frame, first_seq, true)?;
         next.last_time = time;
         next.last_checkpoint = Some(cp);
         for s in &slots {
@@ -384,6 +451,7 @@ impl Writer {
         }
         self.chain = next;
         self.publish_frame(offset, frame.len() as u64, first_seq, time);
+        self.shared.synced_seq.store(self.chain.last_seq(), std::sync::atomic::Ordering::Release);
         let mut erase: Vec<(PathBuf, u64)> = Vec::new();
         for sub in submissions {
             if let Some(k) = sub.rotate_to {
@@ -423,9 +491,15 @@ impl Writer {
             Err(v) => return Ok(Applied::Refused(v.to_string())),
         };
         let first_seq = frame.first_seq();
-        let offset = self.write_frame(bytes, first_seq)?;
+        // At most one frame waits for its sync: the previous one is synced before this one
+        // is written, so a crash can only leave a torn tail (which recovery cuts).
+        self.sync_frame()?;
+        let offset = self.write_frame(bytes, first_seq, !self.defer_frame_sync)?;
         self.chain = next;
         self.publish_frame(offset, bytes.len() as u64, first_seq, frame.checkpoint.time);
+        if !self.defer_frame_sync {
+            self.shared.synced_seq.store(self.chain.last_seq(), std::sync::atomic::Ordering::Release);
+        }
         let mut erase = Vec::new();
         for (target, slots) in &effects.erasures {
             let fs = &self.shared.fs;
@@ -444,11 +518,15 @@ impl Writer {
                 }
             }
         }
-        if let Err(e) = self.zero_slots(erase) {
-            self.fail(&e);
-            return Err(e);
+        if self.defer_frame_sync {
+            self.unsynced = Some(erase);
+        } else {
+            if let Err(e) = self.zero_slots(erase) {
+                self.fail(&e);
+                return Err(e);
+            }
+            self.count_frame();
         }
-        self.count_frame();
         let events = frame
             .events
             .iter()
@@ -483,14 +561,19 @@ impl Writer {
     }
 
     /// Writes a whole frame at the end of the active segment (rolling first if it does not
-    /// fit) and `fdatasync`s it. Returns its offset.
-    fn write_frame(&mut self, frame: &[u8], first_seq: u64) -> Result<u64> {
+    /// fit) and, if `sync`, `fdatasync`s it (else [`Writer::sync_frame`] does, soon).
+    /// Returns its offset.
+    fn write_frame(&mut self, frame: &[u8], first_seq: u64, sync: bool) -> Result<u64> {
         let frame_len = frame.len() as u64;
         self.ensure_room(frame_len, first_seq)?;
         let offset = self.active.len;
         if let Err(e) = self.active.file.write_all_at(frame, offset) {
             self.roll_back(offset, &e)?;
             return Err(Error::io("write frame", &e));
+        }
+        self.active.len += frame_len;
+        if !sync {
+            return Ok(offset);
         }
         if let Err(e) = self.active.file.sync_data() {
             let err = Error::io("fdatasync", &e);
@@ -499,7 +582,6 @@ impl Writer {
         }
         // Durable from here on (and so is any slot zeroed before this frame was written).
         self.active_zeroed = false;
-        self.active.len += frame_len;
         Ok(offset)
     }
 
@@ -778,6 +860,9 @@ fn reply_err(req: Request, err: Error) {
             let _ = reply.send(Err(err));
         }
         Request::Frame { reply, .. } => {
+            let _ = reply.send(Err(err));
+        }
+        Request::Sync { reply } => {
             let _ = reply.send(Err(err));
         }
     }

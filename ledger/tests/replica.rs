@@ -28,6 +28,11 @@ fn segment_bytes(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
+fn now() -> u64 {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock after 1970");
+    u64::try_from(since.as_nanos()).expect("time fits")
+}
+
 fn written(a: Applied) -> Vec<u64> {
     match a {
         Applied::Written(events) => events.iter().map(|e| e.event.seq).collect(),
@@ -125,7 +130,7 @@ fn stale_duplicate_and_forged_frames_change_nothing() {
     // A stale leader's frame overlaps what is held: refused.
     assert!(matches!(rt.block_on(l.append_frame(stale.frame)).expect("append"), Applied::Refused(_)));
     // Signed by a key the ledger never registered: refused.
-    let (forged, after) = l.prepare_on(None, vec![Entry::Event(draft(4))], &key_from(9)).expect("prepare");
+    let (forged, after) = l.prepare_on(None, vec![Entry::Event(draft(4))], &key_from(9), now()).expect("prepare");
     assert!(after.is_none(), "the leader knows beforehand that the frame will be refused");
     let refused = rt.block_on(l.append_frame(forged.frame)).expect("append");
     assert!(matches!(&refused, Applied::Refused(r) if r.contains("key")), "{refused:?}");
@@ -144,6 +149,30 @@ fn stale_duplicate_and_forged_frames_change_nothing() {
 }
 
 #[test]
+fn a_frame_prepared_at_a_time_has_that_time_and_never_goes_back() {
+    let rt = runtime();
+    let dir = tempfile::tempdir().expect("tmp");
+    let key = key_from(1);
+    let genesis = Ledger::genesis_frame(&key, &Options::default()).expect("genesis");
+    let l = Ledger::create_replica(dir.path(), &genesis, Options::default()).expect("replica");
+    let t = now() + 5_000_000_000;
+
+    let a = l.prepare_at(vec![Entry::Event(draft(1)), Entry::Event(draft(2))], &key, t).expect("prepare");
+    assert!(a.receipts.iter().all(|r| r.time == t), "every event of the frame has the time asked for");
+    written(rt.block_on(l.append_frame(a.frame)).expect("append"));
+    // Earlier than the last frame: the frame keeps the ledger's time order.
+    let b = l.prepare_at(vec![Entry::Event(draft(3))], &key, t - 1).expect("prepare");
+    assert_eq!(b.receipts[0].time, t);
+    let (c, _) = l.prepare_on(None, vec![Entry::Event(draft(4))], &key, t - 2).expect("prepare");
+    assert_eq!(c.receipts[0].time, t);
+    written(rt.block_on(l.append_frame(b.frame)).expect("append"));
+    let stored: Vec<u64> = l.events(1, u64::MAX).map(|e| e.expect("event").event.time).collect();
+    assert_eq!(&stored[1..], &[t, t, t], "the times are those stored");
+    drop(l);
+    assert!(verify_dir(dir.path(), VerifyOptions::default()).intact);
+}
+
+#[test]
 fn a_leader_builds_frames_on_those_still_in_flight() {
     let rt = runtime();
     let key = key_from(1);
@@ -153,10 +182,11 @@ fn a_leader_builds_frames_on_those_still_in_flight() {
     let follower = Ledger::create_replica(dirs[1].path(), &genesis, Options::default()).expect("replica");
 
     // Three frames prepared before any is appended, each on the chain of the one before.
-    let (a, after_a) = leader.prepare_on(None, vec![Entry::Event(draft(1))], &key).expect("prepare");
-    let (b, after_b) =
-        leader.prepare_on(after_a.as_deref(), vec![Entry::Event(draft(2)), Entry::Event(draft(3))], &key).expect("b");
-    let (c, after_c) = leader.prepare_on(after_b.as_deref(), vec![Entry::Event(draft(4))], &key).expect("c");
+    let (a, after_a) = leader.prepare_on(None, vec![Entry::Event(draft(1))], &key, now()).expect("prepare");
+    let (b, after_b) = leader
+        .prepare_on(after_a.as_deref(), vec![Entry::Event(draft(2)), Entry::Event(draft(3))], &key, now())
+        .expect("b");
+    let (c, after_c) = leader.prepare_on(after_b.as_deref(), vec![Entry::Event(draft(4))], &key, now()).expect("c");
     assert_eq!(b.receipts.first().map(|r| r.seq), a.receipts.last().map(|r| r.seq + 1));
     assert_eq!(c.receipts.first().map(|r| r.seq), b.receipts.last().map(|r| r.seq + 1));
     for l in [&leader, &follower] {
@@ -174,16 +204,69 @@ fn a_leader_builds_frames_on_those_still_in_flight() {
     assert_eq!(segment_bytes(dirs[0].path()), segment_bytes(dirs[1].path()));
 
     // A frame built on one that never landed does not continue the chain: refused.
-    let (_lost, after_lost) = leader.prepare_on(None, vec![Entry::Event(draft(6))], &key).expect("lost");
-    let (orphan, _) = leader.prepare_on(after_lost.as_deref(), vec![Entry::Event(draft(7))], &key).expect("orphan");
+    let (_lost, after_lost) = leader.prepare_on(None, vec![Entry::Event(draft(6))], &key, now()).expect("lost");
+    let (orphan, _) =
+        leader.prepare_on(after_lost.as_deref(), vec![Entry::Event(draft(7))], &key, now()).expect("orphan");
     let durable = leader.durable();
     assert!(matches!(rt.block_on(leader.append_frame(orphan.frame)).expect("append"), Applied::Refused(_)));
     assert_eq!(leader.durable(), durable);
     // With nothing in flight the next frame is built on the durable head again.
-    let (next, _) = leader.prepare_on(None, vec![Entry::Event(draft(8))], &key).expect("next");
+    let (next, _) = leader.prepare_on(None, vec![Entry::Event(draft(8))], &key, now()).expect("next");
     assert_eq!(written(rt.block_on(leader.append_frame(next.frame)).expect("append")), vec![durable.last_seq + 1]);
     drop((leader, follower));
     for d in &dirs {
         assert!(verify_dir(d.path(), VerifyOptions::default()).intact);
     }
+}
+
+/// With deferred syncs (a cluster node's ledger) a frame is answered once written and synced
+/// right after: a failed sync is reported by `sync`, stops the ledger, and leaves
+/// `synced_seq` at the last frame that is on disk for sure. Frames keep rolling segments.
+#[test]
+fn deferred_syncs_answer_frames_written_and_report_what_is_on_disk() {
+    let rt = runtime();
+    let dir = tempfile::tempdir().expect("tmp");
+    let fs = FaultFs::new();
+    let key = key_from(1);
+    let opts = ledger::Options { defer_frame_sync: true, ..small_options(fs.clone()) };
+    let genesis = Ledger::genesis_frame(&key, &opts).expect("genesis");
+    let l = Ledger::create_replica(dir.path(), &genesis, opts).expect("replica");
+
+    // Enough frames to roll segments (16 KiB each): each frame is synced before the next.
+    for i in 0..60 {
+        let p = l.prepare(vec![Entry::Event(draft(i))], &key).expect("prepare");
+        let syncs = fs.syncs();
+        written(rt.block_on(l.append_frame(p.frame)).expect("append"));
+        rt.block_on(l.sync()).expect("sync");
+        assert_eq!(l.synced_seq(), l.durable().last_seq, "synced once sync returns");
+        assert!(fs.syncs() > syncs, "the frame was synced");
+    }
+    // Room for the next frame in the active segment, so that its sync is the frame's own.
+    let mut i = 60;
+    while l.durable().segment_len + 4096 > 16 << 10 {
+        let p = l.prepare(vec![Entry::Event(draft(i))], &key).expect("prepare");
+        written(rt.block_on(l.append_frame(p.frame)).expect("append"));
+        i += 1;
+    }
+    rt.block_on(l.sync()).expect("sync");
+    let on_disk = l.synced_seq();
+
+    // The next sync fails: the frame was answered all the same (the Raft log holds it), the
+    // failure stops the ledger, and synced_seq does not claim the frame.
+    fs.fail_sync(0, ledger::fs::Fault::Eio);
+    let p = l.prepare(vec![Entry::Event(draft(100))], &key).expect("prepare");
+    let last = written(rt.block_on(l.append_frame(p.frame)).expect("answered before its sync"));
+    assert!(rt.block_on(l.sync()).is_err(), "the failed sync is reported");
+    assert_eq!(l.synced_seq(), on_disk);
+    assert!(last[0] > on_disk);
+    let p = l.prepare(vec![Entry::Event(draft(101))], &key);
+    assert!(p.is_err() || rt.block_on(l.append_frame(p.expect("prepared").frame)).is_err(), "the ledger stopped");
+    drop(l);
+    fs.clear();
+
+    // Reopened, it holds every frame that reached the disk and verifies.
+    let again = Ledger::open_replica(dir.path(), small_options(FaultFs::new())).expect("reopen");
+    assert!(again.durable().last_seq >= on_disk);
+    drop(again);
+    assert!(verify_dir(dir.path(), VerifyOptions::default()).intact);
 }

@@ -43,8 +43,10 @@ pub struct KvVersion {
     /// Soft-delete time (ns), 0 when not deleted; may be in the future (delete_version_after).
     pub deletion: u64,
     pub destroyed: bool,
-    /// `None` once destroyed (its payload erased).
-    pub value: Option<SealedValue>,
+    /// `None` once destroyed (its payload erased). Shared: a write copies its secret's
+    /// version map (the published state keeps the old one), and the ciphertexts need not
+    /// be copied with it.
+    pub value: Option<Arc<SealedValue>>,
 }
 
 impl KvVersion {
@@ -176,7 +178,8 @@ impl KvStore {
         }
         s.updated = e.created;
         s.current = e.version;
-        let value = env.slots.first().map(|slot| SealedValue { sealed: e.value.clone(), slot: *slot, seq: env.seq });
+        let value =
+            env.slots.first().map(|slot| Arc::new(SealedValue { sealed: e.value.clone(), slot: *slot, seq: env.seq }));
         s.versions.insert(e.version, KvVersion { created: e.created, deletion: e.delete_at, destroyed: false, value });
         // Versions beyond max_versions are pruned (their payloads are erased by the same
         // commit, see commands::kv).

@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use commands::Env;
-use commands::sequencer::{CommitFuture, Committer, Sequencer, SequencerError, StartFuture};
+use commands::sequencer::{CommitFuture, Committer, Folded, Sequencer, SequencerError, StartFuture};
 use ledger::{Entry, LedgerKey};
 use projections::State;
 
@@ -243,23 +243,31 @@ impl ClusterCommitter {
 }
 
 impl Committer for ClusterCommitter {
-    fn start(&self, entries: Vec<Entry>) -> StartFuture<'_> {
+    fn start(&self, entries: Vec<Entry>, folded: Folded) -> StartFuture<'_> {
         Box::pin(async move {
             let ledger = self.node.applier.ledger().ok_or(SequencerError::Closed)?;
             let (prepared, in_flight) = {
                 let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
                 let signer = self.signer(&ledger);
+                // Stamped with the time the batch was decided at, as the sequencer folded it.
                 let prepared = if self.depth() > 1 {
                     // The next frame may be built before this one is durable: on its chain.
-                    let (prepared, chain) = ledger.prepare_on(p.chain.as_deref(), entries, signer)?;
+                    let (prepared, chain) = ledger.prepare_on(p.chain.as_deref(), entries, signer, folded.time)?;
                     let Some(chain) = chain else {
                         return Err(SequencerError::Unavailable("every node would refuse the frame".into()));
                     };
                     p.chain = Some(chain);
                     prepared
                 } else {
-                    ledger.prepare(entries, signer)?
+                    ledger.prepare_at(entries, signer, folded.time)?
                 };
+                // The frame's time is later than the batch's if the last frame's was: then
+                // the sequencer's fold is not the frame's, and the frame is folded on apply.
+                if let Some(last) = prepared.receipts.last()
+                    && prepared.receipts.iter().all(|r| r.time == folded.time)
+                {
+                    self.node.applier.expect(last.seq, last.hash, folded.state);
+                }
                 p.in_flight += 1;
                 (prepared, InFlight(&self.pending))
             };
