@@ -450,8 +450,7 @@ impl Writer {
             }
         }
         self.chain = next;
-        self.publish_frame(offset, frame.len() as u64, first_seq, time);
-        self.shared.synced_seq.store(self.chain.last_seq(), std::sync::atomic::Ordering::Release);
+        self.publish_frame(offset, frame.len() as u64, first_seq, time, true);
         let mut erase: Vec<(PathBuf, u64)> = Vec::new();
         for sub in submissions {
             if let Some(k) = sub.rotate_to {
@@ -496,10 +495,7 @@ impl Writer {
         self.sync_frame()?;
         let offset = self.write_frame(bytes, first_seq, !self.defer_frame_sync)?;
         self.chain = next;
-        self.publish_frame(offset, bytes.len() as u64, first_seq, frame.checkpoint.time);
-        if !self.defer_frame_sync {
-            self.shared.synced_seq.store(self.chain.last_seq(), std::sync::atomic::Ordering::Release);
-        }
+        self.publish_frame(offset, bytes.len() as u64, first_seq, frame.checkpoint.time, !self.defer_frame_sync);
         let mut erase = Vec::new();
         for (target, slots) in &effects.erasures {
             let fs = &self.shared.fs;
@@ -585,8 +581,9 @@ impl Writer {
         Ok(offset)
     }
 
-    /// Indexes the frame just written (ending at the chain's head) and publishes it.
-    fn publish_frame(&mut self, offset: u64, len: u64, first_seq: u64, time: u64) {
+    /// Indexes the frame just written (ending at the chain's head) and publishes it;
+    /// `synced`: it is on disk already (else [`Writer::sync_frame`] says so later).
+    fn publish_frame(&mut self, offset: u64, len: u64, first_seq: u64, time: u64, synced: bool) {
         let last_seq = self.chain.last_seq();
         let loc = FrameLoc { segment: self.active.first_seq, offset, len, first_seq, last_seq, time };
         // Index before publishing, so whatever a reader sees as durable is also indexed.
@@ -603,6 +600,9 @@ impl Writer {
             },
             &self.chain,
         );
+        if synced {
+            self.shared.synced_seq.store(last_seq, std::sync::atomic::Ordering::Release);
+        }
     }
 
     fn count_frame(&mut self) {

@@ -141,7 +141,7 @@ impl LedgerApplier {
     /// Called by the leader for a frame it is about to replicate: `state` is its sequencer's
     /// fold of exactly the frame's events at the frame's time, on the state before the
     /// frame, so applying the frame here can publish it instead of folding again.
-    pub fn expect(&self, last_seq: u64, last_hash: Hash, state: Arc<State>) {
+    pub fn expect_own_frame(&self, last_seq: u64, last_hash: Hash, state: Arc<State>) {
         let mut expected = self.0.expected.lock().unwrap_or_else(|e| e.into_inner());
         if expected.len() == EXPECTED_MAX {
             expected.pop_front();

@@ -266,7 +266,7 @@ impl Committer for ClusterCommitter {
                 if let Some(last) = prepared.receipts.last()
                     && prepared.receipts.iter().all(|r| r.time == folded.time)
                 {
-                    self.node.applier.expect(last.seq, last.hash, folded.state);
+                    self.node.applier.expect_own_frame(last.seq, last.hash, folded.state);
                 }
                 p.in_flight += 1;
                 (prepared, InFlight(&self.pending))
