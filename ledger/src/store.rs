@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -229,9 +229,22 @@ pub(crate) fn lock_dir(dir: &Path) -> Result<std::fs::File> {
         .write(true)
         .open(&path)
         .map_err(|e| Error::io("open lock file", &e))?;
-    f.try_lock().map_err(|_| Error::Invalid(format!("ledger at {} is in use by another process", dir.display())))?;
-    Ok(f)
+    // A lock just released can look held for a moment: a process forked meanwhile (by any
+    // thread) shares the lock until it execs. So a held lock is tried again, briefly.
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    loop {
+        match f.try_lock() {
+            Ok(()) => return Ok(f),
+            Err(_) if std::time::Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
+            Err(_) => {
+                return Err(Error::Invalid(format!("ledger at {} is in use by another process", dir.display())));
+            }
+        }
+    }
 }
+
+/// How long [`lock_dir`] waits for a lock that is held.
+const LOCK_WAIT: Duration = Duration::from_millis(500);
 
 impl Ledger {
     /// True if `dir` holds a ledger (a segments folder with at least one segment).
