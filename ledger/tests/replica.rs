@@ -33,6 +33,12 @@ fn now() -> u64 {
     u64::try_from(since.as_nanos()).expect("time fits")
 }
 
+/// A replica in `dir` of a new ledger whose genesis `key` signs.
+fn new_replica(dir: &std::path::Path, key: &ledger::LedgerKey, opts: Options) -> Ledger {
+    let genesis = Ledger::genesis_frame(key, &opts).expect("genesis");
+    Ledger::create_replica(dir, &genesis, opts).expect("replica")
+}
+
 fn written(a: Applied) -> Vec<u64> {
     match a {
         Applied::Written(events) => events.iter().map(|e| e.event.seq).collect(),
@@ -153,8 +159,7 @@ fn a_frame_prepared_at_a_time_has_that_time_and_never_goes_back() {
     let rt = runtime();
     let dir = tempfile::tempdir().expect("tmp");
     let key = key_from(1);
-    let genesis = Ledger::genesis_frame(&key, &Options::default()).expect("genesis");
-    let l = Ledger::create_replica(dir.path(), &genesis, Options::default()).expect("replica");
+    let l = new_replica(dir.path(), &key, Options::default());
     let t = now() + 5_000_000_000;
 
     let a = l.prepare_at(vec![Entry::Event(draft(1)), Entry::Event(draft(2))], &key, t).expect("prepare");
@@ -229,8 +234,7 @@ fn deferred_syncs_answer_frames_written_and_report_what_is_on_disk() {
     let fs = FaultFs::new();
     let key = key_from(1);
     let opts = ledger::Options { defer_frame_sync: true, ..small_options(fs.clone()) };
-    let genesis = Ledger::genesis_frame(&key, &opts).expect("genesis");
-    let l = Ledger::create_replica(dir.path(), &genesis, opts).expect("replica");
+    let l = new_replica(dir.path(), &key, opts);
 
     // Enough frames to roll segments (16 KiB each): each frame is synced before the next.
     for i in 0..60 {
