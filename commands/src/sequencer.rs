@@ -14,6 +14,10 @@
 //! new batch is decided until every batch in flight has settled (those decided on the
 //! failed one fail with it: their frames do not continue the chain), and deciding starts
 //! again from the published state.
+//!
+//! Where a round is long whatever its size (a cluster's), a batch just answered makes the
+//! next one wait a moment ([`Committer::lingers`]) for the clients it answered, so that
+//! clients waiting for their answers keep riding in full batches.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -33,6 +37,12 @@ use crate::{Env, Rejection, Reply, Request};
 const MAX_BATCH: usize = 4096;
 /// Fewest requests that start a batch while another is in flight.
 const MIN_PIPELINED_BATCH: usize = 64;
+/// The longest a batch waits for the clients of the batch just answered ([`Committer::lingers`]),
+/// and the share of a round it may wait (1/`LINGER_SHARE_OF_ROUND`).
+const LINGER_MAX: std::time::Duration = std::time::Duration::from_millis(4);
+const LINGER_SHARE_OF_ROUND: u32 = 4;
+/// Fewest requests answered together that make the next batch wait for their clients.
+const LINGER_MIN_COHORT: usize = 16;
 
 /// A request's fate once its batch is durable.
 #[derive(Debug, Clone)]
@@ -105,6 +115,12 @@ pub trait Committer: Send + Sync + 'static {
     /// How many batches may be in flight at once.
     fn depth(&self) -> usize {
         1
+    }
+    /// True when a commit costs a long round whatever its size (a cluster's: `fsync`s on
+    /// several nodes and network hops). After a batch is answered, the next one then waits
+    /// a moment for the clients just answered to send their next request ([`Linger`]).
+    fn lingers(&self) -> bool {
+        false
     }
 }
 
@@ -215,6 +231,44 @@ impl Sequencer {
 struct InFlight<'a> {
     commit: CommitFuture<'a>,
     batch: Decided,
+    started: std::time::Instant,
+}
+
+/// A batch was just answered: the next one waits (up to `until`) for about as many
+/// requests as were answered. Clients that wait for each answer send their next request
+/// right after it, a moment after the next batch would have left with the few requests
+/// that came during the round; they would then wait a whole round, and batches lock into
+/// alternating large and small ones (measured on a three-node cluster under 256 clients:
+/// 231 and 25, every round), each paying the same `fsync`s and hops.
+struct Linger {
+    cohort: usize,
+    until: tokio::time::Instant,
+}
+
+impl Linger {
+    /// After a batch of `answered` requests whose round took `round`.
+    fn after(answered: usize, round: std::time::Duration) -> Option<Linger> {
+        if answered < LINGER_MIN_COHORT {
+            return None;
+        }
+        let wait = (round / LINGER_SHARE_OF_ROUND).min(LINGER_MAX);
+        Some(Linger { cohort: answered, until: tokio::time::Instant::now() + wait })
+    }
+
+    /// Gathers requests into `ready` until it holds the cohort or the time is up. Returns
+    /// false if the channel closed.
+    async fn wait(self, rx: &mut mpsc::Receiver<Job>, ready: &mut VecDeque<Job>) -> bool {
+        while ready.len() < self.cohort.min(MAX_BATCH) {
+            tokio::select! {
+                job = rx.recv() => match job {
+                    Some(j) => ready.push_back(j),
+                    None => return false,
+                },
+                () = tokio::time::sleep_until(self.until) => break,
+            }
+        }
+        true
+    }
 }
 
 async fn run(
@@ -224,6 +278,8 @@ async fn run(
     env: Arc<dyn Env + Send + Sync>,
 ) {
     let depth = committer.depth().max(1);
+    let lingers = committer.lingers();
+    let mut linger: Option<Linger> = None;
     // Requests to decide next, in order; and those waiting for an erasure target to be durable.
     let mut ready: VecDeque<Job> = VecDeque::new();
     let mut deferred: VecDeque<Job> = VecDeque::new();
@@ -250,6 +306,12 @@ async fn run(
             // small batch costs a round of its own (fsyncs on every node) for little.
             let enough = if in_flight.is_empty() { 1 } else { MIN_PIPELINED_BATCH };
             if ready.len() >= enough {
+                if in_flight.is_empty()
+                    && let Some(l) = linger.take()
+                    && !l.wait(&mut rx, &mut ready).await
+                {
+                    open = false;
+                }
                 let jobs: Vec<Job> = ready.drain(..ready.len().min(MAX_BATCH)).collect();
                 let base = working.clone().unwrap_or_else(|| published.load_full());
                 let durable_seq = published.load().last_seq;
@@ -264,7 +326,7 @@ async fn run(
                 match committer.start(entries, folded).await {
                     Ok(commit) => {
                         working = Some(decided.working.clone());
-                        in_flight.push_back(InFlight { commit, batch: decided });
+                        in_flight.push_back(InFlight { commit, batch: decided, started: std::time::Instant::now() });
                     }
                     Err(e) => {
                         decided.fail(&e);
@@ -300,8 +362,13 @@ async fn run(
         match wake {
             Wake::Settled(settled) => {
                 let Some(done) = in_flight.pop_front() else { continue };
-                if !done.batch.settle(settled, committer.as_ref(), &published) {
+                let answered = done.batch.jobs.len();
+                let round = done.started.elapsed();
+                if done.batch.settle(settled, committer.as_ref(), &published) {
+                    linger = if lingers { Linger::after(answered, round) } else { None };
+                } else {
                     draining = true;
+                    linger = None;
                 }
                 // Deferred erasures may have a durable target now; they came first.
                 while let Some(j) = deferred.pop_back() {

@@ -294,6 +294,11 @@ impl Committer for ClusterCommitter {
         true
     }
 
+    /// A round is `fsync`s on a majority and network hops, whatever the batch's size.
+    fn lingers(&self) -> bool {
+        true
+    }
+
     /// `pipeline_depth` of the raft stanza: frames kept in flight, each one batch.
     fn depth(&self) -> usize {
         self.node.config.pipeline_depth.max(1)
