@@ -114,6 +114,8 @@ pub struct Unsealed {
     /// Open database connection pools (they hold root passwords: dropped at seal).
     pub databases: crate::engines::database::runtime::Pools,
     root_key: Zeroizing<[u8; 32]>,
+    /// Issues and checks `X-Vault-Index` headers (keyed from the root key).
+    pub index: crate::cluster::index::Signer,
     /// The audit devices' tailers (stopped when this is dropped, at seal).
     _audit: crate::audit::Supervisor,
     /// In a cluster: the task that runs the sequencer while this node leads.
@@ -633,12 +635,14 @@ impl Core {
         let ledger = Arc::new(ledger);
         let sequencer = Sequencer::start(ledger.clone(), self.state.clone(), env.clone());
         let audit = crate::audit::start(ledger.clone(), self.state.clone(), env.clone(), &self.data_dir);
+        let index = crate::cluster::index::Signer::new(&root_key, &ledger.id());
         let unsealed = Arc::new(Unsealed {
             env,
             ledger,
             sequencer,
             databases: Default::default(),
             root_key,
+            index,
             _audit: audit,
             leadership: None,
         });
@@ -686,12 +690,14 @@ impl Core {
             env.clone(),
         );
         let audit = crate::audit::start(ledger.clone(), self.state.clone(), env.clone(), &self.data_dir);
+        let index = crate::cluster::index::Signer::new(&root_key, &ledger.id());
         Ok(Arc::new(Unsealed {
             env,
             ledger,
             sequencer,
             databases: Default::default(),
             root_key,
+            index,
             _audit: audit,
             leadership: Some(leadership),
         }))

@@ -102,8 +102,7 @@ pub async fn gate(core: &Core, unsealed: &Unsealed, headers: &HeaderMap, can_for
     if !headers.contains_key(index::HEADER) {
         return Gate::Go;
     }
-    let key = unsealed.derived_key(index::KEY_LABEL);
-    let required = match index::required(&key, &cluster_id(unsealed), headers) {
+    let required = match unsealed.index.required(headers) {
         Ok(Some(r)) => r,
         Ok(None) => return Gate::Go,
         Err(e) => return Gate::Answer(error(400, &format!("invalid X-Vault-Index header: {e}"))),
@@ -128,17 +127,12 @@ pub async fn gate(core: &Core, unsealed: &Unsealed, headers: &HeaderMap, can_for
     Gate::Answer(error(412, index::NOT_PRESENT))
 }
 
-/// The cluster id of the index: the ledger id, in hex.
-fn cluster_id(unsealed: &Unsealed) -> String {
-    hex::encode(unsealed.ledger.id())
-}
-
 /// Adds `X-Vault-Index` for `seq` to an answer.
 pub fn add_index(response: &mut Response, unsealed: &Unsealed, seq: u64) {
     if seq == 0 || response.headers().contains_key(index::HEADER) {
         return;
     }
-    let value = index::encode(&unsealed.derived_key(index::KEY_LABEL), &cluster_id(unsealed), seq);
+    let value = unsealed.index.encode(seq);
     if let Ok(v) = HeaderValue::from_str(&value) {
         response.headers_mut().insert(index::HEADER, v);
     }
