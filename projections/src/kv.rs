@@ -171,8 +171,15 @@ impl KvStore {
     }
 
     pub(crate) fn written(&mut self, e: &KvWritten, env: &Envelope) {
-        let key: Arc<str> = Arc::from(key(&e.mount, &e.path));
-        let mut s = self.secrets.get(&key).map(|s| (**s).clone()).unwrap_or_default();
+        let config = self.config(&e.mount);
+        let path = key(&e.mount, &e.path);
+        let key: Arc<str> = match self.secrets.get_key_value(path.as_str()) {
+            Some((k, _)) => k.clone(),
+            None => Arc::from(path),
+        };
+        // In place when this state holds the only copy (a second write to the secret in the
+        // same fold, or the erasure that follows a write): no clone of its versions.
+        let s = Arc::make_mut(self.secrets.entry(key.clone()).or_default());
         if s.created == 0 {
             s.created = e.created;
         }
@@ -183,13 +190,12 @@ impl KvStore {
         s.versions.insert(e.version, KvVersion { created: e.created, deletion: e.delete_at, destroyed: false, value });
         // Versions beyond max_versions are pruned (their payloads are erased by the same
         // commit, see commands::kv).
-        let max = s.effective_max(&self.config(&e.mount));
+        let max = s.effective_max(&config);
         if let Some(cutoff) = s.prune_cutoff(e.version, max) {
             s.versions.retain(|v, _| *v > cutoff);
             s.oldest = cutoff + 1;
         }
-        self.by_seq.insert(env.seq, ValueRef { key: key.clone(), version: Some(e.version) });
-        self.secrets.insert(key, Arc::new(s));
+        self.by_seq.insert(env.seq, ValueRef { key, version: Some(e.version) });
     }
 
     pub(crate) fn versions_deleted(&mut self, e: &KvVersionsDeleted) {
@@ -295,10 +301,8 @@ impl KvStore {
     }
 
     fn update_key(&mut self, key: &str, f: impl FnOnce(&mut KvSecret)) {
-        if let Some((k, s)) = self.secrets.get_key_value(key) {
-            let (k, mut s) = (k.clone(), (**s).clone());
-            f(&mut s);
-            self.secrets.insert(k, Arc::new(s));
+        if let Some(s) = self.secrets.get_mut(key) {
+            f(Arc::make_mut(s));
         }
     }
 }
