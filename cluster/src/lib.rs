@@ -25,6 +25,7 @@
 mod net;
 mod store;
 mod types;
+mod wal;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -205,7 +206,9 @@ impl Cluster {
         let config = Arc::new(config.validate().map_err(|e| ClusterError::Config(e.to_string()))?);
         std::fs::create_dir_all(&cfg.dir).map_err(|e| ClusterError::Io(format!("{}: {e}", cfg.dir.display())))?;
         let db = store::open(cfg.dir.join("raft.redb")).await.map_err(ClusterError::Io)?;
-        let log = store::LogStore::new(db.clone());
+        let log = store::LogStore::open(cfg.dir.join("log"), db.clone())
+            .await
+            .map_err(|e| ClusterError::Io(e.to_string()))?;
         let sm = store::StateMachine::open(db, applier).await.map_err(|e| ClusterError::Io(e.to_string()))?;
         let listener = tokio::net::TcpListener::bind(&cfg.cluster_addr)
             .await

@@ -1,19 +1,23 @@
-//! The Raft log store and the state machine, both on one redb file (`<dir>/raft.redb`).
+//! The Raft log store and the state machine. Log entries live in segment files
+//! (`<dir>/log/`, [`crate::wal`]); everything else (vote, committed and purged log ids, the
+//! state machine's metadata, the last snapshot) in one redb file (`<dir>/raft.redb`).
 //!
 //! **The Raft log is not the ledger.** Raft needs to truncate uncommitted suffixes and to
 //! purge entries once a snapshot covers them; the ledger never rewrites. So the log lives
-//! here, in redb, and the ledger only sees committed entries, through [`Applier`].
+//! here, and the ledger only sees committed entries, through [`Applier`].
 //!
-//! **Where fsync happens.** Every `append`, `truncate_after`, `purge` and `save_vote` is one
-//! redb write transaction committed with `Durability::Immediate` (redb fsyncs before the
-//! commit returns); the `IOFlushed` callback of `append` is called only after that commit
-//! returned. The state machine's metadata (last applied log id, last membership) and the
-//! committed log id are written with `Durability::None`: they become durable with the next
-//! immediate commit, and losing them only means entries are handed to the applier again,
-//! which it tolerates (it is idempotent). The last snapshot (meta and bytes) is stored with
-//! an immediate commit, because openraft purges logs once it exists.
+//! **Where fsync happens.** `append` writes the entries and returns; the `IOFlushed`
+//! callback is called only once they are `fdatasync`ed ([`crate::wal::Flusher`]).
+//! `truncate_after` syncs before returning; `purge` saves the purge point durably before
+//! deleting anything; `save_vote` is a redb write transaction committed with
+//! `Durability::Immediate` (redb fsyncs before the commit returns). The state machine's
+//! metadata (last applied log id, last membership) and the committed log id are written
+//! with `Durability::None`: they become durable with the next immediate commit, and losing
+//! them only means entries are handed to the applier again, which it tolerates (it is
+//! idempotent). The last snapshot (meta and bytes) is stored with an immediate commit,
+//! because openraft purges logs once it exists.
 //!
-//! redb is synchronous: every access runs on tokio's blocking pool.
+//! redb is synchronous: its accesses run on tokio's blocking pool.
 
 use std::fmt::Debug;
 use std::io;
@@ -26,8 +30,11 @@ use openraft::storage::{EntryResponder, IOFlushed, RaftLogStorage, RaftStateMach
 use openraft::{EntryPayload, LogState, OptionalSend, RaftLogReader, RaftSnapshotBuilder};
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 
+use std::sync::Mutex;
+
 use crate::Applier;
 use crate::types::{Entry, LogId, Snapshot, SnapshotMeta, StoredMembership, TypeConfig, Vote, decode, encode};
+use crate::wal::{Flusher, Wal};
 
 const LOGS: TableDefinition<u64, &[u8]> = TableDefinition::new("raft_log");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("raft_meta");
@@ -93,16 +100,73 @@ fn write_meta(db: &Database, kvs: &[(&str, Vec<u8>)], durable: bool) -> Result<(
     tx.commit().map_err(ioe)
 }
 
-/// The Raft log, vote and committed id (openraft's `RaftLogStorage`); its own reader too.
+/// The Raft log (entries in [`Wal`] segment files; vote, committed and purged ids in redb),
+/// openraft's `RaftLogStorage`; its own reader too.
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<Database>,
+    wal: Arc<Mutex<Wal>>,
+    flusher: Arc<Flusher>,
 }
 
 impl LogStore {
-    pub(crate) fn new(db: Arc<Database>) -> Self {
-        LogStore { db }
+    /// Opens the entries in `dir` (recovering them) beside the metadata in `db`. Entries a
+    /// node wrote into redb before the log moved to segment files are moved over once.
+    pub(crate) async fn open(dir: std::path::PathBuf, db: Arc<Database>) -> Result<Self, io::Error> {
+        let d = db.clone();
+        let wal = blocking(move || {
+            let mut wal = Wal::open(&dir)?;
+            let purged: Option<LogId> = read_meta(&d, K_PURGED)?;
+            if let Some(p) = &purged {
+                wal.purge_upto(p.index())?;
+            }
+            if wal.is_empty() {
+                move_redb_entries(&d, &mut wal)?;
+            }
+            Ok(wal)
+        })
+        .await?;
+        Ok(LogStore { db, wal: Arc::new(Mutex::new(wal)), flusher: Arc::new(Flusher::start()?) })
     }
+
+    fn wal(&self) -> std::sync::MutexGuard<'_, Wal> {
+        self.wal.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Moves the entries of the redb log table (kept there before the log moved to segment
+/// files) into `wal`, synced, then empties the table.
+fn move_redb_entries(db: &Database, wal: &mut Wal) -> Result<(), io::Error> {
+    let entries: Vec<Entry> = {
+        let tx = db.begin_read().map_err(ioe)?;
+        let t = match tx.open_table(LOGS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
+            Err(e) => return Err(ioe(e)),
+        };
+        let mut out = Vec::new();
+        for item in t.iter().map_err(ioe)? {
+            let (_, v) = item.map_err(ioe)?;
+            out.push(decode::<Entry>(v.value()).map_err(ioe)?);
+        }
+        out
+    };
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let n = entries.len();
+    for file in wal.append(entries)? {
+        file.sync_data()?;
+    }
+    let mut tx = db.begin_write().map_err(ioe)?;
+    tx.set_durability(Durability::Immediate).map_err(ioe)?;
+    {
+        let mut t = tx.open_table(LOGS).map_err(ioe)?;
+        t.retain(|_, _| false).map_err(ioe)?;
+    }
+    tx.commit().map_err(ioe)?;
+    tracing::info!(entries = n, "moved the raft log from redb to segment files");
+    Ok(())
 }
 
 impl RaftLogReader<TypeConfig> for LogStore {
@@ -110,24 +174,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
         &mut self,
         range: RB,
     ) -> Result<Vec<Entry>, io::Error> {
-        let db = self.db.clone();
-        let start = range.start_bound().cloned();
-        let end = range.end_bound().cloned();
-        blocking(move || {
-            let tx = db.begin_read().map_err(ioe)?;
-            let t = match tx.open_table(LOGS) {
-                Ok(t) => t,
-                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-                Err(e) => return Err(ioe(e)),
-            };
-            let mut out = Vec::new();
-            for item in t.range::<u64>((start, end)).map_err(ioe)? {
-                let (_, v) = item.map_err(ioe)?;
-                out.push(decode::<Entry>(v.value()).map_err(ioe)?);
-            }
-            Ok(out)
-        })
-        .await
+        self.wal().read(range)
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, io::Error> {
@@ -141,20 +188,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, io::Error> {
         let db = self.db.clone();
-        blocking(move || {
-            let purged: Option<LogId> = read_meta(&db, K_PURGED)?;
-            let tx = db.begin_read().map_err(ioe)?;
-            let last = match tx.open_table(LOGS) {
-                Ok(t) => match t.last().map_err(ioe)? {
-                    Some((_, v)) => Some(decode::<Entry>(v.value()).map_err(ioe)?.log_id()),
-                    None => None,
-                },
-                Err(redb::TableError::TableDoesNotExist(_)) => None,
-                Err(e) => return Err(ioe(e)),
-            };
-            Ok(LogState { last_purged_log_id: purged.clone(), last_log_id: last.or(purged) })
-        })
-        .await
+        let purged: Option<LogId> = blocking(move || read_meta(&db, K_PURGED)).await?;
+        let last = self.wal().last_log_id();
+        Ok(LogState { last_purged_log_id: purged.clone(), last_log_id: last.or(purged) })
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
@@ -178,32 +214,17 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         blocking(move || Ok(read_meta::<Option<LogId>>(&db, K_COMMITTED)?.flatten())).await
     }
 
+    /// Writes the entries and returns at once (openraft may send them on); `callback` is
+    /// called once they are synced ([`Flusher`]).
     async fn append<I>(&mut self, entries: I, callback: IOFlushed<TypeConfig>) -> Result<(), io::Error>
     where
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let mut rows = Vec::new();
-        for e in entries {
-            rows.push((e.index(), encode(&e).map_err(ioe)?));
-        }
-        let db = self.db.clone();
-        let r = blocking(move || {
-            let mut tx = db.begin_write().map_err(ioe)?;
-            tx.set_durability(Durability::Immediate).map_err(ioe)?;
-            {
-                let mut t = tx.open_table(LOGS).map_err(ioe)?;
-                for (i, v) in &rows {
-                    t.insert(*i, v.as_slice()).map_err(ioe)?;
-                }
-            }
-            // Immediate durability: redb has fsynced when commit returns.
-            tx.commit().map_err(ioe)
-        })
-        .await;
-        match r {
-            Ok(()) => {
-                callback.io_completed(Ok(()));
+        let written = self.wal().append(entries.into_iter().collect());
+        match written {
+            Ok(files) => {
+                self.flusher.flush(files, callback);
                 Ok(())
             }
             Err(e) => {
@@ -214,36 +235,18 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> Result<(), io::Error> {
-        let db = self.db.clone();
         let from = last_log_id.map(|l| l.index() + 1).unwrap_or(0);
-        blocking(move || {
-            let mut tx = db.begin_write().map_err(ioe)?;
-            tx.set_durability(Durability::Immediate).map_err(ioe)?;
-            {
-                let mut t = tx.open_table(LOGS).map_err(ioe)?;
-                t.retain_in::<u64, _>(from.., |_, _| false).map_err(ioe)?;
-            }
-            tx.commit().map_err(ioe)
-        })
-        .await
+        self.wal().truncate_from(from)
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), io::Error> {
         let db = self.db.clone();
         let upto = log_id.index();
         let v = encode(&log_id).map_err(ioe)?;
-        blocking(move || {
-            let mut tx = db.begin_write().map_err(ioe)?;
-            tx.set_durability(Durability::Immediate).map_err(ioe)?;
-            {
-                let mut m = tx.open_table(META).map_err(ioe)?;
-                m.insert(K_PURGED, v.as_slice()).map_err(ioe)?;
-                let mut t = tx.open_table(LOGS).map_err(ioe)?;
-                t.retain_in::<u64, _>(..=upto, |_, _| false).map_err(ioe)?;
-            }
-            tx.commit().map_err(ioe)
-        })
-        .await
+        // The purge point is durable before any entry goes.
+        blocking(move || write_meta(&db, &[(K_PURGED, v)], true)).await?;
+        let wal = self.wal.clone();
+        blocking(move || wal.lock().unwrap_or_else(|e| e.into_inner()).purge_upto(upto)).await
     }
 }
 
@@ -473,7 +476,8 @@ mod tests {
             let dir = tempfile::tempdir().map_err(|e| se(e.to_string()))?;
             let db = open(dir.path().join("raft.redb")).await.map_err(se)?;
             let sm = StateMachine::open(db.clone(), Arc::new(Mem::default())).await.map_err(|e| se(e.to_string()))?;
-            Ok((dir, LogStore::new(db), sm))
+            let log = LogStore::open(dir.path().join("log"), db).await.map_err(|e| se(e.to_string()))?;
+            Ok((dir, log, sm))
         }
     }
 
@@ -523,18 +527,44 @@ mod tests {
         assert_eq!(again.applied_state().await.expect("test").0.map(|l| l.index()), Some(5));
     }
 
+    /// A node whose log entries are still in the redb table (written before the log moved
+    /// to segment files) finds them in the segment files, once, and the table emptied.
+    #[tokio::test]
+    async fn entries_left_in_redb_move_to_the_segment_files() {
+        let dir = tempfile::tempdir().expect("test");
+        let db = open(dir.path().join("raft.redb")).await.expect("test");
+        {
+            let tx = db.begin_write().expect("test");
+            {
+                let mut t = tx.open_table(LOGS).expect("test");
+                for i in 1..=3 {
+                    t.insert(i, encode(&normal(i)).expect("test").as_slice()).expect("test");
+                }
+            }
+            tx.commit().expect("test");
+        }
+        let mut ls = LogStore::open(dir.path().join("log"), db.clone()).await.expect("test");
+        assert_eq!(ls.try_get_log_entries(0..).await.expect("test"), vec![normal(1), normal(2), normal(3)]);
+        assert_eq!(ls.get_log_state().await.expect("test").last_log_id.map(|l| l.index()), Some(3));
+        let left = db.begin_read().expect("test").open_table(LOGS).expect("test").iter().expect("test").count();
+        assert_eq!(left, 0, "the table is emptied");
+        drop(ls);
+        let mut ls = LogStore::open(dir.path().join("log"), db).await.expect("test");
+        assert_eq!(ls.try_get_log_entries(0..).await.expect("test").len(), 3, "moved once, kept");
+    }
+
     /// The suite must be able to fail: a store that forgets the vote is caught.
     #[tokio::test]
     async fn vote_survives_reopen() {
         let dir = tempfile::tempdir().expect("test");
         let db = open(dir.path().join("raft.redb")).await.expect("test");
-        let mut ls = LogStore::new(db.clone());
+        let mut ls = LogStore::open(dir.path().join("log"), db.clone()).await.expect("test");
         let v = Vote::new(3, crate::types::Nid("n1".into()));
         ls.save_vote(&v).await.expect("test");
         drop(ls);
         drop(db);
         let db = open(dir.path().join("raft.redb")).await.expect("test");
-        let mut ls = LogStore::new(db);
+        let mut ls = LogStore::open(dir.path().join("log"), db).await.expect("test");
         assert_eq!(ls.read_vote().await.expect("test"), Some(v));
     }
 }
