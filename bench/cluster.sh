@@ -10,8 +10,8 @@
 # 1. one node in config mode (storage "sled"), init + unseal, kv-v2 at secret/; load; stop.
 # 2. three nodes (storage "raft", node2 and node3 retry_join node1) on the same machine,
 #    init + unseal, kv-v2 at secret/; the load goes to the leader.
-# Every cluster write is fsynced on a majority of raft logs and on each node's ledger, and
-# the three processes share the machine's cores with wrk.
+# Every cluster write is fsynced in the raft logs of a majority before its answer (and in
+# each node's ledger right after), and the three processes share the machine's cores with wrk.
 # Prints rps, p99 and the cluster/single ratio per workload.
 set -euo pipefail
 SECS=${1:-10}; CONNS=${2:-32}
