@@ -7,9 +7,10 @@
 //! Replicating the *result* of a command, not the command, keeps apply deterministic: sealing
 //! uses random nonces and the sequencer stamps time. This crate never looks inside a frame.
 //!
-//! **Storage** ([`store`]): the Raft log, vote and state-machine metadata are in one redb file
-//! under `ClusterConfig::dir`; every log append is fsynced (redb `Durability::Immediate`)
-//! before openraft is told it is flushed. The Raft log is not the ledger.
+//! **Storage** ([`store`]): the Raft log's entries are in segment files under
+//! `ClusterConfig::dir`/`log` ([`wal`]); the vote, the state machine's metadata and the last
+//! snapshot in one redb file beside them. An append is `fdatasync`ed before openraft is told
+//! it is flushed, off the append's path. The Raft log is not the ledger.
 //!
 //! **Transport** ([`net`]): HTTP on the node's cluster listener (`cluster_addr`), bincode
 //! bodies. The same listener answers join requests.
@@ -79,7 +80,7 @@ pub trait Applier: Send + Sync + 'static {
 #[derive(Debug, Clone)]
 pub struct ClusterConfig {
     pub node_id: NodeId,
-    /// Holds `raft.redb` (log, vote, metadata, last snapshot).
+    /// Holds `log/` (the Raft log's entries) and `raft.redb` (vote, metadata, last snapshot).
     pub dir: PathBuf,
     pub api_addr: String,
     /// `host:port` to bind and to advertise (so not `0.0.0.0`, and not port 0).
