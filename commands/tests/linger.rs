@@ -8,12 +8,11 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use commands::sequencer::{CommitFuture, Committer, Folded, Sequencer, StartFuture};
-use commands::{Command, Request};
 use ledger::{Entry, Hash, Receipt};
 use projections::State;
 
 mod common;
-use common::TestEnv;
+use common::{TestEnv, policy_write as policy};
 
 /// How long every commit takes.
 const ROUND: Duration = Duration::from_millis(30);
@@ -58,20 +57,6 @@ impl Committer for SlowRound {
 
     fn lingers(&self) -> bool {
         self.lingers
-    }
-}
-
-fn policy(name: &str) -> Request {
-    Request {
-        caller: None,
-        actor: ledger::Actor::system(),
-        request_id: [1; 16],
-        access: None,
-        command: Some(Command::WritePolicy {
-            name: name.into(),
-            text: r#"path "secret/*" { capabilities = ["read"] }"#.into(),
-            cas: None,
-        }),
     }
 }
 

@@ -8,14 +8,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use commands::Request;
 use commands::sequencer::{CommitFuture, Committed, Committer, Folded, Sequencer, SequencerError, StartFuture};
-use commands::{Command, Request};
 use ledger::{Entry, Hash, Receipt};
 use projections::State;
 use tokio::sync::oneshot;
 
 mod common;
-use common::TestEnv;
+use common::{TestEnv, policy_write as policy};
 
 type Settle = oneshot::Sender<Result<Vec<Receipt>, SequencerError>>;
 
@@ -83,20 +83,6 @@ impl Scripted {
     fn fail(&self, i: usize) {
         let s = self.started.lock().expect("scripted committer lock")[i].take().expect("settled twice");
         s.settle.send(Err(SequencerError::Unavailable("scripted failure".into()))).expect("the commit is awaited");
-    }
-}
-
-fn policy(name: &str) -> Request {
-    Request {
-        caller: None,
-        actor: ledger::Actor::system(),
-        request_id: [1; 16],
-        access: None,
-        command: Some(Command::WritePolicy {
-            name: name.into(),
-            text: r#"path "secret/*" { capabilities = ["read"] }"#.into(),
-            cas: None,
-        }),
     }
 }
 

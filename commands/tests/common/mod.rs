@@ -55,3 +55,20 @@ impl Env for TestEnv {
         self.hasher.hash(domain, data).0
     }
 }
+
+/// A policy write by the server itself: one event, and a write that never conflicts
+/// (no check-and-set), for the sequencer tests.
+#[allow(dead_code)] // the rule tests build their own requests
+pub fn policy_write(name: &str) -> commands::Request {
+    commands::Request {
+        caller: None,
+        actor: ledger::Actor::system(),
+        request_id: [1; 16],
+        access: None,
+        command: Some(commands::Command::WritePolicy {
+            name: name.into(),
+            text: r#"path "secret/*" { capabilities = ["read"] }"#.into(),
+            cas: None,
+        }),
+    }
+}
