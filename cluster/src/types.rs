@@ -119,6 +119,13 @@ pub(crate) fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, String> {
     bincode::serde::encode_to_vec(v, bincode::config::standard().with_limit::<LIMIT>()).map_err(|e| e.to_string())
 }
 
+/// [`encode`], appended to `out`.
+pub(crate) fn encode_into<T: Serialize>(v: &T, out: &mut Vec<u8>) -> Result<(), String> {
+    bincode::serde::encode_into_std_write(v, out, bincode::config::standard().with_limit::<LIMIT>())
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
 pub(crate) fn decode<T: serde::de::DeserializeOwned>(b: &[u8]) -> Result<T, String> {
     let (v, used) = bincode::serde::decode_from_slice(b, bincode::config::standard().with_limit::<LIMIT>())
         .map_err(|e| e.to_string())?;

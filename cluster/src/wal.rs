@@ -31,7 +31,7 @@ use std::sync::{Arc, mpsc};
 use openraft::entry::RaftEntry;
 use openraft::storage::IOFlushed;
 
-use crate::types::{Entry, LogId, TypeConfig, decode, encode};
+use crate::types::{Entry, LogId, TypeConfig, decode, encode_into};
 
 /// A segment is closed once it holds this many bytes.
 pub(crate) const SEGMENT_BYTES: u64 = 64 << 20;
@@ -150,12 +150,14 @@ impl Wal {
             if self.index.last_key_value().is_some_and(|(last, _)| *last >= index) {
                 self.truncate_from(index)?;
             }
-            let body = encode(&entry).map_err(io::Error::other)?;
+            // The body is encoded in place after room for its header.
+            let mut record = vec![0u8; HEADER];
+            encode_into(&entry, &mut record).map_err(io::Error::other)?;
+            let body = &record[HEADER..];
             let len = u32::try_from(body.len()).map_err(|_| io::Error::other("a raft entry over 4 GiB"))?;
-            let mut record = Vec::with_capacity(HEADER + body.len());
-            record.extend_from_slice(&len.to_le_bytes());
-            record.extend_from_slice(&check(&body));
-            record.extend_from_slice(&body);
+            let sum = check(body);
+            record[..4].copy_from_slice(&len.to_le_bytes());
+            record[4..HEADER].copy_from_slice(&sum);
             let first = self.active_for(index, record.len() as u64)?;
             let Some(seg) = self.segments.get_mut(&first) else {
                 return Err(io::Error::other("the active raft log segment vanished"));
@@ -374,7 +376,7 @@ mod tests {
     use openraft::EntryPayload;
 
     use super::*;
-    use crate::types::{Frame, Nid};
+    use crate::types::{Frame, Nid, encode};
 
     fn entry(index: u64, size: usize) -> Entry {
         Entry::new(
