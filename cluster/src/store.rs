@@ -215,13 +215,21 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     /// Writes the entries and returns at once (openraft may send them on); `callback` is
-    /// called once they are synced ([`Flusher`]).
+    /// called once they are synced ([`Flusher`]). Plain writes (to the page cache) run
+    /// here; an append that must first create a segment, sync the one before or cut the
+    /// log runs on the blocking pool, so no `fsync` holds up this runtime's other tasks.
     async fn append<I>(&mut self, entries: I, callback: IOFlushed<TypeConfig>) -> Result<(), io::Error>
     where
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let written = self.wal().append(entries.into_iter().collect());
+        let entries: Vec<Entry> = entries.into_iter().collect();
+        let written = if self.wal().fits(&entries) {
+            self.wal().append(entries)
+        } else {
+            let wal = self.wal.clone();
+            blocking(move || wal.lock().unwrap_or_else(|e| e.into_inner()).append(entries)).await
+        };
         match written {
             Ok(files) => {
                 self.flusher.flush(files, callback);
@@ -236,7 +244,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> Result<(), io::Error> {
         let from = last_log_id.map(|l| l.index() + 1).unwrap_or(0);
-        self.wal().truncate_from(from)
+        let wal = self.wal.clone();
+        blocking(move || wal.lock().unwrap_or_else(|e| e.into_inner()).truncate_from(from)).await
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), io::Error> {

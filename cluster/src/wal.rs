@@ -39,6 +39,9 @@ pub(crate) const SEGMENT_BYTES: u64 = 64 << 20;
 /// follower, right after appending it).
 const CACHE_BYTES: usize = 64 << 20;
 const HEADER: usize = 4 + 8;
+/// More than a record adds to its frame: the header, the log id, the membership of a
+/// membership entry (a few member addresses).
+const RECORD_OVERHEAD_BOUND: u64 = 64 << 10;
 
 fn check(body: &[u8]) -> [u8; 8] {
     let mut out = [0u8; 8];
@@ -177,6 +180,25 @@ impl Wal {
             self.cache_put(index, entry, record.len());
         }
         Ok(touched)
+    }
+
+    /// Whether `entries` can be appended with plain writes: they follow the last entry
+    /// within the last segment's room (no new segment to create and sync, nothing to cut).
+    /// The estimate of their size is an upper bound.
+    pub(crate) fn fits(&self, entries: &[Entry]) -> bool {
+        let Some(first) = entries.first() else { return true };
+        let Some((_, seg)) = self.segments.last_key_value() else { return false };
+        let size: u64 = entries
+            .iter()
+            .map(|e| {
+                let payload = match &e.payload {
+                    openraft::EntryPayload::Normal(frame) => frame.0.len() as u64,
+                    _ => 0,
+                };
+                payload + RECORD_OVERHEAD_BOUND
+            })
+            .sum();
+        seg.next == first.index() && seg.len + size <= SEGMENT_BYTES
     }
 
     /// The segment the next record (at `index`, `len` bytes) goes to: the last one, or a
@@ -469,6 +491,19 @@ mod tests {
         assert_eq!(indexes(&wal.read(..).expect("read")), vec![3, 4]);
         assert!(!dir.path().join(segment_name(1)).exists());
         assert!(!dir.path().join(segment_name(5)).exists());
+    }
+
+    #[test]
+    fn only_appends_that_need_no_new_segment_or_cut_fit_plain_writes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut wal = Wal::open(dir.path()).expect("open");
+        assert!(!wal.fits(&[entry(1, 10)]), "no segment yet: one is created and synced");
+        wal.append(vec![entry(1, 10), entry(2, 10)]).expect("append");
+        assert!(wal.fits(&[entry(3, 10), entry(4, 10)]));
+        assert!(!wal.fits(&[entry(2, 10)]), "replaces entry 2: a cut");
+        assert!(!wal.fits(&[entry(5, 10)]), "after a gap: a new segment");
+        let big = usize::try_from(SEGMENT_BYTES).expect("fits");
+        assert!(!wal.fits(&[entry(3, big)]), "past the segment's room: a roll");
     }
 
     #[test]
