@@ -134,11 +134,13 @@ cluster_start() {
     done
     wait_until 60 "three voters" voters
   else
-    wait_until 60 "three voters" voters
+    # A joining node shows as initialized once it holds the cluster's seal material; its
+    # unseal completes the join and answers once the cluster's ledger has reached it.
     for i in 2 3; do
-      wait_until 30 "node$i initialized by replication" initialized "$i"
+      wait_until 30 "node$i holding the cluster's seal material" initialized "$i"
       node_unseal "$i"
     done
+    wait_until 60 "three voters" voters
   fi
   for i in 2 3; do wait_until 30 "node$i unsealed standby" active "$i"; done
   wait_until 30 "kv-v2 mounted at secret/" curl -sf -H "X-Vault-Token: $CTOKEN" -X POST \

@@ -227,6 +227,9 @@ fn snapshot_dir(data_dir: &Path) -> PathBuf {
 /// startup, by the periodic task, and at shutdown only if at least one event is new).
 pub const SNAPSHOT_EVERY: u64 = 1_000_000;
 
+/// How long a joining node's unseal waits for the cluster's ledger to reach it.
+const JOIN_REPLICATION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// The state at startup: the newest snapshot that matches the ledger plus the events after
 /// it, or a full replay. A progress bar shows on a terminal.
 fn rebuild_at_start(data_dir: &Path) -> Result<projections::replay::Replayed, CoreError> {
@@ -310,6 +313,7 @@ impl Core {
             applier,
             config: raft.clone(),
             http: reqwest::Client::new(),
+            pending_join: Default::default(),
         });
         node.spawn_retry_join();
         self.cluster.set(node).map_err(|_| CoreError::Internal("the cluster was already started".into()))
@@ -374,7 +378,11 @@ impl Core {
         }
         let state = self.state.load_full();
         if state.seal.init.is_none() {
-            return Ok(false);
+            // A joining node: the cluster's seal material came with the join.
+            let Some(recorded) = self.join_material().and_then(|m| m.auto_sealed) else { return Ok(false) };
+            let root_key = seal.unwrap(&recorded).await.map_err(|e| CoreError::Internal(e.to_string()))?;
+            self.complete_join(root_key).await?;
+            return Ok(true);
         }
         let Some(recorded) = state.seal.auto_sealed.as_ref() else {
             tracing::warn!(
@@ -397,12 +405,19 @@ impl Core {
         let init = state.seal.init.as_ref();
         let progress = self.unseal.lock().map(|p| (p.shares.len(), p.nonce.clone())).unwrap_or_default();
         let auto = self.auto_seal_kind().or(state.seal.auto_sealed.as_ref().map(|_| "transit"));
+        // A joining node shows the cluster's seal configuration, as Vault's does.
+        let joining = if init.is_none() { self.join_material() } else { None };
+        let (t, n) = match (init, &joining) {
+            (Some(i), _) => (i.secret_threshold, i.secret_shares),
+            (None, Some(m)) => (m.secret_threshold, m.secret_shares),
+            (None, None) => (0, 0),
+        };
         SealStatus {
             kind: auto.unwrap_or("shamir"),
-            initialized: init.is_some(),
+            initialized: init.is_some() || joining.is_some(),
             sealed: !unsealed,
-            t: init.map(|i| i.secret_threshold).unwrap_or(0),
-            n: init.map(|i| i.secret_shares).unwrap_or(0),
+            t,
+            n,
             progress: progress.0,
             nonce: progress.1,
             recovery_seal: auto.is_some(),
@@ -430,6 +445,11 @@ impl Core {
         let _guard = self.barrier.write().await;
         if self.is_initialized() {
             return Err(CoreError::AlreadyInitialized);
+        }
+        if self.join_material().is_some() {
+            return Err(CoreError::BadRequest(
+                "this node is joining a cluster: unseal it with the cluster's keys instead".into(),
+            ));
         }
         // Bad input changes nothing: check it before touching the disk.
         shamir::check_config(shares, threshold)?;
@@ -540,7 +560,14 @@ impl Core {
     /// One `sys/unseal` step. Returns whether the barrier is now unsealed.
     pub async fn unseal_step(&self, share: Option<Vec<u8>>, reset: bool) -> Result<bool, CoreError> {
         let state = self.state.load_full();
-        let init = state.seal.init.clone().ok_or(CoreError::NotInitialized)?;
+        // A node joining a cluster unseals with the cluster's material until the cluster's
+        // ledger has reached it.
+        let joining = if state.seal.init.is_none() { self.join_material() } else { None };
+        let threshold = match (&state.seal.init, &joining) {
+            (Some(init), _) => init.secret_threshold,
+            (None, Some(m)) => m.secret_threshold,
+            (None, None) => return Err(CoreError::NotInitialized),
+        };
         if self.barrier.read().await.is_some() {
             return Ok(true);
         }
@@ -560,14 +587,57 @@ impl Core {
             if !p.shares.iter().any(|s| **s == share) {
                 p.shares.push(Zeroizing::new(share));
             }
-            if p.shares.len() < usize::from(init.secret_threshold) {
+            if p.shares.len() < usize::from(threshold) {
                 return Ok(false);
             }
             std::mem::take(&mut *p)
         };
-        let unseal_key = shamir::combine(&ready.shares, usize::from(init.secret_threshold)).map_err(|_| bad_key())?;
-        self.unseal_with(&unseal_key, false).await?;
+        let unseal_key = shamir::combine(&ready.shares, usize::from(threshold)).map_err(|_| bad_key())?;
+        match joining {
+            Some(m) => {
+                let root_key = unwrap_key(&unseal_key, &m.wrapped_root_key, ROOT_KEY_CONTEXT)?;
+                self.complete_join(root_key).await?;
+            }
+            None => self.unseal_with(&unseal_key, false).await?,
+        }
         Ok(true)
+    }
+
+    /// The seal material of a join waiting for this node's unseal.
+    pub fn join_material(&self) -> Option<crate::cluster::join::JoinMaterial> {
+        self.cluster().and_then(|n| n.pending_join())
+    }
+
+    /// Completes a join with the cluster's root key, opened from the join's material: takes
+    /// the cluster's credentials, asks to be added, waits (bounded) for the cluster's
+    /// ledger to arrive, and unseals from it. On a failure the node stays sealed, without
+    /// credentials, and the join can be completed by unsealing again.
+    async fn complete_join(&self, root_key: Zeroizing<[u8; 32]>) -> Result<(), CoreError> {
+        let node = self.cluster().ok_or(CoreError::NotInitialized)?;
+        let material = node.pending_join().ok_or(CoreError::NotInitialized)?;
+        let unavailable = |e: String| CoreError::Internal(format!("cannot join the cluster: {e}"));
+        let secret = crate::cluster::index::derive_key(&root_key, crate::cluster::join::CLUSTER_TLS_LABEL);
+        node.cluster.set_credentials(Some(&secret)).map_err(|e| unavailable(e.to_string()))?;
+        if let Err(e) = node.join_as_member(&material.leader_api_addr).await {
+            let _ = node.cluster.set_credentials(None);
+            return Err(unavailable(e));
+        }
+        tracing::info!(leader = %material.leader_api_addr, "joined the cluster; waiting for its ledger");
+        let deadline = tokio::time::Instant::now() + JOIN_REPLICATION_TIMEOUT;
+        while !self.is_initialized() {
+            if tokio::time::Instant::now() >= deadline {
+                let _ = node.cluster.set_credentials(None);
+                return Err(unavailable(format!(
+                    "the cluster's ledger did not arrive within {JOIN_REPLICATION_TIMEOUT:?}; unseal again to retry"
+                )));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        self.unseal_with_root_key(root_key, false).await?;
+        if let Ok(mut p) = node.pending_join.lock() {
+            *p = None;
+        }
+        Ok(())
     }
 
     /// Unseals with the unseal key itself (after combining shares, or in dev mode).
@@ -601,7 +671,9 @@ impl Core {
                     .await
                     .map_err(|e| CoreError::Internal(e.to_string()))?
                     .map_err(CoreError::Internal)?;
+            let secret = crate::cluster::index::derive_key(&root_key, crate::cluster::join::CLUSTER_TLS_LABEL);
             let unsealed = self.unseal_node(node, signing, node_key, keyring, &hmac_key, root_key)?;
+            node.cluster.set_credentials(Some(&secret)).map_err(|e| CoreError::Internal(e.to_string()))?;
             *barrier = Some(unsealed.clone());
             drop(barrier);
             node.cluster.set_electable(true).await;
@@ -718,8 +790,16 @@ impl Core {
             tracing::warn!(error = %e, "could not record the seal in the ledger");
         }
         if let Some(node) = self.cluster() {
-            // A sealed node cannot sign: it hands leadership on and stops standing.
+            // A sealed node cannot sign: it hands leadership on and stops standing. Then it
+            // drops its cluster credentials: cut off until unsealed again.
             node.cluster.set_electable(false).await;
+            let handed_on = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
+            while node.is_leader() && tokio::time::Instant::now() < handed_on {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            if let Err(e) = node.cluster.set_credentials(None) {
+                tracing::warn!(error = %e, "cannot drop the cluster credentials");
+            }
         }
         drop(unsealed);
         if let Ok(mut p) = self.unseal.lock() {

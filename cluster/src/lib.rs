@@ -12,8 +12,9 @@
 //! snapshot in one redb file beside them. An append is `fdatasync`ed before openraft is told
 //! it is flushed, off the append's path. The Raft log is not the ledger.
 //!
-//! **Transport** ([`net`]): HTTP on the node's cluster listener (`cluster_addr`), bincode
-//! bodies. The same listener answers join requests.
+//! **Transport** ([`net`]): HTTPS on the node's cluster listener (`cluster_addr`), bincode
+//! bodies. The same listener answers join requests. Mutual TLS with credentials only an
+//! unsealed node holds ([`tls`], [`Cluster::set_credentials`]): a sealed node is cut off.
 //!
 //! **Snapshots** are the applier's whole state as bytes ([`Applier::snapshot`]), taken between
 //! two applies; one is built every [`SNAPSHOT_EVERY`] entries and the last
@@ -25,6 +26,7 @@
 
 mod net;
 mod store;
+pub mod tls;
 mod types;
 mod wal;
 
@@ -42,6 +44,7 @@ use openraft::{ChangeMembers, Config, SnapshotPolicy};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
+pub use tls::Credentials;
 use types::{Frame, Nid, TypeConfig};
 pub use types::{Member, NodeId};
 
@@ -177,6 +180,9 @@ struct Inner {
     tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
     server_stop: std::sync::Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
     server: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// This node's cluster credentials, `None` while sealed; the listener and every peer
+    /// connection watch them.
+    creds: watch::Sender<Option<Arc<tls::Credentials>>>,
 }
 
 /// A running node. Cheap to clone.
@@ -214,7 +220,8 @@ impl Cluster {
         let listener = tokio::net::TcpListener::bind(&cfg.cluster_addr)
             .await
             .map_err(|e| ClusterError::Io(format!("bind {}: {e}", cfg.cluster_addr)))?;
-        let raft = Raft::new(Nid(cfg.node_id.clone()), config, net::Network::new()?, log, sm)
+        let (creds, creds_rx) = watch::channel(None);
+        let raft = Raft::new(Nid(cfg.node_id.clone()), config, net::Network::new(creds_rx.clone()), log, sm)
             .await
             .map_err(|e| ClusterError::Stopped(e.to_string()))?;
 
@@ -250,20 +257,12 @@ impl Cluster {
                 tasks: std::sync::Mutex::new(vec![watcher]),
                 server_stop: std::sync::Mutex::new(None),
                 server: std::sync::Mutex::new(None),
+                creds,
             }),
         };
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let app = net::router(c.clone());
-        let server = tokio::spawn(async move {
-            let r = axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stop_rx.await;
-                })
-                .await;
-            if let Err(e) = r {
-                tracing::error!(error = %e, "cluster listener stopped");
-            }
-        });
+        let server = tokio::spawn(net::serve(listener, app, creds_rx, stop_rx));
         if let Ok(mut g) = c.inner.server_stop.lock() {
             *g = Some(stop_tx);
         }
@@ -432,6 +431,42 @@ impl Cluster {
         }
     }
 
+    /// Gives this node its cluster credentials, derived from `secret` (at unseal: every
+    /// unsealed node of the cluster derives the same secret, and only they can), or takes
+    /// them away (`None`, at seal). Connections made under the old ones are cut.
+    /// Given the secret they already come from, they are kept (no connection is cut).
+    pub fn set_credentials(&self, secret: Option<&[u8; 32]>) -> Result<(), ClusterError> {
+        let same = |held: &Option<Arc<tls::Credentials>>| match (held, secret) {
+            (Some(c), Some(s)) => c.secret_id == tls::Credentials::secret_id(s),
+            (None, None) => true,
+            _ => false,
+        };
+        if same(&self.inner.creds.borrow()) {
+            return Ok(());
+        }
+        let creds = match secret {
+            Some(s) => Some(Arc::new(tls::Credentials::derive(s, &self.inner.node_id)?)),
+            None => None,
+        };
+        self.inner.creds.send_replace(creds);
+        Ok(())
+    }
+
+    /// Whether this node holds cluster credentials (is unsealed).
+    pub fn has_credentials(&self) -> bool {
+        self.inner.creds.borrow().is_some()
+    }
+
+    /// Asks the member listening on `cluster_addr` (`host:port`) to add this node as a voter;
+    /// follows "not leader" answers. Needs this node's credentials: a member accepts only a
+    /// node that holds the cluster's secret. Retries while no leader is known or the member
+    /// cannot be reached, for at most `within` (adding a voter waits up to
+    /// [`MEMBERSHIP_TIMEOUT`] for it to catch up).
+    pub async fn join(&self, cluster_addr: &str, within: Duration) -> Result<(), ClusterError> {
+        let (id, me) = (self.inner.node_id.clone(), self.inner.me.clone());
+        net::join(&self.inner.creds.subscribe(), cluster_addr, id, me, within).await
+    }
+
     /// A sealed node must not start elections. If it leads, hand leadership to another voter.
     pub async fn set_electable(&self, yes: bool) {
         self.inner.raft.runtime_config().elect(yes);
@@ -472,11 +507,4 @@ impl Cluster {
             t.abort();
         }
     }
-}
-
-/// Client side of a join: asks the node at `leader_api_or_cluster_addr` (a cluster address,
-/// `host:port`) to add `id`; follows "not leader" answers; bounded by [`MEMBERSHIP_TIMEOUT`]
-/// plus a little.
-pub async fn join(leader_api_or_cluster_addr: &str, id: NodeId, me: Member) -> Result<(), ClusterError> {
-    net::join(leader_api_or_cluster_addr, id, me, MEMBERSHIP_TIMEOUT + Duration::from_secs(10)).await
 }

@@ -1,6 +1,8 @@
-//! The cluster listener and its client: Raft RPCs and join requests as HTTP POSTs on the
+//! The cluster listener and its client: Raft RPCs and join requests as HTTPS POSTs on the
 //! node's `cluster_addr` (Vault's port 8201), bodies in bincode 2 (entries are binary frames
-//! up to a few MiB, which JSON would inflate).
+//! up to a few MiB, which JSON would inflate). Both ends authenticate with the cluster's
+//! mutual TLS ([`crate::tls`]): a node without credentials (sealed) neither accepts nor
+//! makes a connection.
 //!
 //! Routes, all `POST`, body and answer both bincode:
 //! `/cluster/v1/append`, `/vote`, `/pre_vote`, `/snapshot`, `/transfer_leader` carry
@@ -9,6 +11,7 @@
 //! status 400; nothing in a handler can panic on input.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -16,6 +19,8 @@ use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::routing::post;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use openraft::error::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::{RPCOption, RaftNetworkFactory, v2::RaftNetworkV2};
 use openraft::raft::{
@@ -24,27 +29,30 @@ use openraft::raft::{
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use tokio::sync::{oneshot, watch};
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
 
+use crate::tls::Credentials;
 use crate::types::{Member, Nid, Snapshot, TypeConfig, Vote, decode, encode};
 use crate::{Cluster, ClusterError, NodeId};
+
+/// This node's cluster credentials of the moment: `None` while sealed.
+pub(crate) type CredentialWatch = watch::Receiver<Option<Arc<Credentials>>>;
 
 /// Largest RPC body accepted: snapshots carry the whole state.
 pub(crate) const MAX_BODY: usize = 1 << 30;
 
-/// The client side: one HTTP client shared by every peer connection.
+/// The client side: every peer connection uses the credentials of the moment.
 #[derive(Clone)]
 pub struct Network {
-    http: reqwest::Client,
+    creds: CredentialWatch,
 }
 
 impl Network {
-    pub(crate) fn new() -> Result<Self, ClusterError> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_millis(500))
-            .pool_idle_timeout(Duration::from_secs(10))
-            .build()
-            .map_err(|e| ClusterError::Io(format!("http client: {e}")))?;
-        Ok(Network { http })
+    pub(crate) fn new(creds: CredentialWatch) -> Self {
+        Network { creds }
     }
 }
 
@@ -52,13 +60,13 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = Peer;
 
     async fn new_client(&mut self, _target: Nid, node: &Member) -> Peer {
-        Peer { http: self.http.clone(), base: format!("http://{}/cluster/v1", node.cluster_addr) }
+        Peer { creds: self.creds.clone(), base: format!("https://{}/cluster/v1", node.cluster_addr) }
     }
 }
 
 /// A connection to one peer.
 pub struct Peer {
-    http: reqwest::Client,
+    creds: CredentialWatch,
     base: String,
 }
 
@@ -73,11 +81,15 @@ enum CallError {
 }
 
 async fn call<Req: Serialize, Resp: DeserializeOwned>(
-    http: &reqwest::Client,
+    creds: &CredentialWatch,
     url: String,
     req: &Req,
     ttl: Duration,
 ) -> Result<Resp, CallError> {
+    let http = creds.borrow().as_ref().map(|c| c.client.clone());
+    let Some(http) = http else {
+        return Err(CallError::Unreachable("this node has no cluster credentials (it is sealed)".into()));
+    };
     let body = encode(req).map_err(CallError::Remote)?;
     let r = http.post(url).timeout(ttl).body(body).send().await.map_err(|e| CallError::Unreachable(e.to_string()))?;
     let status = r.status();
@@ -103,7 +115,7 @@ impl Peer {
         req: &Req,
         option: &RPCOption,
     ) -> Result<Resp, CallError> {
-        call(&self.http, format!("{}/{path}", self.base), req, option.hard_ttl()).await
+        call(&self.creds, format!("{}/{path}", self.base), req, option.hard_ttl()).await
     }
 }
 
@@ -136,7 +148,7 @@ impl RaftNetworkV2<TypeConfig> for Peer {
         // under load costs far more than waiting. A dead follower refuses the connection
         // at once, and elections do not wait for appends.
         let ttl = option.hard_ttl().max(APPEND_TTL_MIN);
-        call(&self.http, format!("{}/append", self.base), &rpc, ttl).await.map_err(rpc_err)
+        call(&self.creds, format!("{}/append", self.base), &rpc, ttl).await.map_err(rpc_err)
     }
 
     async fn vote(
@@ -286,17 +298,25 @@ pub(crate) fn router(c: Cluster) -> Router {
 
 /// The client side of a join: ask `addr`, follow "not leader" answers, retry while no leader
 /// is known; bounded by `deadline` overall.
-pub(crate) async fn join(addr: &str, id: NodeId, me: Member, deadline: Duration) -> Result<(), ClusterError> {
-    let http = Network::new()?.http;
+pub(crate) async fn join(
+    creds: &CredentialWatch,
+    addr: &str,
+    id: NodeId,
+    me: Member,
+    deadline: Duration,
+) -> Result<(), ClusterError> {
+    if creds.borrow().is_none() {
+        return Err(ClusterError::Unavailable("this node has no cluster credentials (it is sealed)".into()));
+    }
     let until = tokio::time::Instant::now() + deadline;
-    let mut target = addr.trim_start_matches("http://").trim_end_matches('/').to_string();
+    let mut target = addr.split("://").last().unwrap_or(addr).trim_end_matches('/').to_string();
     let req = JoinRequest { id, member: me };
     let mut last = String::from("no answer");
     while tokio::time::Instant::now() < until {
-        let url = format!("http://{target}/cluster/v1/join");
+        let url = format!("https://{target}/cluster/v1/join");
         // Adding a voter waits for it to catch up: give the call most of the time left.
         let left = until.saturating_duration_since(tokio::time::Instant::now());
-        match call::<_, JoinReply>(&http, url, &req, left.max(Duration::from_millis(100))).await {
+        match call::<_, JoinReply>(creds, url, &req, left.max(Duration::from_millis(100))).await {
             Ok(JoinReply::Added) => return Ok(()),
             Ok(JoinReply::NotLeader(Some((_, m)))) => {
                 target = m.cluster_addr;
@@ -309,4 +329,67 @@ pub(crate) async fn join(addr: &str, id: NodeId, me: Member, deadline: Duration)
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     Err(ClusterError::Unavailable(format!("join timed out: {last}")))
+}
+
+/// How long a peer may take to finish the TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a peer may take to send a request's headers.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Serves `app` on `listener` over mutual TLS, with the credentials of the moment: while
+/// there are none (sealed) every connection is closed at once, and when they change (seal,
+/// unseal) the connections made under the old ones are cut. Ends when `stop` fires.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    app: Router,
+    mut creds: CredentialWatch,
+    mut stop: oneshot::Receiver<()>,
+) {
+    let mut conns = JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            _ = &mut stop => break,
+            changed = creds.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                conns.abort_all();
+                continue;
+            }
+            Some(_) = conns.join_next(), if !conns.is_empty() => continue,
+            accepted = listener.accept() => accepted,
+        };
+        let (tcp, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // Out of file descriptors, say: pause rather than spin.
+                tracing::warn!(error = %e, "cluster listener: accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Some(current) = creds.borrow().clone() else {
+            tracing::debug!(%peer, "cluster connection closed: this node is sealed");
+            continue;
+        };
+        let acceptor = TlsAcceptor::from(current.server.clone());
+        let app = app.clone();
+        conns.spawn(async move {
+            let _ = tcp.set_nodelay(true);
+            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => {
+                    tracing::info!(%peer, error = %e, "cluster connection refused: TLS handshake failed");
+                    return;
+                }
+                Err(_) => return,
+            };
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder.timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
+            if let Err(e) = builder.serve_connection(TokioIo::new(tls), TowerToHyperService::new(app)).await {
+                tracing::debug!(%peer, error = %e, "cluster connection ended");
+            }
+        });
+    }
+    conns.abort_all();
 }

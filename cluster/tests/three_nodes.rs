@@ -1,10 +1,11 @@
 //! Three in-process nodes on 127.0.0.1: bootstrap and join, replication in order, failover
-//! time, loss of quorum, restart from disk and catch-up. Every wait is bounded.
+//! time, loss of quorum, restart from disk and catch-up; the listener's mutual TLS. Every
+//! wait is bounded.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use cluster::{Applier, Cluster, ClusterConfig, ClusterError, Member};
+use cluster::{Applier, Cluster, ClusterConfig, ClusterError, Credentials};
 use futures_util::future::BoxFuture;
 
 /// Records applied entries; idempotent by content is not needed here (each entry is unique),
@@ -57,16 +58,18 @@ struct Node {
     c: Option<Cluster>,
 }
 
+/// The cluster's secret (the server derives it from the root key).
+const SECRET: [u8; 32] = [42; 32];
+
 impl Node {
+    /// Starts the node with the cluster's credentials (as if unsealed).
     async fn start(cfg: ClusterConfig, rec: Arc<Recorder>) -> Node {
         let c = Cluster::start(cfg.clone(), rec.clone()).await.expect("test");
+        c.set_credentials(Some(&SECRET)).expect("test");
         Node { cfg, rec, c: Some(c) }
     }
     fn c(&self) -> &Cluster {
         self.c.as_ref().expect("test")
-    }
-    fn member(&self) -> Member {
-        Member { api_addr: self.cfg.api_addr.clone(), cluster_addr: self.cfg.cluster_addr.clone() }
     }
     async fn stop(&mut self) {
         if let Some(c) = self.c.take() {
@@ -107,11 +110,19 @@ async fn three_nodes_replicate_fail_over_and_restart() {
         nodes.push(Node::start(cfg, Arc::new(Recorder::default())).await);
     }
 
-    // Garbage on the cluster listener is refused with 400, never a panic.
-    let http = reqwest::Client::new();
+    // Only a peer with the cluster's credentials gets an answer; garbage from one is
+    // refused with 400, never a panic.
+    let plain = reqwest::Client::new();
+    let stranger = Credentials::derive(&[7; 32], "stranger").expect("test");
+    let member = Credentials::derive(&SECRET, "tester").expect("test");
     for route in ["append", "vote", "pre_vote", "snapshot", "transfer_leader", "join"] {
-        let url = format!("http://{}/cluster/v1/{route}", nodes[0].cfg.cluster_addr);
-        let r = http.post(url).body(vec![0xff; 64]).send().await.expect("test");
+        let addr = &nodes[0].cfg.cluster_addr;
+        let r = plain.post(format!("http://{addr}/cluster/v1/{route}")).body(vec![0xff; 64]).send().await;
+        assert!(r.is_err(), "plain HTTP to {route}: {r:?}");
+        let url = format!("https://{addr}/cluster/v1/{route}");
+        let r = stranger.client().post(&url).body(vec![0xff; 64]).send().await;
+        assert!(r.is_err(), "another cluster's certificate on {route}: {r:?}");
+        let r = member.client().post(&url).body(vec![0xff; 64]).send().await.expect("test");
         assert_eq!(r.status().as_u16(), 400, "{route}");
     }
 
@@ -120,8 +131,17 @@ async fn three_nodes_replicate_fail_over_and_restart() {
     nodes[0].c().bootstrap().await.expect("test");
     wait_until("node1 leads", Duration::from_secs(5), || nodes[0].c().status().is_leader).await;
     assert!(matches!(nodes[0].c().bootstrap().await, Err(ClusterError::AlreadyInitialized)));
-    cluster::join(&nodes[0].cfg.cluster_addr, "node2".into(), nodes[1].member()).await.expect("test");
-    cluster::join(&nodes[1].cfg.cluster_addr, "node3".into(), nodes[2].member()).await.expect("test");
+    // Without credentials, or with another cluster's, a node cannot join.
+    nodes[1].c().set_credentials(None).expect("test");
+    let brief = Duration::from_secs(2);
+    assert!(nodes[1].c().join(&nodes[0].cfg.cluster_addr, brief).await.is_err());
+    nodes[1].c().set_credentials(Some(&[7; 32])).expect("test");
+    assert!(nodes[1].c().join(&nodes[0].cfg.cluster_addr, brief).await.is_err());
+    assert_eq!(nodes[0].c().status().members.len(), 1);
+    nodes[1].c().set_credentials(Some(&SECRET)).expect("test");
+    let within = Duration::from_secs(40);
+    nodes[1].c().join(&nodes[0].cfg.cluster_addr, within).await.expect("test");
+    nodes[2].c().join(&nodes[1].cfg.cluster_addr, within).await.expect("test");
     let st = nodes[0].c().status();
     assert_eq!(st.members.iter().filter(|m| m.voter).count(), 3, "{st:?}");
     assert!(nodes[2].c().is_initialized());
@@ -147,6 +167,19 @@ async fn three_nodes_replicate_fail_over_and_restart() {
         assert_eq!(n.rec.all(), acked, "{}", n.cfg.node_id);
     }
 
+    // A follower that loses its credentials (sealed) is cut off at once, open connections
+    // included, while the other two go on; with them back it catches up.
+    nodes[2].c().set_credentials(None).expect("test");
+    for i in 100..110 {
+        nodes[0].c().propose(entry(i)).await.expect("test");
+        acked.push(entry(i));
+    }
+    wait_until("node2 holds 110", Duration::from_secs(10), || nodes[1].rec.all().len() == 110).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(nodes[2].rec.all().len(), 100, "a node without credentials got entries");
+    nodes[2].c().set_credentials(Some(&SECRET)).expect("test");
+    wait_until("node3 catches up", Duration::from_secs(10), || nodes[2].rec.all().len() == 110).await;
+
     // Kill the leader: a new one within 5 s; proposals go on there.
     let mut leader_rx = nodes[1].c().leader_changes();
     nodes[0].stop().await;
@@ -162,12 +195,12 @@ async fn three_nodes_replicate_fail_over_and_restart() {
     })
     .await;
     nodes[li].c().ensure_leader_applied().await.expect("test");
-    for i in 100..120 {
+    for i in 110..130 {
         nodes[li].c().propose(entry(i)).await.expect("test");
         acked.push(entry(i));
     }
     let other = if li == 1 { 2 } else { 1 };
-    wait_until("the follower holds 120", Duration::from_secs(10), || nodes[other].rec.all().len() == 120).await;
+    wait_until("the follower holds 130", Duration::from_secs(10), || nodes[other].rec.all().len() == 130).await;
     for i in [1, 2] {
         assert_eq!(nodes[i].rec.all(), acked, "node{}", i + 1);
     }
@@ -194,7 +227,7 @@ async fn three_nodes_replicate_fail_over_and_restart() {
     let mut li2 = None;
     while t0.elapsed() < Duration::from_secs(10) {
         if let Some(l) = leader_index(&nodes)
-            && nodes[l].c().propose(entry(120)).await.is_ok()
+            && nodes[l].c().propose(entry(130)).await.is_ok()
         {
             li2 = Some(l);
             break;
@@ -202,9 +235,9 @@ async fn three_nodes_replicate_fail_over_and_restart() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let li2 = li2.expect("a leader accepting proposals after restart");
-    acked.push(entry(120));
+    acked.push(entry(130));
     wait_until("all three caught up", Duration::from_secs(10), || {
-        nodes.iter().all(|n| n.rec.all().iter().any(|e| e == &entry(120)))
+        nodes.iter().all(|n| n.rec.all().iter().any(|e| e == &entry(130)))
     })
     .await;
     let reference = nodes[li2].rec.all();

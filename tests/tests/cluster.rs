@@ -4,6 +4,7 @@
 //! under write load, quorum lost and restored, the leader paused — lose nothing that was
 //! acknowledged. Every wait is bounded in time.
 
+use std::io::{Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -49,6 +50,16 @@ fn unseal(server: &Server, key: &str) -> Result<()> {
     Ok(())
 }
 
+/// Completes a join: once the node holds the cluster's seal material (it then shows as
+/// initialized), unseals it, which adds it to the cluster; the unseal answers once the
+/// cluster's ledger has reached it.
+fn unseal_joining(server: &Server, key: &str) -> Result<()> {
+    wait_for(Duration::from_secs(30), "the cluster's seal material", || {
+        Ok(server.http("GET", "/v1/sys/init", None, None)?.json()?["initialized"] == json!(true))
+    })?;
+    unseal(server, key)
+}
+
 /// Polls `check` every 50 ms until it holds or `within` passes.
 fn wait_for(within: Duration, what: &str, mut check: impl FnMut() -> Result<bool>) -> Result<Duration> {
     let start = Instant::now();
@@ -84,14 +95,10 @@ impl Cluster {
             nodes.push(node_with(id, Some(&leader_addr), config)?);
         }
         let c = Cluster { nodes, root, key };
-        wait_for(Duration::from_secs(60), "three voters", || Ok(c.voters(0)? == 3))?;
         for n in &c.nodes[1..] {
-            // The init events reach a joined node by replication; then it can be unsealed.
-            wait_for(Duration::from_secs(30), "replicated init", || {
-                Ok(n.http("GET", "/v1/sys/init", None, None)?.json()?["initialized"] == json!(true))
-            })?;
-            unseal(n, &c.key)?;
+            unseal_joining(n, &c.key)?;
         }
+        wait_for(Duration::from_secs(60), "three voters", || Ok(c.voters(0)? == 3))?;
         Ok(c)
     }
 
@@ -232,6 +239,28 @@ fn three_nodes_replicate_forward_and_hold_identical_ledgers() -> Result<()> {
         .collect();
     ids.sort();
     assert_eq!(ids, ["node1", "node2", "node3"]);
+
+    // Sealing the leader (Vault seals only the active node: a standby forwards `sys/seal`)
+    // hands leadership on and drops its cluster credentials: it receives nothing more
+    // until unsealed, then catches up.
+    let old = c.leader().context("a leader")?;
+    c.enable_kv(old, "secret")?;
+    let sealed = c.nodes[old].http("PUT", "/v1/sys/seal", Some(&c.root), None)?;
+    assert_eq!(sealed.status, 204, "{}", sealed.body);
+    let others: Vec<usize> = (0..3).filter(|&i| i != old).collect();
+    wait_for(ELECTION_BOUND, "a new leader after the seal", || {
+        Ok(others.iter().any(|&i| leader_of(&c.nodes[i]).is_ok_and(|l| l["is_self"] == json!(true))))
+    })?;
+    thread::sleep(Duration::from_millis(300));
+    let before = c.applied(old)?;
+    assert_eq!(c.write(others[0], "while-sealed", "1")?, 200);
+    let written = c.applied(others[0])?;
+    thread::sleep(Duration::from_millis(500));
+    assert_eq!(c.applied(old)?, before, "a sealed node kept receiving the log");
+    assert!(written > before);
+    unseal(&c.nodes[old], &c.key)?;
+    c.settle()?;
+    assert_eq!(c.read(old, "while-sealed")?.as_deref(), Some("1"));
 
     c.settle()?;
     for n in &mut c.nodes {
@@ -412,8 +441,35 @@ fn membership_with_the_cairn_and_bao_clis() -> Result<()> {
         ensure!(out.status.success(), "cairn {args:?}: {}{}", e2e::stdout(&out), String::from_utf8_lossy(&out.stderr));
         Ok(e2e::stdout(&out))
     };
-    // Joined by our CLI and by bao's, then unsealed with the cluster's key.
+    let voters = || -> Result<usize> {
+        let r = first.http("GET", "/v1/sys/storage/raft/configuration", Some(&root), None)?;
+        ensure!(r.status == 200, "configuration: {} {}", r.status, r.body);
+        let servers = r.json()?["data"]["config"]["servers"].as_array().cloned().unwrap_or_default();
+        Ok(servers.iter().filter(|s| s["voter"] == json!(true)).count())
+    };
+
+    // The cluster listener speaks only mutual TLS: a plain HTTP join request is not answered.
+    let cluster_addr = leader_of(&first)?["leader_cluster_address"].as_str().context("cluster address")?.to_owned();
+    let mut tcp = std::net::TcpStream::connect(cluster_addr.split("://").last().unwrap_or(&cluster_addr))?;
+    tcp.set_read_timeout(Some(Duration::from_secs(5)))?;
+    tcp.write_all(b"POST /cluster/v1/join HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}")?;
+    let mut answer = Vec::new();
+    let _ = tcp.read_to_end(&mut answer);
+    assert!(!answer.starts_with(b"HTTP/"), "{}", String::from_utf8_lossy(&answer));
+
+    // Joined by our CLI and by bao's, then unsealed with the cluster's key. A join completes
+    // only at unseal: a node unsealed with another key is refused and added to nothing.
     cairn_op(&["operator", "raft", "join", "--address", &second.addr(), &first.addr()])?;
+    let mut wrong = key.clone().into_bytes();
+    wrong[8] = if wrong[8] == b'A' { b'B' } else { b'A' };
+    let wrong = String::from_utf8(wrong)?;
+    wait_for(Duration::from_secs(30), "the cluster's seal material", || {
+        Ok(second.http("GET", "/v1/sys/seal-status", None, None)?.json()?["initialized"] == json!(true))
+    })?;
+    let refused = second.http("PUT", "/v1/sys/unseal", None, Some(&json!({ "key": wrong }).to_string()))?;
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    assert_eq!(second.http("GET", "/v1/sys/seal-status", None, None)?.json()?["sealed"], json!(true));
+    assert_eq!(voters()?, 1);
     let joined = third.bao_env(None, &[], &["operator", "raft", "join", &first.addr()])?;
     ensure!(
         joined.code == Some(0) && joined.stdout.contains("true"),
@@ -421,11 +477,10 @@ fn membership_with_the_cairn_and_bao_clis() -> Result<()> {
         third.log()
     );
     for n in [&second, &third] {
-        wait_for(Duration::from_secs(30), "replicated init", || {
-            Ok(n.http("GET", "/v1/sys/init", None, None)?.json()?["initialized"] == json!(true))
-        })?;
-        unseal(n, &key)?;
+        unseal_joining(n, &key)?;
     }
+    wait_for(Duration::from_secs(60), "three voters", || Ok(voters()? == 3))?;
+
     let peers = cairn_op(&["operator", "raft", "list-peers", "--address", &second.addr(), "--token", &root])?;
     for id in ["node1", "node2", "node3"] {
         assert!(peers.contains(id), "{peers}");
@@ -509,13 +564,10 @@ fn a_snapshot_restored_into_a_new_cluster_verifies_and_serves() -> Result<()> {
         nodes.push(node(id, Some(&leader_addr))?);
     }
     let mut new = Cluster { nodes, root: old.root.clone(), key: old.key.clone() };
-    wait_for(Duration::from_secs(60), "three voters", || Ok(new.voters(0)? == 3))?;
     for n in &new.nodes[1..] {
-        wait_for(Duration::from_secs(30), "replicated init", || {
-            Ok(n.http("GET", "/v1/sys/init", None, None)?.json()?["initialized"] == json!(true))
-        })?;
-        unseal(n, &new.key)?;
+        unseal_joining(n, &new.key)?;
     }
+    wait_for(Duration::from_secs(60), "three voters", || Ok(new.voters(0)? == 3))?;
     new.settle()?;
     for i in 0..20 {
         assert_eq!(new.read(i % 3, &format!("app/{i}"))?, Some(format!("v{i}")), "app/{i}");

@@ -15,7 +15,13 @@ pub fn answered_locally(path: &str) -> bool {
     let path = path.trim_start_matches("/v1/").trim_end_matches('/');
     matches!(
         path,
-        "sys/seal-status" | "sys/health" | "sys/leader" | "sys/unseal" | "sys/init" | "sys/storage/raft/join"
+        "sys/seal-status"
+            | "sys/health"
+            | "sys/leader"
+            | "sys/unseal"
+            | "sys/init"
+            | "sys/storage/raft/join"
+            | "sys/storage/raft/bootstrap/challenge"
     )
 }
 

@@ -1,8 +1,10 @@
 //! A cairn node in a cluster (`storage "raft"`): the glue between the server and the
 //! `cluster` crate, the only place that knows openraft (ARCHITECTURE.md, "Replication").
 //!
-//! - Every node runs Raft from the start, sealed or not, and applies committed frames to
-//!   its own ledger ([`applier`]). A sealed node does not start elections: it cannot sign.
+//! - Every node runs Raft from the start, and applies committed frames to its own ledger
+//!   ([`applier`]). But only an unsealed node holds the cluster's TLS credentials (derived
+//!   from the root key), so a sealed node neither replicates nor starts elections; a new
+//!   node's join completes at its unseal ([`join`]).
 //! - The leader, once unsealed, runs the sequencer. Its batches become frames
 //!   ([`ClusterCommitter`]): built and signed on its ledger's head, replicated, and
 //!   acknowledged once a majority holds them and this node applied them.
@@ -15,6 +17,7 @@
 pub mod applier;
 pub mod forward;
 pub mod index;
+pub mod join;
 pub mod node_key;
 pub mod remote_access;
 pub mod standby;
@@ -41,6 +44,17 @@ pub struct Node {
     pub config: RaftConfig,
     /// For forwarding requests to the leader.
     pub http: reqwest::Client,
+    /// A join that waits for this node's unseal: the cluster's seal material.
+    pub pending_join: std::sync::Mutex<Option<join::JoinMaterial>>,
+}
+
+/// How far a join request got.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Joined {
+    /// This node is a member.
+    Member,
+    /// The cluster's seal material is here; the join completes when this node is unsealed.
+    AwaitingUnseal,
 }
 
 impl Node {
@@ -115,9 +129,28 @@ impl Node {
         Ok(last_seq)
     }
 
-    /// Joins the cluster through the node at `leader_api_addr` (its API address): asks it
-    /// where the leader's cluster listener is, then asks to be added.
-    pub async fn join(&self, leader_api_addr: &str) -> Result<(), String> {
+    /// The join waiting for this node's unseal, if any.
+    pub fn pending_join(&self) -> Option<join::JoinMaterial> {
+        self.pending_join.lock().ok().and_then(|p| p.clone())
+    }
+
+    /// Joins the cluster through the member at `leader_api_addr` (its API address). A sealed
+    /// node fetches the cluster's seal material and waits to be unsealed ([`join`]); an
+    /// unsealed one, which holds the cluster's credentials, asks to be added at once.
+    pub async fn join(&self, leader_api_addr: &str) -> Result<Joined, String> {
+        if self.cluster.has_credentials() {
+            return self.join_as_member(leader_api_addr).await.map(|()| Joined::Member);
+        }
+        let material = join::fetch(&self.http, leader_api_addr, &self.id).await?;
+        if let Ok(mut p) = self.pending_join.lock() {
+            *p = Some(material);
+        }
+        Ok(Joined::AwaitingUnseal)
+    }
+
+    /// With this node's credentials: asks the member at `leader_api_addr` where the leader's
+    /// cluster listener is, then asks there to be added.
+    pub async fn join_as_member(&self, leader_api_addr: &str) -> Result<(), String> {
         let url = format!("{}/v1/sys/leader", leader_api_addr.trim_end_matches('/'));
         let answer: serde_json::Value = self
             .http
@@ -134,12 +167,12 @@ impl Node {
             .and_then(|v| v.as_str())
             .filter(|s| !s.is_empty())
             .ok_or_else(|| format!("{leader_api_addr} knows no leader yet"))?;
-        let host_port = cluster_addr.split("://").last().unwrap_or(cluster_addr).trim_end_matches('/');
-        cluster::join(host_port, self.id.clone(), self.cluster.status().me).await.map_err(|e| e.to_string())
+        let within = cluster::MEMBERSHIP_TIMEOUT + Duration::from_secs(10);
+        self.cluster.join(cluster_addr, within).await.map_err(|e| e.to_string())
     }
 
-    /// `retry_join`: until this node is part of a cluster, tries each leader address in
-    /// turn, with a pause between rounds.
+    /// `retry_join`: until this node is part of a cluster or holds the seal material of
+    /// one, tries each leader address in turn, with a pause between rounds.
     pub fn spawn_retry_join(self: &Arc<Self>) {
         if self.config.retry_join.is_empty() || self.cluster.is_initialized() {
             return;
@@ -147,11 +180,15 @@ impl Node {
         let node = self.clone();
         tokio::spawn(async move {
             let mut pause = Duration::from_millis(500);
-            while !node.cluster.is_initialized() {
+            while !node.cluster.is_initialized() && node.pending_join().is_none() {
                 for addr in &node.config.retry_join {
                     match node.join(addr).await {
-                        Ok(()) => {
+                        Ok(Joined::Member) => {
                             tracing::info!(leader = %addr, "joined the cluster");
+                            return;
+                        }
+                        Ok(Joined::AwaitingUnseal) => {
+                            tracing::info!(leader = %addr, "the cluster's seal material is here: the join completes at unseal");
                             return;
                         }
                         Err(e) => tracing::info!(leader = %addr, error = %e, "cannot join yet; retrying"),

@@ -1,4 +1,6 @@
 //! `sys/storage/raft/…`, Vault's shapes: `join` (unauthenticated, on the joining node),
+//! `bootstrap/challenge` (unauthenticated, on a member: the seal material a joining node
+//! needs, see [`crate::cluster::join`]),
 //! `configuration` (the peers, as `bao operator raft list-peers` reads them),
 //! `remove-peer`, and `snapshot` (save with GET; restore with POST, also
 //! `snapshot-force`). On a single node (`storage "sled"`) every path is 404, as OpenBao
@@ -43,8 +45,9 @@ pub async fn join(core: &Core, req: &VaultRequest) -> Option<Reply> {
     let retry = req.get("retry").is_some_and(|v| v.as_bool() == Some(true) || v.as_str() == Some("true"));
     let mut last = String::new();
     for _ in 0..JOIN_ATTEMPTS {
+        // Joined, or waiting for this node's unseal to complete (Vault answers `true` too).
         match node.join(leader).await {
-            Ok(()) => return Some(Reply::Raw(200, json!({ "joined": true }))),
+            Ok(_) => return Some(Reply::Raw(200, json!({ "joined": true }))),
             Err(e) => last = e,
         }
         if node.cluster.is_initialized() {
@@ -68,6 +71,21 @@ pub async fn join(core: &Core, req: &VaultRequest) -> Option<Reply> {
     Some(Reply::Raw(200, json!({ "joined": false })))
 }
 
+/// `sys/storage/raft/bootstrap/challenge`, answered without a token by any member: the
+/// cluster's seal material, which opens only with its unseal keys or key service.
+pub fn bootstrap_challenge(core: &Core, req: &VaultRequest) -> Option<Reply> {
+    if !matches!(req.method.as_str(), "PUT" | "POST") {
+        return Some(Reply::Error(405, Vec::new()));
+    }
+    if core.cluster().is_none() {
+        return Some(Reply::error(404, "unsupported path"));
+    }
+    match crate::cluster::join::challenge(&core.state.load().seal) {
+        Some(answer) => Some(Reply::Raw(200, answer)),
+        None => Some(Reply::error(400, "this node is not initialized: it cannot admit another")),
+    }
+}
+
 /// Tries of a join request before it answers.
 const JOIN_ATTEMPTS: usize = 10;
 
@@ -85,7 +103,7 @@ pub async fn restore(core: &Core, method: &str, path: &str, body: &[u8]) -> Opti
         return None;
     }
     let node = core.cluster()?;
-    if core.is_initialized() || node.applier.ledger().is_some() {
+    if core.is_initialized() || node.applier.ledger().is_some() || node.pending_join().is_some() {
         return Some(Reply::error(
             400,
             "cairn restores a snapshot only into a new cluster (not initialized): a cluster's ledger is append-only and is never replaced",

@@ -17,13 +17,17 @@ pub async fn unauthenticated(core: &Arc<Core>, req: &VaultRequest) -> Option<Rep
     let path = req.path.trim_end_matches('/');
     let m = &req.method;
     Some(match path {
-        "sys/init" if *m == Method::GET => Reply::Raw(200, json!({ "initialized": core.is_initialized() })),
+        "sys/init" if *m == Method::GET => {
+            // A node joining a cluster counts as initialized, as in Vault: it unseals next.
+            Reply::Raw(200, json!({ "initialized": core.is_initialized() || core.join_material().is_some() }))
+        }
         "sys/init" if *m == Method::PUT || *m == Method::POST => init(core, req).await,
         "sys/seal-status" if *m == Method::GET => status(core).await,
         "sys/unseal" if *m == Method::PUT || *m == Method::POST => unseal(core, req).await,
         "sys/health" if *m == Method::GET || *m == Method::HEAD => health(core, req).await,
         "sys/leader" if *m == Method::GET => leader(core).await,
         "sys/storage/raft/join" => return crate::sys::raft::join(core, req).await,
+        "sys/storage/raft/bootstrap/challenge" => return crate::sys::raft::bootstrap_challenge(core, req),
         "sys/init" | "sys/seal-status" | "sys/unseal" | "sys/health" | "sys/leader" => Reply::Error(405, Vec::new()),
         "sys/seal" if !(*m == Method::PUT || *m == Method::POST) => Reply::Error(405, Vec::new()),
         // Sealing a sealed server is a no-op success; unsealed, the request goes through
@@ -127,7 +131,7 @@ async fn init_auto(core: &Arc<Core>, req: &VaultRequest, kind: &str, shares: u64
 }
 
 async fn unseal(core: &Core, req: &VaultRequest) -> Reply {
-    if !core.is_initialized() {
+    if !core.is_initialized() && core.join_material().is_none() {
         return Reply::error(400, "Vault is not initialized");
     }
     let reset = req.get("reset").is_some_and(|v| v.as_bool() == Some(true) || v.as_str() == Some("true"));
@@ -179,7 +183,7 @@ async fn leader(core: &Core) -> Reply {
 }
 
 async fn health(core: &Core, req: &VaultRequest) -> Reply {
-    let initialized = core.is_initialized();
+    let initialized = core.is_initialized() || core.join_material().is_some();
     let unsealed = core.unsealed().await.is_some();
     let standby = !unsealed || core.cluster().is_some_and(|n| !n.is_leader());
     let code = |name: &str, default: u16| req.query.get(name).and_then(|v| v.parse::<u16>().ok()).unwrap_or(default);
