@@ -183,6 +183,8 @@ struct Inner {
     /// This node's cluster credentials, `None` while sealed; the listener and every peer
     /// connection watch them.
     creds: watch::Sender<Option<Arc<tls::Credentials>>>,
+    /// The server's own node-to-node routes on the cluster listener ([`Cluster::set_extension`]).
+    extension: std::sync::OnceLock<axum::Router>,
 }
 
 /// A running node. Cheap to clone.
@@ -258,6 +260,7 @@ impl Cluster {
                 server_stop: std::sync::Mutex::new(None),
                 server: std::sync::Mutex::new(None),
                 creds,
+                extension: std::sync::OnceLock::new(),
             }),
         };
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -450,6 +453,25 @@ impl Cluster {
         };
         self.inner.creds.send_replace(creds);
         Ok(())
+    }
+
+    /// Serves `routes` on the cluster listener too, behind its mutual TLS: node-to-node
+    /// requests of the server's own (paths outside `/cluster/v1/`). Once.
+    pub fn set_extension(&self, routes: axum::Router) -> Result<(), ClusterError> {
+        self.inner
+            .extension
+            .set(routes)
+            .map_err(|_| ClusterError::Config("the cluster extension is already set".into()))
+    }
+
+    pub(crate) fn extension(&self) -> Option<&axum::Router> {
+        self.inner.extension.get()
+    }
+
+    /// An HTTPS client for the other nodes' cluster listeners, with this node's certificate;
+    /// `None` while sealed.
+    pub fn peer_client(&self) -> Option<reqwest::Client> {
+        self.inner.creds.borrow().as_ref().map(|c| c.client.clone())
     }
 
     /// Whether this node holds cluster credentials (is unsealed).

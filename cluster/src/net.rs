@@ -8,7 +8,8 @@
 //! `/cluster/v1/append`, `/vote`, `/pre_vote`, `/snapshot`, `/transfer_leader` carry
 //! openraft's messages and answer `Result<reply, String>`; `/cluster/v1/join` carries a
 //! [`JoinRequest`] and answers a [`JoinReply`]. A body that does not decode is answered with
-//! status 400; nothing in a handler can panic on input.
+//! status 400; nothing in a handler can panic on input. Other paths go to the server's own
+//! routes, if it set any ([`Cluster::set_extension`]).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -283,6 +284,19 @@ async fn h_join(State(c): State<Cluster>, body: Bytes) -> (StatusCode, Vec<u8>) 
     answer(Ok::<_, String>(reply))
 }
 
+/// Any other path: the server's own routes ([`Cluster::set_extension`]), else 404.
+async fn h_extension(State(c): State<Cluster>, req: axum::extract::Request) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    use tower::ServiceExt;
+    match c.extension() {
+        Some(routes) => match routes.clone().oneshot(req).await {
+            Ok(response) => response,
+            Err(never) => match never {},
+        },
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
 /// The cluster listener's routes.
 pub(crate) fn router(c: Cluster) -> Router {
     Router::new()
@@ -292,6 +306,7 @@ pub(crate) fn router(c: Cluster) -> Router {
         .route("/cluster/v1/snapshot", post(h_snapshot))
         .route("/cluster/v1/transfer_leader", post(h_transfer_leader))
         .route("/cluster/v1/join", post(h_join))
+        .fallback(h_extension)
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(c)
 }

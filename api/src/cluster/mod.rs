@@ -70,6 +70,12 @@ impl Node {
     /// The leader's API address, waiting (bounded) while no leader is known. `None` if
     /// none is known by then, or if this node leads meanwhile.
     pub async fn wait_leader_api_addr(&self, within: Duration) -> Option<String> {
+        self.wait_leader_member(within).await.map(|m| m.api_addr)
+    }
+
+    /// The leader's addresses, waiting (bounded) while no leader is known. `None` if none
+    /// is known by then, or if this node leads meanwhile.
+    pub async fn wait_leader_member(&self, within: Duration) -> Option<Member> {
         let deadline = tokio::time::Instant::now() + within;
         loop {
             let s = self.cluster.status();
@@ -77,7 +83,7 @@ impl Node {
                 return None;
             }
             if let Some((_, m)) = s.leader {
-                return Some(m.api_addr);
+                return Some(m);
             }
             if tokio::time::Instant::now() >= deadline {
                 return None;

@@ -3,14 +3,16 @@
 //! A standby that answers a read itself still needs its access event durable before the
 //! answer leaves, and only the leader's sequencer appends. The standby's sequencer has no
 //! task: [`RemoteAccessClient`] sends each *access-only* request (`command: None`) to the
-//! leader's internal endpoint [`PATH`]; the leader submits it to its own sequencer, which
+//! leader's internal endpoint [`PATH`], on its cluster listener (mutual TLS: only unsealed
+//! nodes of this cluster reach it, see [`routes`]); the leader submits it to its own sequencer, which
 //! checks the token again and counts its uses, and returns the result and the seqs. A
 //! write is never sent this way (the sequencer answers `Forward`, and the whole HTTP request
 //! goes to the leader instead).
 //!
 //! The endpoint appends access events on a client's behalf, so it must only accept
-//! standbys of this cluster: the body is authenticated by HMAC-SHA256 under a key derived
-//! from the root key (only unsealed nodes hold it), carries its time (refused if more than
+//! standbys of this cluster: besides the listener's TLS, the body is authenticated by
+//! HMAC-SHA256 under a key derived from the root key (only unsealed nodes hold it),
+//! carries its time (refused if more than
 //! [`MAX_SKEW_SECS`] away) and is refused a second time with the same request id (no replay
 //! within that window).
 
@@ -35,7 +37,7 @@ use super::Node;
 use super::forward::error;
 use crate::http::Api;
 
-/// The leader's internal endpoint (outside `/v1/`: no Vault route can reach it).
+/// The leader's internal endpoint, on the cluster listener.
 pub const PATH: &str = "/cairn/internal/access";
 /// The header that carries the body's HMAC (hex).
 const AUTH_HEADER: &str = "x-cairn-node-auth";
@@ -151,17 +153,17 @@ impl RemoteAccessClient {
         let unavailable = |m: &str| SequencerError::Unavailable(m.to_string());
         let leader = self
             .node
-            .wait_leader_api_addr(Duration::from_secs(3))
+            .wait_leader_member(Duration::from_secs(3))
             .await
-            .ok_or_else(|| unavailable("no active node to record the request"))?;
+            .ok_or_else(|| unavailable("no active node to record the request"))?
+            .cluster_addr;
+        let http = self.node.cluster.peer_client().ok_or_else(|| unavailable("this node is sealed"))?;
         let body = serde_json::to_vec(&to_wire(&request)).map_err(|_| unavailable("cannot encode the request"))?;
         let auth = tag(&self.key, &body).map(|m| hex::encode(m.finalize().into_bytes())).unwrap_or_default();
         // From here on the leader may have recorded it, whatever we hear back.
         super::standby::note_sent();
-        let url = format!("{}{PATH}", leader.trim_end_matches('/'));
-        let answer = self
-            .node
-            .http
+        let url = format!("https://{leader}{PATH}");
+        let answer = http
             .post(&url)
             .timeout(Duration::from_secs(10))
             .header(AUTH_HEADER, auth)
@@ -215,6 +217,14 @@ impl SeenIds {
             }
         }
     }
+}
+
+/// The routes this module serves on the cluster listener.
+pub fn routes(api: Arc<Api>) -> axum::Router {
+    let handler = |axum::extract::State(api): axum::extract::State<Arc<Api>>, req: HttpRequest<Body>| async move {
+        serve(&api, req).await
+    };
+    axum::Router::new().route(PATH, axum::routing::any(handler)).with_state(api)
 }
 
 /// The leader's side of [`PATH`].

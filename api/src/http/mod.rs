@@ -36,6 +36,11 @@ pub fn router(core: Arc<Core>) -> Router {
         jwks: Mutex::new(HashMap::new()),
         remote_seen: Default::default(),
     });
+    if let Some(node) = api.core.cluster()
+        && let Err(e) = node.cluster.set_extension(crate::cluster::remote_access::routes(api.clone()))
+    {
+        tracing::warn!(error = %e, "the internal access endpoint is not served");
+    }
     Router::new().fallback(handle).with_state(api)
 }
 
@@ -216,9 +221,6 @@ impl Ctx<'_> {
 }
 
 async fn handle(AxState(api): AxState<Arc<Api>>, req: HttpRequest<Body>) -> Response {
-    if req.uri().path() == crate::cluster::remote_access::PATH {
-        return crate::cluster::remote_access::serve(&api, req).await;
-    }
     let unsealed = api.core.unsealed().await;
     if let Some(node) = api.core.cluster()
         && !crate::cluster::forward::answered_locally(req.uri().path())
