@@ -838,7 +838,7 @@ fn standbys_serve_reads_on_one_chain_and_read_their_writes_with_the_index() -> R
         assert_eq!(served[0]["outcome"], json!("allowed"));
         let creds = access_rows(n, &format!("database/creds/{role}"))?;
         ensure!(creds.len() == 1, "the forwarded GET is recorded once: {creds:?}");
-        assert_eq!(creds[0]["remote_addr"], json!("127.0.0.1"), "forwarded: the leader saw the standby");
+        assert_eq!(creds[0]["remote_addr"], json!("127.0.0.2"), "forwarded: the leader saw the client");
         let uses: Vec<Value> = access_rows(n, "kv/data/ryw")?
             .into_iter()
             .filter(|r| r["actor"] == json!(limited_accessor) && r["outcome"] == json!("allowed"))
@@ -867,6 +867,6 @@ fn with_disable_standby_reads_a_standby_forwards_reads() -> Result<()> {
     let rows = access_rows(&c.nodes[leader], "secret/data/x")?;
     let reads: Vec<&Value> = rows.iter().filter(|r| r["operation"] == json!("read")).collect();
     ensure!(reads.len() == 1, "{rows:?}");
-    assert_eq!(reads[0]["remote_addr"], json!("127.0.0.1"), "forwarded: the leader saw the standby, not the client");
+    assert_eq!(reads[0]["remote_addr"], json!("127.0.0.2"), "forwarded: the leader saw the client, not the standby");
     Ok(())
 }

@@ -1,13 +1,20 @@
 //! Request forwarding: an unsealed standby passes a request to the leader unchanged and
 //! passes the answer back, so a client pointed at any node works (Vault forwards to the
-//! active node the same way). The leader records the access event, so there is one chain.
+//! active node the same way, over its cluster port). It goes over the cluster listener's
+//! mutual TLS, with the client's address, so the leader sees the client as if it had asked
+//! it: its access event, `token_bound_cidrs` and login limits. The leader records the access
+//! event, so there is one chain.
 
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::{Body, to_bytes};
+use axum::extract::ConnectInfo;
 use axum::http::{HeaderName, Request as HttpRequest, StatusCode};
 use axum::response::{IntoResponse, Response};
 
+use crate::http::Api;
 use crate::http::request::MAX_BODY;
 
 /// Paths a node always answers itself: its own seal state and health, and who leads.
@@ -33,27 +40,40 @@ fn hop_by_hop(name: &HeaderName) -> bool {
     )
 }
 
-/// Sends `req` to the leader at `leader_api_addr` and returns its answer.
-pub async fn forward(http: &reqwest::Client, leader_api_addr: &str, req: HttpRequest<Body>) -> Response {
+/// Where a standby forwards requests on the leader's cluster listener: this prefix, then
+/// the request's own path and query.
+pub const PREFIX: &str = "/cairn/internal/forward";
+/// The client's address, as the standby saw it: trusted only on the cluster listener,
+/// whose peers are this cluster's unsealed nodes.
+const FORWARDED_FOR: &str = "x-cairn-forwarded-for";
+
+/// Sends `req` to the leader, on its cluster listener at `leader_cluster_addr` (`host:port`,
+/// with this node's cluster credentials), and returns its answer. The leader serves it as
+/// if the client had asked it: with the client's address.
+pub async fn forward(http: &reqwest::Client, leader_cluster_addr: &str, req: HttpRequest<Body>) -> Response {
+    let client = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(a)| *a);
     let (parts, body) = req.into_parts();
     let Ok(bytes) = to_bytes(body, MAX_BODY).await else {
         return error(413, "http: request body too large");
     };
     let path = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-    let url = format!("{}{path}", leader_api_addr.trim_end_matches('/'));
+    let url = format!("https://{leader_cluster_addr}{PREFIX}{path}");
     let Ok(method) = reqwest::Method::from_bytes(parts.method.as_str().as_bytes()) else {
         return error(405, "method not allowed");
     };
     let mut out = http.request(method, &url).timeout(Duration::from_secs(90)).body(bytes);
     for (name, value) in &parts.headers {
-        if !hop_by_hop(name) {
+        if !hop_by_hop(name) && name.as_str() != FORWARDED_FOR {
             out = out.header(name.as_str(), value.as_bytes());
         }
+    }
+    if let Some(client) = client {
+        out = out.header(FORWARDED_FOR, client.to_string());
     }
     let answer = match out.send().await {
         Ok(a) => a,
         Err(e) => {
-            tracing::debug!(leader = %leader_api_addr, error = %e, "forwarding to the leader failed");
+            tracing::debug!(leader = %leader_cluster_addr, error = %e, "forwarding to the leader failed");
             return error(503, "the request could not be forwarded to the active node");
         }
     };
@@ -76,6 +96,22 @@ pub async fn forward(http: &reqwest::Client, leader_api_addr: &str, req: HttpReq
         }
     }
     response
+}
+
+/// The leader's side: a request a standby forwarded, served as if the client had asked
+/// here (its path without [`PREFIX`], its address from [`FORWARDED_FOR`]).
+pub async fn serve_forwarded(api: Arc<Api>, mut req: HttpRequest<Body>) -> Response {
+    let inner = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("").strip_prefix(PREFIX).unwrap_or("");
+    let Ok(uri) = inner.parse::<axum::http::Uri>() else {
+        return error(400, "malformed forwarded request");
+    };
+    *req.uri_mut() = uri;
+    let client = req.headers_mut().remove(FORWARDED_FOR);
+    req.extensions_mut().remove::<ConnectInfo<SocketAddr>>();
+    if let Some(a) = client.and_then(|v| v.to_str().ok().and_then(|s| s.parse::<SocketAddr>().ok())) {
+        req.extensions_mut().insert(ConnectInfo(a));
+    }
+    crate::http::handle_request(api, req).await
 }
 
 /// Vault's error body.

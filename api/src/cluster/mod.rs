@@ -207,6 +207,23 @@ impl Node {
     }
 }
 
+/// The server's own routes on the cluster listener, behind its mutual TLS: standbys' access
+/// events ([`remote_access`]) and the requests they forward ([`forward`]).
+pub fn internal_routes(api: Arc<crate::http::Api>) -> axum::Router {
+    use axum::extract::State;
+    use axum::http::Request;
+    type Api = Arc<crate::http::Api>;
+    let access =
+        |State(api): State<Api>, req: Request<axum::body::Body>| async move { remote_access::serve(&api, req).await };
+    let forwarded = |State(api): State<Api>, req: Request<axum::body::Body>| async move {
+        forward::serve_forwarded(api, req).await
+    };
+    axum::Router::new()
+        .route(remote_access::PATH, axum::routing::any(access))
+        .route(&format!("{}/{{*rest}}", forward::PREFIX), axum::routing::any(forwarded))
+        .with_state(api)
+}
+
 fn commit_error(e: ClusterError) -> SequencerError {
     match e {
         ClusterError::NotLeader { .. } => SequencerError::NotLeader,

@@ -219,14 +219,6 @@ impl SeenIds {
     }
 }
 
-/// The routes this module serves on the cluster listener.
-pub fn routes(api: Arc<Api>) -> axum::Router {
-    let handler = |axum::extract::State(api): axum::extract::State<Arc<Api>>, req: HttpRequest<Body>| async move {
-        serve(&api, req).await
-    };
-    axum::Router::new().route(PATH, axum::routing::any(handler)).with_state(api)
-}
-
 /// The leader's side of [`PATH`].
 pub async fn serve(api: &Api, req: HttpRequest<Body>) -> Response {
     if req.method() != axum::http::Method::POST {

@@ -140,8 +140,9 @@ pub fn add_index(response: &mut Response, unsealed: &Unsealed, seq: u64) {
 
 /// Sends a request to the leader (waiting, bounded, for one to be known).
 async fn to_leader(node: &Node, req: HttpRequest<Body>) -> Response {
-    match node.wait_leader_api_addr(Duration::from_secs(3)).await {
-        Some(leader) => forward(&node.http, &leader, req).await,
+    let Some(http) = node.cluster.peer_client() else { return error(503, "Vault is sealed") };
+    match node.wait_leader_member(Duration::from_secs(3)).await {
+        Some(leader) => forward(&http, &leader.cluster_addr, req).await,
         None => error(503, "local node not active but active cluster node not found"),
     }
 }
@@ -166,6 +167,9 @@ pub async fn handle(api: &Api, node: &Node, unsealed: &Arc<Unsealed>, req: HttpR
     *again.method_mut() = parts.method.clone();
     *again.uri_mut() = parts.uri.clone();
     *again.headers_mut() = parts.headers.clone();
+    if let Some(client) = parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>() {
+        again.extensions_mut().insert(client.clone());
+    }
     let scope = Arc::new(Scope::default());
     let local = HttpRequest::from_parts(parts, Body::from(bytes));
     let mut response = SCOPE.scope(scope.clone(), crate::http::serve_here(api, local)).await;

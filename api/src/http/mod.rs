@@ -37,9 +37,9 @@ pub fn router(core: Arc<Core>) -> Router {
         remote_seen: Default::default(),
     });
     if let Some(node) = api.core.cluster()
-        && let Err(e) = node.cluster.set_extension(crate::cluster::remote_access::routes(api.clone()))
+        && let Err(e) = node.cluster.set_extension(crate::cluster::internal_routes(api.clone()))
     {
-        tracing::warn!(error = %e, "the internal access endpoint is not served");
+        tracing::warn!(error = %e, "the internal routes are not served on the cluster listener");
     }
     Router::new().fallback(handle).with_state(api)
 }
@@ -221,6 +221,12 @@ impl Ctx<'_> {
 }
 
 async fn handle(AxState(api): AxState<Arc<Api>>, req: HttpRequest<Body>) -> Response {
+    handle_request(api, req).await
+}
+
+/// Answers one API request: a standby serves it or sends it to the leader; the leader or
+/// a single node serves it.
+pub(crate) async fn handle_request(api: Arc<Api>, req: HttpRequest<Body>) -> Response {
     let unsealed = api.core.unsealed().await;
     if let Some(node) = api.core.cluster()
         && !crate::cluster::forward::answered_locally(req.uri().path())
