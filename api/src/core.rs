@@ -618,9 +618,22 @@ impl Core {
         let unavailable = |e: String| CoreError::Internal(format!("cannot join the cluster: {e}"));
         let secret = crate::cluster::index::derive_key(&root_key, crate::cluster::join::CLUSTER_TLS_LABEL);
         node.cluster.set_credentials(Some(&secret)).map_err(|e| unavailable(e.to_string()))?;
-        if let Err(e) = node.join_as_member(&material.leader_api_addr).await {
+        // The member that gave the material first, then the `retry_join` addresses.
+        let mut members = vec![material.leader_api_addr.clone()];
+        members.extend(node.config.retry_join.iter().filter(|a| a.trim_end_matches('/') != material.leader_api_addr).cloned());
+        let mut failures = Vec::new();
+        for member in &members {
+            match node.join_as_member(member).await {
+                Ok(()) => {
+                    failures.clear();
+                    break;
+                }
+                Err(e) => failures.push(e),
+            }
+        }
+        if !failures.is_empty() {
             let _ = node.cluster.set_credentials(None);
-            return Err(unavailable(e));
+            return Err(unavailable(failures.join("; ")));
         }
         tracing::info!(leader = %material.leader_api_addr, "joined the cluster; waiting for its ledger");
         let deadline = tokio::time::Instant::now() + JOIN_REPLICATION_TIMEOUT;

@@ -98,3 +98,40 @@ pub async fn fetch(http: &reqwest::Client, leader_api_addr: &str, node_id: &str)
         auto_sealed: c.auto_sealed,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn initialized() -> migrations::Initialized {
+        migrations::Initialized {
+            secret_shares: 5,
+            secret_threshold: 3,
+            wrapped_root_key: vec![9; 60],
+            keyring_term: 1,
+            wrapped_keyring_key: vec![1; 60],
+            wrapped_signing_key: vec![2; 60],
+            wrapped_hmac_key: vec![3; 60],
+            cluster_id: "c".into(),
+        }
+    }
+
+    /// The answer carries what unseals the root key, and nothing wrapped under the root
+    /// key itself (the keyring, signing and HMAC keys arrive by replication, after the join).
+    #[test]
+    fn the_challenge_carries_the_seal_material_only() {
+        let mut seal = projections::seal::SealState::default();
+        assert!(challenge(&seal).is_none(), "no material before init");
+        seal.init = Some(initialized());
+        let answer = challenge(&seal).expect("initialized");
+        let text = answer.to_string();
+        let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+        for other in [[1u8; 60], [2; 60], [3; 60]] {
+            assert!(!text.contains(&b64(&other)), "{text}");
+        }
+        let parsed: Challenge = serde_json::from_value(answer).expect("its own shape");
+        assert_eq!((parsed.seal_config.kind.as_str(), parsed.seal_config.secret_threshold), ("shamir", 3));
+        assert_eq!(parsed.challenge, b64(&[9; 60]));
+        assert!(parsed.auto_sealed.is_none());
+    }
+}
