@@ -620,7 +620,9 @@ impl Core {
         node.cluster.set_credentials(Some(&secret)).map_err(|e| unavailable(e.to_string()))?;
         // The member that gave the material first, then the `retry_join` addresses.
         let mut members = vec![material.leader_api_addr.clone()];
-        members.extend(node.config.retry_join.iter().filter(|a| a.trim_end_matches('/') != material.leader_api_addr).cloned());
+        members.extend(
+            node.config.retry_join.iter().filter(|a| a.trim_end_matches('/') != material.leader_api_addr).cloned(),
+        );
         let mut failures = Vec::new();
         for member in &members {
             match node.join_as_member(member).await {
