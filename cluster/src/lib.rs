@@ -210,6 +210,9 @@ impl Cluster {
             election_timeout_max: cfg.election_max_ms,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(SNAPSHOT_EVERY),
             max_in_snapshot_log_to_keep: LOGS_KEPT_AFTER_SNAPSHOT,
+            // A node starts sealed, without credentials: it must not resume as the leader
+            // it was before a restart (it could reach no one, yet claim to lead).
+            enable_leader_restore: Some(false),
             ..Default::default()
         };
         let config = Arc::new(config.validate().map_err(|e| ClusterError::Config(e.to_string()))?);
