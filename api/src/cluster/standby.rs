@@ -168,7 +168,7 @@ pub async fn handle(api: &Api, node: &Node, unsealed: &Arc<Unsealed>, req: HttpR
     *again.uri_mut() = parts.uri.clone();
     *again.headers_mut() = parts.headers.clone();
     if let Some(client) = parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>() {
-        again.extensions_mut().insert(client.clone());
+        again.extensions_mut().insert(*client);
     }
     let scope = Arc::new(Scope::default());
     let local = HttpRequest::from_parts(parts, Body::from(bytes));
