@@ -36,7 +36,10 @@ pub async fn join(core: &Core, req: &VaultRequest) -> Option<Reply> {
     let Some(leader) = req.get_str("leader_api_addr").filter(|s| !s.is_empty()) else {
         return Some(Reply::error(400, "leader_api_addr is required"));
     };
-    if node.cluster.is_initialized() {
+    // A member whose ledger holds the cluster's initialization has nothing to join. One
+    // without it (stopped between being added and receiving the ledger) fetches the seal
+    // material again, so that its unseal can complete the join.
+    if node.cluster.is_initialized() && core.is_initialized() {
         return Some(Reply::Raw(200, json!({ "joined": true })));
     }
     // A join can meet a membership change already under way (another node joining): it
@@ -50,7 +53,7 @@ pub async fn join(core: &Core, req: &VaultRequest) -> Option<Reply> {
             Ok(_) => return Some(Reply::Raw(200, json!({ "joined": true }))),
             Err(e) => last = e,
         }
-        if node.cluster.is_initialized() {
+        if node.cluster.is_initialized() && core.is_initialized() {
             return Some(Reply::Raw(200, json!({ "joined": true })));
         }
         tokio::time::sleep(std::time::Duration::from_secs(1)).await;
