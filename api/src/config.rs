@@ -80,7 +80,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
 ];
 const STORAGE_KEYS: &[&str] = &["path"];
 const RAFT_KEYS: &[&str] = &["node_id", "path", "pipeline_depth", "retry_join"];
-const RETRY_JOIN_KEYS: &[&str] = &["leader_api_addr"];
+const RETRY_JOIN_KEYS: &[&str] = &["leader_api_addr", "leader_ca_cert", "leader_ca_cert_file"];
 const LISTENER_KEYS: &[&str] = &["address", "tls_cert_file", "tls_disable", "tls_key_file", "tls_min_version"];
 const TRANSIT_SEAL_KEYS: &[&str] =
     &["address", "disable_renewal", "key_name", "mount_path", "namespace", "tls_ca_cert", "tls_skip_verify", "token"];
@@ -136,10 +136,39 @@ pub struct RaftConfig {
     pub node_id: String,
     /// `retry_join { leader_api_addr = "…" }` stanzas: nodes to ask to join until one
     /// answers, while this node is not part of a cluster.
-    pub retry_join: Vec<String>,
+    pub retry_join: Vec<RetryJoin>,
     /// cairn's own `pipeline_depth`: how many batches the leader keeps in flight (1 to
     /// [`MAX_PIPELINE_DEPTH`]; default 1). See BENCHMARKS.md for when more pays.
     pub pipeline_depth: usize,
+}
+
+/// One `retry_join` stanza.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryJoin {
+    /// The API address of a node to join.
+    pub leader_api_addr: String,
+    /// `leader_ca_cert`: the CA certificates (PEM) its API's TLS certificate is checked
+    /// against, instead of the platform's roots.
+    pub leader_ca_cert: Option<String>,
+    /// `leader_ca_cert_file`: the same, from a file (read at each join attempt).
+    pub leader_ca_cert_file: Option<PathBuf>,
+}
+
+impl RetryJoin {
+    /// A stanza with the address only.
+    pub fn to(leader_api_addr: impl Into<String>) -> RetryJoin {
+        RetryJoin { leader_api_addr: leader_api_addr.into(), leader_ca_cert: None, leader_ca_cert_file: None }
+    }
+
+    /// The CA certificates to check the leader's API with, PEM; empty for the platform's.
+    pub fn ca_pem(&self) -> Result<String, String> {
+        match (&self.leader_ca_cert, &self.leader_ca_cert_file) {
+            (Some(pem), _) => Ok(pem.clone()),
+            (None, Some(file)) => std::fs::read_to_string(file)
+                .map_err(|e| format!("cannot read leader_ca_cert_file {}: {e}", file.display())),
+            (None, None) => Ok(String::new()),
+        }
+    }
 }
 
 /// The most batches a leader may keep in flight.
@@ -772,19 +801,24 @@ fn raft_stanza(body: &[Item], line: Option<usize>) -> Result<StorageConfig, Conf
             ("path", Kind::Value(v)) => path = Some(PathBuf::from(non_empty_string(item, v)?)),
             ("node_id", Kind::Value(v)) => node_id = Some(non_empty_string(item, v)?),
             ("retry_join", Kind::Block { labels, body }) if labels.is_empty() => {
-                let mut leader = None;
+                let (mut leader, mut ca, mut ca_file) = (None, None, None);
                 for inner in body {
                     match (inner.key.as_str(), &inner.kind) {
                         ("leader_api_addr", Kind::Value(v)) => leader = Some(url(inner, v)?),
+                        ("leader_ca_cert", Kind::Value(v)) => ca = Some(non_empty_string(inner, v)?),
+                        ("leader_ca_cert_file", Kind::Value(v)) => {
+                            ca_file = Some(PathBuf::from(non_empty_string(inner, v)?));
+                        }
                         (key, _) => return Err(unknown_key(key, inner.line, "retry_join", RETRY_JOIN_KEYS)),
                     }
                 }
-                retry_join.push(leader.ok_or_else(|| {
+                let leader_api_addr = leader.ok_or_else(|| {
                     ConfigError::invalid(
                         item.line,
                         "retry_join needs `leader_api_addr`, the API address of a node to join",
                     )
-                })?);
+                })?;
+                retry_join.push(RetryJoin { leader_api_addr, leader_ca_cert: ca, leader_ca_cert_file: ca_file });
             }
             ("retry_join", _) => {
                 return Err(ConfigError::invalid(
@@ -1198,13 +1232,23 @@ disable_mlock = true
             config.storage.raft,
             Some(RaftConfig {
                 node_id: "n2".into(),
-                retry_join: vec!["http://127.0.0.1:8200".into(), "http://127.0.0.1:8210".into()],
+                retry_join: vec![RetryJoin::to("http://127.0.0.1:8200"), RetryJoin::to("http://127.0.0.1:8210")],
                 pipeline_depth: 1,
             })
         );
+        let with_ca = parse(&text.replace(
+            "leader_api_addr = \"http://127.0.0.1:8210\"",
+            "leader_api_addr = \"https://10.0.0.1:8200\"\n    leader_ca_cert_file = \"/etc/cairn/ca.pem\"",
+        ));
+        let joins = with_ca.storage.raft.map(|r| r.retry_join).unwrap_or_default();
+        assert_eq!(joins[1].leader_ca_cert_file, Some(PathBuf::from("/etc/cairn/ca.pem")));
+        assert!(joins[1].ca_pem().is_err_and(|e| e.contains("/etc/cairn/ca.pem")), "an unreadable file is said");
         let (message, _) =
-            refuse(&text.replace("leader_api_addr = \"http://127.0.0.1:8210\"", "leader_ca_cert_file = \"x\""));
-        assert!(message.contains("unknown key `leader_ca_cert_file` in retry_join"), "{message}");
+            refuse(&text.replace("leader_api_addr = \"http://127.0.0.1:8210\"", "leader_client_cert_file = \"x\""));
+        assert!(message.contains("unknown key `leader_client_cert_file` in retry_join"), "{message}");
+        let (message, _) =
+            refuse(&text.replace("leader_api_addr = \"http://127.0.0.1:8210\"", "leader_ca_cert = \"x\""));
+        assert!(message.contains("retry_join needs `leader_api_addr`"), "{message}");
     }
 
     #[test]

@@ -289,7 +289,8 @@ impl Core {
 
     /// Starts this node's Raft side (`storage "raft"`): the local ledger becomes a replica
     /// fed by the cluster, and a node that is not part of a cluster yet tries its
-    /// `retry_join` addresses. Sealed nodes replicate but do not stand for election.
+    /// `retry_join` addresses. A sealed node is cut off from the others (no cluster
+    /// credentials) and does not stand for election.
     pub async fn start_cluster(
         &self,
         raft: &crate::config::RaftConfig,
@@ -619,13 +620,19 @@ impl Core {
         let secret = crate::cluster::index::derive_key(&root_key, crate::cluster::join::CLUSTER_TLS_LABEL);
         node.cluster.set_credentials(Some(&secret)).map_err(|e| unavailable(e.to_string()))?;
         // The member that gave the material first, then the `retry_join` addresses.
-        let mut members = vec![material.leader_api_addr.clone()];
-        members.extend(
-            node.config.retry_join.iter().filter(|a| a.trim_end_matches('/') != material.leader_api_addr).cloned(),
-        );
+        let mut members = vec![(material.leader_api_addr.clone(), Ok(material.leader_ca_cert.clone()))];
+        for stanza in &node.config.retry_join {
+            if stanza.leader_api_addr.trim_end_matches('/') != material.leader_api_addr {
+                members.push((stanza.leader_api_addr.clone(), stanza.ca_pem()));
+            }
+        }
         let mut failures = Vec::new();
-        for member in &members {
-            match node.join_as_member(member).await {
+        for (member, ca) in &members {
+            let joined = match ca {
+                Ok(ca) => node.join_as_member(member, ca).await,
+                Err(e) => Err(e.clone()),
+            };
+            match joined {
                 Ok(()) => {
                     failures.clear();
                     break;

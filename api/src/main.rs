@@ -67,6 +67,10 @@ enum RaftCommand {
     Join {
         #[command(flatten)]
         server: ServerAddress,
+        /// A PEM file of the CA certificates the leader's API is checked against (Vault's
+        /// `-leader-ca-cert`), when it is not signed by a CA the platform trusts.
+        #[arg(long)]
+        leader_ca_cert: Option<std::path::PathBuf>,
         leader_api_addr: String,
     },
     /// Remove a member from the cluster (by node id).
@@ -361,9 +365,14 @@ fn raft_command(cmd: RaftCommand) -> ExitCode {
                     }
                 }
             }
-            RaftCommand::Join { server, leader_api_addr } => {
+            RaftCommand::Join { server, leader_ca_cert, leader_api_addr } => {
                 let remote = api::remote::Remote::anonymous(&server.address, server.ca_cert.as_deref())?;
-                let body = serde_json::json!({ "leader_api_addr": leader_api_addr });
+                let mut body = serde_json::json!({ "leader_api_addr": leader_api_addr });
+                if let Some(file) = leader_ca_cert {
+                    let pem = std::fs::read_to_string(&file)
+                        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+                    body["leader_ca_cert"] = serde_json::Value::String(pem);
+                }
                 let answer = block_on(remote.call("POST", "sys/storage/raft/join", Some(&body)))??;
                 let joined = answer.is_some_and(|a| a["joined"] == serde_json::json!(true));
                 anyhow::ensure!(joined, "the node did not join");

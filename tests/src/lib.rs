@@ -15,6 +15,7 @@ use std::process::{Command, Output};
 
 use anyhow::Context;
 
+pub mod certs;
 pub mod db;
 mod fake_http;
 pub mod jwt;

@@ -141,6 +141,8 @@ pub struct Raft {
     pub retry_join: Vec<String>,
     /// `pipeline_depth` (`None`: the default).
     pub pipeline_depth: Option<usize>,
+    /// `leader_ca_cert_file` of every `retry_join` stanza.
+    pub leader_ca_cert_file: Option<PathBuf>,
 }
 
 /// The files of a TLS listener, and the CA clients must trust to reach it.
@@ -301,7 +303,14 @@ impl Server {
                         let joins: String = raft
                             .retry_join
                             .iter()
-                            .map(|a| format!("  retry_join {{\n    leader_api_addr = \"{a}\"\n  }}\n"))
+                            .map(|a| {
+                                let ca = raft
+                                    .leader_ca_cert_file
+                                    .as_ref()
+                                    .map(|f| format!("    leader_ca_cert_file = \"{}\"\n", f.display()))
+                                    .unwrap_or_default();
+                                format!("  retry_join {{\n    leader_api_addr = \"{a}\"\n{ca}  }}\n")
+                            })
                             .collect();
                         let depth =
                             raft.pipeline_depth.map(|d| format!("  pipeline_depth = {d}\n")).unwrap_or_default();

@@ -248,6 +248,7 @@ fn a_cluster_with_a_transit_seal_restarts_without_humans() -> Result<()> {
                 node_id: id.into(),
                 retry_join: join.map(|a| vec![a.to_owned()]).unwrap_or_default(),
                 pipeline_depth: None,
+                leader_ca_cert_file: None,
             }),
             ..Options::default()
         })

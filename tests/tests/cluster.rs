@@ -37,6 +37,7 @@ fn node_with(id: &str, join: Option<&str>, config: &str) -> Result<ConfigServer>
             node_id: id.into(),
             retry_join: join.map(|a| vec![a.to_owned()]).unwrap_or_default(),
             pipeline_depth: Some(4),
+            leader_ca_cert_file: None,
         }),
         config: config.into(),
         ..Options::default()
@@ -516,6 +517,113 @@ fn membership_with_the_cairn_and_bao_clis() -> Result<()> {
     let refused = e2e::cairn(&["operator", "raft", "list-peers", "--address", &first.addr(), "--token", "nope"])?;
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("403"), "{}", String::from_utf8_lossy(&refused.stderr));
+    Ok(())
+}
+
+/// One request over HTTPS trusting `ca` (the harness's raw requests are plain HTTP): the
+/// status, the body (JSON, or null) and the `X-Vault-Index` header if any.
+fn https(
+    server: &Server,
+    ca: &std::path::Path,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> Result<(u16, Value, Option<String>)> {
+    let mut cmd = std::process::Command::new("curl");
+    cmd.args(["-s", "--max-time", "60", "--cacert"]).arg(ca).args(["-X", method, "-D", "-", "-w", "\n%{http_code}"]);
+    for (name, value) in headers {
+        cmd.args(["-H", &format!("{name}: {value}")]);
+    }
+    if let Some(body) = body {
+        cmd.args(["-H", "Content-Type: application/json", "--data-binary", body]);
+    }
+    let out = cmd.arg(format!("{}{path}", server.addr())).output().context("curl")?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (rest, status) = text.rsplit_once('\n').context("curl printed no status")?;
+    let (head, body) = rest.split_once("\r\n\r\n").unwrap_or((rest, ""));
+    let index = head.lines().find_map(|l| {
+        l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case("x-vault-index")).map(|(_, v)| v.trim().to_owned())
+    });
+    let json = if body.trim().is_empty() { Value::Null } else { serde_json::from_str(body)? };
+    Ok((status.trim().parse().with_context(|| format!("curl: {text}"))?, json, index))
+}
+
+/// With TLS on the API listeners (certificates from a private CA), a node joins by
+/// `retry_join` with `leader_ca_cert_file`, and another with the CLI's `--leader-ca-cert`;
+/// without the CA, the leader's certificate is refused and nothing is joined.
+#[test]
+fn nodes_behind_tls_join_with_the_leaders_ca() -> Result<()> {
+    let certs = tempfile::tempdir()?;
+    let tls = e2e::certs::make_certificates(certs.path())?;
+    let ca = tls.ca_file.clone();
+    let start = |id: &str, join: Option<&str>, ca: Option<&std::path::Path>| {
+        ConfigServer::start_with(Options {
+            target: Some(Target::Cairn),
+            tls: Some(tls.clone()),
+            raft: Some(Raft {
+                node_id: id.into(),
+                retry_join: join.map(|a| vec![a.to_owned()]).unwrap_or_default(),
+                pipeline_depth: None,
+                leader_ca_cert_file: ca.map(|c| c.to_path_buf()),
+            }),
+            ..Options::default()
+        })
+    };
+    let unseal = |n: &Server, key: &str| -> Result<()> {
+        wait_for(Duration::from_secs(30), "the node initialized or holding the seal material", || {
+            Ok(https(n, &ca, "GET", "/v1/sys/seal-status", &[], None)?.1["initialized"] == json!(true))
+        })?;
+        let (status, answer, _) =
+            https(n, &ca, "PUT", "/v1/sys/unseal", &[], Some(&json!({ "key": key }).to_string()))?;
+        ensure!(status == 200 && answer["sealed"] == json!(false), "unseal: {status} {answer}");
+        Ok(())
+    };
+
+    let first = start("node1", None, None)?;
+    let (status, init, _) =
+        https(&first, &ca, "PUT", "/v1/sys/init", &[], Some(r#"{"secret_shares":1,"secret_threshold":1}"#))?;
+    ensure!(status == 200, "init: {status} {init}");
+    let root = init["root_token"].as_str().context("root_token")?.to_owned();
+    let key = init["keys_base64"][0].as_str().context("keys_base64")?.to_owned();
+    unseal(&first, &key)?;
+    let second = start("node2", Some(&first.addr()), Some(&ca))?;
+    unseal(&second, &key)?;
+
+    let third = start("node3", None, None)?;
+    let join = |with_ca: bool| {
+        let (ca, address, leader) = (ca.display().to_string(), third.addr(), first.addr());
+        let mut args = vec!["operator", "raft", "join", "--address", address.as_str(), "--ca-cert", ca.as_str()];
+        if with_ca {
+            args.extend(["--leader-ca-cert", ca.as_str()]);
+        }
+        args.push(leader.as_str());
+        e2e::cairn(&args)
+    };
+    let refused = join(false)?;
+    assert!(!refused.status.success(), "joined without the leader's CA: {}", e2e::stdout(&refused));
+    assert_eq!(https(&third, &ca, "GET", "/v1/sys/seal-status", &[], None)?.1["initialized"], json!(false));
+    let joined = join(true)?;
+    ensure!(joined.status.success(), "join: {}{}", e2e::stdout(&joined), String::from_utf8_lossy(&joined.stderr));
+    unseal(&third, &key)?;
+
+    let token = [("X-Vault-Token", root.as_str())];
+    wait_for(Duration::from_secs(60), "three voters", || {
+        let (_, config, _) = https(&first, &ca, "GET", "/v1/sys/storage/raft/configuration", &token, None)?;
+        let servers = config["data"]["config"]["servers"].as_array().cloned().unwrap_or_default();
+        Ok(servers.iter().filter(|s| s["voter"] == json!(true)).count() == 3)
+    })?;
+    // A write through a standby (forwarded over the cluster listener) reads back everywhere.
+    let mount = r#"{"type":"kv","options":{"version":"2"}}"#;
+    assert_eq!(https(&second, &ca, "POST", "/v1/sys/mounts/secret", &token, Some(mount))?.0, 204);
+    let (status, _, index) = https(&third, &ca, "PUT", "/v1/secret/data/tls", &token, Some(r#"{"data":{"v":"1"}}"#))?;
+    assert_eq!(status, 200);
+    let index = index.context("X-Vault-Index")?;
+    for n in [&first, &second, &third] {
+        let headers = [token[0], ("X-Vault-Index", index.as_str()), ("X-Vault-Inconsistent", "await-state")];
+        let (status, read, _) = https(n, &ca, "GET", "/v1/secret/data/tls", &headers, None)?;
+        assert_eq!((status, &read["data"]["data"]["v"]), (200, &json!("1")), "{read}");
+    }
     Ok(())
 }
 

@@ -7,14 +7,11 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
-use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
-use e2e::process::run_bounded;
-use e2e::{ConfigServer, DevServer, Options, Server, Target, Tls};
+use e2e::{ConfigServer, DevServer, Options, Server, Target};
 use serde_json::json;
 
 /// Vault's `max_request_size` default: 32 MiB.
@@ -250,59 +247,10 @@ fn a_sealed_server_answers_503_vault_is_sealed_and_keeps_its_data() -> Result<()
 // TLS
 // ---------------------------------------------------------------------------------------
 
-fn openssl(dir: &Path, args: &[&str]) -> Result<()> {
-    let mut cmd = Command::new("openssl");
-    cmd.args(args).current_dir(dir);
-    run_bounded(cmd, Duration::from_secs(60))?
-        .success()
-        .context("the openssl CLI is needed to make test certificates")?;
-    Ok(())
-}
-
-/// A fresh CA and a server certificate it signed for 127.0.0.1 (IP SAN), made with the
-/// `openssl` CLI in `dir`.
-fn make_certificates(dir: &Path) -> Result<Tls> {
-    let p256 = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-    let mut ca = vec!["req", "-x509"];
-    ca.extend_from_slice(&p256);
-    ca.extend_from_slice(&["-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=cairn e2e test CA"]);
-    openssl(dir, &ca)?;
-    let mut csr = vec!["req"];
-    csr.extend_from_slice(&p256);
-    csr.extend_from_slice(&["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"]);
-    openssl(dir, &csr)?;
-    std::fs::write(
-        dir.join("server.ext"),
-        "subjectAltName = IP:127.0.0.1\nbasicConstraints = critical, CA:FALSE\n\
-         keyUsage = critical, digitalSignature\nextendedKeyUsage = serverAuth\n",
-    )?;
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "server.pem",
-            "-days",
-            "2",
-            "-extfile",
-            "server.ext",
-        ],
-    )?;
-    Ok(Tls { cert_file: dir.join("server.pem"), key_file: dir.join("server.key"), ca_file: dir.join("ca.pem") })
-}
-
 #[test]
 fn a_tls_listener_serves_the_cli_over_https_and_refuses_plain_http() -> Result<()> {
     let certs = tempfile::Builder::new().prefix("cairn-tls-").tempdir()?;
-    let tls = make_certificates(certs.path())?;
+    let tls = e2e::certs::make_certificates(certs.path())?;
     let s = ConfigServer::start_with(Options { tls: Some(tls), ..Options::default() })?;
     assert!(s.addr().starts_with("https://127.0.0.1:"), "{}", s.addr());
 

@@ -34,6 +34,9 @@ pub struct JoinMaterial {
     pub wrapped_root_key: Vec<u8>,
     /// The root key, wrapped by the auto-unseal key service.
     pub auto_sealed: Option<RootKeyAutoSealed>,
+    /// The CA certificates (PEM) that member's API was checked against; empty for the
+    /// platform's roots.
+    pub leader_ca_cert: String,
 }
 
 /// `seal_config` of the challenge answer (Vault's field names).
@@ -70,8 +73,14 @@ pub fn challenge(seal: &projections::seal::SealState) -> Option<serde_json::Valu
     serde_json::to_value(answer).ok()
 }
 
-/// Asks the member at `leader_api_addr` for the cluster's seal material.
-pub async fn fetch(http: &reqwest::Client, leader_api_addr: &str, node_id: &str) -> Result<JoinMaterial, String> {
+/// Asks the member at `leader_api_addr` for the cluster's seal material; `http` checks its
+/// TLS certificate against `ca_pem` if given (kept for the rest of the join).
+pub async fn fetch(
+    http: &reqwest::Client,
+    leader_api_addr: &str,
+    node_id: &str,
+    ca_pem: &str,
+) -> Result<JoinMaterial, String> {
     let base = leader_api_addr.trim_end_matches('/');
     let url = format!("{base}/v1/sys/storage/raft/bootstrap/challenge");
     let r = http
@@ -96,6 +105,7 @@ pub async fn fetch(http: &reqwest::Client, leader_api_addr: &str, node_id: &str)
         secret_threshold: c.seal_config.secret_threshold,
         wrapped_root_key,
         auto_sealed: c.auto_sealed,
+        leader_ca_cert: ca_pem.to_owned(),
     })
 }
 

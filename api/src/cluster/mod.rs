@@ -143,11 +143,13 @@ impl Node {
     /// Joins the cluster through the member at `leader_api_addr` (its API address). A sealed
     /// node fetches the cluster's seal material and waits to be unsealed ([`join`]); an
     /// unsealed one, which holds the cluster's credentials, asks to be added at once.
-    pub async fn join(&self, leader_api_addr: &str) -> Result<Joined, String> {
+    /// `ca_pem`: the CA certificates its API's TLS certificate is checked against (Vault's
+    /// `leader_ca_cert`); empty for the platform's roots.
+    pub async fn join(&self, leader_api_addr: &str, ca_pem: &str) -> Result<Joined, String> {
         if self.cluster.has_credentials() {
-            return self.join_as_member(leader_api_addr).await.map(|()| Joined::Member);
+            return self.join_as_member(leader_api_addr, ca_pem).await.map(|()| Joined::Member);
         }
-        let material = join::fetch(&self.http, leader_api_addr, &self.id).await?;
+        let material = join::fetch(&self.api_client(ca_pem)?, leader_api_addr, &self.id, ca_pem).await?;
         if let Ok(mut p) = self.pending_join.lock() {
             *p = Some(material);
         }
@@ -156,10 +158,10 @@ impl Node {
 
     /// With this node's credentials: asks the member at `leader_api_addr` where the leader's
     /// cluster listener is, then asks there to be added.
-    pub async fn join_as_member(&self, leader_api_addr: &str) -> Result<(), String> {
+    pub async fn join_as_member(&self, leader_api_addr: &str, ca_pem: &str) -> Result<(), String> {
         let url = format!("{}/v1/sys/leader", leader_api_addr.trim_end_matches('/'));
         let answer: serde_json::Value = self
-            .http
+            .api_client(ca_pem)?
             .get(&url)
             .timeout(Duration::from_secs(5))
             .send()
@@ -177,6 +179,14 @@ impl Node {
         self.cluster.join(cluster_addr, within).await.map_err(|e| e.to_string())
     }
 
+    /// A client for another node's API: trusting only `ca_pem` if given.
+    fn api_client(&self, ca_pem: &str) -> Result<reqwest::Client, String> {
+        if ca_pem.trim().is_empty() {
+            return Ok(self.http.clone());
+        }
+        crate::auth::jwt_verify::http::client(ca_pem, false).map_err(|e| format!("leader_ca_cert: {e}"))
+    }
+
     /// `retry_join`: until this node is part of a cluster or holds the seal material of
     /// one, tries each leader address in turn, with a pause between rounds.
     pub fn spawn_retry_join(self: &Arc<Self>) {
@@ -187,8 +197,13 @@ impl Node {
         tokio::spawn(async move {
             let mut pause = Duration::from_millis(500);
             while !node.cluster.is_initialized() && node.pending_join().is_none() {
-                for addr in &node.config.retry_join {
-                    match node.join(addr).await {
+                for stanza in &node.config.retry_join {
+                    let addr = &stanza.leader_api_addr;
+                    let joined = match stanza.ca_pem() {
+                        Ok(ca) => node.join(addr, &ca).await,
+                        Err(e) => Err(e),
+                    };
+                    match joined {
                         Ok(Joined::Member) => {
                             tracing::info!(leader = %addr, "joined the cluster");
                             return;

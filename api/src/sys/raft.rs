@@ -45,11 +45,13 @@ pub async fn join(core: &Core, req: &VaultRequest) -> Option<Reply> {
     // A join can meet a membership change already under way (another node joining): it
     // is tried again for a while before the answer. With `retry`, it goes on in the
     // background after that, as Vault's does.
+    // Vault's `leader_ca_cert`: the CA certificates the leader's API is checked against.
+    let ca = req.get_str("leader_ca_cert").unwrap_or_default().to_owned();
     let retry = req.get("retry").is_some_and(|v| v.as_bool() == Some(true) || v.as_str() == Some("true"));
     let mut last = String::new();
     for _ in 0..JOIN_ATTEMPTS {
         // Joined, or waiting for this node's unseal to complete (Vault answers `true` too).
-        match node.join(leader).await {
+        match node.join(leader, &ca).await {
             Ok(_) => return Some(Reply::Raw(200, json!({ "joined": true }))),
             Err(e) => last = e,
         }
@@ -62,10 +64,10 @@ pub async fn join(core: &Core, req: &VaultRequest) -> Option<Reply> {
         return Some(Reply::error(500, format!("failed to join raft cluster: {last}")));
     }
     tracing::info!(error = %last, "join failed; retrying in the background");
-    let (node, leader) = (node.clone(), leader.to_owned());
+    let (node, leader, ca) = (node.clone(), leader.to_owned(), ca);
     tokio::spawn(async move {
         for _ in 0..120 {
-            if node.cluster.is_initialized() || node.join(&leader).await.is_ok() {
+            if node.cluster.is_initialized() || node.join(&leader, &ca).await.is_ok() {
                 return;
             }
             tokio::time::sleep(std::time::Duration::from_secs(1)).await;
