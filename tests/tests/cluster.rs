@@ -600,6 +600,15 @@ fn nodes_behind_tls_join_with_the_leaders_ca() -> Result<()> {
         args.push(leader.as_str());
         e2e::cairn(&args)
     };
+    let garbage = https(
+        &third,
+        &ca,
+        "POST",
+        "/v1/sys/storage/raft/join",
+        &[],
+        Some(&json!({ "leader_api_addr": first.addr(), "leader_ca_cert": "not a certificate" }).to_string()),
+    )?;
+    assert_eq!(garbage.0, 400, "{}", garbage.1);
     let refused = join(false)?;
     assert!(!refused.status.success(), "joined without the leader's CA: {}", e2e::stdout(&refused));
     assert_eq!(https(&third, &ca, "GET", "/v1/sys/seal-status", &[], None)?.1["initialized"], json!(false));

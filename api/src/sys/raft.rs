@@ -42,11 +42,16 @@ pub async fn join(core: &Core, req: &VaultRequest) -> Option<Reply> {
     if node.cluster.is_initialized() && core.is_initialized() {
         return Some(Reply::Raw(200, json!({ "joined": true })));
     }
+    // Vault's `leader_ca_cert`: the CA certificates the leader's API is checked against.
+    let ca = req.get_str("leader_ca_cert").unwrap_or_default().to_owned();
+    if !ca.trim().is_empty()
+        && let Err(e) = crate::auth::jwt_verify::http::client(&ca, false)
+    {
+        return Some(Reply::error(400, format!("leader_ca_cert: {e}")));
+    }
     // A join can meet a membership change already under way (another node joining): it
     // is tried again for a while before the answer. With `retry`, it goes on in the
     // background after that, as Vault's does.
-    // Vault's `leader_ca_cert`: the CA certificates the leader's API is checked against.
-    let ca = req.get_str("leader_ca_cert").unwrap_or_default().to_owned();
     let retry = req.get("retry").is_some_and(|v| v.as_bool() == Some(true) || v.as_str() == Some("true"));
     let mut last = String::new();
     for _ in 0..JOIN_ATTEMPTS {
