@@ -407,15 +407,11 @@ impl Core {
         let progress = self.unseal.lock().map(|p| (p.shares.len(), p.nonce.clone())).unwrap_or_default();
         let auto = self.auto_seal_kind().or(state.seal.auto_sealed.as_ref().map(|_| "transit"));
         // A joining node shows the cluster's seal configuration, as Vault's does.
-        let joining = if init.is_none() { self.join_material() } else { None };
-        let (t, n) = match (init, &joining) {
-            (Some(i), _) => (i.secret_threshold, i.secret_shares),
-            (None, Some(m)) => (m.secret_threshold, m.secret_shares),
-            (None, None) => (0, 0),
-        };
+        let shares = self.shares_config(init);
+        let (t, n) = shares.unwrap_or((0, 0));
         SealStatus {
             kind: auto.unwrap_or("shamir"),
-            initialized: init.is_some() || joining.is_some(),
+            initialized: shares.is_some(),
             sealed: !unsealed,
             t,
             n,
@@ -564,11 +560,7 @@ impl Core {
         // A node joining a cluster unseals with the cluster's material until the cluster's
         // ledger has reached it.
         let joining = if state.seal.init.is_none() { self.join_material() } else { None };
-        let threshold = match (&state.seal.init, &joining) {
-            (Some(init), _) => init.secret_threshold,
-            (None, Some(m)) => m.secret_threshold,
-            (None, None) => return Err(CoreError::NotInitialized),
-        };
+        let (threshold, _) = self.shares_config(state.seal.init.as_ref()).ok_or(CoreError::NotInitialized)?;
         if self.barrier.read().await.is_some() {
             return Ok(true);
         }
@@ -602,6 +594,22 @@ impl Core {
             None => self.unseal_with(&unseal_key, false).await?,
         }
         Ok(true)
+    }
+
+    /// Initialized, or joining a cluster whose seal material is here: what `sys/init`,
+    /// `sys/health` and `sys/seal-status` show (as Vault's joining node does), and when
+    /// `sys/unseal` takes keys.
+    pub fn shows_initialized(&self) -> bool {
+        self.is_initialized() || self.join_material().is_some()
+    }
+
+    /// `(threshold, shares)` of the key shares that unseal this node: the ledger's, or a
+    /// pending join's (the cluster's) before the ledger has reached it; `None` for neither.
+    fn shares_config(&self, init: Option<&migrations::Initialized>) -> Option<(u8, u8)> {
+        match init {
+            Some(i) => Some((i.secret_threshold, i.secret_shares)),
+            None => self.join_material().map(|m| (m.secret_threshold, m.secret_shares)),
+        }
     }
 
     /// The seal material of a join waiting for this node's unseal.

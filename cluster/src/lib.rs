@@ -26,7 +26,7 @@
 
 mod net;
 mod store;
-pub mod tls;
+mod tls;
 mod types;
 mod wal;
 

@@ -394,7 +394,9 @@ pub(crate) async fn serve(
             let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(e)) => {
-                    tracing::info!(%peer, error = %e, "cluster connection refused: TLS handshake failed");
+                    // Debug, as the API listener's garbage: a port scan must not flood the
+                    // log. The dialing node logs its own side (openraft: unreachable).
+                    tracing::debug!(%peer, error = %e, "cluster connection refused: TLS handshake failed");
                     return;
                 }
                 Err(_) => return,

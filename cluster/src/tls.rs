@@ -100,22 +100,23 @@ impl Credentials {
         let mut roots = RootCertStore::empty();
         roots.add(ca_cert).map_err(|e| tls_err("CA as a root", e))?;
         let roots = Arc::new(roots);
+        let provider = provider();
 
-        let clients = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider())
+        let clients = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
             .build()
             .map_err(|e| tls_err("client verifier", e))?;
-        let server = ServerConfig::builder_with_provider(provider())
+        let server = ServerConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(&[&rustls::version::TLS13])
             .map_err(|e| tls_err("server", e))?
             .with_client_cert_verifier(clients)
             .with_single_cert(vec![cert.clone()], key.clone_key())
             .map_err(|e| tls_err("server certificate", e))?;
 
-        let servers = rustls::client::WebPkiServerVerifier::builder_with_provider(roots, provider())
+        let servers = rustls::client::WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
             .build()
             .map_err(|e| tls_err("server verifier", e))?;
         let peer_name = ServerName::try_from(PEER_NAME).map_err(|e| tls_err("peer name", e))?;
-        let client = ClientConfig::builder_with_provider(provider())
+        let client = ClientConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13])
             .map_err(|e| tls_err("client", e))?
             .dangerous()

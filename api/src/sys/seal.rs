@@ -19,7 +19,7 @@ pub async fn unauthenticated(core: &Arc<Core>, req: &VaultRequest) -> Option<Rep
     Some(match path {
         "sys/init" if *m == Method::GET => {
             // A node joining a cluster counts as initialized, as in Vault: it unseals next.
-            Reply::Raw(200, json!({ "initialized": core.is_initialized() || core.join_material().is_some() }))
+            Reply::Raw(200, json!({ "initialized": core.shows_initialized() }))
         }
         "sys/init" if *m == Method::PUT || *m == Method::POST => init(core, req).await,
         "sys/seal-status" if *m == Method::GET => status(core).await,
@@ -131,7 +131,7 @@ async fn init_auto(core: &Arc<Core>, req: &VaultRequest, kind: &str, shares: u64
 }
 
 async fn unseal(core: &Core, req: &VaultRequest) -> Reply {
-    if !core.is_initialized() && core.join_material().is_none() {
+    if !core.shows_initialized() {
         return Reply::error(400, "Vault is not initialized");
     }
     let reset = req.get("reset").is_some_and(|v| v.as_bool() == Some(true) || v.as_str() == Some("true"));
@@ -183,7 +183,7 @@ async fn leader(core: &Core) -> Reply {
 }
 
 async fn health(core: &Core, req: &VaultRequest) -> Reply {
-    let initialized = core.is_initialized() || core.join_material().is_some();
+    let initialized = core.shows_initialized();
     let unsealed = core.unsealed().await.is_some();
     let standby = !unsealed || core.cluster().is_some_and(|n| !n.is_leader());
     let code = |name: &str, default: u16| req.query.get(name).and_then(|v| v.parse::<u16>().ok()).unwrap_or(default);
