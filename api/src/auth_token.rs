@@ -13,10 +13,35 @@ use crate::duration::parse_duration_value;
 use crate::engines::string_list;
 use crate::http::reply::{Envelope, Reply};
 use crate::http::{Ctx, Handled};
+use crate::routes::{Table, route};
 use crate::sys::{unsupported, unsupported_operation};
 
+/// The paths of the token store (`crate::routes`).
+pub static ROUTES: Table = Table {
+    name: "token",
+    routes: &[
+        route("create"),
+        route("create-orphan"),
+        route("create/{role_name}"),
+        route("lookup"),
+        route("lookup-self"),
+        route("lookup-accessor"),
+        route("renew"),
+        route("renew-self"),
+        route("renew-accessor"),
+        route("revoke"),
+        route("revoke-self"),
+        route("revoke-orphan"),
+        route("revoke-accessor"),
+        route("accessors/?"),
+        route("roles/?"),
+        route("roles/{role_name}"),
+        route("tidy"),
+    ],
+    unmatched: |_| unsupported(),
+};
+
 pub fn handle(ctx: &Ctx<'_>, rest: &str) -> Result<Handled, Reply> {
-    let rest = rest.trim_end_matches('/');
     let m = ctx.req.method.as_str();
     let write = matches!(m, "POST" | "PUT");
     match rest {
@@ -57,11 +82,12 @@ pub fn handle(ctx: &Ctx<'_>, rest: &str) -> Result<Handled, Reply> {
             }
             Ok(Handled::write(Command::RevokeToken { accessor, orphan_children: false }, Reply::NoContent))
         }
-        "accessors" if ctx.req.list => {
+        // The path of a LIST ends with `/`.
+        "accessors/" if ctx.req.list => {
             let keys: Vec<&str> = ctx.state.tokens.accessors().collect();
             Ok(Handled::Read(Reply::data(json!({ "keys": keys }))))
         }
-        "roles" if ctx.req.list => {
+        "roles/" if ctx.req.list => {
             let keys = ctx.state.tokens.role_names();
             if keys.is_empty() {
                 return Err(Reply::not_found());

@@ -14,24 +14,51 @@ use crate::auth::keys_reply;
 use crate::engines::{bool_value, string_list};
 use crate::http::reply::Reply;
 use crate::http::{Ctx, Handled};
+use crate::routes::{Table, route};
+
+/// The paths of `identity/` (`crate::routes`). Names may hold `/`; ids are Vault names.
+pub static ROUTES: Table = Table {
+    name: "identity",
+    routes: &[
+        route("entity"),
+        route("entity/id/?"),
+        route("entity/id/{id}"),
+        route("entity/name/?"),
+        route("entity/name/{name:rest}"),
+        route("entity-alias"),
+        route("entity-alias/id/?"),
+        route("entity-alias/id/{id}"),
+        route("group"),
+        route("group/id/?"),
+        route("group/id/{id}"),
+        route("group/name/?"),
+        route("group/name/{name:rest}"),
+        route("group-alias"),
+        route("group-alias/id/?"),
+        route("group-alias/id/{id}"),
+        route("lookup/entity"),
+        route("lookup/group"),
+    ],
+    unmatched: crate::auth::no_route,
+};
 
 pub fn handle(ctx: &Ctx<'_>, rest: &str) -> Result<Handled, Reply> {
-    let rest = rest.trim_end_matches('/');
     let (kind, tail) = rest.split_once('/').unwrap_or((rest, ""));
     let m = ctx.req.method.as_str();
     let write = matches!(m, "POST" | "PUT");
     let ids = &ctx.state.identity;
     match (kind, tail) {
-        ("entity" | "group", "id" | "name") if ctx.req.list => {
+        // The path of a LIST ends with `/`.
+        ("entity" | "group", "id/" | "name/") if ctx.req.list => {
             let all: Vec<(String, String)> = if kind == "entity" {
                 ids.entity_ids().into_iter().filter_map(|id| ids.entity(&id).map(|e| (id, e.name.clone()))).collect()
             } else {
                 ids.group_ids().into_iter().filter_map(|id| ids.group(&id).map(|g| (id, g.name.clone()))).collect()
             };
-            let keys = all.iter().map(|(id, name)| if tail == "id" { id.clone() } else { name.clone() }).collect();
+            let keys = all.iter().map(|(id, name)| if tail == "id/" { id.clone() } else { name.clone() }).collect();
             keys_reply(keys)
         }
-        ("entity-alias" | "group-alias", "id") if ctx.req.list => {
+        ("entity-alias" | "group-alias", "id/") if ctx.req.list => {
             keys_reply(if kind == "entity-alias" { ids.alias_ids() } else { ids.group_alias_ids() })
         }
         ("entity", "") if write => write_entity(ctx, None),
@@ -50,7 +77,7 @@ pub fn handle(ctx: &Ctx<'_>, rest: &str) -> Result<Handled, Reply> {
             let (by, key) = t.split_once('/').unwrap_or((t, ""));
             item(ctx, kind, by == "name", key)
         }
-        _ => Err(crate::auth::no_route(&ctx.req.path)),
+        _ => Err(crate::auth::no_route(ctx.req.path.as_str())),
     }
 }
 
@@ -64,7 +91,7 @@ fn item(ctx: &Ctx<'_>, kind: &str, by_name: bool, key: &str) -> Result<Handled, 
         ("group", false) => ids.group(key).map(|g| g.id.clone()),
         ("entity-alias", false) => ids.alias(key).map(|a| a.id.clone()),
         ("group-alias", false) => ids.group_alias(key).map(|a| a.id.clone()),
-        _ => return Err(crate::auth::no_route(&ctx.req.path)),
+        _ => return Err(crate::auth::no_route(ctx.req.path.as_str())),
     };
     match ctx.req.method.as_str() {
         "GET" => {

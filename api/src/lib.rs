@@ -13,6 +13,7 @@ pub mod identity;
 pub mod leases;
 pub mod listener;
 pub mod remote;
+pub mod routes;
 pub mod seal;
 pub mod server;
 pub mod shamir;

@@ -29,6 +29,11 @@ pub(crate) fn login(state: &State, l: &Login, env: &dyn Env) -> Decided {
     {
         return Err(Rejection::PermissionDenied);
     }
+    // A role or user configured with the root policy must not mint root tokens (Vault
+    // refuses the same login): root comes only from init and root generation.
+    if verified.token.token_policies.iter().any(|p| p == "root") {
+        return Err(Rejection::invalid("auth methods cannot create root tokens"));
+    }
     if matches!(verified.token.token_type.as_str(), "batch" | "default-batch") {
         return Err(Rejection::invalid("batch tokens are not supported by this server; use service tokens"));
     }

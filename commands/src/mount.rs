@@ -21,6 +21,7 @@ const BUILT_IN: &[&str] = &["sys/", "cubbyhole/", "auth/token/"];
 pub(crate) fn decide(state: &State, cmd: &Command, env: &dyn Env) -> Decided {
     match cmd {
         Command::EnableMount { path, class, kind, description, options, config, local, seal_wrap } => {
+            check_path(path)?;
             let prefix = api_prefix(path, *class);
             let known = match class {
                 MountClass::Secret => SECRET_KINDS,
@@ -96,6 +97,22 @@ pub(crate) fn decide(state: &State, cmd: &Command, env: &dyn Env) -> Decided {
         }
         _ => Err(Rejection::Internal("not a mount command".into())),
     }
+}
+
+/// A mount path is one or more non-empty segments, none of them `.` or `..`, ending in `/`
+/// (the API adds it): `team/../evil/` would be a mount that no clean URL reaches, and that
+/// the ACL could only name in a form Vault never sends.
+fn check_path(path: &str) -> Result<(), Rejection> {
+    let segments = path.strip_suffix('/').unwrap_or(path);
+    if segments.is_empty() || segments.split('/').any(|s| s.is_empty() || s == "." || s == "..") {
+        return Err(Rejection::invalid(format!(
+            "invalid mount path {path:?}: empty, \".\" and \"..\" segments are not allowed"
+        )));
+    }
+    if path.chars().any(char::is_control) {
+        return Err(Rejection::invalid("invalid mount path: control characters are not allowed"));
+    }
+    Ok(())
 }
 
 fn api_prefix(path: &str, class: MountClass) -> String {

@@ -433,6 +433,16 @@ fn mounts_cannot_nest_or_take_reserved_paths() {
         Err(Rejection::Invalid("cannot unmount \"sys/\"".into()))
     );
     assert_eq!(w.ok("root", Command::DisableMount { prefix: "nope/".into() }), Reply::Done);
+    for bad in ["team/../evil/", "a//b/", "./", "../", "/", "a/./", "tab\t/"] {
+        let out = w.when("root", enable(bad, "kv"));
+        assert!(
+            matches!(&out.result, Err(Rejection::Invalid(m)) if m.starts_with("invalid mount path")),
+            "{bad:?}: {:?}",
+            out.result
+        );
+        assert!(w.state.mounts.at_prefix(bad).is_none(), "{bad:?} was mounted");
+    }
+    w.ok("root", enable("team/a.b/", "kv"));
 }
 
 #[test]
@@ -747,6 +757,30 @@ fn login(w: &mut World, mount: &str, role_id: &str, secret_id: &str) -> commands
     let out = decide(&w.state, &req, &w.env);
     w.next_seq = fold(&mut w.state, &out.effects, w.next_seq, w.env.now(), &req.actor, req.request_id);
     out
+}
+
+#[test]
+fn a_login_never_mints_a_root_token() {
+    // Given a role whose token policies name root (an operator's mistake, or an attacker's
+    // write), when a workload logs in with it, then the login is refused and makes nothing.
+    let (mut w, mount, role_id) = approle_world();
+    let role = migrations::AppRole {
+        name: "web".into(),
+        role_id: role_id.clone(),
+        bind_secret_id: false,
+        secret_id_bound_cidrs: vec!["127.0.0.1/32".into()],
+        token: migrations::TokenSettings {
+            token_policies: vec!["default".into(), "root".into()],
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    w.ok("root", Command::Auth(commands::AuthCommand::WriteAppRole { mount: mount.clone(), role }));
+    let tokens_before = w.state.tokens.accessors().count();
+    let out = login(&mut w, &mount, &role_id, "");
+    assert_eq!(out.result, Err(Rejection::Invalid("auth methods cannot create root tokens".into())));
+    assert_eq!(w.state.tokens.accessors().count(), tokens_before);
+    assert!(w.state.identity.entity_ids().is_empty(), "no entity is made for a refused login");
 }
 
 #[test]

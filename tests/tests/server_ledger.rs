@@ -386,7 +386,11 @@ impl Session<'_> {
         let body = body.map(Value::to_string);
         let reply = self.s.http(method, &format!("/v1/{path}"), token, body.as_deref())?;
         ensure!(reply.status == status, "{method} {path}: expected {status}, got {} {}", reply.status, reply.body);
-        let path = path.split('?').next().unwrap_or(path).to_string();
+        let mut path = path.split('?').next().unwrap_or(path).to_string();
+        // The ledger records the canonical path: a LIST is on the folder, `…/`.
+        if method == "LIST" && !path.ends_with('/') {
+            path.push('/');
+        }
         self.expected.push(Expected {
             operation: op.into(),
             path,

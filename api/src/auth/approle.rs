@@ -16,11 +16,34 @@ use crate::duration::parse_duration_value;
 use crate::engines::{as_u64, bool_value, string_list};
 use crate::http::reply::Reply;
 use crate::http::{Ctx, Handled};
+use crate::routes::{Table, route};
+
+/// The paths of an AppRole mount (`crate::routes`).
+pub static ROUTES: Table = Table {
+    name: "approle",
+    routes: &[
+        route(LOGIN),
+        route("role/?"),
+        route("role/{role_name}"),
+        route("role/{role_name}/role-id"),
+        route("role/{role_name}/secret-id/?"),
+        route("role/{role_name}/custom-secret-id"),
+        route("role/{role_name}/secret-id/lookup"),
+        route("role/{role_name}/secret-id/destroy"),
+        route("role/{role_name}/secret-id-accessor/lookup"),
+        route("role/{role_name}/secret-id-accessor/destroy"),
+        route("tidy/secret-id"),
+    ],
+    unmatched: no_route,
+};
+
+/// The login path.
+pub const LOGIN: &str = "login";
 
 pub fn handle(ctx: &Ctx<'_>, mount: &Mount, rest: &str) -> Result<Handled, Reply> {
     let m = ctx.req.method.as_str();
     let write = matches!(m, "POST" | "PUT");
-    if rest == "role" && ctx.req.list {
+    if rest == "role/" && ctx.req.list {
         let keys = ctx.state.auth.mount(&mount.uuid).map(|a| a.approles.keys().cloned().collect()).unwrap_or_default();
         return keys_reply(keys);
     }
@@ -34,7 +57,7 @@ pub fn handle(ctx: &Ctx<'_>, mount: &Mount, rest: &str) -> Result<Handled, Reply
             }),
         ));
     }
-    let Some(role_path) = rest.strip_prefix("role/") else { return Err(no_route(&ctx.req.path)) };
+    let Some(role_path) = rest.strip_prefix("role/") else { return Err(no_route(ctx.req.path.as_str())) };
     let (name, tail) = split_name(role_path);
     let role = ctx.state.auth.mount(&mount.uuid).and_then(|a| a.approles.get(name)).cloned();
     let uuid = mount.uuid.clone();
@@ -62,7 +85,7 @@ pub fn handle(ctx: &Ctx<'_>, mount: &Mount, rest: &str) -> Result<Handled, Reply
                 .into();
             Ok(Handled::write(Command::Auth(AuthCommand::WriteAppRole { mount: uuid, role }), Reply::NoContent))
         }
-        ("secret-id", _) if ctx.req.list => {
+        ("secret-id/", _) if ctx.req.list => {
             role.ok_or_else(|| missing_role(name))?;
             let keys = ctx.state.auth.mount(&uuid).map(|a| a.secret_id_accessors(name)).unwrap_or_default();
             keys_reply(keys)
@@ -103,7 +126,7 @@ pub fn handle(ctx: &Ctx<'_>, mount: &Mount, rest: &str) -> Result<Handled, Reply
             }
             Ok(Handled::write(destroy(uuid, name, accessor), Reply::NoContent))
         }
-        _ if ctx.req.method == Method::GET || write || m == "DELETE" => Err(no_route(&ctx.req.path)),
+        _ if ctx.req.method == Method::GET || write || m == "DELETE" => Err(no_route(ctx.req.path.as_str())),
         _ => Err(crate::sys::unsupported_operation()),
     }
 }

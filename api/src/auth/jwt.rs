@@ -17,6 +17,17 @@ use crate::engines::{bool_value, string_list};
 use crate::http::reply::Reply;
 use crate::http::request::VaultRequest;
 use crate::http::{Api, Ctx, Handled};
+use crate::routes::{Table, route};
+
+/// The paths of a JWT mount (`crate::routes`).
+pub static ROUTES: Table = Table {
+    name: "jwt",
+    routes: &[route(LOGIN), route("config"), route("role/?"), route("role/{name}")],
+    unmatched: no_route,
+};
+
+/// The login path.
+pub const LOGIN: &str = "login";
 
 pub fn handle(ctx: &Ctx<'_>, mount: &Mount, rest: &str) -> Result<Handled, Reply> {
     let m = ctx.req.method.as_str();
@@ -35,7 +46,7 @@ pub fn handle(ctx: &Ctx<'_>, mount: &Mount, rest: &str) -> Result<Handled, Reply
                 |name| Command::Auth(AuthCommand::DeleteJwtRole { mount: mount.uuid.clone(), name }),
                 |name, old| write_role(ctx, mount, name, old),
             )
-            .unwrap_or_else(|| Err(no_route(&ctx.req.path))),
+            .unwrap_or_else(|| Err(no_route(ctx.req.path.as_str()))),
     }
 }
 

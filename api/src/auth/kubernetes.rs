@@ -18,6 +18,17 @@ use crate::engines::{bool_value, string_list};
 use crate::http::reply::Reply;
 use crate::http::request::VaultRequest;
 use crate::http::{Ctx, Handled};
+use crate::routes::{Table, route};
+
+/// The paths of a Kubernetes mount (`crate::routes`).
+pub static ROUTES: Table = Table {
+    name: "kubernetes",
+    routes: &[route(LOGIN), route("config"), route("role/?"), route("role/{name}")],
+    unmatched: no_route,
+};
+
+/// The login path.
+pub const LOGIN: &str = "login";
 
 /// Where a pod finds its own service-account token and the cluster CA (used, as Vault
 /// does, when the config names neither and `disable_local_ca_jwt` is false).
@@ -48,7 +59,7 @@ pub fn handle(ctx: &Ctx<'_>, mount: &Mount, rest: &str) -> Result<Handled, Reply
                 |name| Command::Auth(AuthCommand::DeleteK8sRole { mount: mount.uuid.clone(), name }),
                 |name, old| write_role(ctx, mount, name, old),
             )
-            .unwrap_or_else(|| Err(no_route(&ctx.req.path))),
+            .unwrap_or_else(|| Err(no_route(ctx.req.path.as_str()))),
     }
 }
 

@@ -35,7 +35,7 @@ pub async fn login(
         "userpass" => super::userpass::proof(unsealed, req, state, mount, rest).await,
         "jwt" => super::jwt::proof(api, req, state, mount).await,
         "kubernetes" => super::kubernetes::proof(unsealed, req, state, mount).await,
-        _ => Err(super::no_route(&req.path)),
+        _ => Err(super::no_route(req.path.as_str())),
     };
     let proof = match proof {
         Ok(p) => p,
@@ -51,7 +51,7 @@ pub async fn login(
         remote_addr: req.remote_addr.clone(),
         default_ttl,
         max_ttl,
-        path: req.path.trim_end_matches('/').to_string(),
+        path: req.path.as_str().to_string(),
     }));
     let committed = record_anonymous(unsealed, req, state, AccessOutcome::Allowed, Some(command)).await?;
     match &committed.result {

@@ -15,28 +15,31 @@ pub mod userpass;
 
 use projections::mount::Mount;
 
+use crate::http::path::CanonicalPath;
 use crate::http::reply::Reply;
 use crate::http::{Ctx, Handled};
 
-/// Whether `rest` (the path under an auth mount) is that method's login endpoint.
-pub fn is_login(mount: &Mount, rest: &str) -> bool {
-    let rest = rest.trim_end_matches('/');
-    match mount.kind.as_str() {
-        "userpass" => rest.starts_with("login/"),
-        "approle" | "jwt" | "kubernetes" => rest == "login",
-        _ => false,
-    }
+/// Whether a request path (under an auth mount) is its method's login endpoint: the
+/// path matched the login route of the method's table.
+pub fn is_login(mount: &Mount, path: &CanonicalPath) -> bool {
+    let login = match mount.kind.as_str() {
+        "userpass" => userpass::LOGIN,
+        "approle" => approle::LOGIN,
+        "jwt" => jwt::LOGIN,
+        "kubernetes" => kubernetes::LOGIN,
+        _ => return false,
+    };
+    path.pattern() == Some(login)
 }
 
 /// The configuration endpoints of an auth mount (ACL-checked like any path).
 pub async fn handle(ctx: &Ctx<'_>, mount: &Mount, rest: &str) -> Result<Handled, Reply> {
-    let rest = rest.trim_end_matches('/');
     match mount.kind.as_str() {
         "approle" => approle::handle(ctx, mount, rest),
         "userpass" => userpass::handle(ctx, mount, rest).await,
         "jwt" => jwt::handle(ctx, mount, rest),
         "kubernetes" => kubernetes::handle(ctx, mount, rest),
-        _ => Err(no_route(&ctx.req.path)),
+        _ => Err(no_route(ctx.req.path.as_str())),
     }
 }
 
@@ -69,12 +72,12 @@ impl<R> Roles<'_, R> {
         delete: impl FnOnce(String) -> commands::Command,
         write: impl FnOnce(&str, Option<&R>) -> Result<Handled, Reply>,
     ) -> Option<Result<Handled, Reply>> {
-        if rest == "role" && ctx.req.list {
+        if rest == "role/" && ctx.req.list {
             return Some(keys_reply(self.roles.map(|r| r.keys().cloned().collect()).unwrap_or_default()));
         }
         let (name, tail) = split_name(rest.strip_prefix("role/")?);
         if !tail.is_empty() {
-            return Some(Err(no_route(&ctx.req.path)));
+            return Some(Err(no_route(ctx.req.path.as_str())));
         }
         let old = self.roles.and_then(|r| r.get(name)).cloned();
         Some(match ctx.req.method.as_str() {

@@ -20,6 +20,24 @@ use crate::core::Unsealed;
 use crate::http::reply::Reply;
 use crate::http::request::VaultRequest;
 use crate::http::{Ctx, Handled};
+use crate::routes::{Table, route};
+
+/// The paths of a userpass mount (`crate::routes`). Usernames are case-insensitive: the
+/// path carries them lowercased, so the ACL checks the user the handler acts on.
+pub static ROUTES: Table = Table {
+    name: "userpass",
+    routes: &[
+        route(LOGIN),
+        route("users/?"),
+        route("users/{username:lower}"),
+        route("users/{username:lower}/password"),
+        route("users/{username:lower}/policies"),
+    ],
+    unmatched: no_route,
+};
+
+/// The login path.
+pub const LOGIN: &str = "login/{username:lower}";
 
 /// argon2id with OWASP's first recommended setting: 19 MiB, 2 passes, 1 lane. A login
 /// costs one hash; BENCHMARKS.md reports the rate this allows.
@@ -74,13 +92,14 @@ async fn verify(password: Zeroizing<String>, phc: Option<Zeroizing<Vec<u8>>>) ->
 pub async fn handle(ctx: &Ctx<'_>, mount: &Mount, rest: &str) -> Result<Handled, Reply> {
     let m = ctx.req.method.as_str();
     let write = matches!(m, "POST" | "PUT");
-    if rest == "users" && ctx.req.list {
+    if rest == "users/" && ctx.req.list {
         let keys = ctx.state.auth.mount(&mount.uuid).map(|a| a.users.keys().cloned().collect()).unwrap_or_default();
         return keys_reply(keys);
     }
-    let Some(user_path) = rest.strip_prefix("users/") else { return Err(no_route(&ctx.req.path)) };
+    let Some(user_path) = rest.strip_prefix("users/") else { return Err(no_route(ctx.req.path.as_str())) };
+    // The name is lowercase already: the path's canonical form (`ROUTES`).
     let (name, tail) = split_name(user_path);
-    let name = name.to_lowercase();
+    let name = name.to_string();
     let user = ctx.state.auth.mount(&mount.uuid).and_then(|a| a.users.get(&name)).cloned();
     let uuid = mount.uuid.clone();
     match (tail, m) {
@@ -111,7 +130,7 @@ pub async fn handle(ctx: &Ctx<'_>, mount: &Mount, rest: &str) -> Result<Handled,
             let token = token_fields::parse(ctx.req, user.token.clone())?;
             Ok(write_user(uuid, name, None, token))
         }
-        _ => Err(no_route(&ctx.req.path)),
+        _ => Err(no_route(ctx.req.path.as_str())),
     }
 }
 
@@ -136,7 +155,8 @@ pub async fn proof(
     mount: &Mount,
     rest: &str,
 ) -> Result<LoginProof, Reply> {
-    let name = rest.trim_end_matches('/').strip_prefix("login/").unwrap_or("").to_lowercase();
+    // Lowercase already: the path's canonical form (`ROUTES`).
+    let name = rest.strip_prefix("login/").unwrap_or("").to_string();
     let password = Zeroizing::new(req.get_str("password").unwrap_or("").to_string());
     if name.is_empty() || password.is_empty() {
         return Err(Reply::error(400, INVALID));

@@ -10,15 +10,19 @@ use serde_json::{Value, json};
 use crate::duration::parse_duration_value;
 use crate::http::reply::{Envelope, Reply};
 use crate::http::{Ctx, Handled};
+use crate::routes::{Table, route};
 use crate::sys::unsupported_operation;
 
+/// The paths of a KV v1 mount and of the cubbyhole (`crate::routes`): any path, as sent.
+pub static ROUTES: Table = Table { name: "kv v1", routes: &[route("{path:rest?}")], unmatched: |_| Reply::not_found() };
+
 pub fn handle(ctx: &Ctx<'_>, mount: &Mount, store: &str, rest: &str) -> Result<Handled, Reply> {
-    let path = rest.trim_end_matches('/').to_string();
+    let path = rest.to_string();
     let store = store.to_string();
     match ctx.req.method.as_str() {
         _ if ctx.req.list => {
-            let prefix = if path.is_empty() { String::new() } else { format!("{path}/") };
-            let keys = ctx.state.kv.list_v1(&store, &prefix);
+            // The path of a LIST is the folder: it ends with `/`, or is empty.
+            let keys = ctx.state.kv.list_v1(&store, &path);
             if keys.is_empty() {
                 return Err(Reply::not_found());
             }

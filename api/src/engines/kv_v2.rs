@@ -14,15 +14,32 @@ use crate::core::now_nanos;
 use crate::duration::{format_go_duration, parse_duration_value};
 use crate::http::reply::{Envelope, Reply};
 use crate::http::{Ctx, Handled};
+use crate::routes::{Table, route};
 use crate::sys::unsupported_operation;
 use crate::time::{rfc3339, rfc3339_or_empty};
+
+/// The paths of a KV v2 mount (`crate::routes`). Secret paths are taken as sent, a
+/// trailing `/` included: `data/x/` is not `data/x`.
+pub static ROUTES: Table = Table {
+    name: "kv v2",
+    routes: &[
+        route("config"),
+        route("data/{path:rest}"),
+        route("delete/{path:rest}"),
+        route("undelete/{path:rest}"),
+        route("destroy/{path:rest}"),
+        route("metadata/{path:rest?}"),
+        route("subkeys/{path:rest}"),
+    ],
+    unmatched: |_| invalid_path(),
+};
 
 pub fn handle(ctx: &Ctx<'_>, mount: &Mount, rest: &str) -> Result<Handled, Reply> {
     let (section, path) = rest.split_once('/').unwrap_or((rest, ""));
     let m = ctx.req.method.as_str();
     let write = matches!(m, "POST" | "PUT");
     let uuid = mount.uuid.clone();
-    let path = path.trim_end_matches('/').to_string();
+    let path = path.to_string();
     match (section, m) {
         ("config", "GET") if path.is_empty() => Ok(Handled::Read(Reply::data(config_data(ctx, &uuid)))),
         ("config", _) if write && path.is_empty() => config_write(ctx, uuid),
@@ -31,11 +48,18 @@ pub fn handle(ctx: &Ctx<'_>, mount: &Mount, rest: &str) -> Result<Handled, Reply
         ("data", _) if write => put(ctx, uuid, path),
         ("data", "PATCH") => patch(ctx, uuid, path),
         ("data", "DELETE") => Ok(Handled::write(Command::KvDeleteLatest { mount: uuid, path }, Reply::NoContent)),
-        ("delete", _) if write => {
-            Ok(Handled::write(Command::KvDeleteVersions { mount: uuid, path, versions: versions(ctx.req.get("versions")) }, Reply::NoContent))
-        }
-        ("undelete", _) if write => Ok(Handled::write(Command::KvUndelete { mount: uuid, path, versions: versions(ctx.req.get("versions")) }, Reply::NoContent)),
-        ("destroy", _) if write => Ok(Handled::write(Command::KvDestroy { mount: uuid, path, versions: versions(ctx.req.get("versions")) }, Reply::NoContent)),
+        ("delete", _) if write => Ok(Handled::write(
+            Command::KvDeleteVersions { mount: uuid, path, versions: versions(ctx.req.get("versions")) },
+            Reply::NoContent,
+        )),
+        ("undelete", _) if write => Ok(Handled::write(
+            Command::KvUndelete { mount: uuid, path, versions: versions(ctx.req.get("versions")) },
+            Reply::NoContent,
+        )),
+        ("destroy", _) if write => Ok(Handled::write(
+            Command::KvDestroy { mount: uuid, path, versions: versions(ctx.req.get("versions")) },
+            Reply::NoContent,
+        )),
         ("metadata", _) if ctx.req.list => list(ctx, &uuid, &path),
         ("metadata", "GET") => {
             let s = ctx.state.kv.secret(&uuid, &path).ok_or_else(Reply::not_found)?;
@@ -45,13 +69,20 @@ pub fn handle(ctx: &Ctx<'_>, mount: &Mount, rest: &str) -> Result<Handled, Reply
         ("metadata", "PATCH") => metadata_write(ctx, uuid, path, true),
         ("metadata", "DELETE") => Ok(Handled::write(Command::KvMetadataDelete { mount: uuid, path }, Reply::NoContent)),
         ("subkeys", "GET") => subkeys(ctx, &uuid, &path),
-        ("data" | "delete" | "undelete" | "destroy" | "metadata" | "subkeys" | "config", _) => Err(unsupported_operation()),
-        _ => Err(Reply::envelope(Envelope {
-            status: 404,
-            warnings: vec!["Invalid path for a versioned K/V secrets engine. See the API docs for the appropriate API endpoints to use. If using the OpenBao CLI, use 'bao kv get' for this operation.".into()],
-            ..Envelope::default()
-        })),
+        ("data" | "delete" | "undelete" | "destroy" | "metadata" | "subkeys" | "config", _) => {
+            Err(unsupported_operation())
+        }
+        _ => Err(invalid_path()),
     }
+}
+
+/// OpenBao's answer to a path no KV v2 endpoint serves.
+fn invalid_path() -> Reply {
+    Reply::envelope(Envelope {
+        status: 404,
+        warnings: vec!["Invalid path for a versioned K/V secrets engine. See the API docs for the appropriate API endpoints to use. If using the OpenBao CLI, use 'bao kv get' for this operation.".into()],
+        ..Envelope::default()
+    })
 }
 
 /// The metadata block of one version, as reads and writes return it.
@@ -157,9 +188,9 @@ fn patch(ctx: &Ctx<'_>, uuid: String, path: String) -> Result<Handled, Reply> {
     })
 }
 
-fn list(ctx: &Ctx<'_>, uuid: &str, path: &str) -> Result<Handled, Reply> {
-    let prefix = if path.is_empty() { String::new() } else { format!("{path}/") };
-    let mut keys = ctx.state.kv.list(uuid, &prefix);
+/// LIST `metadata/<folder>/`: the path of a LIST always ends with `/` (or is empty).
+fn list(ctx: &Ctx<'_>, uuid: &str, folder: &str) -> Result<Handled, Reply> {
+    let mut keys = ctx.state.kv.list(uuid, folder);
     if let Some(after) = ctx.req.query.get("after") {
         keys.retain(|k| k.as_str() > after.as_str());
     }

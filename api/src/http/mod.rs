@@ -3,6 +3,7 @@
 //! `permission denied`; ACL (before routing) → 403; then the backend. Every request past
 //! the seal gate ends in an access event that is durable before the answer leaves.
 
+pub mod path;
 pub mod reply;
 pub mod request;
 
@@ -23,6 +24,8 @@ use projections::policy::{Acl, Operation, template};
 use projections::token::Token;
 
 use crate::core::{Core, Unsealed, now_nanos};
+use crate::routes::Matched;
+use path::CanonicalPath;
 use reply::{ACL_DENIED, Reply};
 use request::{MAX_BODY, VaultRequest, parse_body, parse_query, token_from, wrap_ttl_from};
 
@@ -269,19 +272,17 @@ pub(crate) async fn serve_here(api: &Api, req: HttpRequest<Body>) -> Response {
 /// The request pipeline; `Err` carries an early answer.
 async fn run(api: &Api, http: HttpRequest<Body>, remote_addr: String, id: &str) -> Result<Reply, Reply> {
     let (parts, body) = http.into_parts();
-    let Some(path) = parts.uri.path().strip_prefix("/v1/") else {
-        return Err(Reply::not_found());
-    };
-    let path = path.to_string();
+    let url_path = path::url_path(&parts.uri)?;
     let query = parse_query(parts.uri.query());
     let method = parts.method.clone();
     if !matches!(method.as_str(), "GET" | "HEAD" | "POST" | "PUT" | "DELETE" | "PATCH" | "LIST") {
         return Err(Reply::Error(405, Vec::new()));
     }
+    path::refuse_write_to_folder(&url_path, method.as_str())?;
     let bytes = to_bytes(body, MAX_BODY).await.map_err(|_| Reply::error(413, "http: request body too large"))?;
     let content_type = parts.headers.get("content-type").and_then(|v| v.to_str().ok());
     // A snapshot restore carries the snapshot itself as the body, not JSON.
-    if let Some(reply) = crate::sys::raft::restore(&api.core, method.as_str(), &path, &bytes).await {
+    if let Some(reply) = crate::sys::raft::restore(&api.core, method.as_str(), &url_path, &bytes).await {
         return Ok(reply);
     }
     let mut data = parse_body(&method, content_type, &bytes)?;
@@ -293,10 +294,13 @@ async fn run(api: &Api, http: HttpRequest<Body>, remote_addr: String, id: &str) 
             }
         }
     }
+    // One snapshot of the state serves the whole request: the path's canonical form, the
+    // token, the ACL and the handler all see the same mounts.
+    let state = api.core.state.load_full();
     let req = VaultRequest {
         id: id.to_string(),
         method,
-        path,
+        path: CanonicalPath::new(url_path, list, &state),
         query,
         data,
         token: token_from(&parts.headers),
@@ -314,7 +318,6 @@ async fn run(api: &Api, http: HttpRequest<Body>, remote_addr: String, id: &str) 
     let Some(unsealed) = api.core.unsealed().await else {
         return Err(Reply::error(503, "Vault is sealed"));
     };
-    let state = api.core.state.load_full();
     if let Some(reply) = unauthenticated(api, &unsealed, &req, &state).await {
         let reply = reply?;
         return match req.wrap_ttl {
@@ -339,12 +342,11 @@ async fn run(api: &Api, http: HttpRequest<Body>, remote_addr: String, id: &str) 
         record(api, &unsealed, &req, op, None, AccessOutcome::Denied, &state).await?;
         return Err(Reply::error(403, "permission denied"));
     };
+    // The ACL decides on the canonical path, the one the handler acts on.
     let acl = api.acl_for(&state, &token);
-    let acl_path =
-        if op == Operation::List && !req.path.ends_with('/') { format!("{}/", req.path) } else { req.path.clone() };
-    let decision = acl.check_wrapped(&acl_path, op, &req.data, req.wrap_ttl);
-    let needs_sudo = crate::sys::needs_sudo(&req.path, op);
-    let self_authorizing = crate::sys::self_authorizing(&req.path);
+    let decision = acl.check_wrapped(req.path.as_str(), op, &req.data, req.wrap_ttl);
+    let needs_sudo = crate::sys::needs_sudo(req.path.as_str(), op);
+    let self_authorizing = crate::sys::self_authorizing(req.path.as_str());
     if !self_authorizing && (!decision.allowed || (needs_sudo && !decision.sudo)) {
         record(api, &unsealed, &req, op, Some(&token), AccessOutcome::Denied, &state).await?;
         return Err(Reply::error(403, ACL_DENIED));
@@ -365,7 +367,7 @@ async fn unauthenticated(
     req: &VaultRequest,
     state: &Arc<State>,
 ) -> Option<Result<Reply, Reply>> {
-    let path = req.path.trim_end_matches('/');
+    let path = req.path.as_str();
     if path == "sys/wrapping/lookup" && matches!(req.method.as_str(), "POST" | "PUT") {
         return Some(crate::sys::wrapping::lookup(unsealed, req, state).await);
     }
@@ -385,8 +387,8 @@ async fn unauthenticated(
     if !path.starts_with("auth/") {
         return None;
     }
-    let (mount, rest) = state.mounts.route(&req.path)?;
-    if mount.class != migrations::MountClass::Auth || !crate::auth::is_login(mount, rest) {
+    let (mount, rest) = state.mounts.route(path)?;
+    if mount.class != migrations::MountClass::Auth || !crate::auth::is_login(mount, &req.path) {
         return None;
     }
     let mount = mount.clone();
@@ -424,9 +426,17 @@ async fn answer(ctx: &Ctx<'_>, unsealed: &Arc<Unsealed>, state: &Arc<State>) -> 
     }
 }
 
-/// Routes a request past the ACL to the backend that serves its path.
+/// Routes a request past the ACL to the backend that serves its path. A path of no shape
+/// its backend declared is refused here: handlers only meet the paths of their table.
 async fn dispatch(ctx: &Ctx<'_>) -> Result<Handled, Reply> {
     let path = ctx.req.path.as_str();
+    match ctx.req.path.matched() {
+        Matched::Route(..) => {}
+        Matched::Unmatched(table) => return Err((table.unmatched)(path)),
+        Matched::NoBackend => {
+            return Err(Reply::error(404, format!("no handler for route \"{path}\". route entry not found.")));
+        }
+    }
     if path == "sys" || path.starts_with("sys/") {
         return crate::sys::handle(ctx).await;
     }
@@ -470,14 +480,15 @@ fn operation(req: &VaultRequest, state: &State) -> Operation {
 
 /// Existence check for create vs update: only KV and cubbyhole items can be "new".
 fn exists(req: &VaultRequest, state: &State) -> bool {
-    let Some((mount, rest)) = state.mounts.route(&req.path) else { return true };
+    let Some((mount, rest)) = state.mounts.route(req.path.as_str()) else { return true };
     if mount.class == migrations::MountClass::Auth {
         let methods = state.auth.mount(&mount.uuid);
-        let (head, name) = rest.trim_end_matches('/').split_once('/').unwrap_or((rest, ""));
+        let (head, name) = rest.split_once('/').unwrap_or((rest, ""));
         let name = name.split('/').next().unwrap_or("");
         return match (mount.kind.as_str(), head) {
             ("approle", "role") => methods.is_some_and(|m| m.approles.contains_key(name)),
-            ("userpass", "users") => methods.is_some_and(|m| m.users.contains_key(&name.to_lowercase())),
+            // Usernames are lowercase in the canonical path already.
+            ("userpass", "users") => methods.is_some_and(|m| m.users.contains_key(name)),
             ("jwt", "role") => methods.is_some_and(|m| m.jwt_roles.contains_key(name)),
             ("kubernetes", "role") => methods.is_some_and(|m| m.k8s_roles.contains_key(name)),
             _ => true,
@@ -494,7 +505,7 @@ fn exists(req: &VaultRequest, state: &State) -> bool {
         }
         "kv" => state.kv.v1(&mount.uuid, rest).is_some(),
         "database" => {
-            let (head, name) = rest.trim_end_matches('/').split_once('/').unwrap_or((rest, ""));
+            let (head, name) = rest.split_once('/').unwrap_or((rest, ""));
             let dbs = &state.databases;
             match head {
                 "config" => dbs.connection(&mount.uuid, name).is_some(),
@@ -550,8 +561,8 @@ fn access_of(
 ) -> Access {
     Access {
         operation: op_name(op).to_string(),
-        path: req.path.clone(),
-        mount_accessor: state.mounts.route(&req.path).map(|(m, _)| m.accessor.clone()).unwrap_or_default(),
+        path: req.path.as_str().to_string(),
+        mount_accessor: state.mounts.route(req.path.as_str()).map(|(m, _)| m.accessor.clone()).unwrap_or_default(),
         outcome,
         policies: token.map(|t| t.policies.clone()).unwrap_or_default(),
         request_hmac: commands::access::hmac_fields(&req.data, |b| unsealed.env.audit_hash(b)),
@@ -593,8 +604,8 @@ pub(crate) async fn record_anonymous(
 ) -> Result<Committed, Reply> {
     let access = Access {
         operation: "update".into(),
-        path: req.path.clone(),
-        mount_accessor: state.mounts.route(&req.path).map(|(m, _)| m.accessor.clone()).unwrap_or_default(),
+        path: req.path.as_str().to_string(),
+        mount_accessor: state.mounts.route(req.path.as_str()).map(|(m, _)| m.accessor.clone()).unwrap_or_default(),
         outcome,
         policies: Vec::new(),
         request_hmac: commands::access::hmac_fields(&req.data, |b| unsealed.env.audit_hash(b)),

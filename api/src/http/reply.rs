@@ -25,6 +25,8 @@ pub enum Reply {
     Error(u16, Vec<String>),
     /// A body that is not JSON (a compliance bundle), with its content type.
     Bytes(u16, &'static str, Vec<u8>),
+    /// 307 to this location (a path to clean, as Go's ServeMux answers it).
+    Redirect(String),
 }
 
 /// Vault's response envelope.
@@ -88,6 +90,7 @@ impl Reply {
             Reply::Envelope(e) => e.status,
             Reply::Raw(s, _) | Reply::Empty(s) | Reply::Error(s, _) | Reply::Bytes(s, _, _) => *s,
             Reply::NoContent => 204,
+            Reply::Redirect(_) => 307,
         }
     }
 
@@ -121,6 +124,19 @@ impl Reply {
             Reply::Bytes(status, content_type, bytes) => {
                 let mut r = with_headers(code(status), Body::from(bytes));
                 r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+                r
+            }
+            Reply::Redirect(location) => {
+                // The location is the request's own path and query, cleaned: a valid header.
+                let Ok(value) = HeaderValue::from_str(&location) else {
+                    return json_response(400, &json!({ "errors": ["invalid request path"] }));
+                };
+                let href =
+                    location.replace('&', "&amp;").replace('"', "&quot;").replace('<', "&lt;").replace('>', "&gt;");
+                let body = format!("<a href=\"{href}\">Temporary Redirect</a>.\n\n");
+                let mut r = with_headers(StatusCode::TEMPORARY_REDIRECT, Body::from(body));
+                r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+                r.headers_mut().insert(header::LOCATION, value);
                 r
             }
         }

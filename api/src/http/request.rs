@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use axum::http::{HeaderMap, Method};
 use serde_json::{Map, Value};
 
+use super::path::CanonicalPath;
 use super::reply::Reply;
 
 /// Largest request body accepted (Vault's default `max_request_size`).
@@ -16,8 +17,8 @@ pub const MAX_BODY: usize = 32 << 20;
 pub struct VaultRequest {
     pub id: String,
     pub method: Method,
-    /// Path after `/v1/`, as sent (no leading slash).
-    pub path: String,
+    /// Path after `/v1/` in its canonical form (no leading slash): what the ACL checked.
+    pub path: CanonicalPath,
     pub query: BTreeMap<String, String>,
     /// The body object (or form, or GET query parameters).
     pub data: Map<String, Value>,

@@ -67,7 +67,8 @@ pub async fn handle(ctx: &Ctx<'_>, class: MountClass, tail: &str) -> Result<Hand
         Some(p) => (p, true),
         None => (tail, false),
     };
-    let path = format!("{}/", path.trim_end_matches('/'));
+    // The canonical path names the mount without its trailing slash (`super::ROUTES`).
+    let path = format!("{path}/");
     let prefix = match class {
         MountClass::Secret => path.clone(),
         MountClass::Auth => format!("auth/{path}"),

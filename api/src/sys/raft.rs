@@ -24,7 +24,7 @@ use crate::http::{Ctx, Handled};
 /// `sys/storage/raft/join`, answered without a token: the node asks `leader_api_addr` to
 /// add it (Vault's body; `retry` makes it keep trying in the background).
 pub async fn join(core: &Core, req: &VaultRequest) -> Option<Reply> {
-    if req.path.trim_end_matches('/') != "sys/storage/raft/join" {
+    if req.path.as_str() != "sys/storage/raft/join" {
         return None;
     }
     if !matches!(req.method.as_str(), "PUT" | "POST") {
@@ -106,7 +106,6 @@ pub const SNAPSHOT_MAGIC: &[u8; 12] = b"CAIRNSNP\0\0\0\x01";
 /// before the body is read as JSON. Into a new cluster only (see the module docs), so it
 /// needs no token, as `sys/init` does not.
 pub async fn restore(core: &Core, method: &str, path: &str, body: &[u8]) -> Option<Reply> {
-    let path = path.trim_end_matches('/');
     if !matches!(path, "sys/storage/raft/snapshot" | "sys/storage/raft/snapshot-force")
         || !matches!(method, "POST" | "PUT")
     {

@@ -14,7 +14,7 @@ use crate::http::{Ctx, Handled};
 
 /// Answers the unauthenticated endpoints; `None` for every other path.
 pub async fn unauthenticated(core: &Arc<Core>, req: &VaultRequest) -> Option<Reply> {
-    let path = req.path.trim_end_matches('/');
+    let path = req.path.as_str();
     let m = &req.method;
     Some(match path {
         "sys/init" if *m == Method::GET => {

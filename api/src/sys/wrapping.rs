@@ -38,7 +38,7 @@ pub async fn wrap_reply(unsealed: &Unsealed, req: &VaultRequest, reply: Reply, t
         .to_string();
     let Reply::Envelope(e) = reply else { return Err(Reply::error(500, "wrap: not an envelope")) };
     let body = envelope_json(*e, "");
-    let creation_path = req.path.trim_end_matches('/').to_string();
+    let creation_path = req.path.as_str().to_string();
     let command = Command::Wrap {
         response: Secret::new(body.to_string()),
         ttl,

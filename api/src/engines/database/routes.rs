@@ -14,13 +14,32 @@ use crate::duration::parse_duration_value;
 use crate::engines::{bool_value, string_list};
 use crate::http::reply::{Envelope, Reply};
 use crate::http::{Ctx, Handled};
+use crate::routes::{Table, route};
 use crate::sys::unsupported_operation;
+
+/// The paths of a database mount (`crate::routes`), with Vault's names.
+pub static ROUTES: Table = Table {
+    name: "database",
+    routes: &[
+        route("config/?"),
+        route("config/{name}"),
+        route("roles/?"),
+        route("roles/{name}"),
+        route("static-roles/?"),
+        route("static-roles/{name}"),
+        route("creds/{name}"),
+        route("static-creds/{name}"),
+        route("reset/{name}"),
+        route("rotate-root/{name}"),
+        route("rotate-role/{name}"),
+    ],
+    unmatched: crate::auth::no_route,
+};
 
 /// Shortest static rotation period Vault accepts.
 const MIN_ROTATION_PERIOD: u64 = 5;
 
 pub async fn handle(ctx: &Ctx<'_>, mount: &Mount, rest: &str) -> Result<Handled, Reply> {
-    let rest = rest.trim_end_matches('/');
     let (head, name) = rest.split_once('/').unwrap_or((rest, ""));
     let m = ctx.req.method.as_str();
     let write = matches!(m, "POST" | "PUT");
@@ -344,7 +363,7 @@ async fn creds(ctx: &Ctx<'_>, mount: &Mount, role_name: &str) -> Result<Handled,
     let username = super::generate_username(kind, template, &ctx.token.display_name, role_name)
         .map_err(|e| Reply::error(500, format!("unable to generate username: {e}")))?;
     let password = new_password()?;
-    let path = ctx.req.path.trim_end_matches('/').to_string();
+    let path = ctx.req.path.as_str().to_string();
     let secret =
         LeaseSecret::Database { config: role.db_name.clone(), role: role_name.to_string(), username: username.clone() };
     let issue = Command::IssueLease { path, mount: uuid.to_string(), ttl, max_ttl, secret };

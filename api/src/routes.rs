@@ -1,0 +1,275 @@
+//! Path tables: the shape of every path a backend serves, and the canonical form of each
+//! (DESIGN.md, "Saying no").
+//!
+//! Before the ACL, a request's path is matched against the table of the backend that
+//! serves it (`sys/`, `auth/token/`, `identity/`, or the kind of the mount under the path).
+//! A matched path takes its route's canonical form: names that the backend treats without
+//! regard to case are lowercased, and a mount path loses its trailing slash. The ACL
+//! checks that form and the handler acts on it. A path that no pattern matches is refused
+//! after the ACL, so a handler never meets a path of a shape it did not declare: a
+//! trailing `/`, an empty name or a name outside Vault's alphabet never reaches it.
+//!
+//! Patterns are `/`-separated segments:
+//! - `text`: that literal segment;
+//! - `{n}`: one name as Vault's `framework.GenericNameRegex` accepts it (ASCII letters,
+//!   digits and `_`, with `-` and `.` inside); `{n:lower}` the same, lowercased;
+//! - `{n:seg}`: one non-empty segment of any characters (ids, accessors);
+//! - `{n:rest}`: one or more segments, the rest of the path up to the literal segments
+//!   that follow it, if any (`{n:rest?}` may be empty). `:trim` drops one trailing `/`
+//!   from the canonical form (a mount path: `sys/mounts/x/` is `sys/mounts/x`), `:lower`
+//!   lowercases it (Unicode, as Go's `strings.ToLower`);
+//! - a final `/?`: the path may end with a `/` or not.
+//!
+//! The first pattern that matches wins. Issue 18's backend registry adds each route's
+//! operations, handler and synopsis to these tables.
+
+use projections::State;
+use projections::mount::{Mount, Mounts};
+
+/// One path a backend serves.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Route {
+    pub pattern: &'static str,
+}
+
+/// Shorthand for a table entry.
+pub const fn route(pattern: &'static str) -> Route {
+    Route { pattern }
+}
+
+/// The paths one backend serves, and its answer to any other path under it.
+pub struct Table {
+    /// Names the backend in test reports (`"sys"`, `"kv v2"`, `"userpass"`).
+    pub name: &'static str,
+    pub routes: &'static [Route],
+    /// The answer to a path of no declared shape, given the whole request path.
+    pub unmatched: fn(&str) -> crate::http::reply::Reply,
+}
+
+impl std::fmt::Debug for Table {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name)
+    }
+}
+
+/// How a request path met the tables.
+#[derive(Clone, Copy, Debug)]
+pub enum Matched {
+    /// A route of this table.
+    Route(&'static Table, &'static Route),
+    /// Under a backend, in no shape it declared.
+    Unmatched(&'static Table),
+    /// Under no backend at all (no mount serves it).
+    NoBackend,
+}
+
+/// Every backend's table: the built-in backends (`sys/`, the token store, identity) and
+/// each mount kind's. Tests walk it so that a new backend's paths are tested as soon as it
+/// has a table.
+pub static TABLES: &[&Table] = &[
+    &crate::sys::ROUTES,
+    &crate::auth_token::ROUTES,
+    &crate::identity::ROUTES,
+    &crate::engines::kv_v2::ROUTES,
+    &crate::engines::kv_v1::ROUTES,
+    &crate::engines::database::routes::ROUTES,
+    &crate::auth::approle::ROUTES,
+    &crate::auth::userpass::ROUTES,
+    &crate::auth::jwt::ROUTES,
+    &crate::auth::kubernetes::ROUTES,
+];
+
+/// The table of the backend that serves `path`, and the length of the path's prefix that
+/// names the backend (`sys/`, the mount's API prefix).
+pub fn table_for(path: &str, mounts: &Mounts) -> Option<(&'static Table, usize)> {
+    if let Some(rest) = path.strip_prefix("sys/") {
+        return Some((&crate::sys::ROUTES, path.len() - rest.len()));
+    }
+    if path == "sys" {
+        return Some((&crate::sys::ROUTES, path.len()));
+    }
+    if let Some(rest) = path.strip_prefix("identity/") {
+        return Some((&crate::identity::ROUTES, path.len() - rest.len()));
+    }
+    if path == "auth/token" || path.starts_with("auth/token/") {
+        return Some((&crate::auth_token::ROUTES, path.len().min("auth/token/".len())));
+    }
+    let (mount, rest) = mounts.route(path)?;
+    Some((table_of_mount(mount)?, path.len() - rest.len()))
+}
+
+/// The table of a mount's backend, by its kind.
+pub fn table_of_mount(mount: &Mount) -> Option<&'static Table> {
+    use migrations::MountClass;
+    Some(match (mount.class, mount.kind.as_str()) {
+        (MountClass::Auth, "approle") => &crate::auth::approle::ROUTES,
+        (MountClass::Auth, "userpass") => &crate::auth::userpass::ROUTES,
+        (MountClass::Auth, "jwt") => &crate::auth::jwt::ROUTES,
+        (MountClass::Auth, "kubernetes") => &crate::auth::kubernetes::ROUTES,
+        (MountClass::Secret, "kv") if mount.kv_version() == 2 => &crate::engines::kv_v2::ROUTES,
+        (MountClass::Secret, "kv" | "cubbyhole") => &crate::engines::kv_v1::ROUTES,
+        (MountClass::Secret, "database") => &crate::engines::database::routes::ROUTES,
+        _ => return None,
+    })
+}
+
+/// Matches `path` against the tables and gives its canonical form.
+pub fn canonical(path: &str, state: &State) -> (String, Matched) {
+    let Some((table, prefix_len)) = table_for(path, &state.mounts) else {
+        return (path.to_string(), Matched::NoBackend);
+    };
+    let (prefix, rest) = path.split_at(prefix_len.min(path.len()));
+    for r in table.routes {
+        if let Some(rest) = match_pattern(r.pattern, rest) {
+            return (format!("{prefix}{rest}"), Matched::Route(table, r));
+        }
+    }
+    (path.to_string(), Matched::Unmatched(table))
+}
+
+/// Matches `rest` (the path under a backend) against one pattern; the canonical form of
+/// `rest` if it matches.
+pub fn match_pattern(pattern: &str, rest: &str) -> Option<String> {
+    if let Some(base) = pattern.strip_suffix("/?") {
+        return match_segments(base, rest)
+            .or_else(|| rest.strip_suffix('/').and_then(|r| match_segments(base, r)).map(|c| format!("{c}/")));
+    }
+    match_segments(pattern, rest)
+}
+
+fn match_segments(pattern: &str, rest: &str) -> Option<String> {
+    let pat: Vec<&str> = if pattern.is_empty() { Vec::new() } else { pattern.split('/').collect() };
+    let segs: Vec<&str> = if rest.is_empty() { Vec::new() } else { rest.split('/').collect() };
+    let mut out: Vec<String> = Vec::with_capacity(segs.len());
+    let mut j = 0;
+    for (i, p) in pat.iter().enumerate() {
+        let Some(capture) = p.strip_prefix('{').and_then(|p| p.strip_suffix('}')) else {
+            if segs.get(j) != Some(p) {
+                return None;
+            }
+            out.push((*p).to_string());
+            j += 1;
+            continue;
+        };
+        let mut parts = capture.split(':').skip(1);
+        let kind = parts.next().unwrap_or("");
+        let (kind, flags): (&str, Vec<&str>) = match kind {
+            "" | "lower" => ("name", std::iter::once(kind).chain(parts).collect()),
+            k => (k, parts.collect()),
+        };
+        let lower = flags.contains(&"lower");
+        match kind {
+            "name" | "seg" => {
+                let s = segs.get(j)?;
+                if (kind == "name" && !generic_name(s)) || s.is_empty() {
+                    return None;
+                }
+                out.push(if lower { s.to_ascii_lowercase() } else { (*s).to_string() });
+                j += 1;
+            }
+            "rest" | "rest?" => {
+                // The rest up to the literal segments after it, which must end the path.
+                let tail = &pat[i + 1..];
+                if tail.iter().any(|t| t.starts_with('{')) || segs.len() < j + tail.len() {
+                    return None;
+                }
+                let end = segs.len() - tail.len();
+                if segs[end..].iter().zip(tail).any(|(s, t)| s != t) {
+                    return None;
+                }
+                let captured = segs[j..end].join("/");
+                if captured.is_empty() && kind == "rest" {
+                    return None;
+                }
+                // No segment left at all (`metadata` for `metadata/{p:rest?}`) adds none.
+                if end > j {
+                    let trimmed = match captured.strip_suffix('/') {
+                        Some(t) if flags.contains(&"trim") && !t.is_empty() => t,
+                        _ => captured.as_str(),
+                    };
+                    out.push(if lower { trimmed.to_lowercase() } else { trimmed.to_string() });
+                }
+                out.extend(tail.iter().map(|t| (*t).to_string()));
+                return Some(out.join("/"));
+            }
+            _ => return None,
+        }
+    }
+    (j == segs.len()).then(|| out.join("/"))
+}
+
+/// Vault's `framework.GenericNameRegex`: `\w(([\w-.]+)?\w)?` with Go's ASCII `\w`.
+pub fn generic_name(s: &str) -> bool {
+    let word = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
+    let b = s.as_bytes();
+    match (b.first(), b.last()) {
+        (Some(&first), Some(&last)) => {
+            word(first) && word(last) && b.iter().all(|&c| word(c) || c == b'-' || c == b'.')
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_vaults_generic_name_regex() {
+        for ok in ["a", "admin", "web-1", "a.b", "A_b", "0"] {
+            assert!(generic_name(ok), "{ok}");
+        }
+        for bad in ["", "-a", "a-", ".a", "a.", "a/b", "a b", "caf\u{e9}", "\u{212a}ate", "adm\u{131}n", "a\0"] {
+            assert!(!generic_name(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_name_takes_no_trailing_slash_and_is_lowercased_when_declared() {
+        assert_eq!(match_pattern("users/{username:lower}", "users/ADMIN").as_deref(), Some("users/admin"));
+        assert_eq!(match_pattern("users/{username:lower}", "users/admin/"), None);
+        assert_eq!(match_pattern("users/{username:lower}", "users/"), None);
+        assert_eq!(match_pattern("users/{username:lower}", "users/\u{212a}ate"), None);
+        assert_eq!(match_pattern("users/{username}", "users/Admin").as_deref(), Some("users/Admin"));
+        assert_eq!(match_pattern("users/{username}/password", "users/a/password").as_deref(), Some("users/a/password"));
+        assert_eq!(match_pattern("users/{username}/password", "users/a/password/"), None);
+    }
+
+    #[test]
+    fn an_optional_slash_is_kept_as_sent() {
+        assert_eq!(match_pattern("role/?", "role").as_deref(), Some("role"));
+        assert_eq!(match_pattern("role/?", "role/").as_deref(), Some("role/"));
+        assert_eq!(match_pattern("role/?", "role//"), None);
+        assert_eq!(match_pattern("role/{name}/secret-id/?", "role/a/secret-id/").as_deref(), Some("role/a/secret-id/"));
+    }
+
+    #[test]
+    fn a_rest_runs_to_the_literals_after_it() {
+        let tune = "mounts/{path:rest:trim}/tune";
+        assert_eq!(match_pattern(tune, "mounts/a/b/tune").as_deref(), Some("mounts/a/b/tune"));
+        assert_eq!(match_pattern(tune, "mounts/a/b/tune/"), None);
+        assert_eq!(match_pattern(tune, "mounts/tune"), None);
+        let mount = "mounts/{path:rest:trim}";
+        assert_eq!(match_pattern(mount, "mounts/tune").as_deref(), Some("mounts/tune"));
+        assert_eq!(match_pattern(mount, "mounts/zz/").as_deref(), Some("mounts/zz"));
+        assert_eq!(match_pattern(mount, "mounts/"), None);
+        assert_eq!(match_pattern(mount, "mounts"), None);
+        let policy = "policies/acl/{name:rest:trim:lower}";
+        assert_eq!(match_pattern(policy, "policies/acl/CAF\u{c9}").as_deref(), Some("policies/acl/caf\u{e9}"));
+        assert_eq!(match_pattern(policy, "policies/acl/Zed/").as_deref(), Some("policies/acl/zed"));
+        let kv = "data/{path:rest}";
+        assert_eq!(match_pattern(kv, "data/a/b/").as_deref(), Some("data/a/b/"));
+        assert_eq!(match_pattern(kv, "data/"), None);
+        assert_eq!(match_pattern("metadata/{path:rest?}", "metadata/").as_deref(), Some("metadata/"));
+        assert_eq!(match_pattern("metadata/{path:rest?}", "metadata").as_deref(), Some("metadata"));
+    }
+
+    #[test]
+    fn literals_match_exactly() {
+        assert_eq!(match_pattern("config", "config").as_deref(), Some("config"));
+        assert_eq!(match_pattern("config", "Config"), None);
+        assert_eq!(match_pattern("config", "config/"), None);
+        assert_eq!(match_pattern("", "").as_deref(), Some(""));
+        assert_eq!(match_pattern("", "x"), None);
+    }
+}
