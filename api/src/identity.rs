@@ -104,12 +104,19 @@ fn item(ctx: &Ctx<'_>, kind: &str, by_name: bool, key: &str) -> Result<Handled, 
             };
             Ok(Handled::Read(Reply::data(data)))
         }
-        "POST" | "PUT" => match kind {
-            // Writing by name creates the entity or group when it does not exist.
-            "entity" => write_entity(ctx, id.or_else(|| by_name.then(|| format!("name:{key}")))),
-            "group" => write_group(ctx, id.or_else(|| by_name.then(|| format!("name:{key}")))),
-            "entity-alias" => write_alias(ctx, Some(id.ok_or_else(Reply::not_found)?)),
-            _ => write_group_alias(ctx, Some(id.ok_or_else(Reply::not_found)?)),
+        // Writing by name creates the entity or group when it does not exist; writing by
+        // an id nobody has is refused with OpenBao's words (it used to make a new entity).
+        "POST" | "PUT" => match (kind, id) {
+            ("entity", id @ Some(_)) => write_entity(ctx, id),
+            ("entity", None) if by_name => write_entity(ctx, Some(format!("name:{key}"))),
+            ("entity", None) => Err(Reply::error(400, "entity not found from id")),
+            ("group", id @ Some(_)) => write_group(ctx, id),
+            ("group", None) if by_name => write_group(ctx, Some(format!("name:{key}"))),
+            ("group", None) => Err(Reply::error(400, "invalid group ID")),
+            ("entity-alias", Some(id)) => write_alias(ctx, Some(id)),
+            ("entity-alias", None) => Err(Reply::error(400, "invalid alias ID provided")),
+            (_, Some(id)) => write_group_alias(ctx, Some(id)),
+            (_, None) => Err(Reply::error(400, "invalid group alias ID")),
         },
         "DELETE" => {
             let Some(id) = id else { return Ok(Handled::Read(Reply::NoContent)) };

@@ -16,8 +16,9 @@
 //! - `{n:seg}`: one non-empty segment of any characters (ids, accessors);
 //! - `{n:rest}`: one or more segments, the rest of the path up to the literal segments
 //!   that follow it, if any (`{n:rest?}` may be empty). `:trim` drops one trailing `/`
-//!   from the canonical form (a mount path: `sys/mounts/x/` is `sys/mounts/x`), `:lower`
-//!   lowercases it (Unicode, as Go's `strings.ToLower`);
+//!   from the canonical form (a mount path: `sys/mounts/x/` is `sys/mounts/x`), `:space`
+//!   drops leading and trailing white space, `:lower` lowercases it (Unicode, as Go's
+//!   `strings.ToLower`);
 //! - a final `/?`: the path may end with a `/` or not.
 //!
 //! The first pattern that matches wins. Issue 18's backend registry adds each route's
@@ -183,10 +184,16 @@ fn match_segments(pattern: &str, rest: &str) -> Option<String> {
                 }
                 // No segment left at all (`metadata` for `metadata/{p:rest?}`) adds none.
                 if end > j {
-                    let trimmed = match captured.strip_suffix('/') {
+                    let mut trimmed = match captured.strip_suffix('/') {
                         Some(t) if flags.contains(&"trim") && !t.is_empty() => t,
                         _ => captured.as_str(),
                     };
+                    if flags.contains(&"space") {
+                        trimmed = trimmed.trim();
+                        if trimmed.is_empty() {
+                            return None;
+                        }
+                    }
                     out.push(if lower { trimmed.to_lowercase() } else { trimmed.to_string() });
                 }
                 out.extend(tail.iter().map(|t| (*t).to_string()));
@@ -257,6 +264,9 @@ mod tests {
         let policy = "policies/acl/{name:rest:trim:lower}";
         assert_eq!(match_pattern(policy, "policies/acl/CAF\u{c9}").as_deref(), Some("policies/acl/caf\u{e9}"));
         assert_eq!(match_pattern(policy, "policies/acl/Zed/").as_deref(), Some("policies/acl/zed"));
+        let spaced = "policies/acl/{name:rest:trim:space:lower}";
+        assert_eq!(match_pattern(spaced, "policies/acl/ Zed ").as_deref(), Some("policies/acl/zed"));
+        assert_eq!(match_pattern(spaced, "policies/acl/ "), None);
         let kv = "data/{path:rest}";
         assert_eq!(match_pattern(kv, "data/a/b/").as_deref(), Some("data/a/b/"));
         assert_eq!(match_pattern(kv, "data/"), None);

@@ -1,6 +1,9 @@
 //! Harness for end-to-end tests: finds the built `cairn` binary and runs it.
 //!
-//! Tests here drive the real binary the way users do; they never link the server code.
+//! Tests here drive the real binary the way users do; they never link the server code,
+//! but for the ACL path tests (`acl_paths`), which read the server's path tables to know
+//! which routes to attack and evaluate policies with its ACL to know what each trial allows
+//! ([`acl_world`]).
 //! The compatibility suites (`compat_cli`, `compat_hvac`) also start a server, cairn's or
 //! a real OpenBao one (`CAIRN_COMPAT_TARGET=openbao`), and drive it with the real `bao`
 //! CLI and hvac: see [`server`], [`process`] and [`shape`]. The database tests also reach
@@ -15,6 +18,7 @@ use std::process::{Command, Output};
 
 use anyhow::Context;
 
+pub mod acl_world;
 pub mod certs;
 pub mod db;
 mod fake_http;

@@ -61,3 +61,30 @@ fn crate_dependencies_point_one_way() {
         }
     }
 }
+
+/// Handlers act on the canonical path the ACL checked (`api/src/http/path.rs`): none may
+/// trim, lowercase or otherwise rewrite a request path of its own. The modules that serve
+/// requests are searched for the rewrites that let a trailing `/` or a case change reach
+/// an object the ACL did not check.
+#[test]
+fn no_handler_rewrites_the_request_path() {
+    let api = repo().join("api/src");
+    let mut files = Vec::new();
+    for dir in ["http", "sys", "auth", "engines"] {
+        rust_files(&api.join(dir), &mut files);
+    }
+    files.extend(["identity.rs", "auth_token.rs"].map(|f| api.join(f)));
+    let rewrites = ["trim_end_matches('/')", "trim_end_matches(\"/\")", "trim_matches('/')"];
+    let mut found = Vec::new();
+    for f in &files {
+        let text = std::fs::read_to_string(f).unwrap_or_default();
+        for (n, line) in text.lines().enumerate() {
+            let path_like = line.contains("path") || line.contains("rest") || line.contains("name");
+            let lowercases = path_like && (line.contains(".to_lowercase()") || line.contains(".to_ascii_lowercase()"));
+            if rewrites.iter().any(|r| line.contains(r)) || lowercases && !line.contains("tidy: not a path") {
+                found.push(format!("{}:{}: {}", f.strip_prefix(repo()).unwrap_or(f).display(), n + 1, line.trim()));
+            }
+        }
+    }
+    assert!(found.is_empty(), "request paths rewritten outside their canonical form: {found:#?}");
+}

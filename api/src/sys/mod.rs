@@ -42,11 +42,11 @@ pub static ROUTES: Table = Table {
         route("auth/{path:rest:trim}/tune"),
         route("auth/{path:rest:trim}"),
         route("policies/acl/?"),
-        // Policy names are case-insensitive (Vault lowercases them): the ACL sees the name
-        // the handler writes.
-        route("policies/acl/{name:rest:trim:lower}"),
+        // Policy names are lowercased and trimmed of white space, as Vault's policy store
+        // does: the ACL sees the name the handler writes.
+        route("policies/acl/{name:rest:trim:space:lower}"),
         route("policy/?"),
-        route("policy/{name:rest:trim:lower}"),
+        route("policy/{name:rest:trim:space:lower}"),
         route("capabilities"),
         route("capabilities-self"),
         route("capabilities-accessor"),

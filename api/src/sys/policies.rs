@@ -18,7 +18,8 @@ pub fn handle(ctx: &Ctx<'_>, name: &str, legacy: bool) -> Result<Handled, Reply>
         let data = if legacy { json!({ "keys": keys, "policies": keys }) } else { json!({ "keys": keys }) };
         return Ok(Handled::Read(if legacy { Reply::data_with_copy(data) } else { Reply::data(data) }));
     }
-    let name = name.to_lowercase();
+    // Lowercase and trimmed already: the path's canonical form (`super::ROUTES`).
+    let name = name.to_string();
     match req.method.as_str() {
         "GET" => read(ctx, &name, legacy),
         "PUT" | "POST" => {
