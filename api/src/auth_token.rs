@@ -235,8 +235,7 @@ fn create(ctx: &Ctx<'_>, orphan_path: bool, role: Option<String>) -> Result<Hand
             .collect(),
         _ => BTreeMap::new(),
     };
-    let num_uses =
-        req.get("num_uses").and_then(|v| v.as_u64().or_else(|| v.as_str().and_then(|s| s.parse().ok()))).unwrap_or(0);
+    let num_uses = crate::http::fields::count(&req.data, "num_uses", "number of uses cannot be negative")?.unwrap_or(0);
     let path = if orphan_path { "auth/token/create-orphan" } else { "auth/token/create" };
     let params = TokenParams {
         policies: string_list(req.get("policies")),

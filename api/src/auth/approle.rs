@@ -13,7 +13,7 @@ use serde_json::{Map, Value, json};
 
 use super::{keys_reply, no_route, split_name, token_fields};
 use crate::duration::parse_duration_value;
-use crate::engines::{as_u64, bool_value, string_list};
+use crate::engines::{bool_value, string_list};
 use crate::http::reply::Reply;
 use crate::http::{Ctx, Handled};
 use crate::routes::{Table, route};
@@ -162,10 +162,7 @@ fn seconds(ctx: &Ctx<'_>, key: &str) -> Result<Option<u64>, Reply> {
 }
 
 fn count(ctx: &Ctx<'_>, key: &str) -> Result<Option<u64>, Reply> {
-    match ctx.req.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(v) => as_u64(v).map(Some).ok_or_else(|| Reply::error(400, format!("{key} cannot be negative"))),
-    }
+    crate::http::fields::count(&ctx.req.data, key, &format!("{key} cannot be negative"))
 }
 
 fn cidrs(ctx: &Ctx<'_>, key: &str) -> Result<Option<Vec<String>>, Reply> {

@@ -5,7 +5,7 @@ use migrations::TokenSettings;
 use serde_json::{Map, Value, json};
 
 use crate::duration::parse_duration_value;
-use crate::engines::{as_u64, bool_value, string_list};
+use crate::engines::{bool_value, string_list};
 use crate::http::reply::Reply;
 use crate::http::request::VaultRequest;
 
@@ -50,9 +50,8 @@ pub fn parse(req: &VaultRequest, mut base: TokenSettings) -> Result<TokenSetting
     if let Some(b) = bool_value(req.get("token_strictly_bind_ip")) {
         base.token_strictly_bind_ip = b;
     }
-    if let Some(v) = req.get("token_num_uses") {
-        base.token_num_uses =
-            as_u64(v).ok_or_else(|| Reply::error(400, "token_num_uses must be a non-negative integer"))?;
+    if let Some(n) = crate::http::fields::count(&req.data, "token_num_uses", "token_num_uses cannot be negative")? {
+        base.token_num_uses = n;
     }
     if let Some(t) = req.get_str("token_type") {
         match t {

@@ -9,9 +9,10 @@ use projections::kv::{KvSecret, KvVersion, kv_context};
 use projections::mount::Mount;
 use serde_json::{Map, Value, json};
 
-use super::{as_u64, object_field, versions};
+use super::object_field;
 use crate::core::now_nanos;
 use crate::duration::{format_go_duration, parse_duration_value};
+use crate::http::fields;
 use crate::http::reply::{Envelope, Reply};
 use crate::http::{Ctx, Handled};
 use crate::routes::{Table, route};
@@ -49,15 +50,27 @@ pub fn handle(ctx: &Ctx<'_>, mount: &Mount, rest: &str) -> Result<Handled, Reply
         ("data", "PATCH") => patch(ctx, uuid, path),
         ("data", "DELETE") => Ok(Handled::write(Command::KvDeleteLatest { mount: uuid, path }, Reply::NoContent)),
         ("delete", _) if write => Ok(Handled::write(
-            Command::KvDeleteVersions { mount: uuid, path, versions: versions(ctx.req.get("versions")) },
+            Command::KvDeleteVersions {
+                mount: uuid,
+                path,
+                versions: fields::count_list("versions", ctx.req.get("versions"))?,
+            },
             Reply::NoContent,
         )),
         ("undelete", _) if write => Ok(Handled::write(
-            Command::KvUndelete { mount: uuid, path, versions: versions(ctx.req.get("versions")) },
+            Command::KvUndelete {
+                mount: uuid,
+                path,
+                versions: fields::count_list("versions", ctx.req.get("versions"))?,
+            },
             Reply::NoContent,
         )),
         ("destroy", _) if write => Ok(Handled::write(
-            Command::KvDestroy { mount: uuid, path, versions: versions(ctx.req.get("versions")) },
+            Command::KvDestroy {
+                mount: uuid,
+                path,
+                versions: fields::count_list("versions", ctx.req.get("versions"))?,
+            },
             Reply::NoContent,
         )),
         ("metadata", _) if ctx.req.list => list(ctx, &uuid, &path),
@@ -98,10 +111,10 @@ fn version_metadata(s: &KvSecret, version: u64, v: &KvVersion) -> Value {
 }
 
 fn read(ctx: &Ctx<'_>, uuid: &str, path: &str) -> Result<Handled, Reply> {
-    let wanted = match ctx.req.query.get("version").map(|v| v.parse::<u64>()) {
-        None | Some(Ok(0)) => None,
-        Some(Ok(n)) => Some(n),
-        Some(Err(_)) => return Err(Reply::error(400, "error converting input for field \"version\"")),
+    // A version below 1 is the current one; OpenBao reads a negative one as none (404).
+    let wanted = match fields::query_int(&ctx.req.query, "version")? {
+        None | Some(0) => None,
+        Some(n) => Some(u64::try_from(n).map_err(|_| Reply::not_found())?),
     };
     let (data, metadata) = open_version(ctx, uuid, path, wanted, "data")?;
     Ok(Handled::Read(Reply::data(json!({ "data": data, "metadata": metadata }))))
@@ -154,8 +167,16 @@ fn written_reply(c: &Committed, uuid: &str, path: &str, warnings: Vec<String>) -
     }
 }
 
+/// `options.cas`: an integer, or the write is refused (a `cas` that cannot be read must
+/// not turn into a write without its check). A negative one matches no version.
 fn cas(ctx: &Ctx<'_>) -> Result<Option<u64>, Reply> {
-    Ok(object_field(&ctx.req.data, "options")?.and_then(|o| o.get("cas")).and_then(as_u64))
+    let Some(raw) = object_field(&ctx.req.data, "options")?.and_then(|o| o.get("cas")).filter(|v| !v.is_null()) else {
+        return Ok(None);
+    };
+    let cas = fields::int_value("cas", raw).map_err(|_| Reply::error(400, "error parsing check-and-set parameter"))?;
+    u64::try_from(cas)
+        .map(Some)
+        .map_err(|_| Reply::error(400, "check-and-set parameter did not match the current version"))
 }
 
 fn put(ctx: &Ctx<'_>, uuid: String, path: String) -> Result<Handled, Reply> {
@@ -194,7 +215,9 @@ fn list(ctx: &Ctx<'_>, uuid: &str, folder: &str) -> Result<Handled, Reply> {
     if let Some(after) = ctx.req.query.get("after") {
         keys.retain(|k| k.as_str() > after.as_str());
     }
-    if let Some(limit) = ctx.req.query.get("limit").and_then(|l| l.parse::<usize>().ok()).filter(|&l| l > 0) {
+    if let Some(limit) =
+        fields::query_int(&ctx.req.query, "limit")?.and_then(|l| usize::try_from(l).ok()).filter(|&l| l > 0)
+    {
         keys.truncate(limit);
     }
     if keys.is_empty() {
@@ -245,7 +268,7 @@ fn metadata_write(ctx: &Ctx<'_>, uuid: String, path: String, patch: bool) -> Res
         Some(_) => return Err(Reply::error(400, "custom_metadata must be a map of strings")),
     };
     let update = KvMetadataUpdate {
-        max_versions: d.get("max_versions").and_then(as_u64),
+        max_versions: fields::count(d, "max_versions", "max_versions cannot be negative")?,
         cas_required: d
             .get("cas_required")
             .and_then(|v| v.as_bool().or_else(|| v.as_str().and_then(|s| s.parse().ok()))),
@@ -260,8 +283,8 @@ fn metadata_write(ctx: &Ctx<'_>, uuid: String, path: String, patch: bool) -> Res
 }
 
 fn subkeys(ctx: &Ctx<'_>, uuid: &str, path: &str) -> Result<Handled, Reply> {
-    let wanted = ctx.req.query.get("version").and_then(|v| v.parse::<u64>().ok()).filter(|&v| v > 0);
-    let depth = ctx.req.query.get("depth").and_then(|v| v.parse::<usize>().ok()).unwrap_or(0);
+    let wanted = fields::query_int(&ctx.req.query, "version")?.and_then(|v| u64::try_from(v).ok()).filter(|&v| v > 0);
+    let depth = fields::query_int(&ctx.req.query, "depth")?.and_then(|d| usize::try_from(d).ok()).unwrap_or(0);
     let (data, metadata) = open_version(ctx, uuid, path, wanted, "subkeys")?;
     Ok(Handled::Read(Reply::data(json!({ "subkeys": keys_only(&data, depth, 1), "metadata": metadata }))))
 }
@@ -298,7 +321,7 @@ fn config_write(ctx: &Ctx<'_>, uuid: String) -> Result<Handled, Reply> {
     };
     let command = Command::KvConfigPut {
         mount: uuid,
-        max_versions: d.get("max_versions").and_then(as_u64),
+        max_versions: fields::count(d, "max_versions", "max_versions cannot be negative")?,
         cas_required: d.get("cas_required").and_then(|v| v.as_bool()),
         delete_version_after,
     };

@@ -34,21 +34,6 @@ fn go_type(v: &Value) -> &'static str {
     }
 }
 
-/// A non-negative integer given as a JSON number or string.
-pub fn as_u64(v: &Value) -> Option<u64> {
-    v.as_u64().or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
-}
-
-/// `versions` as a list of numbers (JSON list, or comma-separated string).
-pub fn versions(v: Option<&Value>) -> Vec<u64> {
-    match v {
-        Some(Value::Array(a)) => a.iter().filter_map(as_u64).collect(),
-        Some(Value::String(s)) => s.split(',').filter_map(|x| x.trim().parse().ok()).collect(),
-        Some(n @ Value::Number(_)) => as_u64(n).into_iter().collect(),
-        _ => Vec::new(),
-    }
-}
-
 /// A list given as a JSON array or a comma-separated string.
 pub fn string_list(v: Option<&Value>) -> Option<Vec<String>> {
     match v? {

@@ -3,6 +3,7 @@
 //! `permission denied`; ACL (before routing) → 403; then the backend. Every request past
 //! the seal gate ends in an access event that is durable before the answer leaves.
 
+pub mod fields;
 pub mod path;
 pub mod reply;
 pub mod request;

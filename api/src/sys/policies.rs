@@ -30,7 +30,8 @@ pub fn handle(ctx: &Ctx<'_>, name: &str, legacy: bool) -> Result<Handled, Reply>
                 }
                 (None, None) => (String::new(), None),
             };
-            let cas = req.get("cas").and_then(|v| v.as_u64().or_else(|| v.as_str().and_then(|s| s.parse().ok())));
+            // A `cas` that cannot be read refuses the write (it must not become no check).
+            let cas = crate::http::fields::count(&req.data, "cas", "cas cannot be negative")?;
             let reply = match warning {
                 Some(w) => Reply::NoContent.with_warnings(vec![w]),
                 None => Reply::NoContent,

@@ -57,8 +57,14 @@ fn core_error(e: CoreError) -> Reply {
 }
 
 async fn init(core: &Arc<Core>, req: &VaultRequest) -> Reply {
-    let shares = req.get("secret_shares").and_then(as_u64).unwrap_or(0);
-    let threshold = req.get("secret_threshold").and_then(as_u64).unwrap_or(0);
+    let shares = match count(req, "secret_shares") {
+        Ok(n) => n,
+        Err(r) => return r,
+    };
+    let threshold = match count(req, "secret_threshold") {
+        Ok(n) => n,
+        Err(r) => return r,
+    };
     if req.get("pgp_keys").is_some_and(|v| !v.is_null())
         || req.get("recovery_pgp_keys").is_some_and(|v| !v.is_null())
         || req.get("root_token_pgp_key").is_some_and(|v| v.as_str().is_some_and(|s| !s.is_empty()))
@@ -92,8 +98,14 @@ async fn init_auto(core: &Arc<Core>, req: &VaultRequest, kind: &str, shares: u64
     if !given.is_empty() {
         return Reply::error(400, format!("parameters {} not applicable to seal type {kind}", given.join(",")));
     }
-    let rshares = req.get("recovery_shares").and_then(as_u64).unwrap_or(0);
-    let rthreshold = req.get("recovery_threshold").and_then(as_u64).unwrap_or(0);
+    let rshares = match count(req, "recovery_shares") {
+        Ok(n) => n,
+        Err(r) => return r,
+    };
+    let rthreshold = match count(req, "recovery_threshold") {
+        Ok(n) => n,
+        Err(r) => return r,
+    };
     if rshares > 1 && rthreshold < 2 {
         return Reply::error(
             400,
@@ -186,6 +198,12 @@ async fn health(core: &Core, req: &VaultRequest) -> Reply {
     let initialized = core.shows_initialized();
     let unsealed = core.unsealed().await.is_some();
     let standby = !unsealed || core.cluster().is_some_and(|n| !n.is_leader());
+    // A status code that cannot be read is refused, as Vault's `bad code value`.
+    for (name, v) in &req.query {
+        if name.ends_with("code") && v.parse::<u16>().map_or(true, |c| !(100..=599).contains(&c)) {
+            return Reply::error(400, format!("bad code value: {name}={v:?}"));
+        }
+    }
     let code = |name: &str, default: u16| req.query.get(name).and_then(|v| v.parse::<u16>().ok()).unwrap_or(default);
     let standby_ok = req.query.get("standbyok").is_some_and(|v| matches!(v.as_str(), "" | "true" | "1"));
     let status = if !initialized {
@@ -233,6 +251,7 @@ pub async fn seal(ctx: &Ctx<'_>) -> Result<Handled, Reply> {
     Ok(Handled::Recorded(Reply::NoContent))
 }
 
-fn as_u64(v: &Value) -> Option<u64> {
-    v.as_u64().or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+/// A share count of `sys/init`: a whole number, 0 when not given.
+fn count(req: &VaultRequest, key: &str) -> Result<u64, Reply> {
+    Ok(crate::http::fields::count(&req.data, key, &format!("{key} cannot be negative"))?.unwrap_or(0))
 }

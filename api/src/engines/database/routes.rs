@@ -109,12 +109,11 @@ fn duration_field(ctx: &Ctx<'_>, key: &str) -> Result<Option<u64>, Reply> {
 }
 
 fn u32_field(ctx: &Ctx<'_>, key: &str) -> Result<Option<u32>, Reply> {
-    match ctx.req.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(v) => crate::engines::as_u64(v)
-            .and_then(|n| u32::try_from(n).ok())
+    match crate::http::fields::int(&ctx.req.data, key)? {
+        None => Ok(None),
+        Some(n) => u32::try_from(n)
             .map(Some)
-            .ok_or_else(|| Reply::error(400, format!("error converting input for field \"{key}\": not a number"))),
+            .map_err(|_| Reply::error(400, format!("error converting input for field \"{key}\": out of range"))),
     }
 }
 
