@@ -21,7 +21,10 @@
 //! `disable_mlock`, `disable_standby_reads` (a cluster standby forwards reads too), `pid_file`,
 //! `ui` (cairn has no web UI: `ui = true` only adds a warning), and
 //! cairn's own `login_rate_limit` and `login_rate_burst`: logins per second and burst size
-//! allowed per client address (default 100 and 200; a rate of 0 turns the limit off).
+//! allowed per client address (default 100 and 200; a rate of 0 turns the limit off), and
+//! `unauthenticated_rate_limit` and `unauthenticated_rate_burst`: the same for requests
+//! refused before authentication, with no token or one that never existed (default 20 and
+//! 100; over it they answer 429).
 //! **`storage`** takes only the type `"sled"` (cairn's embedded storage, the data directory) and
 //! its `path`. **`listener`** takes only the type `"tcp"` and `address`, `tls_disable`,
 //! `tls_cert_file`, `tls_key_file`, `tls_min_version`. **`seal`** (at most one) takes only the
@@ -77,6 +80,8 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "seal",
     "storage",
     "ui",
+    "unauthenticated_rate_burst",
+    "unauthenticated_rate_limit",
 ];
 const STORAGE_KEYS: &[&str] = &["path"];
 const RAFT_KEYS: &[&str] = &["node_id", "path", "pipeline_depth", "retry_join"];
@@ -113,7 +118,10 @@ pub struct ServerConfig {
     /// A file where the server should write its process id, as Vault's `pid_file`.
     pub pid_file: Option<PathBuf>,
     /// Logins allowed per client address (`login_rate_limit`, `login_rate_burst`).
-    pub login_rate_limit: crate::auth::ratelimit::LoginRateLimit,
+    pub login_rate_limit: crate::auth::ratelimit::RateLimit,
+    /// Requests refused before authentication allowed per client address
+    /// (`unauthenticated_rate_limit`, `unauthenticated_rate_burst`).
+    pub unauthenticated_rate_limit: crate::auth::ratelimit::RateLimit,
     /// Auto-unseal (`seal "transit" { … }`); `None`: unseal with key shares.
     pub seal: Option<TransitSealConfig>,
     /// Settings that were accepted but have no effect, for the caller to log once logging is up.
@@ -656,7 +664,8 @@ fn build(items: Vec<Item>) -> Result<ServerConfig, ConfigError> {
         disable_mlock: false,
         disable_standby_reads: false,
         pid_file: None,
-        login_rate_limit: Default::default(),
+        login_rate_limit: crate::auth::ratelimit::RateLimit::LOGINS,
+        unauthenticated_rate_limit: crate::auth::ratelimit::RateLimit::UNAUTHENTICATED,
         seal: None,
         warnings: Vec::new(),
     };
@@ -690,6 +699,10 @@ fn build(items: Vec<Item>) -> Result<ServerConfig, ConfigError> {
             ("log_level", Kind::Value(v)) => config.log_level = Some(log_level(item, v)?),
             ("login_rate_limit", Kind::Value(v)) => config.login_rate_limit.per_second = rate(item, v)?,
             ("login_rate_burst", Kind::Value(v)) => config.login_rate_limit.burst = rate(item, v)?,
+            ("unauthenticated_rate_limit", Kind::Value(v)) => {
+                config.unauthenticated_rate_limit.per_second = rate(item, v)?;
+            }
+            ("unauthenticated_rate_burst", Kind::Value(v)) => config.unauthenticated_rate_limit.burst = rate(item, v)?,
             ("disable_mlock", Kind::Value(v)) => config.disable_mlock = boolean(item, v)?,
             ("disable_standby_reads", Kind::Value(v)) => config.disable_standby_reads = boolean(item, v)?,
             ("pid_file", Kind::Value(v)) => config.pid_file = Some(PathBuf::from(non_empty_string(item, v)?)),
@@ -1390,14 +1403,21 @@ ui                = true
 
     #[test]
     fn login_rate_limits_are_read_and_default_to_100_per_second() {
-        assert_eq!(
-            parse(MINIMAL).login_rate_limit,
-            crate::auth::ratelimit::LoginRateLimit { per_second: 100, burst: 200 }
-        );
+        assert_eq!(parse(MINIMAL).login_rate_limit, crate::auth::ratelimit::RateLimit::LOGINS);
         let config = parse(&format!("{MINIMAL}\nlogin_rate_limit = 0\nlogin_rate_burst = \"7\"\n"));
-        assert_eq!(config.login_rate_limit, crate::auth::ratelimit::LoginRateLimit { per_second: 0, burst: 7 });
+        assert_eq!(config.login_rate_limit, crate::auth::ratelimit::RateLimit { per_second: 0, burst: 7 });
         let (message, _) = refuse(&format!("{MINIMAL}\nlogin_rate_limit = -1\n"));
         assert_eq!(message, "`login_rate_limit` must be a non-negative integer");
+    }
+
+    #[test]
+    fn unauthenticated_rate_limits_are_read_and_default_to_20_per_second() {
+        use crate::auth::ratelimit::RateLimit;
+        assert_eq!(parse(MINIMAL).unauthenticated_rate_limit, RateLimit::UNAUTHENTICATED);
+        let config = parse(&format!("{MINIMAL}\nunauthenticated_rate_limit = 5\nunauthenticated_rate_burst = 9\n"));
+        assert_eq!(config.unauthenticated_rate_limit, RateLimit { per_second: 5, burst: 9 });
+        let (message, _) = refuse(&format!("{MINIMAL}\nunauthenticated_rate_burst = 1.5\n"));
+        assert!(message.contains("unauthenticated_rate_burst"), "{message}");
     }
 
     #[test]

@@ -30,7 +30,9 @@ pub struct Settings {
     pub default_lease_ttl: u64,
     pub max_lease_ttl: u64,
     /// Logins per client address.
-    pub login_rate_limit: crate::auth::ratelimit::LoginRateLimit,
+    pub login_rate_limit: crate::auth::ratelimit::RateLimit,
+    /// Requests refused before authentication per client address (`crate::refusals`).
+    pub unauthenticated_rate_limit: crate::auth::ratelimit::RateLimit,
     /// A cluster standby forwards reads too (`disable_standby_reads`).
     pub disable_standby_reads: bool,
 }
@@ -949,7 +951,8 @@ mod tests {
         Settings {
             default_lease_ttl: 3600,
             max_lease_ttl: 7200,
-            login_rate_limit: Default::default(),
+            login_rate_limit: crate::auth::ratelimit::RateLimit::LOGINS,
+            unauthenticated_rate_limit: crate::auth::ratelimit::RateLimit::UNAUTHENTICATED,
             disable_standby_reads: false,
         }
     }

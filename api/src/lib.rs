@@ -12,6 +12,7 @@ pub mod http;
 pub mod identity;
 pub mod leases;
 pub mod listener;
+pub mod refusals;
 pub mod remote;
 pub mod routes;
 pub mod seal;

@@ -74,6 +74,7 @@ pub async fn run(args: ServerArgs) -> Result<(), ServerError> {
                 default_lease_ttl: config.default_lease_ttl,
                 max_lease_ttl: config.max_lease_ttl,
                 login_rate_limit: config.login_rate_limit,
+                unauthenticated_rate_limit: config.unauthenticated_rate_limit,
                 disable_standby_reads: config.disable_standby_reads,
             };
             let core = Arc::new(Core::open(&config.storage.path, settings)?);
@@ -106,13 +107,35 @@ async fn run_dev(args: ServerArgs) -> Result<(), ServerError> {
     };
     let data_dir =
         args.dev_data_dir.clone().or_else(|| temp.as_ref().map(|t| t.path().to_path_buf())).unwrap_or_default();
+    let (core, unseal_key, root_token) = open_dev(&data_dir, args.dev_root_token_id.clone()).await?;
+    let listeners = vec![ListenerConfig { address, tls: None }];
+    let banner = DevBanner {
+        unseal_key: base64::engine::general_purpose::STANDARD.encode(unseal_key),
+        root_token,
+        data_dir: data_dir.clone(),
+        kept: temp.is_none(),
+    };
+    let result = serve(core, &listeners, None, Some(banner)).await;
+    drop(temp);
+    result
+}
+
+/// A dev-mode server's barrier on `data_dir`: initialized (one share, KV v2 at `secret/`,
+/// the unseal key kept in the directory) the first time, unsealed every time. Returns the
+/// core, the unseal key, and the root token when it was made now (`root_token`, or a new
+/// one). The fuzz targets (`fuzz/`) serve requests from the same thing, in process.
+pub async fn open_dev(
+    data_dir: &std::path::Path,
+    root_token: Option<String>,
+) -> Result<(Arc<Core>, [u8; 32], Option<String>), ServerError> {
     let settings = Settings {
         default_lease_ttl: crate::config::DEFAULT_LEASE_TTL,
         max_lease_ttl: crate::config::DEFAULT_LEASE_TTL,
-        login_rate_limit: Default::default(),
+        login_rate_limit: crate::auth::ratelimit::RateLimit::LOGINS,
+        unauthenticated_rate_limit: crate::auth::ratelimit::RateLimit::UNAUTHENTICATED,
         disable_standby_reads: false,
     };
-    let core = Arc::new(Core::open(&data_dir, settings)?);
+    let core = Arc::new(Core::open(data_dir, settings)?);
     let (unseal_key, root_token) = if core.is_initialized() {
         // A kept dev data directory: unseal with the key dev mode left there.
         let key = std::fs::read_to_string(data_dir.join(DEV_KEY_FILE)).map_err(|e| {
@@ -126,8 +149,7 @@ async fn run_dev(args: ServerArgs) -> Result<(), ServerError> {
         core.unseal_with(&key, true).await?;
         (key, None)
     } else {
-        let root =
-            args.dev_root_token_id.clone().unwrap_or_else(|| commands::new_token_id(&SystemRandom).unwrap_or_default());
+        let root = root_token.unwrap_or_else(|| commands::new_token_id(&SystemRandom).unwrap_or_default());
         let (_, root, key) = core.init(1, 1, Some(&root), true).await?;
         let key: [u8; 32] = *key;
         write_private(&data_dir.join(DEV_KEY_FILE), &base64::engine::general_purpose::STANDARD.encode(key))?;
@@ -135,16 +157,7 @@ async fn run_dev(args: ServerArgs) -> Result<(), ServerError> {
         enable_dev_kv(&core).await?;
         (key, Some(root))
     };
-    let listeners = vec![ListenerConfig { address, tls: None }];
-    let banner = DevBanner {
-        unseal_key: base64::engine::general_purpose::STANDARD.encode(unseal_key),
-        root_token,
-        data_dir: data_dir.clone(),
-        kept: temp.is_none(),
-    };
-    let result = serve(core, &listeners, None, Some(banner)).await;
-    drop(temp);
-    result
+    Ok((core, unseal_key, root_token))
 }
 
 /// Randomness for ids outside a running barrier (the dev root token).
@@ -272,8 +285,13 @@ async fn serve(
     let snapshots = tokio::spawn(write_snapshots(core.clone()));
     // Auto-unseal at start, retried with back-off while the key service is down.
     let auto_unseal = tokio::spawn(crate::seal::auto_unseal_with_retry(core.clone()));
-    let router = crate::http::router(core.clone());
+    let refusals = Arc::new(crate::refusals::Refusals::new(core.settings.unauthenticated_rate_limit));
+    let refusal_counts = tokio::spawn(crate::refusals::record_every(core.clone(), refusals.clone()));
+    let router = crate::http::router(core.clone(), refusals.clone());
     let result = bound.serve(router, shutdown_signal()).await;
+    refusal_counts.abort();
+    // The refusals of the last interval, before the ledger closes.
+    crate::refusals::record(&core, &refusals).await;
     expiry.abort();
     leases.abort();
     hup.abort();

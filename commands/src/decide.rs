@@ -96,6 +96,7 @@ fn decide_command(state: &State, cmd: &Command, token: Option<&Token>, env: &dyn
         RenewToken { accessor, increment, max_ttl } => crate::token::renew(state, accessor, *increment, *max_ttl, env),
         RevokeToken { accessor, orphan_children } => crate::token::revoke(state, accessor, *orphan_children),
         ExpireTokens => crate::token::expire(state, env),
+        CountRefusals(counted) => Ok((vec![event(Event::RefusalsCounted(counted.clone()))], Reply::Done)),
         WriteTokenRole(role) => {
             Ok((vec![event(Event::TokenRoleWritten(migrations::TokenRoleWritten { role: role.clone() }))], Reply::Done))
         }

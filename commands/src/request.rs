@@ -113,6 +113,9 @@ pub enum Command {
         orphan_children: bool,
     },
     ExpireTokens,
+    /// Records the requests refused before authentication in one interval (the server's
+    /// own command, at the end of each interval).
+    CountRefusals(migrations::RefusalsCounted),
     WriteTokenRole(TokenRole),
     DeleteTokenRole {
         name: String,

@@ -133,6 +133,7 @@ catalogue! {
     0x0506 => KvV1Written(KvV1Written),
     0x0507 => KvV1Deleted(KvV1Deleted),
     0x0600 => Access(Access),
+    0x0601 => RefusalsCounted(RefusalsCounted),
     0x0700 => LeaseIssued(LeaseIssued),
     0x0701 => LeaseRenewed(LeaseRenewed),
     0x0702 => LeaseRevoked(LeaseRevoked),

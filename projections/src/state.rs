@@ -68,7 +68,7 @@ impl State {
                     self.kv.drop_mount(&crate::kv::cubbyhole_mount(accessor));
                 }
                 self.leases.tokens_revoked(&e.accessors);
-                self.tokens.revoked(e);
+                self.tokens.revoked(e, env.time);
             }
             Event::LeaseIssued(e) => self.leases.issued(e),
             Event::LeaseRenewed(e) => self.leases.renewed(e),
@@ -119,6 +119,8 @@ impl State {
             Event::ExternalGroupsSynced(e) => self.identity.external_synced(e),
             Event::AuditDeviceEnabled(e) => self.audit.enabled(e, env),
             Event::AuditDeviceDisabled(e) => self.audit.disabled(&e.path),
+            // Counts of refused requests: the ledger keeps them, the state has no use for them.
+            Event::RefusalsCounted(_) => {}
             Event::Access(e) => {
                 if e.used_token {
                     self.tokens.used(&env.actor.accessor);

@@ -52,6 +52,25 @@ impl Token {
     }
 }
 
+/// A token that ended (revoked, expired or used up), as requests that still present it are
+/// recorded: with its accessor, so forensics sees who tried a dead token.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Retired {
+    pub accessor: String,
+    pub display_name: String,
+    pub entity_id: String,
+    pub policies: Vec<String>,
+    /// When it ended (ns, the revocation event's time).
+    pub ended: u64,
+}
+
+/// How long an ended token is remembered (ns): a week. Older ones count as never seen (the
+/// refusal counts still carry their keyed hash, which the ledger's `TokenCreated` events
+/// can be matched against).
+pub const RETIRED_FOR: u64 = 7 * 24 * 3600 * 1_000_000_000;
+/// At most this many ended tokens are remembered; the oldest go first.
+pub const RETIRED_MAX: usize = 1_000_000;
+
 /// Keys of the persistent maps are `Arc<str>`: every insert copies the nodes on its path,
 /// and a node copy clones its keys — an `Arc` clone is a counter bump, a `String` clone
 /// is an allocation.
@@ -64,11 +83,21 @@ pub struct Tokens {
     /// is a range, not a scan of every token.
     by_expiry: OrdSet<(u64, Arc<str>)>,
     roles: OrdMap<String, Arc<TokenRole>>,
+    /// Tokens that ended within [`RETIRED_FOR`] (at most [`RETIRED_MAX`]), by keyed hash,
+    /// and by end time for pruning. Folded from the revocation events only, so a replay
+    /// remembers the same ones.
+    retired: HashMap<[u8; 32], Arc<Retired>>,
+    retired_by_end: OrdSet<(u64, [u8; 32])>,
 }
 
 impl Tokens {
     pub fn by_hash(&self, hash: &[u8; 32]) -> Option<&Arc<Token>> {
         self.by_hash.get(hash)
+    }
+
+    /// A token that ended lately, by the keyed hash of its id.
+    pub fn retired(&self, hash: &[u8; 32]) -> Option<&Arc<Retired>> {
+        self.retired.get(hash)
     }
 
     pub fn by_accessor(&self, accessor: &str) -> Option<&Arc<Token>> {
@@ -184,7 +213,8 @@ impl Tokens {
         }
     }
 
-    pub(crate) fn revoked(&mut self, e: &TokensRevoked) {
+    /// Tokens end at `time` (the event's): they leave the live maps for the retired ones.
+    pub(crate) fn revoked(&mut self, e: &TokensRevoked, time: u64) {
         for child in &e.orphaned {
             self.update(child, |t| t.parent = None);
         }
@@ -193,13 +223,42 @@ impl Tokens {
             if let Some(t) = self.by_hash.get(&hash) {
                 self.by_expiry.remove(&(t.expire_time, Arc::from(accessor.as_str())));
             }
-            if let Some(t) = self.by_hash.remove(&hash)
-                && let Some(p) = &t.parent
-                && let Some(kids) = self.children.get_mut(p.as_str())
-            {
-                kids.remove(accessor.as_str());
+            if let Some(t) = self.by_hash.remove(&hash) {
+                if let Some(p) = &t.parent
+                    && let Some(kids) = self.children.get_mut(p.as_str())
+                {
+                    kids.remove(accessor.as_str());
+                }
+                self.retire(hash, &t, time);
             }
             self.children.remove(accessor.as_str());
+        }
+        self.forget_retired(time);
+    }
+
+    fn retire(&mut self, hash: [u8; 32], t: &Token, time: u64) {
+        let retired = Retired {
+            accessor: t.accessor.clone(),
+            display_name: t.display_name.clone(),
+            entity_id: t.entity_id.clone(),
+            policies: t.policies.clone(),
+            ended: time,
+        };
+        if let Some(old) = self.retired.insert(hash, Arc::new(retired)) {
+            self.retired_by_end.remove(&(old.ended, hash));
+        }
+        self.retired_by_end.insert((time, hash));
+    }
+
+    /// Drops the retired tokens older than [`RETIRED_FOR`] at `time`, and the oldest beyond
+    /// [`RETIRED_MAX`].
+    fn forget_retired(&mut self, time: u64) {
+        while let Some(&(ended, hash)) = self.retired_by_end.get_min() {
+            if ended.saturating_add(RETIRED_FOR) >= time && self.retired_by_end.len() <= RETIRED_MAX {
+                break;
+            }
+            self.retired_by_end.remove(&(ended, hash));
+            self.retired.remove(&hash);
         }
     }
 
@@ -267,11 +326,42 @@ mod tests {
         t.renewed(&TokenRenewed { accessor: "a".into(), ttl: 1, expire_time: 300 });
         assert!(t.expired(150).is_empty());
         assert_eq!(t.expired(250), vec!["b".to_string()]);
-        t.revoked(&TokensRevoked {
-            accessors: vec!["b".into()],
+        t.revoked(
+            &TokensRevoked {
+                accessors: vec!["b".into()],
+                orphaned: vec![],
+                reason: migrations::RevocationReason::Revoked,
+            },
+            10,
+        );
+        assert_eq!(t.expired(u64::MAX), vec!["a".to_string()]);
+    }
+
+    fn revoke(t: &mut Tokens, accessor: &str, time: u64) {
+        let e = TokensRevoked {
+            accessors: vec![accessor.into()],
             orphaned: vec![],
             reason: migrations::RevocationReason::Revoked,
-        });
-        assert_eq!(t.expired(u64::MAX), vec!["a".to_string()]);
+        };
+        t.revoked(&e, time);
+    }
+
+    #[test]
+    fn an_ended_token_is_remembered_by_its_hash_for_a_week() {
+        let mut t = Tokens::default();
+        t.created(&created("gone", 0));
+        t.created(&created("later", 0));
+        revoke(&mut t, "gone", 1_000);
+        let hash = *fake_hash("gone");
+        assert!(t.by_hash(&hash).is_none(), "no longer live");
+        let r = t.retired(&hash).expect("remembered");
+        assert_eq!((r.accessor.as_str(), r.ended), ("gone", 1_000));
+        // A later revocation, within the week, keeps it; one past the week forgets it.
+        revoke(&mut t, "later", 1_000 + RETIRED_FOR);
+        assert!(t.retired(&hash).is_some());
+        t.created(&created("last", 0));
+        revoke(&mut t, "last", 1_001 + RETIRED_FOR);
+        assert!(t.retired(&hash).is_none(), "forgotten after a week");
+        assert!(t.retired(&fake_hash("later")).is_some());
     }
 }

@@ -5,7 +5,7 @@
 //! mount path with `..` in it. Each must now be refused and change nothing.
 //! (`acl_paths.rs` attacks every route the same ways under random policies.)
 
-use anyhow::{Result, ensure};
+use anyhow::{Context, Result, ensure};
 use e2e::{DevServer, Options, Server, Target};
 use serde_json::{Value, json};
 
@@ -191,5 +191,56 @@ fn a_mount_path_with_dot_segments_or_escapes_is_never_created_as_sent() -> Resul
     let names: Vec<&String> = mounts.as_object().map(|m| m.keys().collect()).unwrap_or_default();
     ensure!(names.iter().any(|n| *n == "team/ok/"), "{names:?}");
     ensure!(!names.iter().any(|n| n.contains("..") || n.contains("//") || n.contains('%')), "{names:?}");
+    Ok(())
+}
+
+/// 3,000 requests with tokens nobody issued, from one address: the ledger gains one event
+/// that counts them (not 3,000 access events), the address is answered 429 past its
+/// quota, and a client with a real token is served all along.
+#[test]
+fn a_flood_of_bogus_tokens_costs_one_event_and_meets_a_quota() -> Result<()> {
+    let mut s = DevServer::start_with(Options { target: Some(Target::Cairn), ..Options::default() })?;
+    let data = s.data_dir().to_path_buf();
+    s.http("PUT", "/v1/secret/data/app", Some("root"), Some(r#"{"data":{"k":"v"}}"#))?;
+    let last_seq = |s: &Server| -> Result<u64> {
+        let c = s.http("GET", "/v1/sys/ledger/checkpoint", Some("root"), None)?.json()?;
+        c["data"]["seq"].as_u64().with_context(|| format!("no seq in {c}"))
+    };
+    let before = last_seq(&s)?;
+    let (mut refused, mut limited) = (0, 0);
+    for i in 0..3000 {
+        let token = format!("s.bogus{i:017}");
+        let r = s.http("GET", &format!("/v1/secret/data/app{}", i % 20), Some(&token), None)?;
+        match r.status {
+            403 => refused += 1,
+            429 => limited += 1,
+            other => anyhow::bail!("a bogus token got {other}: {}", r.body),
+        }
+        if i % 500 == 0 {
+            let ok = s.http("GET", "/v1/secret/data/app", Some("root"), None)?;
+            ensure!(ok.status == 200, "root is refused during the flood: {} {}", ok.status, ok.body);
+        }
+    }
+    // The default quota: a burst of 100, then 20 a second.
+    ensure!((100..1000).contains(&refused) && limited + refused == 3000, "403s {refused}, 429s {limited}");
+    let after = last_seq(&s)?;
+    let stopped = s.stop(std::time::Duration::from_secs(30))?;
+    ensure!(stopped.success(), "{stopped}");
+    let events = e2e::ledger::read_ledger(&data)?;
+    let flood: Vec<_> = events.iter().filter(|e| e.env.seq > before && e.env.seq <= after + 1).collect();
+    let counted: Vec<&migrations::RefusalsCounted> = events
+        .iter()
+        .filter_map(|e| match &e.env.body {
+            migrations::Body::App(migrations::Event::RefusalsCounted(c)) => Some(c),
+            _ => None,
+        })
+        .collect();
+    // Between the two checkpoints: the 7 requests of root (its reads and the checkpoint's
+    // own access event) and at most one count made at an interval's end; nothing per refusal.
+    ensure!(after > before && flood.len() <= 12, "{} events during the flood ({before}..{after})", flood.len());
+    let total: u64 = counted.iter().flat_map(|c| &c.sources).map(|s| s.refused + s.rate_limited).sum();
+    ensure!(total == 3000, "the counts hold every refusal: {total} of 3000 in {counted:#?}");
+    let hashes: usize = counted.iter().flat_map(|c| &c.sources).map(|s| s.token_hashes.len()).sum();
+    ensure!(hashes <= 8 * counted.len(), "token hashes are capped: {hashes}");
     Ok(())
 }

@@ -14,7 +14,7 @@ use e2e::process::run_bounded;
 use e2e::{DevServer, HttpReply, Options, Server, Target, cairn, count_files, files_containing, random_alnum, stdout};
 use ledger::seal::SlotState;
 use ledger::system::SystemEvent;
-use migrations::{Access, Body, Envelope, Event, KvWritten, Outcome};
+use migrations::{Access, Body, Envelope, Event, KvWritten, Outcome, RefusalsCounted};
 use serde_json::{Value, json};
 
 /// How long the server may take to exit after SIGTERM.
@@ -410,7 +410,6 @@ fn every_request_is_an_access_event_by_accessor_and_no_token_or_value_is_in_clea
     let secret3 = random_alnum(32)?;
     let cubby = random_alnum(32)?;
     let data = s.data_dir().to_path_buf();
-    let nobody = (String::new(), Vec::new());
 
     let mut x = Session { s: &s, expected: Vec::new() };
     let mut root = (String::new(), vec!["root".to_string()]);
@@ -449,9 +448,13 @@ fn every_request_is_an_access_event_by_accessor_and_no_token_or_value_is_in_clea
     x.request("GET", "secret/data/private/db", rt, None, 403, "read", Outcome::Denied, &reader)?;
     let put2 = json!({"data": {"password": secret2}});
     x.request("PUT", "secret/data/shared/db", rt, Some(&put2), 403, "update", Outcome::Denied, &reader)?;
-    // Denied before any ACL: a token the server never issued, and no token at all.
-    x.request("GET", "secret/data/shared/db", Some(UNKNOWN_TOKEN), None, 403, "read", Outcome::Denied, &nobody)?;
-    x.request("GET", "secret/data/shared/db", None, None, 403, "read", Outcome::Denied, &nobody)?;
+    // Denied before any ACL: a token the server never issued, and no token at all. These
+    // are counted, not recorded one by one (a flood of them must not flood the ledger):
+    // one `RefusalsCounted` event says so below.
+    for token in [Some(UNKNOWN_TOKEN), None] {
+        let r = s.http("GET", "/v1/secret/data/shared/db", token, None)?;
+        ensure!(r.status == 403, "{token:?}: {} {}", r.status, r.body);
+    }
     // Allowed by the ACL, refused by the engine: a check-and-set mismatch (400).
     let cas = json!({"options": {"cas": 0}, "data": {"password": secret2}});
     x.request("PUT", "secret/data/shared/db", Some("root"), Some(&cas), 400, "update", Outcome::Failed(400), &root)?;
@@ -476,6 +479,24 @@ fn every_request_is_an_access_event_by_accessor_and_no_token_or_value_is_in_clea
         Outcome::Allowed,
         &root,
     )?;
+    // A token that existed and was revoked: its request is an access event of its own,
+    // with the accessor and policies it had (forensics needs to know who tried it).
+    let gone = s.http("POST", "/v1/auth/token/create", Some("root"), Some(r#"{"policies":["reader"],"ttl":"1h"}"#))?;
+    x.expected.push(Expected {
+        operation: "update".into(),
+        path: "auth/token/create".into(),
+        outcome: Outcome::Allowed,
+        accessor: root.0.clone(),
+        policies: root.1.clone(),
+    });
+    let gone = gone.json()?;
+    let gone_token = gone["auth"]["client_token"].as_str().context("client_token")?.to_string();
+    let gone_who = (
+        gone["auth"]["accessor"].as_str().context("accessor")?.to_string(),
+        vec!["default".to_string(), "reader".to_string()],
+    );
+    x.request("POST", "auth/token/revoke-self", Some(&gone_token), None, 204, "update", Outcome::Allowed, &gone_who)?;
+    x.request("GET", "secret/data/shared/db", Some(&gone_token), None, 403, "read", Outcome::Denied, &gone_who)?;
     // A token in a request body (and in the answer): hashed like any other field.
     let lookup = json!({"token": reader_token});
     let looked =
@@ -520,6 +541,21 @@ fn every_request_is_an_access_event_by_accessor_and_no_token_or_value_is_in_clea
     let (read_env, read_access) = accesses[4];
     assert!(read_access.response_hmac.contains_key("data"), "the read's response fields are hashed: {read_access:?}");
     assert_eq!(read_env.request_id, uuid_bytes(&read_request_id)?, "the ledger keeps the request id the reply gave");
+
+    // The two refusals before authentication, counted in one event: who, how often,
+    // where, and the keyed hash of the one token presented (never the token).
+    let counted: Vec<&RefusalsCounted> = events
+        .iter()
+        .filter_map(|e| match &e.env.body {
+            Body::App(Event::RefusalsCounted(c)) => Some(c),
+            _ => None,
+        })
+        .collect();
+    ensure!(counted.len() == 1, "one count of refusals: {counted:#?}");
+    let source = counted[0].sources.first().context("a source")?;
+    assert_eq!((source.remote_addr.as_str(), source.refused, source.rate_limited), ("127.0.0.1", 2, 0));
+    assert_eq!(source.paths, vec![("secret/data/shared/db".to_string(), 2)]);
+    assert_eq!(source.token_hashes.len(), 1, "{source:?}");
 
     let (_, lookup) = accesses.last().context("no access events")?;
     assert_eq!(lookup.path, "auth/token/lookup");

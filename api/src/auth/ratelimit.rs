@@ -1,30 +1,34 @@
-//! Per-client-address rate limiting of login endpoints: a token bucket per address, so
-//! one client guessing passwords or secret ids slows down to `per_second` after a burst,
-//! and other clients are unaffected. Refused logins answer 429 before any work is done
-//! (no password hash, no ledger write: a flood must not turn into a flood of events).
+//! Per-client-address rate limiting: a token bucket per address, so one client guessing
+//! passwords or secret ids (logins), or tokens (requests refused before authentication,
+//! `crate::refusals`), slows down to `per_second` after a burst, and other clients are
+//! unaffected. Refused requests answer 429 before any work is done (no password hash, no
+//! ledger write: a flood must not turn into a flood of events).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Instant;
 
-/// Limits of the login rate, per client address. `per_second == 0` turns limiting off.
+/// A rate per client address. `per_second == 0` turns limiting off.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LoginRateLimit {
+pub struct RateLimit {
     pub per_second: u32,
     pub burst: u32,
 }
 
-impl Default for LoginRateLimit {
-    fn default() -> Self {
-        LoginRateLimit { per_second: 100, burst: 200 }
-    }
+impl RateLimit {
+    /// Logins (`login_rate_limit`, `login_rate_burst`).
+    pub const LOGINS: RateLimit = RateLimit { per_second: 100, burst: 200 };
+    /// Requests refused before authentication (`unauthenticated_rate_limit`,
+    /// `unauthenticated_rate_burst`): a client whose token was just revoked makes a few,
+    /// a client guessing tokens makes thousands.
+    pub const UNAUTHENTICATED: RateLimit = RateLimit { per_second: 20, burst: 100 };
 }
 
 /// Buckets are forgotten once full again; past this many addresses, full ones are swept.
 const SWEEP_AT: usize = 100_000;
 
-pub struct LoginLimiter {
-    limit: LoginRateLimit,
+pub struct AddressLimiter {
+    limit: RateLimit,
     buckets: Mutex<HashMap<String, Bucket>>,
 }
 
@@ -33,9 +37,9 @@ struct Bucket {
     at: Instant,
 }
 
-impl LoginLimiter {
-    pub fn new(limit: LoginRateLimit) -> LoginLimiter {
-        LoginLimiter { limit, buckets: Mutex::new(HashMap::new()) }
+impl AddressLimiter {
+    pub fn new(limit: RateLimit) -> AddressLimiter {
+        AddressLimiter { limit, buckets: Mutex::new(HashMap::new()) }
     }
 
     /// Takes one login from `addr`'s bucket; false when it is empty.
@@ -72,7 +76,7 @@ mod tests {
 
     #[test]
     fn a_burst_then_the_rate_per_address() {
-        let l = LoginLimiter::new(LoginRateLimit { per_second: 2, burst: 3 });
+        let l = AddressLimiter::new(RateLimit { per_second: 2, burst: 3 });
         let t0 = Instant::now();
         assert!((0..3).all(|_| l.allow_at("10.0.0.1", t0)));
         assert!(!l.allow_at("10.0.0.1", t0));
@@ -83,7 +87,7 @@ mod tests {
 
     #[test]
     fn zero_rate_is_off() {
-        let l = LoginLimiter::new(LoginRateLimit { per_second: 0, burst: 0 });
+        let l = AddressLimiter::new(RateLimit { per_second: 0, burst: 0 });
         assert!((0..1000).all(|_| l.allow("a")));
     }
 }

@@ -30,11 +30,13 @@ use path::CanonicalPath;
 use reply::{ACL_DENIED, Reply};
 use request::{MAX_BODY, VaultRequest, parse_body, parse_query, token_from, wrap_ttl_from};
 
-/// The axum router serving the whole API.
-pub fn router(core: Arc<Core>) -> Router {
-    let login_limiter = crate::auth::ratelimit::LoginLimiter::new(core.settings.login_rate_limit);
+/// The axum router serving the whole API; `refusals` counts the requests it refuses before
+/// authentication (the caller records them: `crate::refusals::record_every`).
+pub fn router(core: Arc<Core>, refusals: Arc<crate::refusals::Refusals>) -> Router {
+    let login_limiter = crate::auth::ratelimit::AddressLimiter::new(core.settings.login_rate_limit);
     let api = Arc::new(Api {
         core,
+        refusals,
         acls: Mutex::new(HashMap::new()),
         login_limiter,
         jwks: Mutex::new(HashMap::new()),
@@ -54,7 +56,9 @@ pub struct Api {
     /// Compiled ACLs by policy set.
     acls: Mutex<HashMap<Vec<String>, CachedAcl>>,
     /// Logins per client address.
-    pub login_limiter: crate::auth::ratelimit::LoginLimiter,
+    pub login_limiter: crate::auth::ratelimit::AddressLimiter,
+    /// Requests refused before authentication, counted for the ledger.
+    pub refusals: Arc<crate::refusals::Refusals>,
     /// Signing keys fetched for `jwt` mounts, by mount uuid.
     pub jwks: Mutex<HashMap<String, Arc<crate::auth::jwt_verify::JwksCache>>>,
     /// Request ids of standbys' access events lately recorded here (replay refusal).
@@ -326,8 +330,8 @@ async fn run(api: &Api, http: HttpRequest<Body>, remote_addr: String, id: &str) 
             None => Ok(reply),
         };
     }
-    let found =
-        req.token.as_deref().and_then(|t| state.tokens.by_hash(&commands::Env::token_hash(unsealed.env.as_ref(), t)));
+    let token_hash = req.token.as_deref().map(|t| commands::Env::token_hash(unsealed.env.as_ref(), t));
+    let found = token_hash.as_ref().and_then(|h| state.tokens.by_hash(h));
     let token = found
         .filter(|t| !t.expired(now_nanos()))
         .filter(|t| commands::cidr::allows(&t.bound_cidrs, &req.remote_addr))
@@ -335,13 +339,7 @@ async fn run(api: &Api, http: HttpRequest<Body>, remote_addr: String, id: &str) 
         .cloned();
     let op = operation(&req, &state);
     let Some(token) = token else {
-        // A standby may not know a token the leader made a moment ago: the leader answers.
-        // (A token it knows but refuses, expired or out of its CIDRs, is refused here.)
-        if req.token.is_some() && found.is_none() && crate::cluster::standby::forward_instead() {
-            return Err(Reply::error(503, FORWARD));
-        }
-        record(api, &unsealed, &req, op, None, AccessOutcome::Denied, &state).await?;
-        return Err(Reply::error(403, "permission denied"));
+        return Err(refuse_unauthenticated(api, &unsealed, &req, op, &state, found, token_hash).await);
     };
     // The ACL decides on the canonical path, the one the handler acts on.
     let acl = api.acl_for(&state, &token);
@@ -358,6 +356,51 @@ async fn run(api: &Api, http: HttpRequest<Body>, remote_addr: String, id: &str) 
     match req.wrap_ttl {
         Some(ttl) => crate::sys::wrapping::wrap_reply(&unsealed, &req, reply, ttl).await,
         None => Ok(reply),
+    }
+}
+
+/// Refuses a request whose token is missing or unusable. A standby sends one it cannot place
+/// to the leader (which may have made the token a moment ago). A token that exists but is
+/// refused (expired, outside its CIDRs, its entity disabled) or one that ended lately is
+/// recorded as an access event of its own, with its accessor: forensics needs it. Anything
+/// else (no token, one that never existed) is counted, not recorded one by one
+/// (`crate::refusals`).
+async fn refuse_unauthenticated(
+    api: &Api,
+    unsealed: &Unsealed,
+    req: &VaultRequest,
+    op: Operation,
+    state: &State,
+    found: Option<&Arc<Token>>,
+    token_hash: Option<[u8; 32]>,
+) -> Reply {
+    if found.is_none() && crate::cluster::standby::forward_instead() {
+        return Reply::error(503, FORWARD);
+    }
+    let denied = Reply::error(403, "permission denied");
+    let known = match (found, token_hash.and_then(|h| state.tokens.retired(&h).cloned())) {
+        (Some(t), _) => Some((actor_of(Some(t), req), t.policies.clone())),
+        (None, Some(r)) => {
+            let actor = ledger::Actor {
+                accessor: clip(&r.accessor),
+                entity_id: uuid::Uuid::parse_str(&r.entity_id).ok().map(|u| *u.as_bytes()),
+                display_name: clip(&r.display_name),
+                remote_addr: clip(&req.remote_addr),
+            };
+            Some((actor, r.policies.clone()))
+        }
+        (None, None) => None,
+    };
+    let Some((actor, policies)) = known else {
+        return api.refusals.refuse(&req.remote_addr, req.path.as_str(), token_hash);
+    };
+    let mut access = access_of(api, req, op, None, AccessOutcome::Denied, unsealed, state);
+    access.policies = policies;
+    let request =
+        Request { caller: None, actor, request_id: request_id_bytes(&req.id), access: Some(access), command: None };
+    match unsealed.sequencer.submit(request).await {
+        Ok(_) => denied,
+        Err(e) => unavailable(e),
     }
 }
 

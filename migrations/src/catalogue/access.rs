@@ -34,6 +34,40 @@ pub struct Access {
     pub used_token: bool,
 }
 
+/// Requests refused before authentication during one interval, counted instead of recorded
+/// one by one (DESIGN.md: hostile traffic costs bounded ledger space): no token, a token
+/// that never existed, or over the per-address quota. A request with a token that once
+/// existed (revoked, expired, used up) is an [`Access`] of its own, with its accessor.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, serde::Serialize, serde::Deserialize)]
+pub struct RefusalsCounted {
+    /// The interval, ns since the Unix epoch, server clock: first refusal to last.
+    pub from: u64,
+    pub to: u64,
+    /// One entry per client address, at most a fixed number of them (the busiest first).
+    pub sources: Vec<RefusalSource>,
+    /// Addresses beyond that number, and the requests they made.
+    pub other_sources: u64,
+    pub other_requests: u64,
+}
+
+/// The refusals of one client address within a [`RefusalsCounted`] interval.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, serde::Serialize, serde::Deserialize)]
+pub struct RefusalSource {
+    pub remote_addr: String,
+    /// Answered 403: no token, or one that never existed.
+    pub refused: u64,
+    /// Answered 429: over the per-address quota of such requests.
+    pub rate_limited: u64,
+    /// The paths asked for, with how often, at most a fixed number (the most asked first);
+    /// `other_paths` counts the requests to the rest.
+    pub paths: Vec<(String, u64)>,
+    pub other_paths: u64,
+    /// Distinct keyed hashes of the tokens presented (never a token), at most a fixed
+    /// number; `other_tokens` counts the presentations of the rest.
+    pub token_hashes: Vec<[u8; 32]>,
+    pub other_tokens: u64,
+}
+
 /// Kind number and version of [`Access`] (as in the catalogue).
 pub const ACCESS_KIND: u16 = 0x0600;
 pub const ACCESS_VERSION: u16 = 1;
