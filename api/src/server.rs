@@ -135,7 +135,8 @@ async fn run_dev(args: ServerArgs) -> Result<(), ServerError> {
         enable_dev_kv(&core).await?;
         (key, Some(root))
     };
-    let listeners = vec![ListenerConfig { address, tls: None }];
+    // Dev mode takes Vault's limits and cairn's connection caps, as a config without them.
+    let listeners = vec![ListenerConfig::new(address, None)];
     let banner = DevBanner {
         unseal_key: base64::engine::general_purpose::STANDARD.encode(unseal_key),
         root_token,

@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
-use axum::body::{Body, to_bytes};
+use axum::body::Body;
 use axum::extract::{ConnectInfo, State as AxState};
 use axum::http::{Method, Request as HttpRequest};
 use axum::response::Response;
@@ -24,7 +24,7 @@ use projections::token::Token;
 
 use crate::core::{Core, Unsealed, now_nanos};
 use reply::{ACL_DENIED, Reply};
-use request::{MAX_BODY, VaultRequest, parse_body, parse_query, token_from, wrap_ttl_from};
+use request::{VaultRequest, parse_body, parse_query, read_body, token_from, wrap_ttl_from};
 
 /// The axum router serving the whole API.
 pub fn router(core: Arc<Core>) -> Router {
@@ -278,7 +278,7 @@ async fn run(api: &Api, http: HttpRequest<Body>, remote_addr: String, id: &str) 
     if !matches!(method.as_str(), "GET" | "HEAD" | "POST" | "PUT" | "DELETE" | "PATCH" | "LIST") {
         return Err(Reply::Error(405, Vec::new()));
     }
-    let bytes = to_bytes(body, MAX_BODY).await.map_err(|_| Reply::error(413, "http: request body too large"))?;
+    let bytes = read_body(&parts.extensions, body).await.map_err(|f| f.reply())?;
     let content_type = parts.headers.get("content-type").and_then(|v| v.to_str().ok());
     // A snapshot restore carries the snapshot itself as the body, not JSON.
     if let Some(reply) = crate::sys::raft::restore(&api.core, method.as_str(), &path, &bytes).await {
