@@ -438,6 +438,9 @@ fn worker_threads() -> usize {
 }
 
 fn server_command(f: ServerFlags) -> ExitCode {
+    // Before any thread exists, so that every file the server and its libraries create (sled
+    // and redb included, which take no mode) is private.
+    api::server::restrict_umask();
     let args = api::server::ServerArgs {
         dev: f.dev,
         dev_root_token_id: f.dev_root_token_id,
