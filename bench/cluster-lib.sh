@@ -45,6 +45,8 @@ $join
 listener "tcp" {
   address     = "127.0.0.1:$port"
   tls_disable = true
+  # wrk opens every connection from loopback: above cairn's default cap of 256
+  max_connections_per_address = 4096
 }
 api_addr      = "${NODE_ADDR[$i]}"
 cluster_addr  = "http://127.0.0.1:${NODE_CPORT[$i]}"

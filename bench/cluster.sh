@@ -50,6 +50,8 @@ storage "sled" { path = "$WORK/single/data" }
 listener "tcp" {
   address = "127.0.0.1:$SPORT"
   tls_disable = true
+  # wrk opens every connection from loopback: above cairn's default cap of 256
+  max_connections_per_address = 4096
 }
 disable_mlock = true
 log_level = "warn"

@@ -20,6 +20,8 @@ storage "sled" { path = "$work/cairn-data" }
 listener "tcp" {
   address = "127.0.0.1:$port"
   tls_disable = true
+  # wrk opens every connection from loopback: above cairn's default cap of 256
+  max_connections_per_address = 4096
 }
 disable_mlock = true
 log_level = "warn"

@@ -399,10 +399,10 @@ fn read_cursor(path: &Path) -> Option<u64> {
 fn save_cursor(path: &Path, seq: u64) -> std::io::Result<()> {
     use std::io::Write;
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
+        ledger::fs::create_private_dir_all(dir)?;
     }
     let tmp = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp)?;
+    let mut f = ledger::fs::create_private_file(&tmp)?;
     f.write_all(format!("{seq}\n").as_bytes())?;
     f.sync_all()?;
     std::fs::rename(&tmp, path)?;
@@ -539,12 +539,19 @@ fn write_file(
     bytes: &[u8],
 ) -> Result<(std::fs::File, u64), AuditError> {
     use std::io::Write;
-    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
     let current = std::fs::metadata(path).ok().map(|m| m.ino());
     let (mut f, ino) = match open {
         Some((f, ino)) if Some(ino) == current => (f, ino),
         _ => {
             let f = std::fs::OpenOptions::new().create(true).append(true).mode(mode).open(path)?;
+            // The server's umask (0o077) masks the mode a file is created with; the device's
+            // `mode` is what the operator asked for, so set it, as Vault does (`0` leaves it,
+            // and a device file such as /dev/null is never changed).
+            let meta = f.metadata()?;
+            if mode != 0 && meta.is_file() && meta.permissions().mode() & 0o7777 != mode {
+                f.set_permissions(std::fs::Permissions::from_mode(mode))?;
+            }
             let ino = f.metadata()?.ino();
             (f, ino)
         }

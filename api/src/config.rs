@@ -27,7 +27,10 @@
 //! 100; over it they answer 429).
 //! **`storage`** takes only the type `"sled"` (cairn's embedded storage, the data directory) and
 //! its `path`. **`listener`** takes only the type `"tcp"` and `address`, `tls_disable`,
-//! `tls_cert_file`, `tls_key_file`, `tls_min_version`. **`seal`** (at most one) takes only the
+//! `tls_cert_file`, `tls_key_file`, `tls_min_version`, Vault's limits (`http_read_header_timeout`,
+//! `http_read_timeout`, `http_write_timeout`, `http_idle_timeout`, `max_request_size`,
+//! `max_request_duration`; see [`ListenerLimits`]) and cairn's connection caps
+//! `max_connections` and `max_connections_per_address`. **`seal`** (at most one) takes only the
 //! type `"transit"` (auto-unseal through a Vault or OpenBao transit engine, [`crate::seal`]) and
 //! `address`, `token`, `key_name` and `mount_path` (both required), `namespace`,
 //! `disable_renewal`, `tls_ca_cert`, `tls_skip_verify`; the token may instead come from
@@ -49,6 +52,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use hcl::edit::Span as _;
 use hcl::edit::expr::Expression;
@@ -56,7 +60,7 @@ use hcl::edit::structure::{Body, Structure};
 use serde_json::Value;
 use thiserror::Error;
 
-use crate::duration::{format_go_duration, parse_duration_value};
+use crate::duration::{format_go_duration, parse_duration_value, parse_exact_duration_value};
 
 /// Default and maximum lease TTL when the file does not set them (or sets 0): 768 h, as Vault.
 pub const DEFAULT_LEASE_TTL: u64 = 2_764_800;
@@ -86,7 +90,21 @@ const TOP_LEVEL_KEYS: &[&str] = &[
 const STORAGE_KEYS: &[&str] = &["path"];
 const RAFT_KEYS: &[&str] = &["node_id", "path", "pipeline_depth", "retry_join"];
 const RETRY_JOIN_KEYS: &[&str] = &["leader_api_addr", "leader_ca_cert", "leader_ca_cert_file"];
-const LISTENER_KEYS: &[&str] = &["address", "tls_cert_file", "tls_disable", "tls_key_file", "tls_min_version"];
+const LISTENER_KEYS: &[&str] = &[
+    "address",
+    "http_idle_timeout",
+    "http_read_header_timeout",
+    "http_read_timeout",
+    "http_write_timeout",
+    "max_connections",
+    "max_connections_per_address",
+    "max_request_duration",
+    "max_request_size",
+    "tls_cert_file",
+    "tls_disable",
+    "tls_key_file",
+    "tls_min_version",
+];
 const TRANSIT_SEAL_KEYS: &[&str] =
     &["address", "disable_renewal", "key_name", "mount_path", "namespace", "tls_ca_cert", "tls_skip_verify", "token"];
 
@@ -189,6 +207,76 @@ pub struct ListenerConfig {
     pub address: SocketAddr,
     /// TLS settings; `None` when `tls_disable` is true (plain HTTP).
     pub tls: Option<ListenerTls>,
+    /// Timeouts, request limits and connection caps.
+    pub limits: ListenerLimits,
+}
+
+impl ListenerConfig {
+    /// A listener on `address` with the default limits.
+    pub fn new(address: SocketAddr, tls: Option<ListenerTls>) -> Self {
+        ListenerConfig { address, tls, limits: ListenerLimits::default() }
+    }
+}
+
+/// How long a client may take and how much it may send on one listener, and how many
+/// connections it may hold. The first six are Vault's listener keys with Vault's defaults; a
+/// value of 0 (or no value) means the default, except `http_write_timeout`, whose default is
+/// none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListenerLimits {
+    /// `http_read_header_timeout` (10 s): from the first byte of a request (from the
+    /// connection's start for its first request) to the end of its headers.
+    pub read_header_timeout: Duration,
+    /// `http_read_timeout` (30 s): the whole request, headers and body, must arrive within it.
+    pub read_timeout: Duration,
+    /// `http_write_timeout` (none): from the end of a request's headers to the end of its
+    /// answer.
+    pub write_timeout: Option<Duration>,
+    /// `http_idle_timeout` (5 min): how long a kept-alive connection may wait for its next
+    /// request.
+    pub idle_timeout: Duration,
+    /// `max_request_size` in bytes (32 MiB). Vault turns the limit off for a negative value;
+    /// cairn keeps the default then, with a warning.
+    pub max_request_size: usize,
+    /// `max_request_duration` (90 s): a request still unanswered after it is cut with 500
+    /// `context deadline exceeded`.
+    pub max_request_duration: Duration,
+    /// cairn's `max_connections` (4096): open connections on this listener; one more is
+    /// answered 503 and closed.
+    pub max_connections: usize,
+    /// cairn's `max_connections_per_address` (256): open connections from one client IP
+    /// address (loopback included) on this listener.
+    pub max_connections_per_address: usize,
+}
+
+/// Vault's `http_read_header_timeout` default.
+pub const DEFAULT_READ_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Vault's `http_read_timeout` default.
+pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Vault's `http_idle_timeout` default.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+/// Vault's `max_request_size` default: 32 MiB.
+pub const DEFAULT_MAX_REQUEST_SIZE: usize = 32 << 20;
+/// Vault's `max_request_duration` default.
+pub const DEFAULT_MAX_REQUEST_DURATION: Duration = Duration::from_secs(90);
+/// cairn's `max_connections` default.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
+/// cairn's `max_connections_per_address` default.
+pub const DEFAULT_MAX_CONNECTIONS_PER_ADDRESS: usize = 256;
+
+impl Default for ListenerLimits {
+    fn default() -> Self {
+        ListenerLimits {
+            read_header_timeout: DEFAULT_READ_HEADER_TIMEOUT,
+            read_timeout: DEFAULT_READ_TIMEOUT,
+            write_timeout: None,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            max_request_size: DEFAULT_MAX_REQUEST_SIZE,
+            max_request_duration: DEFAULT_MAX_REQUEST_DURATION,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_address: DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
+        }
+    }
 }
 
 /// The `seal "transit"` stanza: the root key is encrypted by the transit engine of another
@@ -870,8 +958,45 @@ fn listener_stanza(
     let mut tls_disable = false;
     let (mut cert_file, mut key_file) = (None, None);
     let mut min_version = TlsVersion::default();
+    let mut limits = ListenerLimits::default();
+    // 0 keeps the default (Vault's rule for its listener keys, and cairn's for its own).
+    let or_default = |d: Duration, default: Duration| if d.is_zero() { default } else { d };
+    let count_or_default = |n: u32, default: usize| if n == 0 { default } else { n as usize };
     for item in body {
         match (item.key.as_str(), &item.kind) {
+            ("http_read_header_timeout", Kind::Value(v)) => {
+                limits.read_header_timeout = or_default(exact_duration(item, v)?, DEFAULT_READ_HEADER_TIMEOUT);
+            }
+            ("http_read_timeout", Kind::Value(v)) => {
+                limits.read_timeout = or_default(exact_duration(item, v)?, DEFAULT_READ_TIMEOUT);
+            }
+            ("http_write_timeout", Kind::Value(v)) => {
+                limits.write_timeout = Some(exact_duration(item, v)?).filter(|d| !d.is_zero());
+            }
+            ("http_idle_timeout", Kind::Value(v)) => {
+                limits.idle_timeout = or_default(exact_duration(item, v)?, DEFAULT_IDLE_TIMEOUT);
+            }
+            ("max_request_duration", Kind::Value(v)) => {
+                limits.max_request_duration = or_default(exact_duration(item, v)?, DEFAULT_MAX_REQUEST_DURATION);
+            }
+            ("max_request_size", Kind::Value(v)) => {
+                let size = integer(item, v)?;
+                if size < 0 {
+                    warnings.push(format!(
+                        "line {}: max_request_size = {size}: Vault turns the request size limit off for a negative value; cairn keeps the default of {DEFAULT_MAX_REQUEST_SIZE} bytes",
+                        item.line.map_or_else(|| "?".to_owned(), |l| l.to_string())
+                    ));
+                }
+                limits.max_request_size =
+                    usize::try_from(size).ok().filter(|&n| n > 0).unwrap_or(DEFAULT_MAX_REQUEST_SIZE);
+            }
+            ("max_connections", Kind::Value(v)) => {
+                limits.max_connections = count_or_default(rate(item, v)?, DEFAULT_MAX_CONNECTIONS);
+            }
+            ("max_connections_per_address", Kind::Value(v)) => {
+                limits.max_connections_per_address =
+                    count_or_default(rate(item, v)?, DEFAULT_MAX_CONNECTIONS_PER_ADDRESS);
+            }
             ("address", Kind::Value(v)) => {
                 let text = string(item, v)?;
                 address = parse_address(&text).map_err(|why| {
@@ -902,11 +1027,11 @@ fn listener_stanza(
                 "listener {address}: tls_disable is true, so tls_cert_file and tls_key_file are ignored"
             ));
         }
-        return Ok(ListenerConfig { address, tls: None });
+        return Ok(ListenerConfig { address, tls: None, limits });
     }
     match (cert_file, key_file) {
         (Some(cert_file), Some(key_file)) => {
-            Ok(ListenerConfig { address, tls: Some(ListenerTls { cert_file, key_file, min_version }) })
+            Ok(ListenerConfig { address, tls: Some(ListenerTls { cert_file, key_file, min_version }), limits })
         }
         (cert, _) => {
             let missing = if cert.is_none() { "tls_cert_file" } else { "tls_key_file" };
@@ -1040,6 +1165,23 @@ fn duration(item: &Item, value: &Option<Value>) -> Result<u64, ConfigError> {
     parse_duration_value(value).map_err(|e| ConfigError::invalid(item.line, format!("`{}`: {e}", item.key)))
 }
 
+/// A duration with Go's precision (listener timeouts: `"500ms"` is not 0).
+fn exact_duration(item: &Item, value: &Option<Value>) -> Result<Duration, ConfigError> {
+    let value = value.as_ref().ok_or_else(|| not_literal(item))?;
+    parse_exact_duration_value(value).map_err(|e| ConfigError::invalid(item.line, format!("`{}`: {e}", item.key)))
+}
+
+/// A signed integer (a JSON number or a numeric string), as Vault's `parseutil.ParseInt`.
+fn integer(item: &Item, value: &Option<Value>) -> Result<i64, ConfigError> {
+    let n = match value {
+        Some(Value::Number(n)) => n.as_i64(),
+        Some(Value::String(s)) => s.trim().parse::<i64>().ok(),
+        Some(_) => None,
+        None => return Err(not_literal(item)),
+    };
+    n.ok_or_else(|| ConfigError::invalid(item.line, format!("`{}` must be an integer", item.key)))
+}
+
 /// Go's `mapstructure.WeakDecode` into a bool, as Vault reads `tls_disable`: booleans, numbers
 /// (non-zero is true), `strconv.ParseBool` strings, `""` and `null` (false).
 fn boolean(item: &Item, value: &Option<Value>) -> Result<bool, ConfigError> {
@@ -1098,7 +1240,7 @@ fn parse_address(text: &str) -> Result<SocketAddr, String> {
 ///
 /// SIGHUP applies the log level and re-reads TLS certificates and keys (their paths and
 /// `tls_min_version` may change too). Everything else (storage path, listener addresses and
-/// count, turning TLS on or off, `api_addr`, `cluster_addr`, `cluster_name`, lease TTLs,
+/// count, turning TLS on or off, listener limits, `api_addr`, `cluster_addr`, `cluster_name`, lease TTLs,
 /// `disable_mlock`, `disable_standby_reads`, `pid_file`) keeps its running value until a restart, as in Vault; the caller
 /// should log [`ReloadPlan::restart_required`] as a warning.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -1127,6 +1269,7 @@ pub fn reloadable_changes(old: &ServerConfig, new: &ServerConfig) -> ReloadPlan 
     for (i, (a, b)) in old.listeners.iter().zip(&new.listeners).enumerate() {
         restart(a.address != b.address, &format!("listener[{i}].address"));
         restart(a.tls.is_some() != b.tls.is_some(), &format!("listener[{i}].tls_disable"));
+        restart(a.limits != b.limits, &format!("listener[{i}] timeouts, request limits or connection caps"));
     }
     restart(old.api_addr != new.api_addr, "api_addr");
     restart(old.cluster_addr != new.cluster_addr, "cluster_addr");
@@ -1172,7 +1315,7 @@ mod tests {
     const MINIMAL: &str = "storage \"sled\" {\n  path = \"/data\"\n}\nlistener \"tcp\" {\n  tls_disable = true\n}\n";
 
     fn plain(address: &str) -> ListenerConfig {
-        ListenerConfig { address: address.parse().expect("address"), tls: None }
+        ListenerConfig::new(address.parse().expect("address"), None)
     }
 
     /// bench/peer-openbao.sh's file, with cairn's storage: Vault's one-line blocks included.
@@ -1315,14 +1458,14 @@ ui                = true
         assert_eq!(
             config.listeners,
             vec![
-                ListenerConfig {
-                    address: "0.0.0.0:8200".parse().expect("address"),
-                    tls: Some(ListenerTls {
+                ListenerConfig::new(
+                    "0.0.0.0:8200".parse().expect("address"),
+                    Some(ListenerTls {
                         cert_file: "/etc/cairn/tls/server.crt".into(),
                         key_file: "/etc/cairn/tls/server.key".into(),
                         min_version: TlsVersion::Tls13,
                     }),
-                },
+                ),
                 plain("127.0.0.1:8201"),
             ]
         );
@@ -1338,7 +1481,7 @@ ui                = true
     #[test]
     fn listener_defaults_and_addresses() {
         let config = parse("storage \"sled\" {\n path = \"d\"\n}\nlistener \"tcp\" {\n tls_disable = 1\n}\n");
-        assert_eq!(config.listeners, vec![ListenerConfig { address: DEFAULT_ADDRESS, tls: None }]);
+        assert_eq!(config.listeners, vec![ListenerConfig::new(DEFAULT_ADDRESS, None)]);
         for (written, expected) in [
             ("127.0.0.1:0", "127.0.0.1:0"),
             ("[::1]:8200", "[::1]:8200"),
@@ -1430,13 +1573,15 @@ ui                = true
              default_lease_ttl, disable_mlock, disable_standby_reads, listener, log_level, login_rate_burst, login_rate_limit, \
              max_lease_ttl, pid_file, seal, storage, ui"
         );
-        let (message, line) =
-            refuse(&MINIMAL.replace("tls_disable = true", "tls_disable = true\n  max_request_size = 10"));
+        let (message, line) = refuse(
+            &MINIMAL.replace("tls_disable = true", "tls_disable = true\n  proxy_protocol_behavior = \"use_always\""),
+        );
         assert_eq!(line, Some(6));
-        assert!(
-            message.starts_with(
-                "unknown key `max_request_size` in listener \"tcp\"; accepted keys: address, tls_cert_file"
-            )
+        assert_eq!(
+            message,
+            "unknown key `proxy_protocol_behavior` in listener \"tcp\"; accepted keys: address, http_idle_timeout, \
+             http_read_header_timeout, http_read_timeout, http_write_timeout, max_connections, max_connections_per_address, \
+             max_request_duration, max_request_size, tls_cert_file, tls_disable, tls_key_file, tls_min_version"
         );
         let (message, line) = refuse(&MINIMAL.replace("path = \"/data\"", "path = \"/data\"\n  node_id = \"n1\""));
         assert_eq!(line, Some(3));
@@ -1582,6 +1727,62 @@ ui                = true
     }
 
     #[test]
+    fn listener_limits_are_read_with_vaults_defaults() {
+        let limits = parse(MINIMAL).listeners[0].limits;
+        assert_eq!(limits, ListenerLimits::default());
+        assert_eq!(
+            (limits.read_header_timeout, limits.read_timeout, limits.write_timeout, limits.idle_timeout),
+            (Duration::from_secs(10), Duration::from_secs(30), None, Duration::from_secs(300))
+        );
+        assert_eq!((limits.max_request_size, limits.max_request_duration), (33_554_432, Duration::from_secs(90)));
+        assert_eq!((limits.max_connections, limits.max_connections_per_address), (4096, 256));
+
+        let all = "tls_disable = true\n  http_read_header_timeout = \"2s\"\n  http_read_timeout = \"1.5s\"\n  \
+                   http_write_timeout = \"1m\"\n  http_idle_timeout = 120\n  max_request_size = 1024\n  \
+                   max_request_duration = \"500ms\"\n  max_connections = \"10\"\n  max_connections_per_address = 3";
+        let limits = parse(&MINIMAL.replace("tls_disable = true", all)).listeners[0].limits;
+        assert_eq!(
+            limits,
+            ListenerLimits {
+                read_header_timeout: Duration::from_secs(2),
+                read_timeout: Duration::from_millis(1500),
+                write_timeout: Some(Duration::from_secs(60)),
+                idle_timeout: Duration::from_secs(120),
+                max_request_size: 1024,
+                max_request_duration: Duration::from_millis(500),
+                max_connections: 10,
+                max_connections_per_address: 3,
+            }
+        );
+
+        // 0 means the default, as in Vault (and no write timeout for http_write_timeout).
+        let zeros = "tls_disable = true\n  http_read_header_timeout = 0\n  http_read_timeout = \"0s\"\n  \
+                     http_write_timeout = \"0\"\n  http_idle_timeout = \"\"\n  max_request_size = 0\n  \
+                     max_request_duration = 0\n  max_connections = 0\n  max_connections_per_address = 0";
+        let config = parse(&MINIMAL.replace("tls_disable = true", zeros));
+        assert_eq!(config.listeners[0].limits, ListenerLimits::default());
+        assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+
+        // A negative size turns Vault's limit off; cairn keeps the default and says so.
+        let config = parse(&MINIMAL.replace("tls_disable = true", "tls_disable = true\n  max_request_size = -1"));
+        assert_eq!(config.listeners[0].limits.max_request_size, DEFAULT_MAX_REQUEST_SIZE);
+        assert_eq!(config.warnings.len(), 1);
+        assert!(config.warnings[0].contains("max_request_size = -1"), "{:?}", config.warnings);
+
+        for (bad, expected) in [
+            ("max_request_duration = \"-5s\"", "`max_request_duration`: duration \"-5s\" cannot be negative"),
+            ("http_read_timeout = \"soon\"", "`http_read_timeout`: time: invalid duration \"soon\""),
+            ("max_request_size = \"big\"", "`max_request_size` must be an integer"),
+            ("max_connections = -1", "`max_connections` must be a non-negative integer"),
+            ("max_connections_per_address = true", "`max_connections_per_address` must be a non-negative integer"),
+        ] {
+            let (message, line) =
+                refuse(&MINIMAL.replace("tls_disable = true", &format!("tls_disable = true\n  {bad}")));
+            assert_eq!((message.as_str(), line), (expected, Some(6)), "{bad}");
+        }
+    }
+
+    #[test]
     fn durations_and_defaults() {
         let with = |extra: &str| format!("{MINIMAL}{extra}\n");
         let config = parse(&with("default_lease_ttl = \"90m\"\nmax_lease_ttl = \"7d\""));
@@ -1672,7 +1873,7 @@ ui                = true
         assert!(config.disable_mlock);
 
         let single = parse(r#"{"storage": {"sled": {"path": "d"}}, "listener": {"tcp": {"tls_disable": true}}}"#);
-        assert_eq!(single.listeners, vec![ListenerConfig { address: DEFAULT_ADDRESS, tls: None }]);
+        assert_eq!(single.listeners, vec![ListenerConfig::new(DEFAULT_ADDRESS, None)]);
 
         let (message, line) =
             refuse(r#"{"storage": {"sled": {"path": "d"}}, "listener": {"tcp": {"tls_disable": 1}}, "telemetry": {}}"#);
@@ -1747,6 +1948,7 @@ ui                = true
         new.storage.path = "/elsewhere".into();
         new.listeners[0].address = "127.0.0.1:9999".parse().expect("address");
         new.listeners[1].tls = None;
+        new.listeners[1].limits.max_connections = 7;
         new.api_addr = Some("https://x".into());
         new.default_lease_ttl = 60;
         new.listeners.push(plain("127.0.0.1:1"));
@@ -1760,6 +1962,7 @@ ui                = true
                 "listener (count)",
                 "listener[0].address",
                 "listener[1].tls_disable",
+                "listener[1] timeouts, request limits or connection caps",
                 "api_addr",
                 "default_lease_ttl"
             ]

@@ -258,8 +258,20 @@ fn rebuild_at_start(data_dir: &Path) -> Result<projections::replay::Replayed, Co
 impl Core {
     /// Opens the core on a data directory, replaying whatever ledger is there. Sealed.
     pub fn open(data_dir: &Path, settings: Settings) -> Result<Core, CoreError> {
-        std::fs::create_dir_all(data_dir)
+        ledger::fs::create_private_dir_all(data_dir)
             .map_err(|e| CoreError::Internal(format!("cannot create {}: {e}", data_dir.display())))?;
+        // The data directory holds sealed secrets, keyed hashes and the ledger: nobody but the
+        // server's user has any business listing or reading it.
+        match ledger::fs::tighten_dir(data_dir) {
+            Ok(true) => tracing::warn!(
+                dir = %data_dir.display(),
+                "the data directory was open to other users; its mode is now 0700"
+            ),
+            Ok(false) => {}
+            Err(e) => {
+                return Err(CoreError::Internal(format!("cannot restrict access to {}: {e}", data_dir.display())));
+            }
+        }
         let rebuilt = rebuild_at_start(data_dir)?;
         if rebuilt.folded >= SNAPSHOT_EVERY
             && let Some(meta) = rebuilt.meta()

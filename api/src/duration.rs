@@ -89,6 +89,22 @@ pub fn parse_duration_value(v: &serde_json::Value) -> Result<u64, DurationError>
     }
 }
 
+/// Parses a duration setting that is not a TTL (a listener's timeouts), keeping Go's precision:
+/// `"500ms"` stays half a second where [`parse_duration_value`] truncates it to 0. Integers and
+/// digit strings are seconds, `d` suffixes days, `null` and `""` are zero, as for TTLs.
+pub fn parse_exact_duration_value(v: &serde_json::Value) -> Result<std::time::Duration, DurationError> {
+    let text = match v {
+        serde_json::Value::String(s) => s.as_str(),
+        other => return parse_duration_value(other).map(std::time::Duration::from_secs),
+    };
+    let is_seconds = text.parse::<i64>().is_ok();
+    let is_days = text.strip_suffix('d').is_some_and(|d| d.parse::<i64>().is_ok());
+    if text.is_empty() || is_seconds || is_days {
+        return parse_duration(text).map(std::time::Duration::from_secs);
+    }
+    parse_go_duration(text).map(std::time::Duration::from_nanos)
+}
+
 /// Durations as Go prints them; one implementation, shared with the rules.
 pub use commands::duration::format_go_duration;
 
@@ -189,6 +205,22 @@ mod tests {
             Ok(v) => v,
             Err(e) => panic!("{s:?} should parse: {e}"),
         }
+    }
+
+    #[test]
+    fn exact_durations_keep_fractions_of_a_second() {
+        use std::time::Duration;
+        let exact = |v: serde_json::Value| parse_exact_duration_value(&v).expect("duration");
+        assert_eq!(exact(json!("500ms")), Duration::from_millis(500));
+        assert_eq!(exact(json!("1.5s")), Duration::from_millis(1500));
+        assert_eq!(exact(json!("5m")), Duration::from_secs(300));
+        assert_eq!(exact(json!("90")), Duration::from_secs(90));
+        assert_eq!(exact(json!(30)), Duration::from_secs(30));
+        assert_eq!(exact(json!("2d")), Duration::from_secs(172_800));
+        assert_eq!(exact(json!("")), Duration::ZERO);
+        assert!(matches!(parse_exact_duration_value(&json!("-1s")), Err(DurationError::Negative(_))));
+        assert!(matches!(parse_exact_duration_value(&json!(-3)), Err(DurationError::Negative(_))));
+        assert!(matches!(parse_exact_duration_value(&json!("soon")), Err(DurationError::Invalid(_))));
     }
 
     #[test]

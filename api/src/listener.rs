@@ -16,41 +16,70 @@
 //!
 //! Each connection is served by hyper's HTTP/1.1 server, which accepts any method token, so
 //! Vault's `LIST` verb reaches the router. Requests carry [`ConnectInfo<SocketAddr>`] with the
-//! client's address. When the shutdown future resolves, the listeners close, idle connections are
-//! closed, and requests in flight get [`SHUTDOWN_GRACE`] to finish before their connections are
-//! dropped.
+//! client's address and [`RequestLimits`]. When the shutdown future resolves, the listeners close,
+//! idle connections are closed, and requests in flight get [`SHUTDOWN_GRACE`] to finish before
+//! their connections are dropped.
+//!
+//! A hostile client must not hold a connection or a request for long, so each listener keeps
+//! its [`ListenerLimits`]:
+//!
+//! - a connection over `max_connections` or `max_connections_per_address` is answered at once
+//!   with 503 `{"errors":["too many connections …"]}` and closed, never queued;
+//! - a connection's watchdog ([`watch`]) closes it when its request headers are slower than
+//!   `http_read_header_timeout`, when it stays idle longer than `http_idle_timeout`, or when an
+//!   answer is not written within `http_write_timeout` (if set);
+//! - a request body must have arrived `http_read_timeout` after the request began and may not
+//!   exceed `max_request_size` (a `Content-Length` over it is refused before any body is read):
+//!   otherwise the body read fails with a [`BodyError`], the pipeline answers 408 or 413, and
+//!   the connection closes after that answer;
+//! - a request still unanswered after `max_request_duration` is cut with 500
+//!   `{"errors":["context deadline exceeded"]}`.
 
+use std::collections::HashMap;
+use std::convert::Infallible;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use axum::Router;
 use axum::extract::ConnectInfo;
-use hyper::body::Incoming;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::service::TowerToHyperService;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::Response;
+use bytes::Bytes;
+use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
+use hyper_util::rt::TokioIo;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use thiserror::Error;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt as _;
 
-use crate::config::{ListenerConfig, ListenerTls, TlsVersion};
+use crate::config::{ListenerConfig, ListenerLimits, ListenerTls, TlsVersion};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// How long requests in flight may run after shutdown begins before their connections are cut.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
-/// How long a client may take to send a request's headers.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a client may take to finish the TLS handshake.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Pause after a failed `accept` (such as running out of file descriptors) before the next one.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
+/// Refused connections being answered at once, per listener.
+const REFUSALS_IN_FLIGHT: usize = 64;
+/// How long answering a refused connection may take, TLS handshake included.
+const REFUSAL_TIME: Duration = Duration::from_secs(3);
+/// How often refused connections are logged, per listener.
+const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(60);
 
 /// Why listening failed.
 #[derive(Debug, Error)]
@@ -133,7 +162,7 @@ pub async fn bind(listeners: &[ListenerConfig]) -> Result<BoundListeners, Listen
             .map_err(|source| ListenerError::Bind { address: config.address, source })?;
         let address =
             listener.local_addr().map_err(|source| ListenerError::Bind { address: config.address, source })?;
-        bound.push(Bound { listener, address, tls });
+        bound.push(Bound { listener, address, tls, limits: config.limits });
     }
     Ok(BoundListeners { listeners: bound, grace: SHUTDOWN_GRACE })
 }
@@ -150,6 +179,7 @@ struct Bound {
     listener: TcpListener,
     address: SocketAddr,
     tls: Option<TlsReloader>,
+    limits: ListenerLimits,
 }
 
 impl BoundListeners {
@@ -209,17 +239,34 @@ impl BoundListeners {
 
 /// Accepts connections on one listener until told to stop, then drains them.
 async fn accept_loop(bound: Bound, router: Router, stop: watch::Receiver<bool>, grace: Duration) {
-    let Bound { listener, address, tls } = bound;
+    let Bound { listener, address, tls, limits } = bound;
     let mut connections = JoinSet::new();
     let mut stopping = stop.clone();
+    let occupancy = Arc::new(Mutex::new(Occupancy::default()));
+    let refusing = Arc::new(Semaphore::new(REFUSALS_IN_FLIGHT));
+    let mut refusals = RefusalLog::default();
     tracing::debug!(%address, tls = tls.is_some(), "listening");
     loop {
         tokio::select! {
             () = stopped(&mut stopping) => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    connections.spawn(connection(stream, peer, tls.clone(), router.clone(), stop.clone()));
-                }
+                Ok((stream, peer)) => match admit(&occupancy, peer.ip(), &limits) {
+                    Ok(slot) => {
+                        let serve = connection(stream, peer, tls.clone(), router.clone(), limits, stop.clone());
+                        connections.spawn(async move {
+                            serve.await;
+                            drop(slot);
+                        });
+                    }
+                    Err(refusal) => {
+                        refusals.note(address, peer, refusal);
+                        // Answering costs a task (and, with TLS, a handshake): a flood beyond
+                        // what is already being answered is closed without a word.
+                        if let Ok(permit) = refusing.clone().try_acquire_owned() {
+                            connections.spawn(refuse(stream, tls.clone(), refusal, permit));
+                        }
+                    }
+                },
                 Err(e) => {
                     tracing::warn!(%address, error = %e, "accept failed");
                     tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
@@ -246,11 +293,12 @@ async fn connection(
     peer: SocketAddr,
     tls: Option<TlsReloader>,
     router: Router,
+    limits: ListenerLimits,
     mut stop: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
     let Some(tls) = tls else {
-        return http(TokioIo::new(stream), peer, router, stop).await;
+        return http(stream, peer, router, limits, stop).await;
     };
     let handshake = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, TlsAcceptor::from(tls.current()).accept(stream));
     let stream = tokio::select! {
@@ -261,23 +309,34 @@ async fn connection(
         },
         () = stopped(&mut stop) => return,
     };
-    http(TokioIo::new(stream), peer, router, stop).await
+    http(stream, peer, router, limits, stop).await
 }
 
-async fn http<I>(io: I, peer: SocketAddr, router: Router, mut stop: watch::Receiver<bool>)
+async fn http<S>(stream: S, peer: SocketAddr, router: Router, limits: ListenerLimits, mut stop: watch::Receiver<bool>)
 where
-    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let service = router.map_request(move |mut request: hyper::Request<Incoming>| {
-        request.extensions_mut().insert(ConnectInfo(peer));
-        request
-    });
+    let clock = Arc::new(Clock::new());
+    let io = TokioIo::new(Watched { inner: stream, clock: clock.clone() });
+    let service = {
+        let clock = clock.clone();
+        hyper::service::service_fn(move |request| {
+            let served = serve_request(router.clone(), clock.clone(), limits, peer, request);
+            async move { Ok::<_, Infallible>(served.await) }
+        })
+    };
+    // hyper's own header timer runs from the moment a connection is idle, so it would also
+    // close kept-alive connections after the header timeout: `watch` does both, apart.
     let mut builder = hyper::server::conn::http1::Builder::new();
-    builder.timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
-    let connection = builder.serve_connection(io, TowerToHyperService::new(service));
+    builder.header_read_timeout(None);
+    let connection = builder.serve_connection(io, service);
     let mut connection = std::pin::pin!(connection);
     let result = tokio::select! {
         result = connection.as_mut() => result,
+        phase = watch(&clock, &limits) => {
+            // Dropping the connection closes the socket.
+            return tracing::debug!(%peer, ?phase, "closing a connection whose client is too slow");
+        }
         () = stopped(&mut stop) => {
             // Finish the request in flight (if any), then close.
             connection.as_mut().graceful_shutdown();
@@ -286,6 +345,461 @@ where
     };
     if let Err(e) = result {
         tracing::debug!(%peer, error = %e, "connection ended with an error");
+    }
+}
+
+/// What the request pipeline learns from the listener about a request (an extension of
+/// every request).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestLimits {
+    /// The listener's `max_request_size`: read no more of the body than this.
+    pub max_request_size: usize,
+}
+
+/// Why the listener stopped a request body. The request pipeline finds it in the error of
+/// its body read and answers with [`BodyError::status`] and the error's text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum BodyError {
+    /// More than `max_request_size` bytes (Vault's words).
+    #[error("http: request body too large")]
+    TooLarge,
+    /// The body had not arrived `http_read_timeout` after the request began.
+    #[error("request body read timed out")]
+    TimedOut,
+}
+
+impl BodyError {
+    /// The HTTP status of the answer.
+    pub fn status(self) -> u16 {
+        match self {
+            BodyError::TooLarge => 413,
+            BodyError::TimedOut => 408,
+        }
+    }
+}
+
+/// One request: headers are in; the body arrives through [`RequestBody`] and the answer leaves
+/// through [`ResponseBody`].
+async fn serve_request(
+    router: Router,
+    clock: Arc<Clock>,
+    limits: ListenerLimits,
+    peer: SocketAddr,
+    request: hyper::Request<Incoming>,
+) -> hyper::Response<ResponseBody> {
+    let started = clock.begin_request();
+    let response = answer(router, &clock, limits, peer, started, request).await;
+    let (mut parts, body) = response.into_parts();
+    if clock.closing() {
+        parts.headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    hyper::Response::from_parts(parts, ResponseBody { inner: body, clock })
+}
+
+async fn answer(
+    router: Router,
+    clock: &Arc<Clock>,
+    limits: ListenerLimits,
+    peer: SocketAddr,
+    started: Instant,
+    request: hyper::Request<Incoming>,
+) -> Response {
+    let declared = request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok());
+    if declared.and_then(|v| v.trim().parse::<u64>().ok()).is_some_and(|n| n > limits.max_request_size as u64) {
+        // Refused before a byte of the body is read; what was sent is not read either.
+        clock.close_after_answer();
+        return error_response(BodyError::TooLarge.status(), &BodyError::TooLarge.to_string());
+    }
+    let deadline = started.checked_add(limits.read_timeout);
+    let (mut parts, body) = request.into_parts();
+    parts.extensions.insert(ConnectInfo(peer));
+    parts.extensions.insert(RequestLimits { max_request_size: limits.max_request_size });
+    let body =
+        RequestBody { inner: body, deadline, timer: None, allowed: limits.max_request_size, clock: clock.clone() };
+    let request = hyper::Request::from_parts(parts, axum::body::Body::new(body));
+    // The pipeline is cut where it waits, as when a client closes its connection mid-request
+    // (hyper drops the request then too); a write already handed to the sequencer still commits.
+    match tokio::time::timeout(limits.max_request_duration, router.oneshot(request)).await {
+        Ok(Ok(response)) => response,
+        Ok(Err(never)) => match never {},
+        Err(_) => {
+            tracing::warn!(%peer, limit = ?limits.max_request_duration, "request cut: it ran longer than max_request_duration");
+            error_response(500, "context deadline exceeded")
+        }
+    }
+}
+
+/// Vault's error answer, `{"errors":[message]}`, as the pipeline writes it.
+fn error_response(status: u16, message: &str) -> Response {
+    let mut body = serde_json::json!({ "errors": [message] }).to_string();
+    body.push('\n');
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut response = Response::new(axum::body::Body::from(body));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// Where a connection is in its request cycle: each phase has its own timeout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Reading a request's headers (from the first byte; a new connection starts here).
+    Head = 0,
+    /// Headers read: the request is being served and answered.
+    Busy = 1,
+    /// Answered; waiting for the next request.
+    Idle = 2,
+}
+
+/// A connection's phase and when it began, shared by its reads, its requests and its
+/// watchdog ([`watch`]).
+#[derive(Debug)]
+struct Clock {
+    epoch: Instant,
+    /// Nanoseconds since `epoch` shifted left by 2, or'ed with the phase: one word, so a
+    /// reader never sees a phase with another phase's start.
+    state: AtomicU64,
+    changed: Notify,
+    close: AtomicBool,
+}
+
+impl Clock {
+    fn new() -> Self {
+        Clock {
+            epoch: Instant::now(),
+            state: AtomicU64::new(Phase::Head as u64),
+            changed: Notify::new(),
+            close: AtomicBool::new(false),
+        }
+    }
+
+    fn pack(&self, phase: Phase, at: Instant) -> u64 {
+        let nanos = u64::try_from(at.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX >> 2);
+        (nanos.min(u64::MAX >> 2) << 2) | phase as u64
+    }
+
+    fn unpack(&self, word: u64) -> (Phase, Instant) {
+        let phase = match word & 3 {
+            0 => Phase::Head,
+            1 => Phase::Busy,
+            _ => Phase::Idle,
+        };
+        let since = self.epoch.checked_add(Duration::from_nanos(word >> 2)).unwrap_or(self.epoch);
+        (phase, since)
+    }
+
+    fn now(&self) -> (Phase, Instant) {
+        self.unpack(self.state.load(Ordering::Acquire))
+    }
+
+    fn set(&self, phase: Phase) -> (Phase, Instant) {
+        let previous = self.state.swap(self.pack(phase, Instant::now()), Ordering::AcqRel);
+        self.changed.notify_one();
+        self.unpack(previous)
+    }
+
+    /// Bytes arrived: an idle connection starts reading its next request.
+    fn on_bytes(&self) {
+        let current = self.state.load(Ordering::Acquire);
+        if current & 3 == Phase::Idle as u64 {
+            let head = self.pack(Phase::Head, Instant::now());
+            if self.state.compare_exchange(current, head, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+                self.changed.notify_one();
+            }
+        }
+    }
+
+    /// A request's headers are in; returns when the request began (its first byte, or now
+    /// if its bytes came in with the previous request's).
+    fn begin_request(&self) -> Instant {
+        match self.set(Phase::Busy) {
+            (Phase::Head, since) => since,
+            _ => Instant::now(),
+        }
+    }
+
+    fn end_request(&self) {
+        self.set(Phase::Idle);
+    }
+
+    /// The connection closes once the current answer is written.
+    fn close_after_answer(&self) {
+        self.close.store(true, Ordering::Release);
+    }
+
+    fn closing(&self) -> bool {
+        self.close.load(Ordering::Acquire)
+    }
+}
+
+/// Resolves with the phase whose timeout expired: headers slower than
+/// `http_read_header_timeout` (or `http_read_timeout`), an answer not written within
+/// `http_write_timeout`, or no request within `http_idle_timeout`.
+async fn watch(clock: &Clock, limits: &ListenerLimits) -> Phase {
+    let timer = tokio::time::sleep(Duration::ZERO);
+    let mut timer = std::pin::pin!(timer);
+    loop {
+        let (phase, since) = clock.now();
+        let limit = match phase {
+            Phase::Head => Some(limits.read_header_timeout.min(limits.read_timeout)),
+            Phase::Busy => limits.write_timeout,
+            Phase::Idle => Some(limits.idle_timeout),
+        };
+        let deadline = limit.and_then(|l| since.checked_add(l));
+        if let Some(deadline) = deadline {
+            timer.as_mut().reset(deadline.into());
+        }
+        tokio::select! {
+            () = timer.as_mut(), if deadline.is_some() => {
+                if clock.now() == (phase, since) {
+                    return phase;
+                }
+            }
+            () = clock.changed.notified() => {}
+        }
+    }
+}
+
+/// The connection's stream, telling its [`Clock`] when bytes arrive.
+struct Watched<S> {
+    inner: S,
+    clock: Arc<Clock>,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let result = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if matches!(result, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.clock.on_bytes();
+        }
+        result
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// A request body held to `max_request_size` and to the request's `http_read_timeout`
+/// deadline. Either failure also closes the connection after the answer: the rest of the
+/// body is never read.
+struct RequestBody {
+    inner: Incoming,
+    deadline: Option<Instant>,
+    /// Armed the first time the body is not there yet: most bodies come with their headers.
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Bytes still allowed.
+    allowed: usize,
+    clock: Arc<Clock>,
+}
+
+impl HttpBody for RequestBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        let fail = |this: &mut RequestBody, error: BodyError| {
+            this.clock.close_after_answer();
+            Poll::Ready(Some(Err(BoxError::from(error))))
+        };
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                let len = frame.data_ref().map_or(0, Bytes::len);
+                match this.allowed.checked_sub(len) {
+                    Some(left) => {
+                        this.allowed = left;
+                        Poll::Ready(Some(Ok(frame)))
+                    }
+                    None => fail(this, BodyError::TooLarge),
+                }
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => {
+                let Some(deadline) = this.deadline else { return Poll::Pending };
+                let timer = this.timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline.into())));
+                if timer.as_mut().poll(cx).is_ready() { fail(this, BodyError::TimedOut) } else { Poll::Pending }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// An answer's body; once hyper is done with it, the connection is idle again.
+struct ResponseBody {
+    inner: axum::body::Body,
+    clock: Arc<Clock>,
+}
+
+impl Drop for ResponseBody {
+    fn drop(&mut self) {
+        self.clock.end_request();
+    }
+}
+
+impl HttpBody for ResponseBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Why a connection was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    /// `max_connections`.
+    Listener,
+    /// `max_connections_per_address`.
+    Address,
+}
+
+impl Refusal {
+    fn message(self) -> &'static str {
+        match self {
+            Refusal::Listener => "too many connections to this listener",
+            Refusal::Address => "too many connections from this address",
+        }
+    }
+}
+
+/// The open connections of one listener, in all and by client address.
+#[derive(Debug, Default)]
+struct Occupancy {
+    total: usize,
+    by_address: HashMap<IpAddr, usize>,
+}
+
+/// One admitted connection's place; freed when dropped.
+struct Slot {
+    occupancy: Arc<Mutex<Occupancy>>,
+    ip: IpAddr,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut occupancy = lock(&self.occupancy);
+        occupancy.total = occupancy.total.saturating_sub(1);
+        if let Some(n) = occupancy.by_address.get_mut(&self.ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                occupancy.by_address.remove(&self.ip);
+            }
+        }
+    }
+}
+
+fn lock(occupancy: &Mutex<Occupancy>) -> std::sync::MutexGuard<'_, Occupancy> {
+    // Counters only: a panic elsewhere cannot leave them half-updated.
+    occupancy.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn admit(occupancy: &Arc<Mutex<Occupancy>>, ip: IpAddr, limits: &ListenerLimits) -> Result<Slot, Refusal> {
+    // An IPv4 client reaching a dual-stack socket is the same client as over IPv4.
+    let ip = ip.to_canonical();
+    let mut counts = lock(occupancy);
+    if counts.total >= limits.max_connections {
+        return Err(Refusal::Listener);
+    }
+    let from_ip = counts.by_address.entry(ip).or_insert(0);
+    if *from_ip >= limits.max_connections_per_address {
+        return Err(Refusal::Address);
+    }
+    *from_ip += 1;
+    counts.total += 1;
+    Ok(Slot { occupancy: occupancy.clone(), ip })
+}
+
+/// Answers a refused connection with 503 and closes it.
+async fn refuse(stream: TcpStream, tls: Option<TlsReloader>, refusal: Refusal, permit: OwnedSemaphorePermit) {
+    let mut body = serde_json::json!({ "errors": [refusal.message()] }).to_string();
+    body.push('\n');
+    let answer = format!(
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nCache-Control: no-store\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = tokio::time::timeout(REFUSAL_TIME, async {
+        match tls {
+            None => answer_and_close(stream, answer.as_bytes()).await,
+            Some(tls) => {
+                answer_and_close(TlsAcceptor::from(tls.current()).accept(stream).await?, answer.as_bytes()).await
+            }
+        }
+    })
+    .await;
+    drop(permit);
+}
+
+async fn answer_and_close<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, answer: &[u8]) -> std::io::Result<()> {
+    stream.write_all(answer).await?;
+    stream.shutdown().await?;
+    // Read what the client sends until it closes: closing a socket with unread data resets
+    // the connection, and the reset can destroy the answer before the client reads it.
+    let mut sink = [0u8; 4096];
+    while stream.read(&mut sink).await? > 0 {}
+    Ok(())
+}
+
+/// Refusals are logged at most once a minute per listener, with how many there were: a
+/// flood of connections must not become a flood of log lines.
+#[derive(Debug, Default)]
+struct RefusalLog {
+    last: Option<Instant>,
+    unlogged: u64,
+}
+
+impl RefusalLog {
+    fn note(&mut self, address: SocketAddr, peer: SocketAddr, refusal: Refusal) {
+        self.unlogged += 1;
+        if self.last.is_none_or(|t| t.elapsed() >= REFUSAL_LOG_EVERY) {
+            tracing::warn!(
+                listener = %address,
+                client = %peer.ip(),
+                refused = self.unlogged,
+                "connection refused with 503: {}",
+                refusal.message()
+            );
+            self.last = Some(Instant::now());
+            self.unlogged = 0;
+        }
     }
 }
 
@@ -404,7 +918,7 @@ mod tests {
     use tokio::sync::{Notify, oneshot};
 
     fn plain() -> ListenerConfig {
-        ListenerConfig { address: "127.0.0.1:0".parse().expect("address"), tls: None }
+        ListenerConfig::new("127.0.0.1:0".parse().expect("address"), None)
     }
 
     /// Answers every request with what it saw: method, URI and client address.
@@ -491,7 +1005,7 @@ mod tests {
     async fn bind_failures_name_the_address_and_serve_nothing() {
         let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let address = taken.local_addr().expect("address");
-        let configs = [plain(), ListenerConfig { address, tls: None }];
+        let configs = [plain(), ListenerConfig::new(address, None)];
         let err = bind(&configs).await.expect_err("refused");
         assert!(matches!(err, ListenerError::Bind { address: a, .. } if a == address), "{err:?}");
         assert_eq!(err.to_string(), format!("cannot listen on {address}: address already in use"));
@@ -533,6 +1047,214 @@ mod tests {
         assert!(begun.elapsed() < Duration::from_secs(5), "{:?}", begun.elapsed());
         assert!(TcpStream::connect(addr).await.is_err());
         assert_eq!(idle.read(&mut buf).await.unwrap_or(0), 0, "the idle connection is closed");
+    }
+
+    fn limited(limits: ListenerLimits) -> ListenerConfig {
+        ListenerConfig { limits, ..plain() }
+    }
+
+    /// Reads the body as the request pipeline does and says how it went.
+    fn body_router() -> Router {
+        Router::new().fallback(|request: axum::extract::Request| async move {
+            let (parts, body) = request.into_parts();
+            match crate::http::request::read_body(&parts.extensions, body).await {
+                Ok(bytes) => (StatusCode::OK, format!("read {} bytes", bytes.len())),
+                Err(f) => (StatusCode::from_u16(f.status()).expect("status"), f.message().to_owned()),
+            }
+        })
+    }
+
+    /// Everything the server sends until it closes, and how long that took.
+    async fn until_closed(stream: &mut TcpStream, bound: Duration) -> (String, Duration) {
+        let begun = Instant::now();
+        let mut seen = Vec::new();
+        let read = tokio::time::timeout(bound, stream.read_to_end(&mut seen)).await;
+        assert!(read.is_ok(), "still open after {bound:?}; got {:?}", String::from_utf8_lossy(&seen));
+        (String::from_utf8_lossy(&seen).into_owned(), begun.elapsed())
+    }
+
+    #[tokio::test]
+    async fn a_body_slower_than_the_read_timeout_is_answered_408_and_closed() {
+        let limits = ListenerLimits { read_timeout: Duration::from_millis(500), ..ListenerLimits::default() };
+        let (addrs, _, stop, task) = start(&[limited(limits)], body_router(), SHUTDOWN_GRACE).await;
+        let mut stream = TcpStream::connect(addrs[0]).await.expect("connect");
+        stream.write_all(b"PUT /v1/x HTTP/1.1\r\nHost: cairn\r\nContent-Length: 100000\r\n\r\n{").await.expect("write");
+        let (answer, took) = until_closed(&mut stream, Duration::from_secs(5)).await;
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+        assert!(answer.to_ascii_lowercase().contains("connection: close"), "{answer}");
+        assert!(answer.ends_with("request body read timed out"), "{answer}");
+        assert!(took >= Duration::from_millis(400) && took < Duration::from_secs(3), "{took:?}");
+        // A body that arrives in time is read whole.
+        let mut stream = TcpStream::connect(addrs[0]).await.expect("connect");
+        let response = exchange(
+            &mut stream,
+            "PUT /v1/x HTTP/1.1\r\nHost: cairn\r\nConnection: close\r\nContent-Length: 5\r\n\r\nhello",
+        )
+        .await;
+        assert!(response.ends_with("read 5 bytes"), "{response}");
+        stop.send(()).expect("stop");
+        task.await.expect("join").expect("serve");
+    }
+
+    #[tokio::test]
+    async fn slow_headers_are_cut_even_when_bytes_keep_coming() {
+        let limits = ListenerLimits { read_header_timeout: Duration::from_millis(400), ..ListenerLimits::default() };
+        let (addrs, _, stop, task) = start(&[limited(limits)], echo_router(), SHUTDOWN_GRACE).await;
+        let stream = TcpStream::connect(addrs[0]).await.expect("connect");
+        let (mut reader, mut writer) = stream.into_split();
+        let trickle = tokio::spawn(async move {
+            for byte in b"GET /v1/sys/health HTTP/1.1\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa" {
+                if writer.write_all(&[*byte]).await.is_err() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        });
+        let begun = Instant::now();
+        let mut seen = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(3), reader.read_to_end(&mut seen)).await;
+        assert!(read.is_ok(), "a slowloris header kept its connection open");
+        assert!(begun.elapsed() < Duration::from_secs(2), "{:?}", begun.elapsed());
+        assert!(!String::from_utf8_lossy(&seen).contains("200 OK"));
+        trickle.abort();
+        // The listener still serves others.
+        assert!(http_get(addrs[0], "/v1/sys/health").await.starts_with("HTTP/1.1 200 OK"));
+        stop.send(()).expect("stop");
+        task.await.expect("join").expect("serve");
+    }
+
+    #[tokio::test]
+    async fn a_kept_alive_connection_waits_for_the_idle_timeout_not_the_header_timeout() {
+        let limits = ListenerLimits {
+            read_header_timeout: Duration::from_millis(200),
+            idle_timeout: Duration::from_millis(1200),
+            ..ListenerLimits::default()
+        };
+        let (addrs, _, stop, task) = start(&[limited(limits)], echo_router(), SHUTDOWN_GRACE).await;
+        let mut stream = TcpStream::connect(addrs[0]).await.expect("connect");
+        let request = b"GET /v1/a HTTP/1.1\r\nHost: cairn\r\n\r\n";
+        for _ in 0..2 {
+            stream.write_all(request).await.expect("write");
+            let mut buf = [0u8; 1024];
+            let n = stream.read(&mut buf).await.expect("read");
+            assert!(String::from_utf8_lossy(&buf[..n]).ends_with("GET /v1/a from 127.0.0.1"));
+            // Longer than the header timeout: an idle connection is not reading headers.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        let (rest, took) = until_closed(&mut stream, Duration::from_secs(3)).await;
+        assert_eq!(rest, "");
+        assert!(took < Duration::from_millis(1200), "closed after {took:?} more");
+        stop.send(()).expect("stop");
+        task.await.expect("join").expect("serve");
+    }
+
+    #[tokio::test]
+    async fn connections_over_a_cap_get_503_at_once_and_a_freed_place_is_reused() {
+        let limits = ListenerLimits { max_connections_per_address: 2, ..ListenerLimits::default() };
+        let (addrs, _, stop, task) = start(&[limited(limits)], echo_router(), SHUTDOWN_GRACE).await;
+        let first = TcpStream::connect(addrs[0]).await.expect("connect");
+        let mut second = TcpStream::connect(addrs[0]).await.expect("connect");
+        let mut third = TcpStream::connect(addrs[0]).await.expect("connect");
+        let (answer, took) = until_closed(&mut third, Duration::from_secs(2)).await;
+        assert!(answer.starts_with("HTTP/1.1 503 Service Unavailable\r\n"), "{answer}");
+        assert!(answer.ends_with("\r\n\r\n{\"errors\":[\"too many connections from this address\"]}\n"), "{answer}");
+        assert!(took < Duration::from_secs(1), "{took:?}");
+        // The admitted ones still work.
+        let request = "GET /v1/b HTTP/1.1\r\nHost: cairn\r\nConnection: close\r\n\r\n";
+        assert!(exchange(&mut second, request).await.ends_with("GET /v1/b from 127.0.0.1"));
+        drop(first);
+        // Both places are free again once the server has seen the closes.
+        let deadline = Instant::now() + Duration::from_secs(3);
+        loop {
+            let response = http_get(addrs[0], "/v1/c").await;
+            if response.starts_with("HTTP/1.1 200 OK") {
+                break;
+            }
+            assert!(Instant::now() < deadline, "no place freed: {response}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+
+        let limits = ListenerLimits { max_connections: 1, ..ListenerLimits::default() };
+        let (addrs, _, stop2, task2) = start(&[limited(limits)], echo_router(), SHUTDOWN_GRACE).await;
+        let _held = TcpStream::connect(addrs[0]).await.expect("connect");
+        let mut over = TcpStream::connect(addrs[0]).await.expect("connect");
+        let (answer, _) = until_closed(&mut over, Duration::from_secs(2)).await;
+        assert!(answer.ends_with("{\"errors\":[\"too many connections to this listener\"]}\n"), "{answer}");
+        for (stop, task) in [(stop, task), (stop2, task2)] {
+            stop.send(()).expect("stop");
+            task.await.expect("join").expect("serve");
+        }
+    }
+
+    #[tokio::test]
+    async fn max_request_size_refuses_bigger_bodies_with_413() {
+        let limits = ListenerLimits { max_request_size: 10, ..ListenerLimits::default() };
+        let (addrs, _, stop, task) = start(&[limited(limits)], body_router(), SHUTDOWN_GRACE).await;
+        let put = |len: usize| {
+            format!(
+                "PUT /v1/x HTTP/1.1\r\nHost: cairn\r\nConnection: close\r\nContent-Length: {len}\r\n\r\n{}",
+                "x".repeat(len)
+            )
+        };
+        let mut stream = TcpStream::connect(addrs[0]).await.expect("connect");
+        let response = exchange(&mut stream, &put(11)).await;
+        assert!(response.starts_with("HTTP/1.1 413"), "{response}");
+        assert!(response.ends_with("\r\n\r\n{\"errors\":[\"http: request body too large\"]}\n"), "{response}");
+        assert!(response.to_ascii_lowercase().contains("connection: close"), "{response}");
+        let mut stream = TcpStream::connect(addrs[0]).await.expect("connect");
+        let response = exchange(&mut stream, &put(10)).await;
+        assert!(response.contains("read 10 bytes"), "{response}");
+        // Chunked: no length to refuse up front, so the read stops at the limit.
+        let chunked = "PUT /v1/x HTTP/1.1\r\nHost: cairn\r\nTransfer-Encoding: chunked\r\n\r\n8\r\n12345678\r\n8\r\n12345678\r\n0\r\n\r\n";
+        let mut stream = TcpStream::connect(addrs[0]).await.expect("connect");
+        let response = exchange(&mut stream, chunked).await;
+        assert!(response.starts_with("HTTP/1.1 413"), "{response}");
+        assert!(response.ends_with("http: request body too large"), "{response}");
+        stop.send(()).expect("stop");
+        task.await.expect("join").expect("serve");
+    }
+
+    #[tokio::test]
+    async fn a_request_longer_than_max_request_duration_is_cut_with_500() {
+        let limits = ListenerLimits { max_request_duration: Duration::from_millis(300), ..ListenerLimits::default() };
+        let router = Router::new()
+            .route(
+                "/slow",
+                get(|| async {
+                    tokio::time::sleep(Duration::from_secs(30)).await;
+                    "never"
+                }),
+            )
+            .fallback(|| async { "quick" });
+        let (addrs, _, stop, task) = start(&[limited(limits)], router, SHUTDOWN_GRACE).await;
+        let begun = Instant::now();
+        let response = http_get(addrs[0], "/slow").await;
+        assert!(response.starts_with("HTTP/1.1 500"), "{response}");
+        assert!(response.ends_with("\r\n\r\n{\"errors\":[\"context deadline exceeded\"]}\n"), "{response}");
+        assert!(begun.elapsed() < Duration::from_secs(3), "{:?}", begun.elapsed());
+        assert!(http_get(addrs[0], "/other").await.ends_with("quick"));
+        stop.send(()).expect("stop");
+        task.await.expect("join").expect("serve");
+    }
+
+    #[tokio::test]
+    async fn an_answer_not_written_within_the_write_timeout_is_cut() {
+        let limits = ListenerLimits { write_timeout: Some(Duration::from_millis(300)), ..ListenerLimits::default() };
+        let router = Router::new().route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                "late"
+            }),
+        );
+        let (addrs, _, stop, task) = start(&[limited(limits)], router, SHUTDOWN_GRACE).await;
+        let mut stream = TcpStream::connect(addrs[0]).await.expect("connect");
+        stream.write_all(b"GET /slow HTTP/1.1\r\nHost: cairn\r\n\r\n").await.expect("write");
+        let (answer, took) = until_closed(&mut stream, Duration::from_secs(3)).await;
+        assert_eq!(answer, "");
+        assert!(took < Duration::from_millis(1500), "{took:?}");
+        stop.send(()).expect("stop");
+        task.await.expect("join").expect("serve");
     }
 
     #[tokio::test]
@@ -659,7 +1381,7 @@ mod tests {
         let second = pki.leaf("second", "2");
         std::fs::copy(pki.path("first.pem"), pki.path("live.pem")).expect("copy");
         std::fs::copy(pki.path("first.key"), pki.path("live.key")).expect("copy");
-        let config = ListenerConfig { address: "127.0.0.1:0".parse().expect("address"), tls: Some(pki.tls("live")) };
+        let config = ListenerConfig::new("127.0.0.1:0".parse().expect("address"), Some(pki.tls("live")));
         let (addrs, reloaders, stop, task) = start(&[config, plain()], echo_router(), SHUTDOWN_GRACE).await;
         let reloader = reloaders[0].clone().expect("TLS listener");
         assert!(reloaders[1].is_none());
@@ -705,7 +1427,7 @@ mod tests {
         let pki = Pki::new();
         pki.leaf("leaf", "7");
         let tls = ListenerTls { min_version: TlsVersion::Tls13, ..pki.tls("leaf") };
-        let config = ListenerConfig { address: "127.0.0.1:0".parse().expect("address"), tls: Some(tls) };
+        let config = ListenerConfig::new("127.0.0.1:0".parse().expect("address"), Some(tls));
         let (addrs, _, stop, task) = start(&[config], echo_router(), SHUTDOWN_GRACE).await;
         assert!(pki.get(addrs[0], &[&rustls::version::TLS12]).await.is_err());
         let (_, response) = pki.get(addrs[0], &[&rustls::version::TLS13]).await.expect("TLS request");
@@ -723,9 +1445,7 @@ mod tests {
         pki.leaf("a", "1");
         pki.leaf("b", "2");
         let bind_with = |tls: ListenerTls| async move {
-            bind(&[ListenerConfig { address: "127.0.0.1:0".parse().expect("address"), tls: Some(tls) }])
-                .await
-                .expect_err("refused")
+            bind(&[ListenerConfig::new("127.0.0.1:0".parse().expect("address"), Some(tls))]).await.expect_err("refused")
         };
 
         let missing = ListenerTls { cert_file: pki.path("nope.pem"), ..pki.tls("a") };
@@ -751,7 +1471,7 @@ mod tests {
         }
         let pki = Pki::new();
         pki.leaf("leaf", "3");
-        let config = ListenerConfig { address: "127.0.0.1:0".parse().expect("address"), tls: Some(pki.tls("leaf")) };
+        let config = ListenerConfig::new("127.0.0.1:0".parse().expect("address"), Some(pki.tls("leaf")));
         let (addrs, _, stop, task) = start(&[config], echo_router(), SHUTDOWN_GRACE).await;
         let response = http_get(addrs[0], "/v1/sys/health").await;
         assert!(!response.contains("200 OK"), "{response}");

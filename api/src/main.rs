@@ -238,8 +238,13 @@ impl SourceArgs {
 
 #[derive(Subcommand)]
 enum LedgerCommand {
-    /// Check every link, checkpoint signature, Merkle root and key rotation. Exit 0 only
-    /// when the ledger is intact; otherwise report the first broken seq and exit 1.
+    /// Check every link, checkpoint signature, Merkle root and key rotation.
+    ///
+    /// Exit codes: 0 the ledger is intact; 1 BROKEN (damage or tampering: the first broken
+    /// seq and why); 2 the verification could not run (bad arguments, unreadable key or
+    /// checkpoint file); 3 TORN TAIL: the data dir ends in an unfinished write that was never
+    /// acknowledged (the server stopped while writing it), everything before it verifies, and
+    /// the server cuts it when it next starts.
     Verify {
         #[command(flatten)]
         source: SourceArgs,
@@ -438,6 +443,9 @@ fn worker_threads() -> usize {
 }
 
 fn server_command(f: ServerFlags) -> ExitCode {
+    // Before any thread exists, so that every file the server and its libraries create (sled
+    // and redb included, which take no mode) is private.
+    api::server::restrict_umask();
     let args = api::server::ServerArgs {
         dev: f.dev,
         dev_root_token_id: f.dev_root_token_id,
@@ -463,6 +471,11 @@ fn server_command(f: ServerFlags) -> ExitCode {
     }
 }
 
+/// `cairn ledger verify`: a rule is broken (tampering or damage).
+const VERIFY_BROKEN: u8 = 1;
+/// `cairn ledger verify`: only an unacknowledged torn tail is wrong (2 is any error).
+const VERIFY_TORN_TAIL: u8 = 3;
+
 fn ledger_command(cmd: LedgerCommand) -> ExitCode {
     let result: anyhow::Result<ExitCode> = (|| match cmd {
         LedgerCommand::Verify { source, trusted_key, expect_checkpoint, format } => {
@@ -472,8 +485,11 @@ fn ledger_command(cmd: LedgerCommand) -> ExitCode {
                 expect_checkpoint,
                 json: matches!(format, Format::Json),
             };
-            let intact = replay::verify(&req, &mut std::io::stdout())?;
-            Ok(if intact { ExitCode::SUCCESS } else { ExitCode::from(1) })
+            Ok(match replay::verify(&req, &mut std::io::stdout())? {
+                replay::Verdict::Intact => ExitCode::SUCCESS,
+                replay::Verdict::Broken => ExitCode::from(VERIFY_BROKEN),
+                replay::Verdict::TornTail => ExitCode::from(VERIFY_TORN_TAIL),
+            })
         }
         LedgerCommand::Export { data_dir, remote, out, from, to } => {
             if let Some(remote) = remote.connect()? {

@@ -45,6 +45,15 @@ pub enum ServerError {
 
 const DEV_KEY_FILE: &str = "dev-unseal-key";
 
+/// Sets the process umask to 0o077: files the server creates are 0600 and directories 0700,
+/// also those of libraries that take no mode (sled's index, redb's Raft store). cairn's own
+/// files get explicit modes as well; this covers the rest. The umask is process-wide state,
+/// so call it first thing in `main`, before threads start.
+pub fn restrict_umask() {
+    use rustix::fs::Mode;
+    let _previous = rustix::process::umask(Mode::from_raw_mode(0o077));
+}
+
 type LogHandle = reload::Handle<EnvFilter, tracing_subscriber::Registry>;
 
 fn init_logging(level: &str) -> LogHandle {
@@ -108,7 +117,8 @@ async fn run_dev(args: ServerArgs) -> Result<(), ServerError> {
     let data_dir =
         args.dev_data_dir.clone().or_else(|| temp.as_ref().map(|t| t.path().to_path_buf())).unwrap_or_default();
     let (core, unseal_key, root_token) = open_dev(&data_dir, args.dev_root_token_id.clone()).await?;
-    let listeners = vec![ListenerConfig { address, tls: None }];
+    // Dev mode takes Vault's limits and cairn's connection caps, as a config without them.
+    let listeners = vec![ListenerConfig::new(address, None)];
     let banner = DevBanner {
         unseal_key: base64::engine::general_purpose::STANDARD.encode(unseal_key),
         root_token,

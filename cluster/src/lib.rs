@@ -216,7 +216,8 @@ impl Cluster {
             ..Default::default()
         };
         let config = Arc::new(config.validate().map_err(|e| ClusterError::Config(e.to_string()))?);
-        std::fs::create_dir_all(&cfg.dir).map_err(|e| ClusterError::Io(format!("{}: {e}", cfg.dir.display())))?;
+        // redb takes no mode: a private directory keeps its file private whatever the umask.
+        wal::create_private_dir_all(&cfg.dir).map_err(|e| ClusterError::Io(format!("{}: {e}", cfg.dir.display())))?;
         let db = store::open(cfg.dir.join("raft.redb")).await.map_err(ClusterError::Io)?;
         let log = store::LogStore::open(cfg.dir.join("log"), db.clone())
             .await

@@ -24,7 +24,7 @@
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, mpsc};
 
@@ -79,10 +79,16 @@ pub(crate) struct Wal {
     cache_bytes: usize,
 }
 
+/// `mkdir -p` whose new directories are private (0700), as everything in a data directory.
+pub(crate) fn create_private_dir_all(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
+}
+
 impl Wal {
     /// Opens the segments in `dir` (creating it), checking every record; cuts a torn tail.
     pub(crate) fn open(dir: &Path) -> io::Result<Wal> {
-        std::fs::create_dir_all(dir)?;
+        create_private_dir_all(dir)?;
         let mut names = Vec::new();
         for e in std::fs::read_dir(dir)? {
             let e = e?;
@@ -224,7 +230,7 @@ impl Wal {
             last.file.sync_data()?;
         }
         let path = self.dir.join(segment_name(index));
-        let file = OpenOptions::new().read(true).write(true).create_new(true).open(&path)?;
+        let file = OpenOptions::new().read(true).write(true).create_new(true).mode(0o600).open(&path)?;
         sync_dir(&self.dir)?;
         self.segments.insert(index, Segment { path, file: Arc::new(file), len: 0, next: index });
         Ok(index)

@@ -96,7 +96,8 @@ pub fn export(dir: &Path, out: &Path, from: Option<u64>, to: Option<u64>) -> Res
     }
 
     let tmp = out.with_extension("partial");
-    let file = File::create(&tmp).map_err(|e| Error::io("create bundle", &e))?;
+    // A bundle leaves the data directory: private to its writer, as the ledger is.
+    let file = crate::fs::create_private_file(&tmp).map_err(|e| Error::io("create bundle", &e))?;
     let mut w = BufWriter::new(file);
     let ledger_id = first_segment_ledger_id(&seg_dir)?;
     let mut head = Encoder::with_capacity(1024);

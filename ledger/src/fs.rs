@@ -3,15 +3,58 @@
 //! Everything the ledger does to disk goes through [`FileSystem`] and [`LedgerFile`], so
 //! tests can put [`FaultFs`] underneath and inject what real disks do: a write torn in the
 //! middle, `EIO`, `ENOSPC`, a failing `fdatasync`. [`StdFs`] is the real thing.
+//!
+//! Everything the ledger creates is private to the server's user: directories 0700
+//! ([`DIR_MODE`]), files 0600 ([`FILE_MODE`]). [`create_private_dir_all`] and
+//! [`private_file_options`] are the same rule for the other files of a data directory.
 
 use std::fmt::Debug;
-use std::fs::{File, OpenOptions};
+use std::fs::{DirBuilder, File, OpenOptions};
 use std::io;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The mode of every directory cairn creates in a data directory.
+pub const DIR_MODE: u32 = 0o700;
+/// The mode of every file cairn creates in a data directory.
+pub const FILE_MODE: u32 = 0o600;
+
+/// `mkdir -p` with [`DIR_MODE`] for each directory it creates (existing ones are left as
+/// they are).
+pub fn create_private_dir_all(dir: &Path) -> io::Result<()> {
+    DirBuilder::new().recursive(true).mode(DIR_MODE).create(dir)
+}
+
+/// Options that create a file with [`FILE_MODE`]; add `create`, `create_new`, `truncate`…
+pub fn private_file_options() -> OpenOptions {
+    let mut options = OpenOptions::new();
+    options.mode(FILE_MODE);
+    options
+}
+
+/// Creates or truncates `path` for writing, with [`FILE_MODE`] even when it existed with a
+/// looser mode (a temporary file left behind by an older version).
+pub fn create_private_file(path: &Path) -> io::Result<File> {
+    let file = private_file_options().write(true).create(true).truncate(true).open(path)?;
+    if file.metadata()?.permissions().mode() & 0o777 != FILE_MODE {
+        file.set_permissions(std::fs::Permissions::from_mode(FILE_MODE))?;
+    }
+    Ok(file)
+}
+
+/// Takes group and other access away from an existing directory (0700); true when it had
+/// any.
+pub fn tighten_dir(dir: &Path) -> io::Result<bool> {
+    let mode = std::fs::metadata(dir)?.permissions().mode();
+    if mode & 0o077 == 0 {
+        return Ok(false);
+    }
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(DIR_MODE))?;
+    Ok(true)
+}
 
 /// The directory operations the ledger needs.
 pub trait FileSystem: Send + Sync + Debug {
@@ -62,13 +105,13 @@ impl LedgerFile for StdFile {
 
 impl FileSystem for StdFs {
     fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
-        std::fs::create_dir_all(dir)
+        create_private_dir_all(dir)
     }
     fn list(&self, dir: &Path) -> io::Result<Vec<PathBuf>> {
         std::fs::read_dir(dir)?.map(|e| e.map(|e| e.path())).collect()
     }
     fn create_new(&self, path: &Path) -> io::Result<Box<dyn LedgerFile>> {
-        Ok(Box::new(StdFile(OpenOptions::new().read(true).write(true).create_new(true).open(path)?)))
+        Ok(Box::new(StdFile(private_file_options().read(true).write(true).create_new(true).open(path)?)))
     }
     fn open_write(&self, path: &Path) -> io::Result<Box<dyn LedgerFile>> {
         Ok(Box::new(StdFile(OpenOptions::new().read(true).write(true).open(path)?)))
@@ -215,7 +258,7 @@ impl FileSystem for FaultFs {
         StdFs.list(dir)
     }
     fn create_new(&self, path: &Path) -> io::Result<Box<dyn LedgerFile>> {
-        let f = OpenOptions::new().read(true).write(true).create_new(true).open(path)?;
+        let f = private_file_options().read(true).write(true).create_new(true).open(path)?;
         Ok(Box::new(FaultFile { inner: StdFile(f), fs: self.clone() }))
     }
     fn open_write(&self, path: &Path) -> io::Result<Box<dyn LedgerFile>> {

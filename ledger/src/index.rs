@@ -77,6 +77,9 @@ impl std::fmt::Debug for Index {
 
 impl Index {
     pub fn open(dir: &Path) -> Result<Index, IndexError> {
+        // sled takes no mode for what it creates: a private directory keeps its files private
+        // whatever the umask.
+        crate::fs::create_private_dir_all(dir).map_err(|e| IndexError(sled::Error::Io(e)))?;
         let db = sled::Config::new().path(dir).cache_capacity(64 << 20).flush_every_ms(Some(1000)).open()?;
         let frames = db.open_tree("frames.v1")?;
         let by_time = db.open_tree("by_time.v1")?;

@@ -223,7 +223,7 @@ impl std::fmt::Debug for Ledger {
 
 pub(crate) fn lock_dir(dir: &Path) -> Result<std::fs::File> {
     let path = dir.join("LOCK");
-    let f = std::fs::OpenOptions::new()
+    let f = crate::fs::private_file_options()
         .create(true)
         .truncate(false)
         .write(true)

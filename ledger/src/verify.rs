@@ -8,6 +8,11 @@
 //! registered and retired it, and trusted keys pin the ledger if any one of them is among
 //! those keys — a forger cannot add a key without an active key's signature and the new
 //! key's proof of possession.
+//!
+//! A data directory whose last segment ends in what torn-tail recovery would cut (FORMAT.md
+//! §7: a write interrupted by a crash, never acknowledged) gets its own verdict,
+//! [`Verdict::TornTail`], with everything before it verified: the verifier forgives nothing,
+//! but a torn tail is not tampering, and the server cuts it when it next opens the ledger.
 
 use std::collections::BTreeSet;
 use std::ops::ControlFlow;
@@ -18,8 +23,8 @@ use serde::Serialize;
 use crate::chain::{ChainState, Violation};
 use crate::checkpoint::{Checkpoint, LedgerId, SavedCheckpoint};
 use crate::frame::{
-    FRAME_HEADER_LEN, Frame, FrameHeader, SEGMENT_HEADER_LEN, intact_frame_after, parse_frame_unchecked,
-    parse_segment_header,
+    FRAME_HEADER_LEN, Frame, FrameHeader, SEGMENT_HEADER_LEN, intact_frame_after, parse_frame_lenient,
+    parse_frame_unchecked, parse_segment_header,
 };
 use crate::fs::StdFs;
 use crate::keys::PublicKey;
@@ -70,10 +75,39 @@ pub struct Failure {
     pub reason: String,
 }
 
-/// The verdict. `intact` is true only when no rule is broken.
+/// What a verification concluded.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// Every rule holds.
+    Intact,
+    /// Everything verifies up to an unfinished write at the end that was never acknowledged
+    /// ([`TornTail`]); the server cuts it when it opens the ledger.
+    TornTail,
+    /// A rule is broken ([`Failure`]): damage or tampering.
+    Broken,
+}
+
+/// The end of a data directory's last segment that torn-tail recovery would cut.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct TornTail {
+    /// The last seq that verified before it.
+    pub after_seq: u64,
+    /// The segment file's name.
+    pub segment: String,
+    /// Where the torn bytes start in that file.
+    pub offset: u64,
+    /// How many bytes recovery would cut.
+    pub bytes: u64,
+    /// What is torn about them.
+    pub reason: String,
+}
+
+/// The verdict. `intact` is true only when no rule is broken and nothing is torn.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Report {
     pub intact: bool,
+    pub verdict: Verdict,
     pub ledger_id: Option<String>,
     pub first_seq: u64,
     pub last_seq: u64,
@@ -87,6 +121,8 @@ pub struct Report {
     pub trusted_key: Option<String>,
     pub expected_checkpoint: Option<String>,
     pub failure: Option<Failure>,
+    /// Set when the verdict is [`Verdict::TornTail`].
+    pub torn_tail: Option<TornTail>,
 }
 
 /// Folds frames into a chain and keeps what the report needs.
@@ -101,6 +137,7 @@ pub struct Verifier {
     expect: Option<(LedgerId, Checkpoint)>,
     expect_status: Option<String>,
     failure: Option<Violation>,
+    torn: Option<TornTail>,
 }
 
 impl Verifier {
@@ -120,6 +157,7 @@ impl Verifier {
             expect,
             expect_status: None,
             failure: None,
+            torn: None,
         })
     }
 
@@ -139,6 +177,14 @@ impl Verifier {
     pub fn fail(&mut self, seq: u64, reason: impl Into<String>) {
         if self.failure.is_none() {
             self.failure = Some(Violation { seq, reason: reason.into() });
+        }
+    }
+
+    /// Records that the data ends in a torn tail; nothing after it is read.
+    pub fn torn_tail(&mut self, segment: String, offset: u64, bytes: u64, reason: impl Into<String>) {
+        if self.failure.is_none() && self.torn.is_none() {
+            let after_seq = self.chain.last_seq();
+            self.torn = Some(TornTail { after_seq, segment, offset, bytes, reason: reason.into() });
         }
     }
 
@@ -246,8 +292,14 @@ impl Verifier {
             .filter(|a| !self.zeroed.contains(a) && !self.damaged.contains(a))
             .count() as u64;
         let ledger_id = self.chain.ledger_id;
+        let verdict = match (&self.failure, &self.torn) {
+            (Some(_), _) => Verdict::Broken,
+            (None, Some(_)) => Verdict::TornTail,
+            (None, None) => Verdict::Intact,
+        };
         Report {
-            intact: self.failure.is_none(),
+            intact: verdict == Verdict::Intact,
+            verdict,
             ledger_id: ledger_id.map(hex::encode),
             first_seq: self.first_seq,
             last_seq: self.chain.last_seq(),
@@ -271,6 +323,7 @@ impl Verifier {
             trusted_key,
             expected_checkpoint: self.expect_status,
             failure: self.failure.map(|v| Failure { seq: v.seq, reason: v.reason }),
+            torn_tail: if verdict == Verdict::TornTail { self.torn } else { None },
         }
     }
 }
@@ -298,6 +351,17 @@ pub fn verify_dir(dir: &Path, mut opts: VerifyOptions) -> Report {
             v.fail(v.next_seq(), format!("segment {name}: {e}"));
             break;
         }
+        // A writer that stopped while creating the next segment leaves it shorter than its
+        // header; recovery finishes creating it.
+        if is_last
+            && *first_seq == v.next_seq()
+            && v.next_seq() > 1
+            && let Ok(false) = reader.fill(SEGMENT_HEADER_LEN)
+        {
+            let bytes = reader.data().len() as u64;
+            v.torn_tail(name, 0, bytes, "a segment whose creation was interrupted (its header is incomplete)");
+            break;
+        }
         match reader.fill(SEGMENT_HEADER_LEN).map(|_| parse_segment_header(reader.data())) {
             Ok(Ok(id)) if v.ledger_id().is_none_or(|known| known == id) => reader.consume(SEGMENT_HEADER_LEN),
             Ok(Ok(_)) => v.fail(v.next_seq(), format!("segment {name} belongs to another ledger")),
@@ -316,11 +380,34 @@ pub fn verify_dir(dir: &Path, mut opts: VerifyOptions) -> Report {
                 },
                 Err(e) => Err(e),
             };
+            // In the last segment, the checksum tells a torn write from a whole frame, as in
+            // recovery; elsewhere it is redundant with the chain and the signatures.
             let parsed = match whole {
+                Ok(true) if is_last => parse_frame_lenient(reader.data()).map_err(|e| e.to_string()),
                 Ok(true) => parse_frame_unchecked(reader.data()).map_err(|e| e.to_string()),
                 Ok(false) => Err("frame cut short or malformed".to_string()),
                 Err(e) => Err(e.to_string()),
             };
+            // What recovery would cut: in the last segment, a frame that does not parse, fails
+            // its checksum, or (the very last one) has half-written key slots, with no intact
+            // frame anywhere after it.
+            let torn_reason = match &parsed {
+                Err(e) if is_last => Some(format!("an incomplete frame ({e})")),
+                Ok(frame) if is_last && !frame.checksum_ok => Some("a frame whose checksum does not match".to_owned()),
+                Ok(frame) if is_last && !frame.slots_readable() && matches!(reader.fill(frame.len + 1), Ok(false)) => {
+                    Some("a last frame whose key slots are half written".to_owned())
+                }
+                _ => None,
+            };
+            if let Some(reason) = torn_reason {
+                let at = reader.offset();
+                let rest = reader.rest().unwrap_or_default();
+                if !intact_frame_after(&rest) {
+                    v.torn_tail(name.clone(), at, rest.len() as u64, reason);
+                    stopped = true;
+                    break;
+                }
+            }
             match parsed {
                 Ok(frame) => {
                     v.frame(&frame);
@@ -330,12 +417,7 @@ pub fn verify_dir(dir: &Path, mut opts: VerifyOptions) -> Report {
                 Err(e) => {
                     let seq = v.next_seq();
                     let at = reader.offset();
-                    let rest = reader.rest().unwrap_or_default();
-                    if is_last && !intact_frame_after(&rest) {
-                        v.fail(seq, format!("incomplete data after the last checkpoint ({} bytes in {name}): an unacknowledged write, or bytes appended to the ledger", rest.len()));
-                    } else {
-                        v.fail(seq, format!("unreadable frame in {name} at offset {at}: {e}"));
-                    }
+                    v.fail(seq, format!("unreadable frame in {name} at offset {at}: {e}"));
                 }
             }
             if let Some(p) = opts.progress.as_mut() {
@@ -408,14 +490,21 @@ impl ChunkReader {
         Ok(self.end - self.start >= n)
     }
 
-    /// Everything from the current position to the end of the file.
+    /// Everything from the current position to the end of the file, without moving on.
     fn rest(&mut self) -> std::io::Result<Vec<u8>> {
-        use std::io::Read;
+        use std::os::unix::fs::FileExt;
         let mut out = self.data().to_vec();
-        if let Some(f) = self.file.as_mut() {
-            f.read_to_end(&mut out)?;
+        let Some(f) = self.file.as_ref() else { return Ok(out) };
+        let mut at = self.offset + out.len() as u64;
+        let mut chunk = vec![0u8; CHUNK];
+        loop {
+            let n = f.read_at(&mut chunk, at)?;
+            if n == 0 {
+                return Ok(out);
+            }
+            out.extend_from_slice(&chunk[..n]);
+            at += n as u64;
         }
-        Ok(out)
     }
 }
 
@@ -428,6 +517,7 @@ pub fn resolve_segments_dir(dir: &Path) -> std::path::PathBuf {
 pub(crate) fn failed_report(seq: u64, reason: impl Into<String>) -> Report {
     Report {
         intact: false,
+        verdict: Verdict::Broken,
         ledger_id: None,
         first_seq: seq,
         last_seq: 0,
@@ -441,5 +531,6 @@ pub(crate) fn failed_report(seq: u64, reason: impl Into<String>) -> Report {
         trusted_key: None,
         expected_checkpoint: None,
         failure: Some(Failure { seq, reason: reason.into() }),
+        torn_tail: None,
     }
 }

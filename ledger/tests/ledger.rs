@@ -5,7 +5,7 @@ mod common;
 use common::*;
 use ledger::fs::{Fault, FaultFs};
 use ledger::seal::{Keyring, SealError, random_key};
-use ledger::verify::{VerifyOptions, verify_dir};
+use ledger::verify::{Verdict, VerifyOptions, verify_dir};
 use ledger::{Error, Ledger, Options};
 
 #[test]
@@ -310,6 +310,11 @@ fn torn_tail_is_cut_on_open_but_corruption_before_the_tail_is_refused() {
     std::fs::write(&seg, &torn).expect("write");
     let report = verify_dir(dir.path(), VerifyOptions::default());
     assert!(!report.intact, "the offline verifier reports a torn tail");
+    assert_eq!(report.verdict, Verdict::TornTail, "{report:?}");
+    assert!(report.failure.is_none(), "{report:?}");
+    let tail = report.torn_tail.as_ref().expect("torn tail");
+    assert_eq!((tail.after_seq, tail.offset, tail.bytes), (11, good.len() as u64, 200), "{report:?}");
+    assert_eq!(report.last_seq, 11);
     let l = open(dir.path(), Options::default());
     assert_eq!(l.durable().last_seq, 11);
     drop(l);
@@ -321,6 +326,9 @@ fn torn_tail_is_cut_on_open_but_corruption_before_the_tail_is_refused() {
     let mut bad = good.clone();
     bad[100] ^= 0xff;
     std::fs::write(&seg, &bad).expect("write");
+    let report = verify_dir(dir.path(), VerifyOptions::default());
+    assert_eq!(report.verdict, Verdict::Broken, "{report:?}");
+    assert!(report.torn_tail.is_none());
     std::fs::remove_dir_all(dir.path().join("index")).expect("rm index");
     match Ledger::open(dir.path(), key_from(1), Options::default()) {
         Err(Error::Corrupt { .. }) => {}

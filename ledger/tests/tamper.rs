@@ -11,7 +11,7 @@ use ledger::bundle::{export, verify_bundle};
 use ledger::checkpoint::Checkpoint;
 use ledger::codec::Encoder;
 use ledger::frame::{SEGMENT_HEADER_LEN, encode_frame, parse_frame};
-use ledger::verify::{Report, VerifyOptions, verify_dir};
+use ledger::verify::{Report, Verdict, VerifyOptions, verify_dir};
 use ledger::{Event, Hash, KeySlot, LedgerKey, Options, SavedCheckpoint};
 
 /// A frame taken apart: events, checkpoint, key slots.
@@ -83,9 +83,10 @@ fn frame_of(frames: &[Parts], seq: u64) -> usize {
 
 #[test]
 fn flipped_byte_in_an_event_is_caught_at_that_event() {
-    for seq in [5u64, 25, 31] {
+    for seq in [5u64, 12, 25, 31] {
         let dir = tempfile::tempdir().expect("tmp");
         build(dir.path());
+        let saved = verify_dir(dir.path(), VerifyOptions::default()).last_checkpoint.expect("checkpoint");
         let seg = segment(dir.path());
         // Raw flip inside the body, checksum left as it is.
         let mut bytes = std::fs::read(&seg).expect("read");
@@ -94,7 +95,19 @@ fn flipped_byte_in_an_event_is_caught_at_that_event() {
         bytes[at] ^= 0x20;
         std::fs::write(&seg, &bytes).expect("write");
         let r = verify_dir(dir.path(), VerifyOptions::default());
-        assert_eq!(failure_seq(&r), seq, "{r:?}");
+        if seq <= 21 {
+            assert_eq!(failure_seq(&r), seq, "{r:?}");
+            continue;
+        }
+        // In the last frame, a checksum that no longer matches is what a write torn by a
+        // crash leaves, and recovery would cut that frame (FORMAT.md §7): never intact, but
+        // a torn tail, not a broken rule...
+        assert_eq!(r.verdict, Verdict::TornTail, "{r:?}");
+        assert_eq!(r.torn_tail.as_ref().map(|t| t.after_seq), Some(21), "{r:?}");
+        // ...unless a checkpoint saved earlier covers it: then it is history that changed.
+        let pinned = verify_dir(dir.path(), VerifyOptions { expect: Some(saved), ..VerifyOptions::default() });
+        assert_eq!(pinned.verdict, Verdict::Broken, "{pinned:?}");
+        assert!(pinned.failure.expect("failure").reason.contains("truncated"));
     }
     // Same with a rewritten frame (valid checksum): the chain alone must point at it.
     let dir = tempfile::tempdir().expect("tmp");

@@ -182,11 +182,11 @@ pub fn read(path: &Path) -> Result<(SnapshotMeta, State), SnapshotError> {
 /// folder) and removes all but the newest [`KEEP`]. Returns its path.
 pub fn write(dir: &Path, state: &State, meta: &SnapshotMeta) -> Result<PathBuf, SnapshotError> {
     let bytes = encode(state, meta)?;
-    std::fs::create_dir_all(dir).map_err(|e| io(dir, "create folder", &e))?;
+    ledger::fs::create_private_dir_all(dir).map_err(|e| io(dir, "create folder", &e))?;
     let tmp = dir.join(format!(".tmp-{}-{}", meta.last_seq, std::process::id()));
     let path = dir.join(file_name(meta.last_seq));
     {
-        let mut f = std::fs::File::create(&tmp).map_err(|e| io(&tmp, "create", &e))?;
+        let mut f = ledger::fs::create_private_file(&tmp).map_err(|e| io(&tmp, "create", &e))?;
         f.write_all(&bytes).map_err(|e| io(&tmp, "write", &e))?;
         f.sync_all().map_err(|e| io(&tmp, "sync", &e))?;
     }

@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use ledger::bundle::{ExportSummary, verify_bundle};
-use ledger::verify::{KeyReport, Report, VerifyOptions, verify_dir};
+use ledger::verify::{KeyReport, Report, TornTail, Verdict, VerifyOptions, verify_dir};
 use ledger::{PublicKey, SavedCheckpoint};
 
 use crate::progress::bytes_bar;
@@ -21,6 +21,10 @@ pub enum ToolError {
     Ledger(#[from] ledger::Error),
     #[error("ledger does not verify at seq {seq}: {reason}")]
     Broken { seq: u64, reason: String },
+    #[error(
+        "ledger ends in a torn tail after seq {after_seq} ({bytes} bytes in {segment}): an unfinished write that was never acknowledged; everything before it verifies; restart the server to cut it"
+    )]
+    TornTail { after_seq: u64, segment: String, bytes: u64 },
     #[error("cannot write output: {0}")]
     Output(std::io::Error),
     #[error("{0}")]
@@ -73,8 +77,8 @@ fn run_verify(source: &Source, opts: VerifyOptions) -> Report {
     }
 }
 
-/// Verifies and writes the report (text or JSON) to `out`. Returns whether the ledger is intact.
-pub fn verify(req: &VerifyRequest, out: &mut dyn Write) -> Result<bool, ToolError> {
+/// Verifies and writes the report (text or JSON) to `out`. Returns the verdict.
+pub fn verify(req: &VerifyRequest, out: &mut dyn Write) -> Result<Verdict, ToolError> {
     let trusted_keys = match &req.trusted_key {
         Some(p) => read_trusted_keys(p)?,
         None => Vec::new(),
@@ -90,17 +94,49 @@ pub fn verify(req: &VerifyRequest, out: &mut dyn Write) -> Result<bool, ToolErro
     } else {
         write_text_report(&report, out).map_err(ToolError::Output)?;
     }
-    Ok(report.intact)
+    Ok(report.verdict)
+}
+
+/// A report's verdict as an error, for the tools that need a whole, intact ledger.
+pub(crate) fn require_intact(report: &Report) -> Result<(), ToolError> {
+    if let Some(f) = &report.failure {
+        return Err(ToolError::Broken { seq: f.seq, reason: f.reason.clone() });
+    }
+    if let Some(TornTail { after_seq, segment, bytes, .. }) = &report.torn_tail {
+        return Err(ToolError::TornTail { after_seq: *after_seq, segment: segment.clone(), bytes: *bytes });
+    }
+    Ok(())
 }
 
 fn write_text_report(r: &Report, out: &mut dyn Write) -> std::io::Result<()> {
     let id = r.ledger_id.as_deref().unwrap_or("(unknown)");
-    match &r.failure {
-        None => writeln!(out, "ledger {id}: intact")?,
-        Some(f) => writeln!(out, "ledger {id}: BROKEN at seq {}: {}", f.seq, f.reason)?,
+    match (&r.failure, &r.torn_tail) {
+        (Some(f), _) => writeln!(out, "ledger {id}: BROKEN at seq {}: {}", f.seq, f.reason)?,
+        (None, Some(t)) => {
+            writeln!(
+                out,
+                "ledger {id}: TORN TAIL after seq {}: the last {} bytes of {} (from offset {}) are an unfinished write that was never acknowledged: {}",
+                t.after_seq, t.bytes, t.segment, t.offset, t.reason
+            )?;
+            writeln!(
+                out,
+                "  everything before it verifies; restart the server to cut it (recovery does, as it opens the ledger)"
+            )?;
+            if r.expected_checkpoint.is_none() {
+                writeln!(
+                    out,
+                    "  (a tail damaged after it was acknowledged looks the same: verify with --expect-checkpoint and a checkpoint saved earlier to tell)"
+                )?;
+            }
+        }
+        (None, None) => writeln!(out, "ledger {id}: intact")?,
     }
     if r.events > 0 {
-        let what = if r.failure.is_some() { "verified before the break" } else { "events" };
+        let what = match r.verdict {
+            Verdict::Broken => "verified before the break",
+            Verdict::TornTail => "verified before the torn tail",
+            Verdict::Intact => "events",
+        };
         writeln!(
             out,
             "  {what}: {}..={} ({} events, {} checkpoints)",
@@ -138,17 +174,13 @@ pub fn export(data_dir: &Path, out: &Path, from: Option<u64>, to: Option<u64>) -
 /// its keys are not worth pinning).
 pub fn public_keys(source: &Source) -> Result<Vec<KeyReport>, ToolError> {
     let report = run_verify(source, VerifyOptions { progress: bytes_bar("reading keys"), ..Default::default() });
-    match report.failure {
-        None => Ok(report.keys),
-        Some(f) => Err(ToolError::Broken { seq: f.seq, reason: f.reason }),
-    }
+    require_intact(&report)?;
+    Ok(report.keys)
 }
 
 /// The latest signed checkpoint of a verified ledger, to save for `--expect-checkpoint`.
 pub fn checkpoint(source: &Source) -> Result<SavedCheckpoint, ToolError> {
     let report = run_verify(source, VerifyOptions { progress: bytes_bar("verifying"), ..Default::default() });
-    if let Some(f) = report.failure {
-        return Err(ToolError::Broken { seq: f.seq, reason: f.reason });
-    }
+    require_intact(&report)?;
     report.last_checkpoint.ok_or(ToolError::Broken { seq: 1, reason: "the ledger has no checkpoint".into() })
 }

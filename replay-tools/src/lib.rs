@@ -14,5 +14,6 @@ pub mod replay;
 pub mod time;
 pub mod who_can;
 
+pub use ledger::verify::Verdict;
 pub use ledger_tools::{Source, ToolError, VerifyRequest, checkpoint, export, public_keys, read_trusted_keys, verify};
 pub use proof_tools::{ProofVerdict, VerifyProofRequest, verify_proof};

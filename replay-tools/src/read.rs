@@ -76,9 +76,7 @@ pub fn for_each_batch(
     if let Some(e) = failure.borrow_mut().take() {
         return Err(e);
     }
-    if let Some(f) = report.failure {
-        return Err(ToolError::Broken { seq: f.seq, reason: f.reason });
-    }
+    crate::ledger_tools::require_intact(&report)?;
     let covered = *covered.borrow();
     Ok(covered)
 }

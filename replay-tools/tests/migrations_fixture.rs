@@ -24,8 +24,8 @@ fn the_v1_fixture_verifies_against_its_pinned_key() {
         json: true,
     };
     let mut out = Vec::new();
-    let intact = replay::verify(&req, &mut out).expect("verify runs");
-    assert!(intact, "{}", String::from_utf8_lossy(&out));
+    let verdict = replay::verify(&req, &mut out).expect("verify runs");
+    assert_eq!(verdict, replay::Verdict::Intact, "{}", String::from_utf8_lossy(&out));
 }
 
 #[test]

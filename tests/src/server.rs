@@ -128,6 +128,9 @@ pub struct Options {
     /// Extra top-level lines for the configuration file (config mode only), such as
     /// `log_level = "info"`.
     pub config: String,
+    /// Extra lines inside the `listener "tcp"` stanza (config mode only), such as
+    /// `http_read_timeout = "2s"`.
+    pub listener: String,
     /// A cluster node (`storage "raft"`, cairn in config mode only); its cluster listener
     /// takes the port after the API's.
     pub raft: Option<Raft>,
@@ -190,7 +193,7 @@ impl DevServer {
     /// config-mode only).
     pub fn start_with(options: Options) -> Result<DevServer> {
         anyhow::ensure!(
-            options.tls.is_none() && options.config.is_empty(),
+            options.tls.is_none() && options.config.is_empty() && options.listener.is_empty(),
             "TLS and configuration lines need a config-mode server"
         );
         Server::start(Mode::Dev, &options).map(DevServer)
@@ -332,8 +335,8 @@ impl Server {
                     ),
                 };
                 let config = format!(
-                    "{storage}\n\nlistener \"tcp\" {{\n  address     = \"{listen}\"\n{tls}}}\n\ndisable_mlock = true\n{}\n",
-                    options.config
+                    "{storage}\n\nlistener \"tcp\" {{\n  address     = \"{listen}\"\n{tls}{}}}\n\ndisable_mlock = true\n{}\n",
+                    options.listener, options.config
                 );
                 let file = dir.path().join("server.hcl");
                 std::fs::write(&file, config).map_err(|e| fatal(e.into()))?;

@@ -9,13 +9,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::{Body, to_bytes};
+use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{HeaderName, Request as HttpRequest, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use crate::http::Api;
-use crate::http::request::MAX_BODY;
+use crate::http::request::read_body;
 
 /// Paths a node always answers itself: its own seal state and health, and who leads.
 pub fn answered_locally(path: &str) -> bool {
@@ -53,8 +53,9 @@ const FORWARDED_FOR: &str = "x-cairn-forwarded-for";
 pub async fn forward(http: &reqwest::Client, leader_cluster_addr: &str, req: HttpRequest<Body>) -> Response {
     let client = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(a)| *a);
     let (parts, body) = req.into_parts();
-    let Ok(bytes) = to_bytes(body, MAX_BODY).await else {
-        return error(413, "http: request body too large");
+    let bytes = match read_body(&parts.extensions, body).await {
+        Ok(bytes) => bytes,
+        Err(f) => return error(f.status(), f.message()),
     };
     let path = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
     let url = format!("https://{leader_cluster_addr}{PREFIX}{path}");

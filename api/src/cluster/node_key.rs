@@ -56,7 +56,7 @@ fn create(file: &Path, ctx: &[u8], root_key: &[u8; 32]) -> Result<LedgerKey, Str
     };
     let wrapped = wrap(root_key, &*seed, ctx).map_err(|e| format!("cannot wrap the node key: {e}"))?;
     let dir = file.parent().ok_or("no directory for the node key")?;
-    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    ledger::fs::create_private_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| format!("cannot write the node key: {e}"))?;
     tmp.write_all(&wrapped).map_err(|e| format!("cannot write the node key: {e}"))?;
     tmp.as_file().sync_all().map_err(|e| format!("cannot write the node key: {e}"))?;

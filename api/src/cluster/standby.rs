@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use axum::body::{Body, to_bytes};
+use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, Request as HttpRequest};
 use axum::response::Response;
 
@@ -22,7 +22,7 @@ use super::forward::{error, forward};
 use super::index::{self, Inconsistent};
 use crate::core::{Core, Unsealed};
 use crate::http::Api;
-use crate::http::request::MAX_BODY;
+use crate::http::request::read_body;
 
 /// How long `X-Vault-Inconsistent: await-state` waits for the node to reach an index.
 const AWAIT_STATE: Duration = Duration::from_secs(2);
@@ -160,8 +160,9 @@ pub async fn handle(api: &Api, node: &Node, unsealed: &Arc<Unsealed>, req: HttpR
     }
     // Kept, to forward the request as it came if the pipeline finds it needs the leader.
     let (parts, body) = req.into_parts();
-    let Ok(bytes) = to_bytes(body, MAX_BODY).await else {
-        return error(413, "http: request body too large");
+    let bytes = match read_body(&parts.extensions, body).await {
+        Ok(bytes) => bytes,
+        Err(f) => return error(f.status(), f.message()),
     };
     let mut again = HttpRequest::new(Body::from(bytes.clone()));
     *again.method_mut() = parts.method.clone();
@@ -169,6 +170,9 @@ pub async fn handle(api: &Api, node: &Node, unsealed: &Arc<Unsealed>, req: HttpR
     *again.headers_mut() = parts.headers.clone();
     if let Some(client) = parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>() {
         again.extensions_mut().insert(*client);
+    }
+    if let Some(limits) = parts.extensions.get::<crate::listener::RequestLimits>() {
+        again.extensions_mut().insert(*limits);
     }
     let scope = Arc::new(Scope::default());
     let local = HttpRequest::from_parts(parts, Body::from(bytes));

@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
-use axum::body::{Body, to_bytes};
+use axum::body::Body;
 use axum::extract::{ConnectInfo, State as AxState};
 use axum::http::{Method, Request as HttpRequest};
 use axum::response::Response;
@@ -28,7 +28,7 @@ use crate::core::{Core, Unsealed, now_nanos};
 use crate::routes::Matched;
 use path::CanonicalPath;
 use reply::{ACL_DENIED, Reply};
-use request::{MAX_BODY, VaultRequest, parse_body, parse_query, token_from, wrap_ttl_from};
+use request::{VaultRequest, parse_body, parse_query, read_body, token_from, wrap_ttl_from};
 
 /// The axum router serving the whole API; `refusals` counts the requests it refuses before
 /// authentication (the caller records them: `crate::refusals::record_every`).
@@ -284,7 +284,7 @@ async fn run(api: &Api, http: HttpRequest<Body>, remote_addr: String, id: &str) 
         return Err(Reply::Error(405, Vec::new()));
     }
     path::refuse_write_to_folder(&url_path, method.as_str())?;
-    let bytes = to_bytes(body, MAX_BODY).await.map_err(|_| Reply::error(413, "http: request body too large"))?;
+    let bytes = read_body(&parts.extensions, body).await.map_err(|f| f.reply())?;
     let content_type = parts.headers.get("content-type").and_then(|v| v.to_str().ok());
     // A snapshot restore carries the snapshot itself as the body, not JSON.
     if let Some(reply) = crate::sys::raft::restore(&api.core, method.as_str(), &url_path, &bytes).await {

@@ -3,14 +3,67 @@
 
 use std::collections::BTreeMap;
 
-use axum::http::{HeaderMap, Method};
+use axum::body::{Body, Bytes, to_bytes};
+use axum::http::{Extensions, HeaderMap, Method};
 use serde_json::{Map, Value};
 
 use super::path::CanonicalPath;
 use super::reply::Reply;
+use crate::listener::{BodyError, RequestLimits};
 
-/// Largest request body accepted (Vault's default `max_request_size`).
-pub const MAX_BODY: usize = 32 << 20;
+/// Largest request body accepted when the request carries no [`RequestLimits`] (one a standby
+/// forwarded over the cluster listener): Vault's default `max_request_size`.
+pub const MAX_BODY: usize = crate::config::DEFAULT_MAX_REQUEST_SIZE;
+
+/// Why a request body could not be read, as the client is told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyFailure {
+    /// Over `max_request_size`, or not arrived within `http_read_timeout` (the listener's
+    /// verdict).
+    Listener(BodyError),
+    /// The client broke the body off (closed the connection, bad chunked encoding).
+    Broken,
+}
+
+impl BodyFailure {
+    pub fn status(self) -> u16 {
+        match self {
+            BodyFailure::Listener(e) => e.status(),
+            BodyFailure::Broken => 400,
+        }
+    }
+
+    pub fn message(self) -> &'static str {
+        match self {
+            BodyFailure::Listener(BodyError::TooLarge) => "http: request body too large",
+            BodyFailure::Listener(BodyError::TimedOut) => "request body read timed out",
+            BodyFailure::Broken => "failed to read the request body",
+        }
+    }
+
+    pub fn reply(self) -> Reply {
+        Reply::error(self.status(), self.message())
+    }
+}
+
+/// Reads a request's whole body within its listener's `max_request_size` (the listener also
+/// holds the body to its read deadline).
+pub async fn read_body(extensions: &Extensions, body: Body) -> Result<Bytes, BodyFailure> {
+    let limit = extensions.get::<RequestLimits>().map_or(MAX_BODY, |l| l.max_request_size);
+    to_bytes(body, limit).await.map_err(|e| {
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+        while let Some(c) = cause {
+            if let Some(listener) = c.downcast_ref::<BodyError>() {
+                return BodyFailure::Listener(*listener);
+            }
+            if c.is::<http_body_util::LengthLimitError>() {
+                return BodyFailure::Listener(BodyError::TooLarge);
+            }
+            cause = c.source();
+        }
+        BodyFailure::Broken
+    })
+}
 
 /// A request as the Vault API sees it.
 #[derive(Debug, Clone)]
