@@ -5,7 +5,8 @@
 //!
 //! Layout: byte 0 picks the method, byte 1 the token (none, root, a bogus one, or the one
 //! in the headers), then the request target up to `\n`, header lines up to an empty line,
-//! and the body. Requests that would end the run (sealing, revoking root) are skipped.
+//! and the body. Requests that would end the run (sealing, revoking root) or slow it to a
+//! crawl (outside calls, passes over the whole ledger) are skipped.
 #![no_main]
 
 use std::sync::{Arc, OnceLock};
@@ -38,8 +39,8 @@ fn server() -> Option<&'static Server> {
         .as_ref()
 }
 
-/// The percent-decoded, lowercased target: what the run must not be allowed to reach.
-fn ends_the_run(target: &[u8]) -> bool {
+/// The target percent-decoded and lowercased, for the checks below.
+fn decoded(target: &[u8]) -> String {
     let mut decoded = Vec::with_capacity(target.len());
     let mut i = 0;
     while i < target.len() {
@@ -55,8 +56,22 @@ fn ends_the_run(target: &[u8]) -> bool {
             }
         }
     }
-    let text = String::from_utf8_lossy(&decoded);
+    String::from_utf8_lossy(&decoded).into_owned()
+}
+
+/// What the run must not be allowed to reach with the root token.
+fn ends_the_run(target: &[u8]) -> bool {
+    let text = decoded(target);
     ["seal", "revoke", "tidy", "rotate", "remove-peer"].iter().any(|w| text.contains(w))
+}
+
+/// Requests whose work is an outside call or a pass over the whole ledger: a database or a
+/// JWKS/OIDC/Kubernetes server the fuzzer names (a DNS lookup that times out), or an
+/// export, query or proof over a ledger that grows with every input. They would bring the
+/// run to a few inputs a second; their parsing is reached by the other targets and tests.
+fn too_slow(target: &[u8]) -> bool {
+    let text = decoded(target);
+    ["database", "jwt", "kubernetes", "oidc", "ledger/", "raft/snapshot"].iter().any(|w| text.contains(w))
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -77,7 +92,7 @@ fuzz_target!(|data: &[u8]| {
         2 => Some("s.AAAAAAAAAAAAAAAAAAAAAAAA"),
         _ => Some(""),
     };
-    if token == Some("root") && ends_the_run(target) {
+    if token == Some("root") && ends_the_run(target) || too_slow(target) {
         return;
     }
     let mut request = Request::builder().method(method).uri(target);
@@ -111,7 +126,9 @@ fuzz_target!(|data: &[u8]| {
                 let errors = v.get("errors").is_some_and(serde_json::Value::is_array);
                 let warned = v.get("warnings").is_some_and(serde_json::Value::is_array);
                 let raw = v.get("sealed").is_some() || v.get("initialized").is_some();
-                assert!(errors || warned || raw, "an error answer in Vault's shape: {v}");
+                // KV v2's 404 for a deleted or destroyed version carries its metadata.
+                let kv = v.pointer("/data/metadata").is_some();
+                assert!(errors || warned || raw || kv, "an error answer in Vault's shape: {v}");
             }
         }
     });
