@@ -38,10 +38,13 @@ pub fn handle(ctx: &Ctx<'_>, tail: &str) -> Result<Handled, Reply> {
                 description: req.get_str("description").unwrap_or("").to_string(),
                 options: super::mounts::string_map(req.get("options")),
                 local: req.get("local").and_then(Value::as_bool).unwrap_or(false),
+                from_config: false,
             };
             Ok(Handled::write(command, Reply::NoContent))
         }
-        "DELETE" => Ok(Handled::write(Command::DisableAudit { path: tail.to_string() }, Reply::NoContent)),
+        "DELETE" => {
+            Ok(Handled::write(Command::DisableAudit { path: tail.to_string(), from_config: false }, Reply::NoContent))
+        }
         _ => Err(super::unsupported_operation()),
     }
 }
