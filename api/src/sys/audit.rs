@@ -1,4 +1,7 @@
 //! `sys/audit` (list, enable, disable devices) and `sys/audit-hash/<path>`.
+//!
+//! A `file` device's path is checked as text by the rules and on disk here
+//! (`crate::audit_file`) before the command is sequenced.
 
 use axum::http::Method;
 use commands::Command;
@@ -20,7 +23,7 @@ fn entry(d: &AuditDevice) -> Value {
     })
 }
 
-pub fn handle(ctx: &Ctx<'_>, tail: &str) -> Result<Handled, Reply> {
+pub async fn handle(ctx: &Ctx<'_>, tail: &str) -> Result<Handled, Reply> {
     let m = &ctx.req.method;
     if tail.is_empty() {
         if *m != Method::GET {
@@ -30,23 +33,42 @@ pub fn handle(ctx: &Ctx<'_>, tail: &str) -> Result<Handled, Reply> {
         return Ok(Handled::Read(Reply::data_with_copy(Value::Object(all))));
     }
     match m.as_str() {
-        "POST" | "PUT" => {
-            let req = ctx.req;
-            let command = Command::EnableAudit {
-                path: tail.to_string(),
-                kind: req.get_str("type").unwrap_or("").to_string(),
-                description: req.get_str("description").unwrap_or("").to_string(),
-                options: super::mounts::string_map(req.get("options")),
-                local: req.get("local").and_then(Value::as_bool).unwrap_or(false),
-                from_config: false,
-            };
-            Ok(Handled::write(command, Reply::NoContent))
-        }
+        "POST" | "PUT" => enable(ctx, tail).await,
         "DELETE" => {
             Ok(Handled::write(Command::DisableAudit { path: tail.to_string(), from_config: false }, Reply::NoContent))
         }
         _ => Err(super::unsupported_operation()),
     }
+}
+
+/// `PUT sys/audit/<path>`: the rules' checks, and a `file` device's path on disk, before
+/// anything is recorded.
+async fn enable(ctx: &Ctx<'_>, tail: &str) -> Result<Handled, Reply> {
+    let req = ctx.req;
+    let options = super::mounts::string_map(req.get("options"));
+    let kind = req.get_str("type").unwrap_or("").to_string();
+    if ctx.state.audit.get(&commands::audit::normalize(tail)).is_some() {
+        return Err(Reply::error(400, "path already in use"));
+    }
+    commands::audit::validate(&kind, &options).map_err(|e| Reply::error(400, e.to_string()))?;
+    if kind == "file"
+        && let Some(path) = commands::audit::file_path(&options).filter(|p| commands::audit::file_keyword(p).is_none())
+    {
+        let (path, prefix) = (path.to_string(), options.get("prefix").cloned().unwrap_or_default());
+        tokio::task::spawn_blocking(move || crate::audit_file::check(&path, &prefix))
+            .await
+            .map_err(|e| Reply::error(500, e.to_string()))?
+            .map_err(|e| Reply::error(400, e.to_string()))?;
+    }
+    let command = Command::EnableAudit {
+        path: tail.to_string(),
+        kind,
+        description: req.get_str("description").unwrap_or("").to_string(),
+        options,
+        local: req.get("local").and_then(Value::as_bool).unwrap_or(false),
+        from_config: false,
+    };
+    Ok(Handled::write(command, Reply::NoContent))
 }
 
 /// `PUT sys/audit-hash/<path> {"input": …}`: the device's hash of a value, as it would
