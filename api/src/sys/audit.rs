@@ -1,7 +1,11 @@
 //! `sys/audit` (list, enable, disable devices) and `sys/audit-hash/<path>`.
 //!
-//! A `file` device's path is checked as text by the rules and on disk here
-//! (`crate::audit_file`) before the command is sequenced.
+//! As in OpenBao 2.7.2, the API enables a device only if the configuration sets
+//! `unsafe_allow_api_audit_creation = true` (and one with a `prefix` only with
+//! `allow_audit_log_prefixing = true`); devices are otherwise declared in the
+//! configuration (`crate::audit_config`), and the API cannot disable those. A `file`
+//! device's path is checked as text by the rules and on disk here (`crate::audit_file`)
+//! before the command is sequenced.
 
 use axum::http::Method;
 use commands::Command;
@@ -23,6 +27,11 @@ fn entry(d: &AuditDevice) -> Value {
     })
 }
 
+/// OpenBao 2.7.2's answer (400) to `PUT sys/audit/<path>` without
+/// `unsafe_allow_api_audit_creation`.
+pub const API_CREATION_REFUSED: &str =
+    "cannot enable audit device via API; use declarative, config-based audit device management instead";
+
 pub async fn handle(ctx: &Ctx<'_>, tail: &str) -> Result<Handled, Reply> {
     let m = &ctx.req.method;
     if tail.is_empty() {
@@ -41,11 +50,18 @@ pub async fn handle(ctx: &Ctx<'_>, tail: &str) -> Result<Handled, Reply> {
     }
 }
 
-/// `PUT sys/audit/<path>`: the rules' checks, and a `file` device's path on disk, before
-/// anything is recorded.
+/// `PUT sys/audit/<path>`: refused unless the configuration allows it; then the rules'
+/// checks, and a `file` device's path on disk, before anything is recorded.
 async fn enable(ctx: &Ctx<'_>, tail: &str) -> Result<Handled, Reply> {
+    let settings = ctx.core().audit_settings();
+    if !settings.unsafe_allow_api_audit_creation {
+        return Err(Reply::error(400, API_CREATION_REFUSED));
+    }
     let req = ctx.req;
     let options = super::mounts::string_map(req.get("options"));
+    if options.contains_key("prefix") && !settings.allow_audit_log_prefixing {
+        return Err(Reply::error(400, "audit log prefixing is not allowed"));
+    }
     let kind = req.get_str("type").unwrap_or("").to_string();
     if ctx.state.audit.get(&commands::audit::normalize(tail)).is_some() {
         return Err(Reply::error(400, "path already in use"));
