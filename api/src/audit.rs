@@ -53,6 +53,8 @@ pub enum AuditError {
     Ledger(String),
     #[error("socket write timed out")]
     Timeout,
+    #[error("{0}")]
+    File(#[from] crate::audit_file::FileError),
 }
 
 /// A device's HMAC key, opened from its enable event.
@@ -416,7 +418,7 @@ fn save_cursor(path: &Path, seq: u64) -> std::io::Result<()> {
 
 /// Where a device writes.
 enum Sink {
-    File { path: PathBuf, mode: u32, open: Option<(std::fs::File, u64)> },
+    File { path: String, mode: u32, prefix: String, open: Option<(std::fs::File, u64)> },
     Stdout,
     Discard,
     Tcp { address: String, timeout: Duration, conn: Option<tokio::net::TcpStream> },
@@ -428,16 +430,16 @@ impl Sink {
         let o = &d.options;
         match d.kind.as_str() {
             "file" => {
-                let path = o.get("file_path").or_else(|| o.get("path"))?;
-                Some(match path.as_str() {
-                    "stdout" => Sink::Stdout,
-                    "discard" => Sink::Discard,
-                    p => Sink::File {
-                        path: PathBuf::from(p),
-                        mode: match o.get("mode") {
-                            Some(m) => u32::from_str_radix(m, 8).ok()?,
-                            None => 0o600,
-                        },
+                let path = commands::audit::file_path(o)?;
+                Some(match commands::audit::file_keyword(path) {
+                    Some("stdout") => Sink::Stdout,
+                    Some(_) => Sink::Discard,
+                    // A device enabled before the file rules is narrowed to them: its mode
+                    // to 0600 at most, its path checked at every open.
+                    None => Sink::File {
+                        path: path.to_string(),
+                        mode: commands::audit::file_mode(o),
+                        prefix: o.get("prefix").cloned().unwrap_or_default(),
                         open: None,
                     },
                 })
@@ -485,11 +487,11 @@ impl Sink {
                 .map_err(|e| AuditError::Io(std::io::Error::other(e.to_string())))??;
                 Ok(())
             }
-            Sink::File { path, mode, open } => {
+            Sink::File { path, mode, prefix, open } => {
                 let taken = open.take();
-                let (path, mode) = (path.clone(), *mode);
+                let (path, mode, prefix) = (path.clone(), *mode, prefix.clone());
                 let bytes: Vec<u8> = lines.concat().into_bytes();
-                let result = tokio::task::spawn_blocking(move || write_file(&path, mode, taken, &bytes))
+                let result = tokio::task::spawn_blocking(move || write_file(&path, mode, &prefix, taken, &bytes))
                     .await
                     .map_err(|e| AuditError::Io(std::io::Error::other(e.to_string())))?;
                 *open = Some(result?);
@@ -531,30 +533,21 @@ impl Sink {
 }
 
 /// Appends to the file, reopening it when it was moved or removed (log rotation), as
-/// Vault's file device does on SIGHUP.
+/// Vault's file device does on SIGHUP. Every open checks the path again
+/// ([`crate::audit_file`]): what replaced a rotated file must be an audit log too.
 fn write_file(
-    path: &Path,
+    path: &str,
     mode: u32,
+    prefix: &str,
     open: Option<(std::fs::File, u64)>,
     bytes: &[u8],
 ) -> Result<(std::fs::File, u64), AuditError> {
     use std::io::Write;
-    use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
-    let current = std::fs::metadata(path).ok().map(|m| m.ino());
+    use std::os::unix::fs::MetadataExt;
+    let current = std::fs::symlink_metadata(path).ok().map(|m| m.ino());
     let (mut f, ino) = match open {
         Some((f, ino)) if Some(ino) == current => (f, ino),
-        _ => {
-            let f = std::fs::OpenOptions::new().create(true).append(true).mode(mode).open(path)?;
-            // The server's umask (0o077) masks the mode a file is created with; the device's
-            // `mode` is what the operator asked for, so set it, as Vault does (`0` leaves it,
-            // and a device file such as /dev/null is never changed).
-            let meta = f.metadata()?;
-            if mode != 0 && meta.is_file() && meta.permissions().mode() & 0o7777 != mode {
-                f.set_permissions(std::fs::Permissions::from_mode(mode))?;
-            }
-            let ino = f.metadata()?.ino();
-            (f, ino)
-        }
+        _ => crate::audit_file::open_append(path, mode, prefix)?,
     };
     f.write_all(bytes)?;
     f.sync_data()?;

@@ -34,9 +34,16 @@
 //! type `"transit"` (auto-unseal through a Vault or OpenBao transit engine, [`crate::seal`]) and
 //! `address`, `token`, `key_name` and `mount_path` (both required), `namespace`,
 //! `disable_renewal`, `tls_ca_cert`, `tls_skip_verify`; the token may instead come from
-//! `VAULT_TOKEN` or `BAO_TOKEN`, the address from `VAULT_ADDR` or `BAO_ADDR`. Every other key or
-//! stanza (`audit`, `telemetry`, `ha_storage`, …) is an error that names the key, its line and
-//! the keys accepted there: a setting the server would silently ignore is worse than a refusal.
+//! `VAULT_TOKEN` or `BAO_TOKEN`, the address from `VAULT_ADDR` or `BAO_ADDR`. **`audit`** (any
+//! number) declares an audit device as OpenBao does: `audit "file" "name" { description = "…"
+//! local = false options { file_path = "/var/log/cairn/audit.log" } }` (or `type` and `path`
+//! inside the block instead of the labels); the server enables it at unseal, disables it once
+//! no stanza declares it, and refuses to unseal if a stanza changed a device it enabled before
+//! ([`crate::audit_config`]). `unsafe_allow_api_audit_creation` (default false) lets
+//! `sys/audit` enable devices too, and `allow_audit_log_prefixing` (default false) allows the
+//! `prefix` option, as in OpenBao 2.7.2. Every other key or stanza (`telemetry`,
+//! `ha_storage`, …) is an error that names the key, its line and the keys accepted there: a
+//! setting the server would silently ignore is worse than a refusal.
 //!
 //! Values follow Vault: durations are Go strings or integer seconds ([`crate::duration`]), and
 //! `0` means the default; booleans also accept `"true"`, `"1"`, `1` and the other forms of Go's
@@ -50,6 +57,7 @@
 //! `.json` configs), with `storage` and `listener` written as `{"sled": {…}}`, or as an array of
 //! such objects.
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -69,7 +77,9 @@ pub const DEFAULT_LEASE_TTL: u64 = 2_764_800;
 pub const DEFAULT_ADDRESS: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8200);
 
 const TOP_LEVEL_KEYS: &[&str] = &[
+    "allow_audit_log_prefixing",
     "api_addr",
+    "audit",
     "cluster_addr",
     "cluster_name",
     "default_lease_ttl",
@@ -86,6 +96,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "ui",
     "unauthenticated_rate_burst",
     "unauthenticated_rate_limit",
+    "unsafe_allow_api_audit_creation",
 ];
 const STORAGE_KEYS: &[&str] = &["path"];
 const RAFT_KEYS: &[&str] = &["node_id", "path", "pipeline_depth", "retry_join"];
@@ -105,6 +116,7 @@ const LISTENER_KEYS: &[&str] = &[
     "tls_key_file",
     "tls_min_version",
 ];
+const AUDIT_KEYS: &[&str] = &["description", "local", "options", "path", "type"];
 const TRANSIT_SEAL_KEYS: &[&str] =
     &["address", "disable_renewal", "key_name", "mount_path", "namespace", "tls_ca_cert", "tls_skip_verify", "token"];
 
@@ -142,8 +154,36 @@ pub struct ServerConfig {
     pub unauthenticated_rate_limit: crate::auth::ratelimit::RateLimit,
     /// Auto-unseal (`seal "transit" { … }`); `None`: unseal with key shares.
     pub seal: Option<TransitSealConfig>,
+    /// Audit devices declared by `audit` stanzas, and what `sys/audit` may do.
+    pub audit: AuditSettings,
     /// Settings that were accepted but have no effect, for the caller to log once logging is up.
     pub warnings: Vec<String>,
+}
+
+/// The audit part of the configuration; SIGHUP applies a changed one.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditSettings {
+    /// OpenBao's `unsafe_allow_api_audit_creation`: `sys/audit` may enable devices
+    /// (default false: only `audit` stanzas do).
+    pub unsafe_allow_api_audit_creation: bool,
+    /// OpenBao's `allow_audit_log_prefixing`: a device may have a `prefix` (default false).
+    pub allow_audit_log_prefixing: bool,
+    /// The `audit` stanzas, in file order; no two share a path.
+    pub devices: Vec<AuditDeviceConfig>,
+}
+
+/// One `audit "TYPE" "PATH" { … }` stanza.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditDeviceConfig {
+    /// "file" or "socket".
+    pub kind: String,
+    /// With one trailing slash, as `sys/audit` lists it ("file/").
+    pub path: String,
+    pub description: String,
+    pub options: BTreeMap<String, String>,
+    pub local: bool,
+    /// Line of the stanza, for messages.
+    pub line: Option<usize>,
 }
 
 /// The `storage` stanza: `"sled"` (one node) or `"raft"` (a cluster member).
@@ -443,6 +483,10 @@ fn json_items(text: &str) -> Result<Vec<Item>, ConfigError> {
     };
     let mut items = Vec::new();
     for (key, value) in root {
+        if key == "audit" {
+            items.extend(json_audit_items(value)?);
+            continue;
+        }
         if key != "storage" && key != "listener" && key != "seal" {
             items.push(Item { key, line: None, kind: Kind::Value(Some(value)) });
             continue;
@@ -466,6 +510,33 @@ fn json_items(text: &str) -> Result<Vec<Item>, ConfigError> {
                 let body =
                     body.into_iter().map(|(k, v)| Item { key: k, line: None, kind: Kind::Value(Some(v)) }).collect();
                 items.push(Item { key: key.clone(), line: None, kind: Kind::Block { labels: vec![label], body } });
+            }
+        }
+    }
+    Ok(items)
+}
+
+/// OpenBao's JSON form of `audit`: `{"file": {"NAME": {…}}}`, or an array of such objects.
+fn json_audit_items(value: Value) -> Result<Vec<Item>, ConfigError> {
+    let shape = || ConfigError::invalid(None, "`audit` must be an object such as {\"file\": {\"NAME\": {…}}}");
+    let stanzas = match value {
+        Value::Array(stanzas) => stanzas,
+        other => vec![other],
+    };
+    let mut items = Vec::new();
+    for stanza in stanzas {
+        let Value::Object(by_type) = stanza else { return Err(shape()) };
+        for (kind, by_path) in by_type {
+            let Value::Object(by_path) = by_path else { return Err(shape()) };
+            for (path, body) in by_path {
+                let Value::Object(body) = body else { return Err(shape()) };
+                let body =
+                    body.into_iter().map(|(k, v)| Item { key: k, line: None, kind: Kind::Value(Some(v)) }).collect();
+                items.push(Item {
+                    key: "audit".into(),
+                    line: None,
+                    kind: Kind::Block { labels: vec![kind.clone(), path], body },
+                });
             }
         }
     }
@@ -541,6 +612,19 @@ fn literal(expr: &Expression) -> Option<Value> {
                 (None, Some(i)) => Some(Value::from(i)),
                 (None, None) => n.as_f64().and_then(serde_json::Number::from_f64).map(Value::Number),
             }
+        }
+        // `options = { file_path = "…" }`, the map form OpenBao also reads.
+        Expression::Object(o) => {
+            let mut map = serde_json::Map::new();
+            for (key, value) in o.iter() {
+                let key = match (key.as_ident(), key.as_expr()) {
+                    (Some(ident), _) => ident.as_str().to_owned(),
+                    (None, Some(Expression::String(s))) => s.value().clone(),
+                    _ => return None,
+                };
+                map.insert(key, literal(value.expr())?);
+            }
+            Some(Value::Object(map))
         }
         _ => None,
     }
@@ -755,6 +839,7 @@ fn build(items: Vec<Item>) -> Result<ServerConfig, ConfigError> {
         login_rate_limit: crate::auth::ratelimit::RateLimit::LOGINS,
         unauthenticated_rate_limit: crate::auth::ratelimit::RateLimit::UNAUTHENTICATED,
         seal: None,
+        audit: AuditSettings::default(),
         warnings: Vec::new(),
     };
     let mut seal_line: Option<Option<usize>> = None;
@@ -779,6 +864,21 @@ fn build(items: Vec<Item>) -> Result<ServerConfig, ConfigError> {
                 seal_line = Some(line);
                 config.seal = Some(seal_stanza(labels, body, line)?);
             }
+            ("audit", Kind::Block { labels, body }) => {
+                let device = audit_stanza(labels, body, line)?;
+                if let Some(first) = config.audit.devices.iter().find(|d| d.path == device.path) {
+                    let first = first.line.map(|l| format!(" (the first is at line {l})")).unwrap_or_default();
+                    return Err(ConfigError::invalid(
+                        line,
+                        format!("two audit devices with same path ({}) exist in config{first}", device.path),
+                    ));
+                }
+                config.audit.devices.push(device);
+            }
+            ("unsafe_allow_api_audit_creation", Kind::Value(v)) => {
+                config.audit.unsafe_allow_api_audit_creation = boolean(item, v)?;
+            }
+            ("allow_audit_log_prefixing", Kind::Value(v)) => config.audit.allow_audit_log_prefixing = boolean(item, v)?,
             ("api_addr", Kind::Value(v)) => config.api_addr = Some(url(item, v)?),
             ("cluster_addr", Kind::Value(v)) => config.cluster_addr = Some(url(item, v)?),
             ("cluster_name", Kind::Value(v)) => config.cluster_name = Some(non_empty_string(item, v)?),
@@ -799,7 +899,7 @@ fn build(items: Vec<Item>) -> Result<ServerConfig, ConfigError> {
                     config.warnings.push("`ui = true` is ignored: cairn has no web UI".to_owned());
                 }
             }
-            ("storage" | "listener" | "seal", Kind::Value(_)) => {
+            ("storage" | "listener" | "seal" | "audit", Kind::Value(_)) => {
                 return Err(ConfigError::invalid(
                     line,
                     format!("`{}` must be a stanza such as {} \"…\" {{ … }}", item.key, item.key),
@@ -844,6 +944,17 @@ fn build(items: Vec<Item>) -> Result<ServerConfig, ConfigError> {
                 "default_lease_ttl ({}) cannot be longer than max_lease_ttl ({})",
                 format_go_duration(config.default_lease_ttl),
                 format_go_duration(config.max_lease_ttl)
+            ),
+        ));
+    }
+    if !config.audit.allow_audit_log_prefixing
+        && let Some(d) = config.audit.devices.iter().find(|d| d.options.contains_key("prefix"))
+    {
+        return Err(ConfigError::invalid(
+            d.line,
+            format!(
+                "audit {}: audit log prefixing is not allowed (set allow_audit_log_prefixing = true to allow it)",
+                d.path
             ),
         ));
     }
@@ -1090,6 +1201,83 @@ fn seal_stanza(labels: &[String], body: &[Item], line: Option<usize>) -> Result<
     Ok(seal)
 }
 
+/// `audit "TYPE" "PATH" { description, local, options { … } }`, or with `type` and `path`
+/// in the block, as OpenBao reads it. The options pass the same rules as `sys/audit`'s
+/// (`commands::audit::validate`) here, so a bad stanza stops the start, not the unseal.
+fn audit_stanza(labels: &[String], body: &[Item], line: Option<usize>) -> Result<AuditDeviceConfig, ConfigError> {
+    let (mut kind, mut path) = (None, None);
+    let mut device = AuditDeviceConfig {
+        kind: String::new(),
+        path: String::new(),
+        description: String::new(),
+        options: BTreeMap::new(),
+        local: false,
+        line,
+    };
+    for item in body {
+        match (item.key.as_str(), &item.kind) {
+            ("type", Kind::Value(v)) => kind = Some(non_empty_string(item, v)?),
+            ("path", Kind::Value(v)) => path = Some(non_empty_string(item, v)?),
+            ("description", Kind::Value(v)) => device.description = string(item, v)?,
+            ("local", Kind::Value(v)) => device.local = boolean(item, v)?,
+            ("options", Kind::Block { labels, body }) if labels.is_empty() => {
+                for option in body {
+                    let Kind::Value(v) = &option.kind else {
+                        return Err(ConfigError::invalid(
+                            option.line,
+                            format!("audit option `{}` must be a value", option.key),
+                        ));
+                    };
+                    device.options.insert(option.key.clone(), option_value(option, v.as_ref())?);
+                }
+            }
+            ("options", Kind::Value(Some(Value::Object(map)))) => {
+                for (key, v) in map {
+                    let option = Item { key: key.clone(), line: item.line, kind: Kind::Value(None) };
+                    device.options.insert(key.clone(), option_value(&option, Some(v))?);
+                }
+            }
+            ("options", _) => {
+                return Err(ConfigError::invalid(
+                    item.line,
+                    "`options` must be a block: options { file_path = \"…\" }",
+                ));
+            }
+            (key, _) => return Err(unknown_key(key, item.line, "audit", AUDIT_KEYS)),
+        }
+    }
+    if labels.len() > 2 {
+        return Err(ConfigError::invalid(
+            line,
+            "an audit stanza takes two labels, its type and its path, as in audit \"file\" \"NAME\" { … }",
+        ));
+    }
+    device.kind = kind.or_else(|| labels.first().cloned()).ok_or_else(|| {
+        ConfigError::invalid(line, "audit type must be specified, as in audit \"file\" \"NAME\" { … }")
+    })?;
+    let path = path.or_else(|| labels.get(1).cloned()).ok_or_else(|| {
+        ConfigError::invalid(line, "audit path must be specified, as in audit \"file\" \"NAME\" { … }")
+    })?;
+    device.path = commands::audit::normalize(&path);
+    if device.path == "/" {
+        return Err(ConfigError::invalid(line, "audit path must be specified"));
+    }
+    commands::audit::validate(&device.kind, &device.options)
+        .map_err(|e| ConfigError::invalid(line, format!("audit {}: {e}", device.path)))?;
+    Ok(device)
+}
+
+/// An audit option: a string, or a number or boolean written without quotes.
+fn option_value(item: &Item, value: Option<&Value>) -> Result<String, ConfigError> {
+    match value {
+        Some(Value::String(s)) => Ok(s.clone()),
+        Some(Value::Bool(b)) => Ok(b.to_string()),
+        Some(Value::Number(n)) => Ok(n.to_string()),
+        Some(_) => Err(ConfigError::invalid(item.line, format!("audit option `{}` must be a string", item.key))),
+        None => Err(not_literal(item)),
+    }
+}
+
 fn single_label<'a>(stanza: &str, labels: &'a [String], line: Option<usize>) -> Result<&'a str, ConfigError> {
     match labels {
         [label] => Ok(label),
@@ -1103,9 +1291,6 @@ fn single_label<'a>(stanza: &str, labels: &'a [String], line: Option<usize>) -> 
 fn unknown_key(key: &str, line: Option<usize>, place: &str, accepted: &[&str]) -> ConfigError {
     let hint = match (place, key) {
         ("the top level", "backend") => " (`backend` is the old name of `storage`)",
-        ("the top level", "audit") => {
-            " (audit devices are not configured in the file: cairn's ledger records every request)"
-        }
         ("the top level", "ha_storage" | "ha_backend") => " (high availability is not supported yet)",
         _ => "",
     };
@@ -1239,7 +1424,8 @@ fn parse_address(text: &str) -> Result<SocketAddr, String> {
 /// What a SIGHUP can apply from a re-read configuration, and what only a restart can.
 ///
 /// SIGHUP applies the log level and re-reads TLS certificates and keys (their paths and
-/// `tls_min_version` may change too). Everything else (storage path, listener addresses and
+/// `tls_min_version` may change too). The audit settings ([`AuditSettings`]) are applied
+/// at every SIGHUP too, as OpenBao does, outside this plan. Everything else (storage path, listener addresses and
 /// count, turning TLS on or off, listener limits, `api_addr`, `cluster_addr`, `cluster_name`, lease TTLs,
 /// `disable_mlock`, `disable_standby_reads`, `pid_file`) keeps its running value until a restart, as in Vault; the caller
 /// should log [`ReloadPlan::restart_required`] as a warning.
@@ -1350,14 +1536,115 @@ disable_mlock = true
     }
 
     #[test]
-    fn peer_openbao_config_audit_stanza_is_refused_with_its_line() {
+    fn peer_openbao_config_audit_stanza_declares_a_device() {
         let text =
             format!("{PEER}audit \"file\" \"file\" {{\n  options {{ file_path = \"/tmp/bench/audit.log\" }}\n}}\n");
-        let (message, line) = refuse(&text);
-        assert_eq!(line, Some(6));
-        assert!(message.contains("unknown key `audit`"), "{message}");
-        assert!(message.contains("ledger"), "{message}");
-        assert!(message.contains("accepted keys: api_addr, cluster_addr"), "{message}");
+        let config = parse(&text);
+        let device = AuditDeviceConfig {
+            kind: "file".into(),
+            path: "file/".into(),
+            description: String::new(),
+            options: [("file_path".to_string(), "/tmp/bench/audit.log".to_string())].into_iter().collect(),
+            local: false,
+            line: Some(6),
+        };
+        assert_eq!(config.audit.devices, vec![device]);
+        assert!(!config.audit.unsafe_allow_api_audit_creation && !config.audit.allow_audit_log_prefixing);
+    }
+
+    #[test]
+    fn audit_stanzas_as_openbao_reads_them() {
+        let text = format!(
+            r#"{MINIMAL}unsafe_allow_api_audit_creation = true
+allow_audit_log_prefixing = "true"
+audit "file" "to-file" {{
+  description = "the main log"
+  local       = true
+  options {{
+    file_path = "/var/log/cairn/audit.log"
+    mode      = "0600"
+    prefix    = "cairn: "
+  }}
+}}
+audit "socket" "siem/" {{
+  options = {{
+    address     = "127.0.0.1:9090"
+    socket_type = "tcp"
+    hmac_accessor = false
+  }}
+}}
+audit {{
+  type = "file"
+  path = "out"
+  options {{
+    file_path = "stdout"
+  }}
+}}
+"#
+        );
+        let config = parse(&text);
+        assert!(config.audit.unsafe_allow_api_audit_creation && config.audit.allow_audit_log_prefixing);
+        let d = &config.audit.devices;
+        assert_eq!(
+            d.iter().map(|d| (d.kind.as_str(), d.path.as_str())).collect::<Vec<_>>(),
+            [("file", "to-file/"), ("socket", "siem/"), ("file", "out/")]
+        );
+        assert_eq!((d[0].description.as_str(), d[0].local, d[0].line), ("the main log", true, Some(9)));
+        assert_eq!(d[0].options.get("prefix").map(String::as_str), Some("cairn: "));
+        assert_eq!(d[1].options.get("hmac_accessor").map(String::as_str), Some("false"));
+        assert_eq!(d[2].options.get("file_path").map(String::as_str), Some("stdout"));
+
+        let json = r#"{"storage": {"sled": {"path": "/d"}}, "listener": {"tcp": {"tls_disable": true}},
+            "audit": [{"file": {"to-stdout": {"description": "Write audit information to standard output.",
+                                              "options": {"file_path": "stdout"}}}}]}"#;
+        let d = parse(json).audit.devices;
+        assert_eq!((d[0].kind.as_str(), d[0].path.as_str()), ("file", "to-stdout/"));
+        assert_eq!(d[0].description, "Write audit information to standard output.");
+    }
+
+    #[test]
+    fn bad_audit_stanzas_stop_the_start_with_their_line() {
+        let stanza = |body: &str| format!("{MINIMAL}audit \"file\" \"f\" {{\n{body}\n}}\n");
+        let cases = [
+            (stanza("  options {\n    file_path = \"audit.log\"\n  }"), "audit f/: file_path must be an absolute path"),
+            (
+                stanza("  options {\n    file_path = \"/tmp/x/../../etc/passwd\"\n  }"),
+                "audit f/: file_path may not contain",
+            ),
+            (
+                stanza("  options {\n    file_path = \"/var/log/a\"\n    mode = \"0777\"\n  }"),
+                "audit f/: audit file mode 0777 is wider than 0600",
+            ),
+            (
+                stanza("  options {\n    file_path = \"/var/log/a\"\n    prefix = \"x\"\n  }"),
+                "audit f/: audit log prefixing is not allowed",
+            ),
+            (stanza("  options {\n    file_path = \"/proc/self/fd/1\"\n  }"), "may not be under /proc"),
+            (stanza("  file_path = \"/var/log/a\""), "unknown key `file_path` in audit; accepted keys: description"),
+            (stanza(""), "audit f/: file_path is required"),
+        ];
+        for (text, expected) in cases {
+            let (message, line) = refuse(&text);
+            assert!(message.contains(expected), "{message}\n{text}");
+            assert!(line.is_some(), "{message}");
+        }
+        let prefixed = format!(
+            "{MINIMAL}allow_audit_log_prefixing = true\naudit \"file\" \"f\" {{\n  options {{\n    file_path = \"/var/log/a\"\n    prefix = \"#!/bin/sh\\n\"\n  }}\n}}\n"
+        );
+        assert!(refuse(&prefixed).0.contains("prefix may not contain control characters"));
+        let (message, line) =
+            refuse(&format!("{MINIMAL}audit \"file\" {{\n  options {{\n    file_path = \"stdout\"\n  }}\n}}\n"));
+        assert_eq!(
+            (message.as_str(), line),
+            ("audit path must be specified, as in audit \"file\" \"NAME\" { … }", Some(7))
+        );
+        let twice = format!(
+            "{MINIMAL}audit \"file\" \"a\" {{\n  options {{\n    file_path = \"stdout\"\n  }}\n}}\naudit \"socket\" \"a/\" {{\n  options {{\n    address = \"127.0.0.1:1\"\n  }}\n}}\n"
+        );
+        let (message, line) = refuse(&twice);
+        assert_eq!(message, "two audit devices with same path (a/) exist in config (the first is at line 7)");
+        assert_eq!(line, Some(12));
+        assert!(refuse(&format!("{MINIMAL}audit = \"file\"\n")).0.contains("must be a stanza"));
     }
 
     #[test]
@@ -1569,9 +1856,10 @@ ui                = true
         assert_eq!(line, Some(8));
         assert_eq!(
             message,
-            "unknown key `foo` in the top level; accepted keys: api_addr, cluster_addr, cluster_name, \
-             default_lease_ttl, disable_mlock, disable_standby_reads, listener, log_level, login_rate_burst, login_rate_limit, \
-             max_lease_ttl, pid_file, seal, storage, ui"
+            "unknown key `foo` in the top level; accepted keys: allow_audit_log_prefixing, api_addr, audit, cluster_addr, \
+             cluster_name, default_lease_ttl, disable_mlock, disable_standby_reads, listener, log_level, login_rate_burst, \
+             login_rate_limit, max_lease_ttl, pid_file, seal, storage, ui, unauthenticated_rate_burst, \
+             unauthenticated_rate_limit, unsafe_allow_api_audit_creation"
         );
         let (message, line) = refuse(
             &MINIMAL.replace("tls_disable = true", "tls_disable = true\n  proxy_protocol_behavior = \"use_always\""),

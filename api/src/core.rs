@@ -52,6 +52,11 @@ pub enum CoreError {
     Shamir(#[from] shamir::ShamirError),
     #[error("ledger: {0}")]
     Ledger(#[from] ledger::Error),
+    /// The configuration's audit devices cannot be brought into the ledger (a declared
+    /// device changed, or its file is refused): the server stays sealed, as OpenBao
+    /// refuses to become active.
+    #[error("audit devices in the configuration: {0}")]
+    AuditConfig(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -203,6 +208,8 @@ pub struct Core {
     cluster: std::sync::OnceLock<Arc<crate::cluster::Node>>,
     /// The auto-unseal key service (`seal` stanza), set once at start.
     auto_seal: std::sync::OnceLock<Arc<crate::seal::AutoSeal>>,
+    /// The configuration's audit settings (replaced at SIGHUP); none in dev mode.
+    audit: Arc<ArcSwap<crate::config::AuditSettings>>,
 }
 
 fn ledger_dir(data_dir: &Path) -> PathBuf {
@@ -293,7 +300,34 @@ impl Core {
             snapshotting: Mutex::new(()),
             cluster: std::sync::OnceLock::new(),
             auto_seal: std::sync::OnceLock::new(),
+            audit: Arc::new(ArcSwap::from_pointee(crate::config::AuditSettings::default())),
         })
+    }
+
+    /// The audit settings in force: declared devices, and what `sys/audit` may do.
+    pub fn audit_settings(&self) -> Arc<crate::config::AuditSettings> {
+        self.audit.load_full()
+    }
+
+    /// Sets the audit settings (at start, before any unseal).
+    pub fn set_audit_settings(&self, settings: crate::config::AuditSettings) {
+        self.audit.store(Arc::new(settings));
+    }
+
+    /// SIGHUP: new audit settings, and the declared devices reconciled at once where the
+    /// sequencer runs (a single node, or the leader); elsewhere at the next unseal or
+    /// leadership. Errors are logged: the server keeps running with the devices it has.
+    pub async fn reload_audit(&self, settings: crate::config::AuditSettings) {
+        self.set_audit_settings(settings);
+        let Some(unsealed) = self.unsealed().await else { return };
+        if !unsealed.sequencer.is_running() {
+            return;
+        }
+        let actor = crate::audit_config::actor(self.cluster().map(|n| n.id.as_str()));
+        let settings = self.audit_settings();
+        if let Err(e) = crate::audit_config::reconcile(&unsealed.sequencer, &self.state, &settings, &actor).await {
+            tracing::error!(error = %e, "SIGHUP: the configuration's audit devices were not applied");
+        }
     }
 
     /// The cluster side, for `storage "raft"`.
@@ -744,6 +778,15 @@ impl Core {
             let fresh = replay(&ledger_dir(&self.data_dir))?;
             self.state.store(Arc::new(fresh));
         }
+        // The configuration's audit devices are checked before anything is recorded: a
+        // plan that cannot be applied keeps the server sealed.
+        let audit_changes =
+            crate::audit_config::plan(&self.state.load(), &self.audit_settings()).map_err(CoreError::AuditConfig)?;
+        let checked = audit_changes.clone();
+        tokio::task::spawn_blocking(move || crate::audit_config::check_files(&checked))
+            .await
+            .map_err(|e| CoreError::Internal(e.to_string()))?
+            .map_err(CoreError::AuditConfig)?;
         for (term, count) in ledger.wraps() {
             keyring.set_wrap_count(term, count);
         }
@@ -766,6 +809,9 @@ impl Core {
             .submit_as_system(Command::RecordUnsealed { dev })
             .await
             .map_err(|e| CoreError::Internal(e.to_string()))?;
+        crate::audit_config::apply(&unsealed.sequencer, &crate::audit_config::actor(None), audit_changes)
+            .await
+            .map_err(CoreError::AuditConfig)?;
         *barrier = Some(unsealed);
         Ok(())
     }
@@ -804,6 +850,7 @@ impl Core {
             committer,
             self.state.clone(),
             env.clone(),
+            self.audit.clone(),
         );
         let audit = crate::audit::start(ledger.clone(), self.state.clone(), env.clone(), &self.data_dir);
         let index = crate::cluster::index::Signer::new(&root_key, &ledger.id());

@@ -1,6 +1,8 @@
 //! cairn's HTTP server: the Vault-compatible API, its configuration and listeners.
 
 pub mod audit;
+pub mod audit_config;
+pub mod audit_file;
 pub mod auth;
 pub mod auth_token;
 pub mod cluster;

@@ -1,6 +1,8 @@
 //! `cairn server`: dev mode (embedded storage, initialized and unsealed, a known root
 //! token, KV v2 at `secret/`) or a configuration file; listeners; signals (SIGTERM and
-//! SIGINT stop cleanly, SIGHUP reloads the log level and TLS certificates).
+//! SIGINT stop cleanly, SIGHUP reloads the log level, TLS certificates and the audit
+//! settings). Dev mode declares no audit device and, as `bao server -dev`, refuses to
+//! enable one through the API.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -87,6 +89,7 @@ pub async fn run(args: ServerArgs) -> Result<(), ServerError> {
                 disable_standby_reads: config.disable_standby_reads,
             };
             let core = Arc::new(Core::open(&config.storage.path, settings)?);
+            core.set_audit_settings(config.audit.clone());
             if let Some(seal) = &config.seal {
                 let transit = crate::seal::TransitSeal::new(seal, |name| std::env::var(name).ok())
                     .map_err(|e| ServerError::Usage(e.to_string()))?;
@@ -291,7 +294,7 @@ async fn serve(
 
     let expiry = tokio::spawn(expire_tokens(core.clone()));
     let leases = tokio::spawn(crate::leases::scheduler(core.clone()));
-    let hup = tokio::spawn(reload_on_hup(reload, tls));
+    let hup = tokio::spawn(reload_on_hup(core.clone(), reload, tls));
     let snapshots = tokio::spawn(write_snapshots(core.clone()));
     // Auto-unseal at start, retried with back-off while the key service is down.
     let auto_unseal = tokio::spawn(crate::seal::auto_unseal_with_retry(core.clone()));
@@ -355,6 +358,7 @@ async fn shutdown_signal() {
 }
 
 async fn reload_on_hup(
+    core: Arc<Core>,
     mut reload: Option<(PathBuf, ServerConfig, LogHandle)>,
     tls: Vec<Option<crate::listener::TlsReloader>>,
 ) {
@@ -387,6 +391,10 @@ async fn reload_on_hup(
                 for what in &plan.restart_required {
                     tracing::warn!("SIGHUP: {what} changed; a restart is needed to apply it");
                 }
+                // As OpenBao: the audit flags take effect and the declared devices are
+                // reconciled at every SIGHUP.
+                core.reload_audit(new.audit.clone()).await;
+                old.audit = new.audit.clone();
                 // What was applied is the new baseline; the rest still awaits a restart.
                 if plan.log_level {
                     old.log_level = new.log_level.clone();

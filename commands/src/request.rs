@@ -86,9 +86,13 @@ pub enum Command {
         description: String,
         options: BTreeMap<String, String>,
         local: bool,
+        /// Declared in the server's configuration (reconciled at unseal), not `sys/audit`.
+        from_config: bool,
     },
     DisableAudit {
         path: String,
+        /// The configuration no longer declares it; only then may a declared device go.
+        from_config: bool,
     },
     WritePolicy {
         name: String,

@@ -860,6 +860,7 @@ fn enable_audit(path: &str, kind: &str, options: &[(&str, &str)]) -> Command {
         description: String::new(),
         options: options.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
         local: false,
+        from_config: false,
     }
 }
 
@@ -879,12 +880,12 @@ fn an_audit_device_gets_a_sealed_salt_one_path_each_and_loses_its_salt_on_disabl
     assert_eq!(again.result, Err(Rejection::Invalid("path already in use".into())));
     assert_eq!(events(&again), vec!["Access"]);
 
-    let off = w.when("root", Command::DisableAudit { path: "file".into() });
+    let off = w.when("root", Command::DisableAudit { path: "file".into(), from_config: false });
     assert_eq!(erasures(&off), vec![salt.seq]);
     assert_eq!(events(&off), vec!["AuditDeviceDisabled", "Access"]);
     assert!(w.state.audit.is_empty());
     // Disabling an unknown device is not an error (as in Vault) and changes nothing.
-    let none = w.when("root", Command::DisableAudit { path: "nope".into() });
+    let none = w.when("root", Command::DisableAudit { path: "nope".into(), from_config: false });
     assert_eq!((&none.result, events(&none)), (&Ok(Reply::Done), vec!["Access"]));
 }
 
@@ -921,4 +922,102 @@ fn audit_device_options_are_checked_and_log_raw_is_refused() {
     assert!(w.state.audit.is_empty());
     let ok = w.when("root", enable_audit("sock", "socket", &[("address", "127.0.0.1:9"), ("write_timeout", "500ms")]));
     assert_eq!(ok.result, Ok(Reply::Done));
+}
+
+#[test]
+fn a_file_device_may_not_point_anywhere_the_server_can_write() {
+    let mut w = World::new();
+    for (opts, message) in [
+        (
+            vec![("file_path", "audit.log")],
+            "file_path must be an absolute path (or \"stdout\" or \"discard\"): \"audit.log\"",
+        ),
+        (
+            vec![("file_path", "/tmp/x/../../../tmp/pwned")],
+            "file_path may not contain \".\" or \"..\" segments: \"/tmp/x/../../../tmp/pwned\"",
+        ),
+        (vec![("file_path", "/var/./log/a")], "file_path may not contain \".\" or \"..\" segments: \"/var/./log/a\""),
+        (
+            vec![("file_path", "/proc/self/fd/1")],
+            "file_path may not be under /proc, /sys or /dev (use \"stdout\" or \"discard\"): \"/proc/self/fd/1\"",
+        ),
+        (
+            vec![("file_path", "//dev/null")],
+            "file_path may not be under /proc, /sys or /dev (use \"stdout\" or \"discard\"): \"//dev/null\"",
+        ),
+        (
+            vec![("file_path", "/sys/kernel/x")],
+            "file_path may not be under /proc, /sys or /dev (use \"stdout\" or \"discard\"): \"/sys/kernel/x\"",
+        ),
+        (vec![("file_path", "/var/log/")], "file_path must name a file, not a directory: \"/var/log/\""),
+        (vec![("file_path", "/var/log/a\nb")], "file_path may not contain control characters"),
+        (
+            vec![("file_path", "/var/log/a"), ("mode", "0777")],
+            "audit file mode 0777 is wider than 0600: only the server's user may read or write an audit log",
+        ),
+        (
+            vec![("file_path", "/var/log/a"), ("mode", "0640")],
+            "audit file mode 0640 is wider than 0600: only the server's user may read or write an audit log",
+        ),
+        (
+            vec![("file_path", "/var/log/a"), ("mode", "4600")],
+            "audit file mode 4600 is wider than 0600: only the server's user may read or write an audit log",
+        ),
+        (vec![("file_path", "/var/log/a"), ("prefix", "#!/bin/sh\n")], "prefix may not contain control characters"),
+        (vec![("address", "127.0.0.1:9"), ("prefix", "a\tb")], "prefix may not contain control characters"),
+    ] {
+        let kind = if opts[0].0 == "address" { "socket" } else { "file" };
+        let out = w.when("root", enable_audit("f", kind, &opts));
+        assert_eq!(out.result, Err(Rejection::Invalid(message.into())), "{opts:?}");
+        assert_eq!(events(&out), vec!["Access"], "a refused device is not enabled");
+    }
+    for (i, opts) in [
+        vec![("file_path", "/var/log/cairn/audit.log"), ("mode", "0600")],
+        vec![("file_path", "/var/log/cairn/audit2.log"), ("mode", "0400"), ("prefix", "cairn: ")],
+        vec![("file_path", "/var/log/cairn/audit3.log"), ("mode", "0000")],
+        vec![("file_path", "STDOUT")],
+        vec![("file_path", "discard")],
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let out = w.when("root", enable_audit(&format!("ok{i}"), "file", &opts));
+        assert_eq!(out.result, Ok(Reply::Done), "{opts:?}");
+    }
+    // The mode a file is created with never exceeds 0600, even for a device enabled
+    // before the rule (replayed from an older ledger).
+    let mode = |m: &str| commands::audit::file_mode(&[("mode".to_string(), m.to_string())].into_iter().collect());
+    assert_eq!(
+        (mode("0777"), mode("0644"), mode("0400"), mode("0000"), mode("x")),
+        (0o600, 0o600, 0o400, 0o600, 0o600)
+    );
+}
+
+#[test]
+fn a_device_from_the_configuration_is_disabled_only_by_the_configuration() {
+    let mut w = World::new();
+    let mut declared = enable_audit("declared", "file", &[("file_path", "/var/log/cairn/audit.log")]);
+    if let Command::EnableAudit { from_config, .. } = &mut declared {
+        *from_config = true;
+    }
+    assert_eq!(w.when("root", declared).result, Ok(Reply::Done));
+    assert!(w.state.audit.get("declared/").is_some_and(|d| d.from_config));
+    assert_eq!(w.when("root", enable_audit("api", "socket", &[("address", "127.0.0.1:9")])).result, Ok(Reply::Done));
+    assert!(w.state.audit.get("api/").is_some_and(|d| !d.from_config));
+
+    // OpenBao's answer to `DELETE sys/audit/declared`.
+    let refused = w.when("root", Command::DisableAudit { path: "declared".into(), from_config: false });
+    assert_eq!(refused.result, Err(Rejection::Invalid("cannot disable configuration-managed audit device".into())));
+    assert_eq!(events(&refused), vec!["Access"]);
+    // The configuration never disables a device the API enabled.
+    let kept = w.when("root", Command::DisableAudit { path: "api".into(), from_config: true });
+    assert_eq!((&kept.result, events(&kept)), (&Ok(Reply::Done), vec!["Access"]));
+    assert!(w.state.audit.get("api/").is_some());
+
+    let off = w.when("root", Command::DisableAudit { path: "declared".into(), from_config: true });
+    assert_eq!(events(&off), vec!["AuditDeviceDisabled", "Access"]);
+    assert_eq!(erasures(&off).len(), 1, "its salt is erased");
+    assert!(w.state.audit.get("declared/").is_none());
+    let api_off = w.when("root", Command::DisableAudit { path: "api".into(), from_config: false });
+    assert_eq!(events(&api_off), vec!["AuditDeviceDisabled", "Access"]);
 }

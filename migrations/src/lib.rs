@@ -171,7 +171,7 @@ catalogue! {
     0x0a06 => GroupAliasWritten(GroupAliasWritten),
     0x0a07 => GroupAliasDeleted(GroupAliasDeleted),
     0x0a08 => ExternalGroupsSynced(ExternalGroupsSynced),
-    0x0b00 => AuditDeviceEnabled(AuditDeviceEnabled),
+    0x0b00 => AuditDeviceEnabled(AuditDeviceEnabled) @2 { 1 => AuditDeviceEnabledV1 },
     0x0b01 => AuditDeviceDisabled(AuditDeviceDisabled),
 }
 
@@ -257,5 +257,27 @@ mod tests {
         assert_eq!((kind, version), (0x0400, 2));
         assert_eq!(Event::decode(kind, version, &current).expect("decode v2"), Event::TokenCreated(t));
         assert!(Event::decode(0x0400, 3, &current).is_err());
+    }
+
+    #[test]
+    fn a_version_1_audit_device_was_enabled_through_the_api() {
+        let v1 = AuditDeviceEnabledV1 {
+            path: "file/".into(),
+            kind: "file".into(),
+            description: String::new(),
+            options: [("file_path".to_string(), "/var/log/cairn/audit.log".to_string())].into_iter().collect(),
+            local: false,
+            salt: ledger::Sealed { slot: 0, nonce: [1; 12], ciphertext: vec![2; 48] },
+            enabled_at: 7,
+        };
+        let body = ledger::body::encode(&v1).expect("encode");
+        let Event::AuditDeviceEnabled(d) = Event::decode(0x0b00, 1, &body).expect("decode v1") else {
+            panic!("not an AuditDeviceEnabled")
+        };
+        assert_eq!((d.path.as_str(), d.enabled_at, d.from_config), ("file/", 7, false));
+        let (kind, version, current) = Event::AuditDeviceEnabled(d.clone()).encode().expect("encode");
+        assert_eq!((kind, version), (0x0b00, 2));
+        assert_ne!(current, body, "version 2 has one more field");
+        assert_eq!(Event::decode(kind, version, &current).expect("decode v2"), Event::AuditDeviceEnabled(d));
     }
 }

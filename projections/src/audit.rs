@@ -22,6 +22,9 @@ pub struct AuditDevice {
     /// Seq of the enable event: the device writes the access events after it.
     pub enabled_seq: u64,
     pub enabled_at: u64,
+    /// Declared in the server's configuration: the API may not disable it, and a start
+    /// whose configuration no longer declares it disables it.
+    pub from_config: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -41,6 +44,7 @@ impl AuditDevices {
             salt,
             enabled_seq: env.seq,
             enabled_at: e.enabled_at,
+            from_config: e.from_config,
         };
         self.by_path.insert(Arc::from(e.path.as_str()), Arc::new(d));
     }
@@ -76,6 +80,7 @@ mod tests {
             local: false,
             salt: ledger::Sealed { slot: 0, nonce: [1; 12], ciphertext: vec![1; 48] },
             enabled_at: 5,
+            from_config: true,
         };
         let env = Envelope {
             seq: 9,
@@ -88,7 +93,7 @@ mod tests {
         let mut d = AuditDevices::default();
         d.enabled(&e, &env);
         let dev = d.get("file/").expect("enabled");
-        assert_eq!((dev.enabled_seq, dev.salt.as_ref().map(|s| s.seq)), (9, Some(9)));
+        assert_eq!((dev.enabled_seq, dev.salt.as_ref().map(|s| s.seq), dev.from_config), (9, Some(9), true));
         d.disabled("file/");
         assert!(d.is_empty());
     }

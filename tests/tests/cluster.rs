@@ -987,3 +987,67 @@ fn with_disable_standby_reads_a_standby_forwards_reads() -> Result<()> {
     assert_eq!(reads[0]["remote_addr"], json!("127.0.0.2"), "forwarded: the leader saw the client, not the standby");
     Ok(())
 }
+
+/// An `audit "file"` stanza that discards its entries (every node runs its devices; a
+/// shared file would get each entry once per node).
+fn discard_stanza(name: &str) -> String {
+    format!("audit \"file\" \"{name}\" {{\n  options {{\n    file_path = \"discard\"\n  }}\n}}\n")
+}
+
+#[test]
+fn each_new_leader_enables_the_audit_devices_its_configuration_declares() -> Result<()> {
+    let first = node_with("node1", None, &discard_stanza("all"))?;
+    let (root, key) = first.init_and_unseal()?;
+    let leader_addr = first.addr();
+    let mut nodes = vec![first];
+    for id in ["node2", "node3"] {
+        let config = format!("{}{}", discard_stanza("all"), discard_stanza("late"));
+        nodes.push(node_with(id, Some(&leader_addr), &config)?);
+    }
+    let mut c = Cluster { nodes, root, key };
+    for n in &c.nodes[1..] {
+        unseal_joining(n, &c.key)?;
+    }
+    wait_for(Duration::from_secs(60), "three voters", || Ok(c.voters(0)? == 3))?;
+    let listed = |s: &Server, root: &str| -> Result<Vec<String>> {
+        let r = s.http("GET", "/v1/sys/audit", Some(root), None)?;
+        ensure!(r.status == 200, "sys/audit: {} {}", r.status, r.body);
+        Ok(r.json()?["data"].as_object().map(|m| m.keys().cloned().collect()).unwrap_or_default())
+    };
+    // Standbys apply no configuration of their own: only the leader's device exists.
+    c.settle()?;
+    for n in &c.nodes {
+        assert_eq!(listed(n, &c.root)?, ["all/"]);
+    }
+
+    // The leader goes: the next one brings in what its own file declares.
+    c.nodes[0].stop(Duration::from_secs(20))?;
+    wait_for(ELECTION_BOUND, "a new leader", || Ok(c.leader().is_some_and(|i| i != 0)))?;
+    let leader = c.leader().context("a leader")?;
+    wait_for(Duration::from_secs(10), "the new leader's declared device", || {
+        Ok(listed(&c.nodes[leader], &c.root)? == ["all/", "late/"])
+    })?;
+    let off = c.nodes[leader].http("DELETE", "/v1/sys/audit/late", Some(&c.root), None)?;
+    assert_eq!(
+        (off.status, off.json()?["errors"].clone()),
+        (400, json!(["cannot disable configuration-managed audit device"]))
+    );
+
+    c.settle()?;
+    for i in 1..3 {
+        c.nodes[i].stop(Duration::from_secs(20))?;
+    }
+    let events = e2e::ledger::read_ledger(c.nodes[leader].data_dir())?;
+    let enabled: Vec<(String, String)> = events
+        .iter()
+        .filter_map(|e| match &e.env.body {
+            migrations::Body::App(migrations::Event::AuditDeviceEnabled(d)) if d.from_config => {
+                Some((d.path.clone(), e.env.actor.display_name.clone()))
+            }
+            _ => None,
+        })
+        .collect();
+    let new_leader = format!("config:node{}", leader + 1);
+    assert_eq!(enabled, [("all/".to_string(), "config:node1".to_string()), ("late/".to_string(), new_leader)]);
+    Ok(())
+}

@@ -389,6 +389,7 @@ pub fn watch_leadership(
     committer: Arc<ClusterCommitter>,
     state: Arc<ArcSwap<State>>,
     env: Arc<dyn Env + Send + Sync>,
+    audit: Arc<ArcSwap<crate::config::AuditSettings>>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut leader = node.cluster.leader_changes();
@@ -404,6 +405,15 @@ pub fn watch_leadership(
                         }
                         tracing::info!(node = %node.id, "leading: the sequencer starts");
                         sequencer.run(committer.clone(), state.clone(), env.clone());
+                        // The new leader brings in its configuration's audit devices, as
+                        // OpenBao's active node does; a plan it cannot apply is logged.
+                        let (seq, st, settings) = (sequencer.clone(), state.clone(), audit.load_full());
+                        let actor = crate::audit_config::actor(Some(&node.id));
+                        tokio::spawn(async move {
+                            if let Err(e) = crate::audit_config::reconcile(&seq, &st, &settings, &actor).await {
+                                tracing::error!(error = %e, "the configuration's audit devices were not applied");
+                            }
+                        });
                     }
                     Err(e) => {
                         sequencer.stop();

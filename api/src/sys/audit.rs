@@ -1,4 +1,11 @@
 //! `sys/audit` (list, enable, disable devices) and `sys/audit-hash/<path>`.
+//!
+//! As in OpenBao 2.7.2, the API enables a device only if the configuration sets
+//! `unsafe_allow_api_audit_creation = true` (and one with a `prefix` only with
+//! `allow_audit_log_prefixing = true`); devices are otherwise declared in the
+//! configuration (`crate::audit_config`), and the API cannot disable those. A `file`
+//! device's path is checked as text by the rules and on disk here (`crate::audit_file`)
+//! before the command is sequenced.
 
 use axum::http::Method;
 use commands::Command;
@@ -20,7 +27,12 @@ fn entry(d: &AuditDevice) -> Value {
     })
 }
 
-pub fn handle(ctx: &Ctx<'_>, tail: &str) -> Result<Handled, Reply> {
+/// OpenBao 2.7.2's answer (400) to `PUT sys/audit/<path>` without
+/// `unsafe_allow_api_audit_creation`.
+pub const API_CREATION_REFUSED: &str =
+    "cannot enable audit device via API; use declarative, config-based audit device management instead";
+
+pub async fn handle(ctx: &Ctx<'_>, tail: &str) -> Result<Handled, Reply> {
     let m = &ctx.req.method;
     if tail.is_empty() {
         if *m != Method::GET {
@@ -30,20 +42,49 @@ pub fn handle(ctx: &Ctx<'_>, tail: &str) -> Result<Handled, Reply> {
         return Ok(Handled::Read(Reply::data_with_copy(Value::Object(all))));
     }
     match m.as_str() {
-        "POST" | "PUT" => {
-            let req = ctx.req;
-            let command = Command::EnableAudit {
-                path: tail.to_string(),
-                kind: req.get_str("type").unwrap_or("").to_string(),
-                description: req.get_str("description").unwrap_or("").to_string(),
-                options: super::mounts::string_map(req.get("options")),
-                local: req.get("local").and_then(Value::as_bool).unwrap_or(false),
-            };
-            Ok(Handled::write(command, Reply::NoContent))
+        "POST" | "PUT" => enable(ctx, tail).await,
+        "DELETE" => {
+            Ok(Handled::write(Command::DisableAudit { path: tail.to_string(), from_config: false }, Reply::NoContent))
         }
-        "DELETE" => Ok(Handled::write(Command::DisableAudit { path: tail.to_string() }, Reply::NoContent)),
         _ => Err(super::unsupported_operation()),
     }
+}
+
+/// `PUT sys/audit/<path>`: refused unless the configuration allows it; then the rules'
+/// checks, and a `file` device's path on disk, before anything is recorded.
+async fn enable(ctx: &Ctx<'_>, tail: &str) -> Result<Handled, Reply> {
+    let settings = ctx.core().audit_settings();
+    if !settings.unsafe_allow_api_audit_creation {
+        return Err(Reply::error(400, API_CREATION_REFUSED));
+    }
+    let req = ctx.req;
+    let options = super::mounts::string_map(req.get("options"));
+    if options.contains_key("prefix") && !settings.allow_audit_log_prefixing {
+        return Err(Reply::error(400, "audit log prefixing is not allowed"));
+    }
+    let kind = req.get_str("type").unwrap_or("").to_string();
+    if ctx.state.audit.get(&commands::audit::normalize(tail)).is_some() {
+        return Err(Reply::error(400, "path already in use"));
+    }
+    commands::audit::validate(&kind, &options).map_err(|e| Reply::error(400, e.to_string()))?;
+    if kind == "file"
+        && let Some(path) = commands::audit::file_path(&options).filter(|p| commands::audit::file_keyword(p).is_none())
+    {
+        let (path, prefix) = (path.to_string(), options.get("prefix").cloned().unwrap_or_default());
+        tokio::task::spawn_blocking(move || crate::audit_file::check(&path, &prefix))
+            .await
+            .map_err(|e| Reply::error(500, e.to_string()))?
+            .map_err(|e| Reply::error(400, e.to_string()))?;
+    }
+    let command = Command::EnableAudit {
+        path: tail.to_string(),
+        kind,
+        description: req.get_str("description").unwrap_or("").to_string(),
+        options,
+        local: req.get("local").and_then(Value::as_bool).unwrap_or(false),
+        from_config: false,
+    };
+    Ok(Handled::write(command, Reply::NoContent))
 }
 
 /// `PUT sys/audit-hash/<path> {"input": …}`: the device's hash of a value, as it would

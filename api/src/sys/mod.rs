@@ -124,7 +124,7 @@ pub async fn handle(ctx: &Ctx<'_>) -> Result<Handled, Reply> {
         "capabilities" | "capabilities-self" | "capabilities-accessor" => capabilities::handle(ctx, head),
         "leases" => leases::handle(ctx, tail).await,
         "wrapping" => wrapping::handle(ctx, tail),
-        "audit" => audit::handle(ctx, tail),
+        "audit" => audit::handle(ctx, tail).await,
         "audit-hash" => audit::hash(ctx, tail),
         "key-status" => keys::key_status(ctx),
         "rotate" if tail.is_empty() || tail == "keyring" => keys::rotate(ctx).await,

@@ -48,6 +48,11 @@ fn core_error(e: CoreError) -> Reply {
             tracing::error!(error = %m, "barrier operation failed");
             Reply::error(500, m)
         }
+        // OpenBao answers 400 when its post-unseal setup cannot create a declared device.
+        e @ CoreError::AuditConfig(_) => {
+            tracing::error!(error = %e, "unseal refused");
+            Reply::error(400, e.to_string())
+        }
         CoreError::Ledger(e) => {
             tracing::error!(error = %e, "barrier operation failed in the ledger");
             Reply::error(500, e.to_string())
