@@ -98,9 +98,13 @@ fn wait_for_file(dir: &Path, suffix: &str) -> Result<()> {
 fn a_config_server_keeps_its_data_dir_private_and_closes_an_open_one() -> Result<()> {
     let tmp = tempfile::tempdir()?;
     let data = open_data_dir(tmp.path())?;
+    // An audit device keeps its cursor in the data directory (its log file is elsewhere).
+    let log = tmp.path().join("audit.log");
+    let audit = format!("audit \"file\" \"file\" {{\n  options {{\n    file_path = \"{}\"\n  }}\n}}\n", log.display());
     let mut s = ConfigServer::start_with(Options {
         target: Some(Target::Cairn),
         data_dir: Some(data.clone()),
+        config: audit,
         ..Options::default()
     })?;
     ensure!(mode(&data)? == 0o700, "the data directory is still {:o} after start", mode(&data)?);
@@ -111,11 +115,6 @@ fn a_config_server_keeps_its_data_dir_private_and_closes_an_open_one() -> Result
     );
     let (root, _) = s.init_and_unseal()?;
     write_some(&s, &root, true)?;
-    // An audit device keeps its cursor in the data directory (its log file is elsewhere).
-    let log = tmp.path().join("audit.log");
-    let body = json!({ "type": "file", "options": { "file_path": log.display().to_string() } }).to_string();
-    let r = s.http("PUT", "/v1/sys/audit/file", Some(&root), Some(&body))?;
-    ensure!(r.status == 204, "audit enable: {} {}", r.status, r.body);
     write_some(&s, &root, false)?;
     wait_for_file(&data.join("audit"), ".cursor")?;
     // A clean stop writes a projection snapshot too.
