@@ -62,13 +62,9 @@ fn core_error(e: CoreError) -> Reply {
 }
 
 async fn init(core: &Arc<Core>, req: &VaultRequest) -> Reply {
-    let shares = match count(req, "secret_shares") {
-        Ok(n) => n,
-        Err(r) => return r,
-    };
-    let threshold = match count(req, "secret_threshold") {
-        Ok(n) => n,
-        Err(r) => return r,
+    let (shares, threshold) = match (count(req, "secret_shares"), count(req, "secret_threshold")) {
+        (Ok(s), Ok(t)) => (s, t),
+        (Err(r), _) | (_, Err(r)) => return r,
     };
     if req.get("pgp_keys").is_some_and(|v| !v.is_null())
         || req.get("recovery_pgp_keys").is_some_and(|v| !v.is_null())
@@ -103,13 +99,9 @@ async fn init_auto(core: &Arc<Core>, req: &VaultRequest, kind: &str, shares: u64
     if !given.is_empty() {
         return Reply::error(400, format!("parameters {} not applicable to seal type {kind}", given.join(",")));
     }
-    let rshares = match count(req, "recovery_shares") {
-        Ok(n) => n,
-        Err(r) => return r,
-    };
-    let rthreshold = match count(req, "recovery_threshold") {
-        Ok(n) => n,
-        Err(r) => return r,
+    let (rshares, rthreshold) = match (count(req, "recovery_shares"), count(req, "recovery_threshold")) {
+        (Ok(s), Ok(t)) => (s, t),
+        (Err(r), _) | (_, Err(r)) => return r,
     };
     if rshares > 1 && rthreshold < 2 {
         return Reply::error(
