@@ -25,6 +25,8 @@
 //! operations, handler and synopsis to these tables.
 
 use projections::State;
+use std::borrow::Cow;
+
 use projections::mount::{Mount, Mounts};
 
 /// One path a backend serves.
@@ -114,95 +116,171 @@ pub fn table_of_mount(mount: &Mount) -> Option<&'static Table> {
     })
 }
 
-/// Matches `path` against the tables and gives its canonical form.
-pub fn canonical(path: &str, state: &State) -> (String, Matched) {
+/// Matches `path` against the tables: how it matched, and its canonical form when that is
+/// not `path` itself.
+pub fn canonical(path: &str, state: &State) -> (Option<String>, Matched) {
     let Some((table, prefix_len)) = table_for(path, &state.mounts) else {
-        return (path.to_string(), Matched::NoBackend);
+        return (None, Matched::NoBackend);
     };
     let (prefix, rest) = path.split_at(prefix_len.min(path.len()));
     for r in table.routes {
-        if let Some(rest) = match_pattern(r.pattern, rest) {
-            return (format!("{prefix}{rest}"), Matched::Route(table, r));
+        if let Some(canonical) = match_route(r.pattern, rest) {
+            let rewritten = match canonical {
+                Cow::Borrowed(_) => None,
+                Cow::Owned(rest) => Some(format!("{prefix}{rest}")),
+            };
+            return (rewritten, Matched::Route(table, r));
         }
     }
-    (path.to_string(), Matched::Unmatched(table))
+    (None, Matched::Unmatched(table))
 }
 
 /// Matches `rest` (the path under a backend) against one pattern; the canonical form of
 /// `rest` if it matches.
 pub fn match_pattern(pattern: &str, rest: &str) -> Option<String> {
+    match_route(pattern, rest).map(Cow::into_owned)
+}
+
+/// [`match_pattern`] without allocating when the path is its own canonical form (the
+/// common case: every request goes through here).
+fn match_route<'a>(pattern: &str, rest: &'a str) -> Option<Cow<'a, str>> {
     if let Some(base) = pattern.strip_suffix("/?") {
-        return match_segments(base, rest)
-            .or_else(|| rest.strip_suffix('/').and_then(|r| match_segments(base, r)).map(|c| format!("{c}/")));
+        if let Some(c) = match_segments(base, rest) {
+            return Some(c);
+        }
+        let bare = rest.strip_suffix('/')?;
+        return match match_segments(base, bare)? {
+            Cow::Borrowed(_) => Some(Cow::Borrowed(rest)),
+            Cow::Owned(c) => Some(Cow::Owned(format!("{c}/"))),
+        };
     }
     match_segments(pattern, rest)
 }
 
-fn match_segments(pattern: &str, rest: &str) -> Option<String> {
-    let pat: Vec<&str> = if pattern.is_empty() { Vec::new() } else { pattern.split('/').collect() };
-    let segs: Vec<&str> = if rest.is_empty() { Vec::new() } else { rest.split('/').collect() };
-    let mut out: Vec<String> = Vec::with_capacity(segs.len());
-    let mut j = 0;
-    for (i, p) in pat.iter().enumerate() {
+/// The `/`-separated segments of a string, from a cursor: `""` has none, `"x/"` has `x`
+/// and an empty one.
+struct Segments<'a> {
+    s: &'a str,
+    at: usize,
+    done: bool,
+}
+
+impl<'a> Segments<'a> {
+    fn new(s: &'a str) -> Self {
+        Segments { s, at: 0, done: s.is_empty() }
+    }
+
+    /// What is left, from the next segment on ("" when none is).
+    fn remaining(&self) -> &'a str {
+        if self.done { "" } else { &self.s[self.at..] }
+    }
+}
+
+impl<'a> Iterator for Segments<'a> {
+    type Item = (usize, &'a str);
+
+    /// The next segment and its offset.
+    fn next(&mut self) -> Option<(usize, &'a str)> {
+        if self.done {
+            return None;
+        }
+        let start = self.at;
+        match self.s[start..].find('/') {
+            Some(i) => {
+                self.at = start + i + 1;
+                Some((start, &self.s[start..start + i]))
+            }
+            None => {
+                self.done = true;
+                Some((start, &self.s[start..]))
+            }
+        }
+    }
+}
+
+fn match_segments<'a>(pattern: &str, rest: &'a str) -> Option<Cow<'a, str>> {
+    let mut pat = Segments::new(pattern);
+    let mut segs = Segments::new(rest);
+    // At most one capture changes its text (a name lowercased, a mount path's slash).
+    let mut rewrite: Option<(usize, usize, String)> = None;
+    while let Some((_, p)) = pat.next() {
         let Some(capture) = p.strip_prefix('{').and_then(|p| p.strip_suffix('}')) else {
-            if segs.get(j) != Some(p) {
+            if segs.next()?.1 != p {
                 return None;
             }
-            out.push((*p).to_string());
-            j += 1;
             continue;
         };
         let mut parts = capture.split(':').skip(1);
-        let kind = parts.next().unwrap_or("");
-        let (kind, flags): (&str, Vec<&str>) = match kind {
-            "" | "lower" => ("name", std::iter::once(kind).chain(parts).collect()),
-            k => (k, parts.collect()),
+        let kind = match parts.next().unwrap_or("") {
+            "" | "lower" => "name",
+            k => k,
         };
-        let lower = flags.contains(&"lower");
+        let has = |flag: &str| capture.split(':').skip(1).any(|f| f == flag);
         match kind {
             "name" | "seg" => {
-                let s = segs.get(j)?;
-                if (kind == "name" && !generic_name(s)) || s.is_empty() {
+                let (at, s) = segs.next()?;
+                if s.is_empty() || (kind == "name" && !generic_name(s)) {
                     return None;
                 }
-                out.push(if lower { s.to_ascii_lowercase() } else { (*s).to_string() });
-                j += 1;
+                if has("lower") && s.bytes().any(|b| b.is_ascii_uppercase()) {
+                    rewrite = Some((at, at + s.len(), s.to_ascii_lowercase()));
+                }
             }
             "rest" | "rest?" => {
                 // The rest up to the literal segments after it, which must end the path.
-                let tail = &pat[i + 1..];
-                if tail.iter().any(|t| t.starts_with('{')) || segs.len() < j + tail.len() {
+                let tail = pat.remaining();
+                if tail.contains('{') {
                     return None;
                 }
-                let end = segs.len() - tail.len();
-                if segs[end..].iter().zip(tail).any(|(s, t)| s != t) {
-                    return None;
-                }
-                let captured = segs[j..end].join("/");
+                let remaining = segs.remaining();
+                let start = rest.len() - remaining.len();
+                let captured = if tail.is_empty() {
+                    Some(remaining)
+                } else if remaining == tail {
+                    None
+                } else {
+                    Some(remaining.strip_suffix(tail)?.strip_suffix('/')?)
+                };
+                // A rest of no segment at all (`metadata` for `metadata/{p:rest?}`).
+                let Some(captured) = captured.filter(|_| !segs.done) else {
+                    return (kind == "rest?").then_some(Cow::Borrowed(rest));
+                };
                 if captured.is_empty() && kind == "rest" {
                     return None;
                 }
-                // No segment left at all (`metadata` for `metadata/{p:rest?}`) adds none.
-                if end > j {
-                    let mut trimmed = match captured.strip_suffix('/') {
-                        Some(t) if flags.contains(&"trim") && !t.is_empty() => t,
-                        _ => captured.as_str(),
-                    };
-                    if flags.contains(&"space") {
-                        trimmed = trimmed.trim();
-                        if trimmed.is_empty() {
-                            return None;
-                        }
+                let mut canonical = match captured.strip_suffix('/') {
+                    Some(t) if has("trim") && !t.is_empty() => t,
+                    _ => captured,
+                };
+                if has("space") {
+                    canonical = canonical.trim();
+                    if canonical.is_empty() {
+                        return None;
                     }
-                    out.push(if lower { trimmed.to_lowercase() } else { trimmed.to_string() });
                 }
-                out.extend(tail.iter().map(|t| (*t).to_string()));
-                return Some(out.join("/"));
+                let canonical =
+                    if has("lower") { Cow::Owned(canonical.to_lowercase()) } else { Cow::Borrowed(canonical) };
+                let end = start + captured.len();
+                if canonical != captured {
+                    rewrite = Some((start, end, canonical.into_owned()));
+                }
+                return Some(apply(rest, rewrite));
             }
             _ => return None,
         }
     }
-    (j == segs.len()).then(|| out.join("/"))
+    if segs.next().is_some() {
+        return None;
+    }
+    Some(apply(rest, rewrite))
+}
+
+/// `rest` with one span replaced, or `rest` itself.
+fn apply(rest: &str, rewrite: Option<(usize, usize, String)>) -> Cow<'_, str> {
+    match rewrite {
+        None => Cow::Borrowed(rest),
+        Some((start, end, with)) => Cow::Owned(format!("{}{with}{}", &rest[..start], &rest[end..])),
+    }
 }
 
 /// Vault's `framework.GenericNameRegex`: `\w(([\w-.]+)?\w)?` with Go's ASCII `\w`.

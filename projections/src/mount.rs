@@ -54,18 +54,26 @@ impl Mounts {
 
     /// The mount serving `api_path` (longest prefix), and the rest of the path after it.
     pub fn route<'p>(&self, api_path: &'p str) -> Option<(&Arc<Mount>, &'p str)> {
-        // Walk candidate prefixes from the longest: each '/' ends a possible mount path.
-        let mut ends: Vec<usize> = api_path.match_indices('/').map(|(i, _)| i + 1).collect();
-        if !api_path.ends_with('/') {
-            ends.push(api_path.len());
+        // The whole path names a mount without its slash ("secret" for "secret/"): looked up
+        // among the keys that start with it, so no key is built (every request comes here;
+        // the other candidates are slices of the path).
+        if !api_path.ends_with('/')
+            && let Some((_, uuid)) = self
+                .by_prefix
+                .range::<_, str>((std::ops::Bound::Included(api_path), std::ops::Bound::Unbounded))
+                .take_while(|(k, _)| k.starts_with(api_path))
+                .find(|(k, _)| k.len() == api_path.len() + 1 && k.ends_with('/'))
+        {
+            return self.by_uuid.get(uuid).map(|m| (m, ""));
         }
-        for end in ends.into_iter().rev() {
-            let candidate = &api_path[..end];
-            let key = if candidate.ends_with('/') { candidate.to_string() } else { format!("{candidate}/") };
-            if let Some(uuid) = self.by_prefix.get(&key) {
-                let rest = api_path.get(key.len()..).unwrap_or("");
-                return self.by_uuid.get(uuid).map(|m| (m, rest));
+        // Then each '/' ends a possible mount path, the longest first.
+        let mut end = api_path.len();
+        while let Some(slash) = api_path[..end].rfind('/') {
+            let candidate = &api_path[..=slash];
+            if let Some(uuid) = self.by_prefix.get(candidate) {
+                return self.by_uuid.get(uuid).map(|m| (m, &api_path[slash + 1..]));
             }
+            end = slash;
         }
         None
     }
@@ -164,5 +172,13 @@ mod tests {
         assert!(ms.conflicting("team/").is_some());
         assert!(ms.conflicting("team/a/b/").is_some());
         assert!(ms.conflicting("other/").is_none());
+        // A mount whose name sorts between `secret` and `secret/` does not hide `secret/`.
+        enable(&mut ms, "secret-x/", MountClass::Secret);
+        enable(&mut ms, "secret.y/", MountClass::Secret);
+        assert_eq!(ms.route("secret").map(|(m, r)| (m.path.clone(), r)), Some(("secret/".into(), "")));
+        assert_eq!(ms.route("secret-x").map(|(m, r)| (m.path.clone(), r)), Some(("secret-x/".into(), "")));
+        let (m, rest) = ms.route("secret/").expect("routed");
+        assert_eq!((m.path.as_str(), rest), ("secret/", ""));
+        assert!(ms.route("secre").is_none() && ms.route("").is_none() && ms.route("/").is_none());
     }
 }

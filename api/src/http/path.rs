@@ -30,8 +30,12 @@ pub fn url_path(uri: &Uri) -> Result<String, Reply> {
     let Some(escaped) = raw.strip_prefix("/v1/") else {
         return Err(Reply::not_found());
     };
-    let bytes = percent_decode(escaped)?;
-    let path = String::from_utf8(bytes).map_err(|_| Reply::error(400, "the request path is not valid UTF-8"))?;
+    let path = if escaped.contains('%') {
+        let bytes = percent_decode(escaped)?;
+        String::from_utf8(bytes).map_err(|_| Reply::error(400, "the request path is not valid UTF-8"))?
+    } else {
+        escaped.to_string()
+    };
     if let Some(c) = path.chars().find(|c| !prints(*c)) {
         return Err(Reply::error(
             400,
@@ -68,8 +72,8 @@ impl CanonicalPath {
         if list && !path.ends_with('/') {
             path.push('/');
         }
-        let (path, matched) = routes::canonical(&path, state);
-        CanonicalPath { path, matched }
+        let (rewritten, matched) = routes::canonical(&path, state);
+        CanonicalPath { path: rewritten.unwrap_or(path), matched }
     }
 
     pub fn as_str(&self) -> &str {
@@ -152,15 +156,17 @@ fn percent_decode(s: &str) -> Result<Vec<u8>, Reply> {
 /// space. OpenBao refuses a path holding anything else (controls, format characters such
 /// as U+200B, other spaces, private use); so does cairn.
 fn prints(c: char) -> bool {
-    c == ' '
-        || matches!(
-            c.general_category_group(),
-            GeneralCategoryGroup::Letter
-                | GeneralCategoryGroup::Mark
-                | GeneralCategoryGroup::Number
-                | GeneralCategoryGroup::Punctuation
-                | GeneralCategoryGroup::Symbol
-        )
+    if c.is_ascii() {
+        return c.is_ascii_graphic() || c == ' ';
+    }
+    matches!(
+        c.general_category_group(),
+        GeneralCategoryGroup::Letter
+            | GeneralCategoryGroup::Mark
+            | GeneralCategoryGroup::Number
+            | GeneralCategoryGroup::Punctuation
+            | GeneralCategoryGroup::Symbol
+    )
 }
 
 #[cfg(test)]
