@@ -82,9 +82,11 @@ this file):
   events and their proofs) is reported at start_seq; a trailer that does not
   match the frames read, bytes after it, or a missing trailer at last_seq + 1;
   every failure of the later-erasures section at last_seq + 1 (§9). The torn
-  tail rule does not apply inside a bundle (export writes it whole): an
-  unreadable frame there is a failure at the next expected seq, and damaged
-  slots in its last frame go to step 9 like any others.
+  tail rule does not apply inside a bundle (export writes it whole), so frame
+  CRCs are not checked there (§2.2: the CRC only tells a torn tail from
+  corruption; the chain and signatures cover all it covers); a frame that does
+  not decode is a failure at the next expected seq, and damaged slots in the
+  last frame go to step 9 like any others.
 - The anchor (and the later checkpoint) may be signed by a key active after
   the replayed key events or by the key the last of those rotations retired
   (for the later checkpoint, the last rotation among the later key events).
@@ -916,12 +918,13 @@ def finish_frame(state: State, frame: Frame) -> None:
 
 
 def read_and_verify_frame(state: State, data: bytes, pos: int, torn_rule: bool,
-                          base_offset: int = 0) -> int:
+                          in_bundle: bool = False) -> int:
     """Read the frame at `pos` and run it through §8. `torn_rule` says the
-    torn-tail rule of §7 applies (the last segment of a ledger). Returns the
-    position after the frame."""
+    torn-tail rule of §7 applies (the last segment of a ledger). In a bundle the
+    CRC is not checked: §7 does not apply there, and the §8 rules cover
+    everything the CRC does. Returns the position after the frame."""
     def torn(why: str) -> TornTail:
-        return TornTail(state.last_read(), base_offset + pos, len(data) - pos,
+        return TornTail(state.last_read(), pos, len(data) - pos,
                         f"torn tail: {why}")
 
     try:
@@ -932,7 +935,7 @@ def read_and_verify_frame(state: State, data: bytes, pos: int, torn_rule: bool,
         raise Broken(state.next_seq, f"unreadable frame ({exc})"
                      + (" that is not a torn tail (intact data follows it)"
                         if torn_rule else "")) from exc
-    crc_ok = frame_crc_ok(data, pos, body_len, crc)
+    crc_ok = in_bundle or frame_crc_ok(data, pos, body_len, crc)
     if not crc_ok and torn_rule and not intact_frame_after(data, pos):
         raise torn("frame CRC mismatch")
     body = data[pos + 16:pos + 16 + body_len]
@@ -1374,7 +1377,7 @@ def verify_bundle(path: str, trusted: list[bytes], expect: Expected | None = Non
         pos = r.pos
         frames = 0
         while data[pos:pos + 8] not in (BUNDLE_LATER, BUNDLE_END):
-            pos = read_and_verify_frame(state, data, pos, torn_rule=False)
+            pos = read_and_verify_frame(state, data, pos, torn_rule=False, in_bundle=True)
             frames += 1
         if frames == 0:
             raise Broken(start_seq, "bundle holds no frame")
