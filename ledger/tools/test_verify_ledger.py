@@ -427,6 +427,28 @@ class Ledgers(unittest.TestCase):
         self.assertEqual((code, r["verdict"], r["failure"]["seq"]), (1, "broken", 2), r)
 
 
+class TrustedKeys(unittest.TestCase):
+    @unittest.expectedFailure
+    def test_a_copied_registration_does_not_make_a_forged_ledger_trusted(self) -> None:
+        """FORMAT.md §8 step 10 trusts a ledger if any key it ever had is trusted. A
+        KeyRegistered proof of possession signs only ledger_id ‖ public_key, so a forger
+        can start a ledger of their own with the real ledger's id and their own genesis
+        key, copy the real registration of node key B into it, and sign everything with
+        their key: B is then "a key the ledger had", and the forgery passes step 10 with
+        B pinned. cairn's verifier accepts it too (reported to the coordinator). This
+        test states the property the spec should give; it fails until the spec does."""
+        lid = b"\x42" * 16
+        sk_b, pk_b = key(2)
+        proof = sk_b.sign(vl.REGISTRATION_DOMAIN + lid + pk_b)
+        forged = Writer(lid, seed=7)
+        forged.frame(1, [(vl.KIND_KEY_REGISTERED, pk_b + proof, 0)])
+        forged.frame(1, [(0x0100, b"forged history", 0)])
+        with tempfile.TemporaryDirectory() as d:
+            forged.write_dir(d)
+            report = vl.verify_ledger(os.path.join(d, "segments"), [pk_b])
+        self.assertFalse(report.intact)
+
+
 class Bundles(unittest.TestCase):
     def setUp(self) -> None:
         self.tmp = tempfile.TemporaryDirectory()
