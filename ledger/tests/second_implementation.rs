@@ -165,7 +165,8 @@ fn torn_tail_reports_agree_on_offset_and_length() {
 /// A ledger (small segments) with two sealed events, a key rotation, a frame of several
 /// events, and a later erasure of the first sealed event's slot:
 /// 1 genesis, 2..=11 events, 12 sealed (erased at `erase`), 13 sealed (kept), 14..=23
-/// events, 24 rotation, 25..=29 one frame, 30 the erasure, 31..=35 events.
+/// events, 24 rotation, 25..=29 one frame, 30 a key registration and 31 an event (one
+/// frame), 32 the erasure, 33..=37 events.
 struct Built {
     dir: tempfile::TempDir,
     sealed: u64,
@@ -197,13 +198,15 @@ fn build() -> Built {
     }
     let rotation = rt.block_on(l.rotate_key(key_from(2), actor(), [0; 16])).expect("rotate").seq;
     rt.block_on(l.append((20..25).map(draft).collect())).expect("append");
+    let register = ledger::Entry::register_key(&l.id(), &key_from(3), actor(), [9; 16]);
+    let registration = rt.block_on(l.commit(vec![register, ledger::Entry::Event(draft(99))])).expect("register")[0].seq;
     let erase = rt.block_on(l.erase(sealed, vec![0], actor(), [3; 16])).expect("erase").seq;
     for i in 25..30 {
         rt.block_on(l.append(vec![draft(i)])).expect("append");
     }
     let last = l.durable().last_seq;
     drop(l);
-    assert_eq!((sealed, rotation, erase, last), (12, 24, 30, 35));
+    assert_eq!((sealed, rotation, registration, erase, last), (12, 24, 30, 32, 37));
     Built { dir, sealed, rotation, erase, last }
 }
 
@@ -250,7 +253,7 @@ fn partial_reads_and_bundles_before_a_later_erasure() {
 
     // Bundles of every kind of range: both verifiers agree, and ranges that end before
     // the erasure verify when the bundle carries the later erase event.
-    for (from, to) in [(1, 100), (5, 20), (12, 12), (13, 26), (26, 100), (20, 29), (2, 33)] {
+    for (from, to) in [(1, 100), (5, 20), (12, 12), (13, 26), (26, 100), (20, 29), (2, 33), (31, 31), (24, 30)] {
         let out = dir.join(format!("b-{from}-{to}.bundle"));
         let s = export(dir, &out, Some(from), Some(to)).expect("export");
         let r = verify_bundle(&out, VerifyOptions::default());
