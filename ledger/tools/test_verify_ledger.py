@@ -477,7 +477,11 @@ class Bundles(unittest.TestCase):
                     self.assertIn("truncated", r["failure"]["reason"])
                 if fmt == 2 and start <= s["sealed"] <= end < s["erase"]:
                     self.assertEqual(r["later_erasures"]["checkpoint_seq"], s["last"], r)
+                    self.assertEqual(r["later_erasures"]["key_events"], 1, r)
                     self.assertEqual(r["erased_payloads"], 1)
+                    # The later rotation is not the bundle's: its keys are as at its end.
+                    self.assertEqual([(k["registered_at"], k["retired_at"]) for k in r["keys"]],
+                                     [(1, None)], r)
 
     def test_tampered_bundles(self) -> None:
         w, s = sample()

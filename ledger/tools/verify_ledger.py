@@ -1322,11 +1322,15 @@ def read_later_erasures(state: State, r: Reader, bundle_last: int) -> dict:
                               consistency):
         raise Broken(fail, f"consistency proof from {bundle_last} to the later "
                      f"checkpoint at {later.last_seq} does not verify")
+    # The later key events only say who may sign the later checkpoint; the
+    # report (and step 10) stay about the bundle's own keys.
+    own_keys = [KeyRecord(k.public_key, k.registered_at, k.retired_at) for k in state.keys]
     last_retired = replay_key_events(state, key_events, later.last_seq, later.root, fail,
                                      bundle_last, False)
     if not signed_by_replayed_keys(state, later, last_retired):
         raise Broken(fail, f"later checkpoint at seq {later.last_seq} is not signed by a "
                      "key of the ledger")
+    state.keys = own_keys
     prev = bundle_last
     for ev, path in erasures:
         if ev.seq <= prev or ev.seq > later.last_seq:
