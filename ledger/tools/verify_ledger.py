@@ -1040,6 +1040,7 @@ class Report:
     ledger_id: bytes | None
     first_seq: int
     last_seq: int
+    head: bytes | None
     checkpoints: int
     keys: list[KeyRecord]
     erased: int
@@ -1072,12 +1073,13 @@ def make_report(kind: str, state: State, failure: Broken | None,
                 later: dict | None = None) -> Report:
     end = state.range_end
     if end is not None:
-        last_seq, checkpoints, last_cp, keys = (end.last_seq, end.checkpoints,
-                                                end.last_checkpoint, end.keys)
+        last_seq, head, checkpoints, last_cp, keys = (
+            end.last_seq, end.head, end.checkpoints, end.last_checkpoint, end.keys)
         proven_to = state.last_read() if state.last_read() > end.last_seq else None
     else:
-        last_seq, checkpoints, last_cp, keys = (state.last_read(), state.checkpoints,
-                                                state.last_checkpoint, state.keys)
+        last_seq, head, checkpoints, last_cp, keys = (
+            state.last_read(), state.head, state.checkpoints, state.last_checkpoint,
+            state.keys)
         proven_to = None
     erased = sum(1 for k in state.bad_slots if k in state.named_slots)
     pending = sum(1 for (t, i) in state.named_slots
@@ -1089,8 +1091,9 @@ def make_report(kind: str, state: State, failure: Broken | None,
         verdict = "torn_tail"
     else:
         verdict = "intact"
-    return Report(kind, verdict, state.ledger_id, state.first_seq, last_seq, checkpoints,
-                  keys, erased, pending,
+    return Report(kind, verdict, state.ledger_id, state.first_seq, last_seq,
+                  head if last_seq >= state.first_seq else None, checkpoints, keys, erased,
+                  pending,
                   (failure.seq, failure.reason) if failure else None, torn, expected,
                   last_cp, proven_to, later)
 
@@ -1100,7 +1103,6 @@ def finish(kind: str, state: State, trusted: list[bytes], torn: TornTail | None,
     """Steps 9-11 after a walk that found no failure."""
     end = state.range_end
     keys = end.keys if end is not None else state.keys
-    last_seq = end.last_seq if end is not None else state.last_read()
     try:
         check_erasure_accounting(state)
         check_trusted(keys, trusted, state.first_seq)
@@ -1109,7 +1111,6 @@ def finish(kind: str, state: State, trusted: list[bytes], torn: TornTail | None,
         expected = check_expected(state, state.keys, state.last_read(), start)
     except Broken as b:
         return make_report(kind, state, b, torn, later=later)
-    del last_seq
     return make_report(kind, state, None, torn, expected, later)
 
 
@@ -1515,6 +1516,7 @@ def report_json(report: Report) -> dict:
         "ledger_id": report.ledger_id.hex() if report.ledger_id else None,
         "first_seq": report.first_seq,
         "last_seq": report.last_seq,
+        "head": report.head.hex() if report.head else None,
         "events": report.events,
         "checkpoints": report.checkpoints,
         "keys": [k.as_json() for k in report.keys],
