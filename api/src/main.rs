@@ -252,8 +252,9 @@ enum LedgerCommand {
         /// the ledger's keys must be among them.
         #[arg(long, value_name = "FILE")]
         trusted_key: Option<PathBuf>,
-        /// A checkpoint saved earlier (`cairn ledger checkpoint`): the ledger must contain
-        /// it, which catches truncation and rewritten history.
+        /// A checkpoint saved earlier: the ledger must contain it, which catches truncation
+        /// and rewritten history. What `cairn ledger checkpoint` prints, the
+        /// `sys/ledger/checkpoint` answer, or its signed note alone.
         #[arg(long, value_name = "FILE")]
         expect_checkpoint: Option<PathBuf>,
         #[arg(long, value_enum, default_value = "text")]
@@ -301,6 +302,21 @@ enum LedgerCommand {
         #[arg(long, value_enum, default_value = "table")]
         format: TableFormat,
     },
+    /// Print one event of the verified ledger: its fields, hash and key slots, with its
+    /// inclusion proof against a signed checkpoint (the latest unless `--tree-size`), and
+    /// that checkpoint, ready for `cairn ledger verify-proof`.
+    Show {
+        /// The event's seq.
+        seq: u64,
+        #[command(flatten)]
+        source: SourceArgs,
+        /// Prove inclusion in the tree of this size (the last seq of a commit batch) rather
+        /// than the latest checkpoint's.
+        #[arg(long, value_name = "N")]
+        tree_size: Option<u64>,
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+    },
     /// Print the ledger's checkpoint signing keys, to pin with `--trusted-key`.
     PublicKey {
         #[command(flatten)]
@@ -318,9 +334,11 @@ enum LedgerCommand {
         #[arg(long, value_name = "FILE")]
         proof: PathBuf,
         /// The checkpoint (JSON form, `sys/ledger/checkpoint` answer, or signed note); for a
-        /// consistency proof, the new one.
+        /// consistency proof, the new one. By default, the checkpoint the proof carries (a
+        /// proof asked for without a size, or `cairn ledger show --format json`): its
+        /// signature is checked with the pinned keys all the same.
         #[arg(long, value_name = "FILE")]
-        checkpoint: PathBuf,
+        checkpoint: Option<PathBuf>,
         /// For a consistency proof: the checkpoint saved earlier.
         #[arg(long, value_name = "FILE")]
         old_checkpoint: Option<PathBuf>,
@@ -548,6 +566,14 @@ fn ledger_command(cmd: LedgerCommand) -> ExitCode {
                     println!("{}", serde_json::to_string_pretty(&rows)?)
                 }
                 TableFormat::Table => print!("{}", replay::query::to_table(&rows)),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        LedgerCommand::Show { seq, source, tree_size, format } => {
+            let shown = replay::show::show(&source.source(), seq, tree_size)?;
+            match format {
+                Format::Json => println!("{}", serde_json::to_string_pretty(&shown)?),
+                Format::Text => print!("{}", replay::show::to_text(&shown)),
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -11,6 +11,7 @@ mod proof_tools;
 pub mod query;
 mod read;
 pub mod replay;
+pub mod show;
 pub mod time;
 pub mod who_can;
 
