@@ -9,9 +9,10 @@ use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
 use common::*;
+use ledger::Ledger;
 use ledger::bundle::{export, verify_bundle};
 use ledger::seal::Keyring;
-use ledger::verify::{Report, Verdict, VerifyOptions, verify_dir};
+use ledger::verify::{ExpectedCheckpoint, Report, Verdict, VerifyOptions, verify_dir};
 
 fn fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v1")
@@ -245,17 +246,23 @@ fn partial_reads_and_bundles_before_a_later_erasure() {
         full.last_checkpoint.as_ref().map(|c| c.signature.as_str())
     );
 
-    // A partial reader of 1..=T, for T before the erasure, reads on to the erase event.
-    for to in [b.sealed, b.sealed + 3, b.rotation, b.erase - 1] {
+    // A partial reader of 1..=T, for T before the erasure, reads on to the erase event;
+    // cairn's reader stops after the frame holding T, as `--to T` does.
+    for to in [11, b.sealed, b.sealed + 3, b.rotation, 26, b.erase - 1, b.erase, b.last] {
+        let r = read_until(dir, to);
+        assert!(r.intact, "read until {to}: {r:?}");
         let to_s = to.to_string();
         let (code, v) = python(&[os(dir), OsStr::new("--to"), OsStr::new(&to_s)]);
         assert_eq!(code, 0, "--to {to}: {v:#}");
-        assert!(v["last_seq"].as_u64().expect("last") >= to, "{v:#}");
-        assert_eq!(v["proven_to_seq"], b.erase, "--to {to}: {v:#}");
-        assert_eq!(v["erased_payloads"], 1);
+        assert_eq!(v["last_seq"], r.last_seq, "--to {to}: {v:#}");
+        assert_eq!(v["head"].as_str(), r.head.as_deref(), "--to {to}");
+        assert_eq!(v["proven_to_seq"].as_u64(), r.later_erasures_proven_to, "--to {to}: {v:#}");
+        assert_eq!(v["erased_payloads"], r.erased_payloads, "--to {to}");
+        assert_eq!(keys(&v), rust_keys(&r), "--to {to}");
+        if (b.sealed..b.erase).contains(&to) {
+            assert_eq!(v["proven_to_seq"], b.erase, "--to {to}: {v:#}");
+        }
     }
-    let (code, v) = python(&[os(dir), OsStr::new("--to"), OsStr::new("11")]);
-    assert_eq!((code, &v["last_seq"], &v["proven_to_seq"]), (0, &serde_json::json!(11), &serde_json::Value::Null));
 
     // Bundles of every kind of range: both verifiers agree, and ranges that end before
     // the erasure verify when the bundle carries the later erase event.
@@ -267,18 +274,26 @@ fn partial_reads_and_bundles_before_a_later_erasure() {
         let bytes = std::fs::read(&out).expect("read");
         let carries_later = find(&bytes, b"CAIRNLTR").is_some();
         let needs_later = s.first_seq <= b.sealed && b.sealed <= s.last_seq && s.last_seq < b.erase;
-        if carries_later || !needs_later {
-            assert!(r.intact, "bundle {from}..={to}: {r:?}");
-            let v = python(&[os(&out)]).1;
-            assert_eq!((v["first_seq"].as_u64(), v["last_seq"].as_u64()), (Some(s.first_seq), Some(s.last_seq)));
-            assert_eq!(v["erased_payloads"], r.erased_payloads, "bundle {from}..={to}");
-            assert_eq!(keys(&v), rust_keys(&r), "bundle {from}..={to}");
-        }
+        assert_eq!(carries_later, needs_later, "bundle {from}..={to}: later erasures only when needed");
+        assert!(r.intact, "bundle {from}..={to}: {r:?}");
+        let v = python(&[os(&out)]).1;
+        assert_eq!((v["first_seq"].as_u64(), v["last_seq"].as_u64()), (Some(s.first_seq), Some(s.last_seq)));
+        assert_eq!(v["erased_payloads"], r.erased_payloads, "bundle {from}..={to}");
+        assert_eq!(v["head"].as_str(), r.head.as_deref(), "bundle {from}..={to}");
+        assert_eq!(keys(&v), rust_keys(&r), "bundle {from}..={to}");
+        assert_eq!(v["later_erasures"]["checkpoint_seq"].as_u64(), r.later_erasures_proven_to, "bundle {from}..={to}");
         if needs_later {
-            assert_eq!(carries_later, bytes[8..12] == 2u32.to_be_bytes(), "format 2 carries later erasures");
+            assert_eq!(r.later_erasures_proven_to, Some(b.last));
         }
     }
-    let _ = b.last;
+}
+
+/// Verifies `dir` as cairn's partial reader that stops after the frame holding `until`.
+fn read_until(dir: &Path, until: u64) -> Report {
+    let on_frame = Box::new(move |f: &ledger::frame::Frame| {
+        if f.last_seq() >= until { std::ops::ControlFlow::Break(()) } else { std::ops::ControlFlow::Continue(()) }
+    });
+    verify_dir(dir, VerifyOptions { on_frame: Some(on_frame), ..Default::default() })
 }
 
 #[test]
@@ -305,11 +320,18 @@ fn tampered_bundles_are_caught_by_both_at_the_same_seq() {
         ("the genesis event in the start state".into(), flipped(&good, key_events + 8 + 50)),
         ("an inclusion proof hash in the start state".into(), flipped(&good, first_proof + 3)),
         ("an event body".into(), flipped(&good, body + 20)),
-        ("a frame's CRC".into(), flipped(&good, first_frame + 13)),
         ("the trailer".into(), flipped(&good, good.len() - 1)),
         ("bytes after the trailer".into(), [good.as_slice(), b"x"].concat()),
     ];
-    if let Some(ltr) = find(&good, b"CAIRNLTR") {
+    // A frame's CRC is not tamper evidence (§2.2) and a bundle has no torn tail (§7): with
+    // every rule of §8 holding, a bundle whose CRC alone changed verifies in both.
+    std::fs::write(&out, flipped(&good, first_frame + 13)).expect("write");
+    let r = verify_bundle(&out, VerifyOptions::default());
+    assert_eq!(verdict_of(&r), ("intact", None), "{r:?}");
+    agree("a frame's CRC", verdict_of(&r), &[os(&out)]);
+    let ltr = find(&good, b"CAIRNLTR");
+    assert!(ltr.is_some(), "a bundle ending before the erasure carries it (format 2)");
+    if let Some(ltr) = ltr {
         let later = ltr + 8;
         let proof_len = good[later + checkpoint_len] as usize;
         assert!(proof_len > 0);
@@ -352,88 +374,91 @@ fn expected_checkpoints_agree() {
     let b = build();
     let dir = b.dir.path();
     let saved = verify_dir(dir, VerifyOptions::default()).last_checkpoint.expect("checkpoint");
-    let mut json = serde_json::to_value(&saved).expect("json");
+    let json = serde_json::to_value(&saved).expect("json");
+    let mut numeric = json.clone();
+    numeric["time"] = serde_json::json!(saved.time);
+    // The note of the same checkpoint, signed by the ledger's current key.
+    let note = {
+        let l = Ledger::open(dir, key_from(2), small_options(ledger::fs::FaultFs::new())).expect("open");
+        let cp = l.durable().checkpoint.expect("checkpoint");
+        assert_eq!(cp.last_seq, b.last);
+        l.checkpoint_note(&cp).expect("note").0
+    };
+    let mut api = json.clone();
+    api["note"] = serde_json::json!(note);
     let files = tempfile::tempdir().expect("tmp");
-    let write = |name: &str, v: &serde_json::Value| {
-        let p = files.path().join(name);
-        std::fs::write(&p, v.to_string()).expect("write");
-        p
+    let forms: Vec<(&str, String)> = vec![
+        ("saved", json.to_string()),
+        ("numeric time", numeric.to_string()),
+        ("API answer", serde_json::json!({"request_id": "r", "data": api}).to_string()),
+        ("note", note),
+    ];
+    let forms: Vec<(&str, String, PathBuf)> = forms
+        .into_iter()
+        .map(|(what, text)| {
+            let p = files.path().join(what.replace(' ', "-"));
+            std::fs::write(&p, &text).expect("write");
+            (what, text, p)
+        })
+        .collect();
+    let expect = |text: &str| VerifyOptions {
+        expect: Some(ExpectedCheckpoint::from_text(text).expect("parses")),
+        ..VerifyOptions::default()
     };
-    let as_saved = write("saved.json", &json);
-    let t = json["time"].clone();
-    json["time"] = serde_json::Value::String(
-        t.as_u64().map(|n| n.to_string()).unwrap_or_else(|| t.as_str().expect("time").to_string()),
-    );
-    let as_string = write("string-time.json", &json);
-    let api = write("api.json", &serde_json::json!({"request_id": "r", "data": json}));
-    for f in [&as_saved, &as_string, &api] {
-        let (code, v) = python(&[os(dir), OsStr::new("--expect-checkpoint"), os(f)]);
-        assert_eq!(code, 0, "{v:#}");
-        assert_eq!(v["expected_checkpoint"], format!("matched at seq {}", b.last));
-    }
-    let expect = || VerifyOptions { expect: Some(saved.clone()), ..VerifyOptions::default() };
+    // Rust and Python on `path` (a ledger or a bundle) against every form.
+    let check = |what: &str, path: &Path, want: Option<(&str, Option<u64>)>| {
+        for (form, text, file) in &forms {
+            let r = if path.is_dir() { verify_dir(path, expect(text)) } else { verify_bundle(path, expect(text)) };
+            let rust = verdict_of(&r);
+            if let Some(want) = want {
+                assert_eq!(rust, want, "{what}, {form}: {r:?}");
+            }
+            if rust.0 == "broken" && r.last_seq < b.last {
+                assert!(r.failure.as_ref().is_some_and(|f| f.reason.contains("truncated")), "{what}, {form}: {r:?}");
+            }
+            agree(
+                &format!("{what} against the {form}"),
+                rust,
+                &[os(path), OsStr::new("--expect-checkpoint"), os(file)],
+            );
+        }
+    };
+    check("the ledger", dir, Some(("intact", None)));
+    let (_, v) = python(&[os(dir), OsStr::new("--expect-checkpoint"), os(&forms[3].2)]);
+    assert_eq!(v["expected_checkpoint"], format!("matched at seq {}", b.last));
 
-    // A truncated copy (a clean cut at a frame boundary after the erasure), a copy with a
-    // torn tail, and a tampered last frame: truncated for both, at the same seq.
-    let cut = |keep: u64| {
-        let tmp = copy_ledger(dir);
+    // A torn tail, a tampered last frame (which looks torn) and a clean cut at a frame
+    // boundary: each ends before the checkpoint, so both say truncated, at the same seq.
+    let last_segment = |d: &Path| {
         let mut segs: Vec<_> =
-            std::fs::read_dir(tmp.path().join("segments")).expect("ls").map(|e| e.expect("e").path()).collect();
+            std::fs::read_dir(d.join("segments")).expect("ls").map(|e| e.expect("e").path()).collect();
         segs.sort();
-        let last = segs.pop().expect("segment");
-        let bytes = std::fs::read(&last).expect("read");
-        std::fs::write(&last, &bytes[..bytes.len() - keep as usize]).expect("write");
-        tmp
+        segs.pop().expect("segment")
     };
-    for (what, copy) in [
-        ("torn tail", cut(100)),
-        ("flipped byte in the last frame", {
-            let tmp = copy_ledger(dir);
-            let mut segs: Vec<_> =
-                std::fs::read_dir(tmp.path().join("segments")).expect("ls").map(|e| e.expect("e").path()).collect();
-            segs.sort();
-            flip(segs.last().expect("segment"), b"event 29 ", 30);
-            tmp
-        }),
-    ] {
-        let alone = verify_dir(copy.path(), VerifyOptions::default());
-        assert_eq!(verdict_of(&alone).0, "torn_tail", "{what}: {alone:?}");
-        agree(what, verdict_of(&alone), &[os(copy.path())]);
-        let r = verify_dir(copy.path(), expect());
-        assert_eq!(verdict_of(&r).0, "broken", "{what}: {r:?}");
-        assert!(r.failure.as_ref().is_some_and(|f| f.reason.contains("truncated")), "{r:?}");
-        agree(what, verdict_of(&r), &[os(copy.path()), OsStr::new("--expect-checkpoint"), os(&as_string)]);
-    }
-    // Cut at a frame boundary: the last frame's bytes removed whole.
-    let whole = copy_ledger(dir);
-    let mut segs: Vec<_> =
-        std::fs::read_dir(whole.path().join("segments")).expect("ls").map(|e| e.expect("e").path()).collect();
-    segs.sort();
-    let last = segs.pop().expect("segment");
-    let bytes = std::fs::read(&last).expect("read");
+    let torn = copy_ledger(dir);
+    truncate_by(&last_segment(torn.path()), 100);
+    let flipped_tail = copy_ledger(dir);
+    flip(&last_segment(flipped_tail.path()), b"event 29 ", 30);
+    let cut = copy_ledger(dir);
+    let seg = last_segment(cut.path());
+    let bytes = std::fs::read(&seg).expect("read");
     let frames: Vec<usize> = (0..bytes.len() - 3).filter(|&i| &bytes[i..i + 4] == b"CLF1").collect();
-    std::fs::write(&last, &bytes[..*frames.last().expect("frames")]).expect("write");
-    let alone = verify_dir(whole.path(), VerifyOptions::default());
-    assert!(alone.intact, "{alone:?}");
-    agree("a clean cut", verdict_of(&alone), &[os(whole.path())]);
-    let r = verify_dir(whole.path(), expect());
-    assert_eq!(verdict_of(&r), ("broken", Some(alone.last_seq + 1)), "{r:?}");
-    agree(
-        "a clean cut against the saved checkpoint",
-        verdict_of(&r),
-        &[os(whole.path()), OsStr::new("--expect-checkpoint"), os(&as_saved)],
-    );
-    // Bundles against the saved checkpoint: a whole bundle contains it, a range bundle
-    // that ends before it was cut short.
+    std::fs::write(&seg, &bytes[..*frames.last().expect("frames")]).expect("write");
+    for (what, copy, alone) in
+        [("torn tail", &torn, "torn_tail"), ("flipped tail", &flipped_tail, "torn_tail"), ("clean cut", &cut, "intact")]
+    {
+        let r = verify_dir(copy.path(), VerifyOptions::default());
+        assert_eq!(verdict_of(&r).0, alone, "{what}: {r:?}");
+        agree(what, verdict_of(&r), &[os(copy.path())]);
+        check(what, copy.path(), Some(("broken", Some(b.last))));
+    }
+    // Bundles: a whole bundle contains the checkpoint; a range bundle ends before it.
     let out = dir.join("whole.bundle");
     export(dir, &out, None, None).expect("export");
-    let r = verify_bundle(&out, expect());
-    assert!(r.intact, "{r:?}");
-    agree("a whole bundle", verdict_of(&r), &[os(&out), OsStr::new("--expect-checkpoint"), os(&api)]);
+    check("a whole bundle", &out, Some(("intact", None)));
     let out = dir.join("range.bundle");
     export(dir, &out, Some(3), Some(b.erase)).expect("export");
-    let r = verify_bundle(&out, expect());
-    agree("a range bundle", verdict_of(&r), &[os(&out), OsStr::new("--expect-checkpoint"), os(&api)]);
+    check("a range bundle", &out, None);
 }
 
 /// Erasing a slot by hand (no erase event): both report it at the event owning it, and

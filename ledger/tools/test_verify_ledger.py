@@ -279,6 +279,30 @@ class CheckpointFiles(unittest.TestCase):
             with self.assertRaises(ValueError):
                 vl.parse_expected(json.dumps(bad))
 
+    def test_the_golden_note(self) -> None:
+        origin = "cairn.ledger/" + "55" * 16
+        note = (f"{origin}\n2\nd3d3d3d3d3d3d3d3d3d3d3d3d3d3d3d3d3d3d3d3d3c=\n\n"
+                f"\u2014 {origin} aepdggBBVqTlw8D/z6qo8P3rZX87g3oyD4mVcKB9"
+                "gEutiKc4aNFP+J2qlEm8xb3e94PHPBKbgMfy76X8VMC8n4uSnwU=\n")
+        _, pk = key(0x44)
+        self.assertEqual(vl.note_key_id(origin, pk).hex(), "69ea5d82")
+        e = vl.parse_expected(note)
+        self.assertEqual((e.ledger_id, e.seq, e.root, e.head), (b"\x55" * 16, 2, b"\x77" * 32, None))
+        self.assertEqual(e.signed_by([vl.KeyRecord(pk, 1)]), (True, True))
+        _, other = key(0x45)
+        self.assertEqual(e.signed_by([vl.KeyRecord(other, 1)]), (False, False))
+        # A witness's cosignature (another name) is ignored; strict parsing.
+        witnessed = note + "\u2014 witness.example AAAAAAAA\n"
+        self.assertEqual(vl.parse_expected(witnessed).signed_by([vl.KeyRecord(pk, 1)]),
+                         (True, True))
+        for bad in (note.replace("\n2\n", "\n02\n"), note.replace("3c=", "3c"),
+                    note.replace("\n\n", "\n"), note[:-1], note.replace("2\n", "2\r\n", 1)):
+            with self.assertRaises(ValueError, msg=bad):
+                vl.parse_expected(bad)
+        forged = note.replace("d3d3d3d3", "d3d3d3d4", 1)
+        self.assertEqual(vl.parse_expected(forged).signed_by([vl.KeyRecord(pk, 1)]),
+                         (False, True))
+
     def test_trusted_key_text(self) -> None:
         _, pk = key(3)
         import base64

@@ -7,8 +7,8 @@ implements the on-disk layout (§2), hashes and signatures (§3), system events
 (§4), the key-slot/erasure accounting of §5, torn tails (§7), the verification
 walk of §8 (steps 1-11), partial reads and later erasures (§8.1) and bundles
 (§9, formats 1 and 2, with the start state and the later-erasures section).
-Checkpoint notes (§11) and the proof endpoints (§12) are not implemented,
-except that RFC 9162 inclusion and consistency proofs are verified where
+Checkpoint notes (§11) are read as expected checkpoints. The proof answers of
+§12 are not read; RFC 9162 inclusion and consistency proofs are verified where
 bundles carry them.
 
 Usage:
@@ -19,8 +19,9 @@ PATH is a ledger directory (containing segments/), a server data directory
 (containing ledger/segments/) or a bundle file (recognised by its magic
 CAIRNBDL). KEY is `ed25519:` followed by standard base64 or 64 hex digits;
 FILE holds such keys one per line (§8.1). --expect-checkpoint takes the saved
-JSON form of §8 (time as a JSON integer or a decimal string) or the
-`sys/ledger/checkpoint` API answer (fields inside {"data": {...}}). --to SEQ
+JSON form of §8 (time as a JSON integer or a decimal string), the
+`sys/ledger/checkpoint` API answer (fields inside {"data": {...}}) or the
+checkpoint note of §11 alone. --to SEQ
 verifies the ledger directory as a partial reader of 1..=SEQ would (§8.1).
 
 Exit status: 0 intact, 1 broken, 3 torn tail (§7), 2 usage or I/O error.
@@ -66,11 +67,15 @@ this file):
   counts named slots that are still intact.
 - A failure of the trusted-key rule (step 10) is reported at the first verified
   seq (1 for a ledger, start_seq for a bundle).
-- Expected checkpoint (step 11): the ledger id must be the ledger's and the
-  signature must verify with a key the ledger ever had (any key with that key
-  id); failures of those, or a head or root that differs, are reported at the
-  checkpoint's seq; a ledger (or bundle) that ends before it is reported as
-  truncated at last_seq + 1. For a bundle, seq start_seq - 1 is checked against
+- Expected checkpoint (step 11): the saved JSON, the API answer or its data
+  object, or the checkpoint note alone (§11; it pins the size and root, not
+  the head, and its signature line named by the origin must verify with a key
+  of the ledger). The ledger id must be the ledger's and the signature must
+  verify with a key the ledger ever had (any key with that key id); failures
+  of those, or a head or root that differs, are reported at the checkpoint's
+  seq; a ledger (or bundle) that ends before it is reported as truncated at
+  last_seq + 1 (also when its signing key lies beyond the end, so that the
+  signature cannot be checked). For a bundle, seq start_seq - 1 is checked against
   the start state; an earlier seq cannot be checked and is a failure at
   start_seq. With --to, the walk goes on to the expected seq if it is beyond
   the range.
@@ -104,6 +109,7 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
+import hashlib
 import json
 import os
 import re
@@ -139,6 +145,8 @@ CHECKPOINT_DOMAIN = b"cairn.checkpoint.v1\x00"
 ROTATION_DOMAIN = b"cairn.key-rotation.v1\x00"
 REGISTRATION_DOMAIN = b"cairn.key-registration.v1\x00"
 MERKLE_NODE_KEY_DOMAIN = b"cairn.merkle-node.v1"
+
+NOTE_ORIGIN = "cairn.ledger/"
 
 SEGMENT_NAME = re.compile(r"^(\d{20})\.seg$")
 
@@ -610,14 +618,31 @@ class KeyRecord:
 
 @dataclass
 class Expected:
-    """A saved checkpoint (§8 step 11)."""
+    """A saved checkpoint (§8 step 11): the JSON form, or a checkpoint note
+    (§11), which has no head, time or checkpoint signature but its body and
+    signature lines (key id of 4 bytes, signature)."""
     ledger_id: bytes
     seq: int
-    head: bytes
+    head: bytes | None
     root: bytes
-    time: int
-    key_id: bytes
-    signature: bytes
+    time: int = 0
+    key_id: bytes = b""
+    signature: bytes = b""
+    note_body: bytes | None = None
+    note_sigs: list[tuple[bytes, bytes]] = field(default_factory=list)
+
+    def signed_by(self, keys: list[KeyRecord]) -> tuple[bool, bool]:
+        """(signed by one of `keys`, some key of `keys` has the key id)."""
+        if self.note_body is not None:
+            origin = NOTE_ORIGIN + self.ledger_id.hex()
+            signers = [(k.public_key, sig) for k in keys for kid, sig in self.note_sigs
+                       if note_key_id(origin, k.public_key) == kid]
+            return (any(verify_strict(pk, self.note_body, sig) for pk, sig in signers),
+                    bool(signers))
+        msg = (CHECKPOINT_DOMAIN + self.ledger_id + struct.pack(">Q", self.seq)
+               + (self.head or b"") + self.root + struct.pack(">Q", self.time) + self.key_id)
+        signers = [k.public_key for k in keys if k.kid == self.key_id]
+        return any(verify_strict(pk, msg, self.signature) for pk in signers), bool(signers)
 
 
 @dataclass
@@ -999,11 +1024,8 @@ def check_expected(state: State, keys: list[KeyRecord], last_seq: int,
     if exp.ledger_id != state.ledger_id:
         raise Broken(exp.seq, "the expected checkpoint is of another ledger "
                      f"({exp.ledger_id.hex()})")
-    signers = [k.public_key for k in keys if k.kid == exp.key_id]
-    msg = (CHECKPOINT_DOMAIN + exp.ledger_id + struct.pack(">Q", exp.seq) + exp.head
-           + exp.root + struct.pack(">Q", exp.time) + exp.key_id)
-    signed = any(verify_strict(pk, msg, exp.signature) for pk in signers)
-    if exp.seq > last_seq and (signed or not signers):
+    signed, known = exp.signed_by(keys)
+    if exp.seq > last_seq and (signed or not known):
         # A key the truncated ledger never reached cannot be checked here.
         raise Broken(last_seq + 1, f"truncated: the ledger ends at seq {last_seq}, "
                      f"before the expected checkpoint's seq {exp.seq}"
@@ -1020,7 +1042,7 @@ def check_expected(state: State, keys: list[KeyRecord], last_seq: int,
     else:
         found = state.at_expected
     assert found is not None
-    if found[0] != exp.head:
+    if exp.head is not None and found[0] != exp.head:
         raise Broken(exp.seq, f"the hash of event {exp.seq} differs from the expected "
                      "checkpoint's head")
     if found[1] != exp.root:
@@ -1468,8 +1490,55 @@ def _uint_field(obj: dict, name: str) -> int:
     return v
 
 
+def note_key_id(name: str, public_key: bytes) -> bytes:
+    """§11: the first 4 bytes of SHA-256(key name ‖ 0x0A ‖ 0x01 ‖ public_key)."""
+    return hashlib.sha256(name.encode() + b"\n\x01" + public_key).digest()[:4]
+
+
+def _strict_b64(text: str, size: int | None = None) -> bytes:
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError("checkpoint note: bad base64") from exc
+    if base64.b64encode(raw).decode() != text or (size is not None and len(raw) != size):
+        raise ValueError("checkpoint note: base64 that does not re-encode to itself")
+    return raw
+
+
+def parse_note(text: str) -> Expected:
+    """A checkpoint note (§11), parsed strictly."""
+    if any(ord(c) < 0x20 and c != "\n" or ord(c) == 0x7F for c in text):
+        raise ValueError("checkpoint note: control character")
+    body_text, sep, sig_text = text.partition("\n\n")
+    lines = body_text.split("\n")
+    if not sep or len(lines) != 3:
+        raise ValueError("checkpoint note: the body is not three lines and an empty line")
+    origin, size_text, root_text = lines
+    m = re.fullmatch(NOTE_ORIGIN + r"([0-9a-f]{32})", origin)
+    if not m:
+        raise ValueError("checkpoint note: origin is not cairn.ledger/<32 hex>")
+    if not re.fullmatch(r"[1-9][0-9]*", size_text) or int(size_text) >= 2**64:
+        raise ValueError("checkpoint note: tree size is not a canonical decimal")
+    root = _strict_b64(root_text, 32)
+    if not sig_text.endswith("\n"):
+        raise ValueError("checkpoint note: signature lines must end in a newline")
+    sigs = []
+    for line in sig_text[:-1].split("\n"):
+        parts = line.split(" ")
+        if len(parts) != 3 or parts[0] != "\u2014":
+            raise ValueError(f"checkpoint note: bad signature line {line!r}")
+        blob = _strict_b64(parts[2])
+        if parts[1] == origin and len(blob) == 68:
+            sigs.append((blob[:4], blob[4:]))
+    return Expected(bytes.fromhex(m.group(1)), int(size_text), None, root,
+                    note_body=(body_text + "\n").encode(), note_sigs=sigs)
+
+
 def parse_expected(text: str) -> Expected:
-    """The saved checkpoint JSON of §8, or the API answer {"data": {...}}."""
+    """The saved checkpoint JSON of §8, the API answer {"data": {...}}, its
+    data object, or a checkpoint note (§11)."""
+    if text.startswith(NOTE_ORIGIN):
+        return parse_note(text)
     try:
         obj = json.loads(text)
     except json.JSONDecodeError as exc:
