@@ -587,3 +587,75 @@ fn rewritten_frames_are_reported_at_the_same_seq() {
         agree(what, rust, &[os(dir)]);
     }
 }
+
+/// The Python verdicts of many bundles, in one process: (verdict, seq) per file.
+fn python_bundles(paths: &[PathBuf]) -> Vec<(String, Option<u64>)> {
+    let script = "import json, sys\nsys.path.insert(0, sys.argv[1])\nimport verify_ledger as vl\n\
+                  for p in sys.argv[2:]:\n    r = vl.verify_bundle(p, [])\n    \
+                  print(json.dumps([r.verdict, r.first_bad_seq()]))\n";
+    let out = std::process::Command::new("python3")
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .arg("-c")
+        .arg(script)
+        .arg(tools())
+        .args(paths)
+        .output()
+        .expect("python3 runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .lines()
+        .map(|l| serde_json::from_str::<(String, Option<u64>)>(l).expect("verdict"))
+        .collect()
+}
+
+/// Every byte of a bundle's start state and of its later-erasures section, flipped one at a
+/// time: both verifiers find every copy broken, and agree on the seq wherever FORMAT.md
+/// names it (the later section: `last_seq + 1`; the start state: see above).
+#[test]
+fn every_byte_of_the_proofs_matters_to_both() {
+    let b = build();
+    let dir = b.dir.path();
+    let out = dir.join("range.bundle");
+    let s = export(dir, &out, Some(5), Some(20)).expect("export");
+    let good = std::fs::read(&out).expect("read");
+    let first_frame = find(&good, b"CLF1").expect("frame");
+    let ltr = find(&good, b"CAIRNLTR").expect("later erasures");
+    let trailer = good.len() - 24;
+    let flips = tempfile::tempdir().expect("tmp");
+    // Every 7th byte (each hash is hit four or five times), and every byte of the start
+    // state's `last_time`, which nothing signs: only raising it past the first event's
+    // time is caught (step 3, at start_seq), lowering it is not.
+    let last_time = 68..76;
+    let positions: Vec<usize> =
+        (36..first_frame).chain(ltr..trailer).filter(|p| p % 7 == 0 || last_time.contains(p)).collect();
+    let paths: Vec<PathBuf> = positions
+        .iter()
+        .map(|&pos| {
+            let mut bytes = good.clone();
+            bytes[pos] ^= 0x40;
+            let p = flips.path().join(format!("{pos}.bundle"));
+            std::fs::write(&p, bytes).expect("write");
+            p
+        })
+        .collect();
+    let py = python_bundles(&paths);
+    assert_eq!(py.len(), paths.len());
+    for ((pos, path), (verdict, seq)) in positions.iter().zip(&paths).zip(py) {
+        let r = verify_bundle(path, VerifyOptions::default());
+        let rust = verdict_of(&r);
+        let what = if *pos < first_frame { "start state" } else { "later section" };
+        if last_time.contains(pos) {
+            assert_eq!((verdict.as_str(), seq), rust, "start state last_time, byte {pos}: {r:?}");
+            assert!(rust.1.is_none_or(|seq| seq == s.first_seq), "{r:?}");
+            continue;
+        }
+        assert_eq!(rust.0, "broken", "{what} byte {pos}: {r:?}");
+        assert_eq!(verdict, "broken", "python, {what} byte {pos}");
+        if *pos < first_frame {
+            assert_eq!(seq, Some(s.first_seq), "python, {what} byte {pos}");
+        } else {
+            assert_eq!(seq, rust.1, "{what} byte {pos}: {r:?}");
+        }
+    }
+}
