@@ -21,8 +21,8 @@ CAIRNBDL). KEY is `ed25519:` followed by standard base64 or 64 hex digits;
 FILE holds such keys one per line (§8.1). --expect-checkpoint takes the saved
 JSON form of §8 (time as a JSON integer or a decimal string), the
 `sys/ledger/checkpoint` API answer (fields inside {"data": {...}}) or the
-checkpoint note of §11 alone. --to SEQ
-verifies the ledger directory as a partial reader of 1..=SEQ would (§8.1).
+checkpoint note of §11 alone. --to SEQ verifies the ledger directory as a
+partial reader of 1..=SEQ would (§8.1).
 
 Exit status: 0 intact, 1 broken, 3 torn tail (§7), 2 usage or I/O error.
 The JSON report has "verdict" (intact / torn_tail / broken), "failure"
@@ -54,8 +54,10 @@ this file):
   seq. This is decided before the §8 rules run on that frame. Anywhere else a
   frame with a CRC mismatch whose body decodes goes through the §8 rules first
   (so a changed event is reported at its own seq) and is then reported at its
-  first seq; one whose body does not decode is reported at the next expected
-  seq. A torn tail in the very first frame leaves no frame: broken at seq 1.
+  first seq (§7: an unreadable frame with intact frames after it is
+  corruption; cairn's verifier accepts such a frame when the rules hold); one
+  whose body does not decode is reported at the next expected seq. A torn tail
+  in the very first frame leaves no frame: broken at seq 1.
 - Steps 9-11 also run when the walk ends at a torn tail, on what verified; a
   failure there makes the verdict broken (an expected checkpoint beyond the
   torn tail reports the ledger as truncated).
@@ -75,16 +77,17 @@ this file):
   of those, or a head or root that differs, are reported at the checkpoint's
   seq; a ledger (or bundle) that ends before it is reported as truncated at
   last_seq + 1 (also when its signing key lies beyond the end, so that the
-  signature cannot be checked). For a bundle, seq start_seq - 1 is checked against
-  the start state; an earlier seq cannot be checked and is a failure at
-  start_seq. With --to, the walk goes on to the expected seq if it is beyond
+  signature cannot be checked). For a bundle, seq start_seq - 1 is checked
+  against the start state; an earlier seq cannot be checked and is a failure
+  at start_seq. With --to, the walk goes on to the expected seq if it is beyond
   the range.
 - --to SEQ is widened to the end of the frame holding SEQ (as export widens to
   whole frames); what is reported (last seq, counts, keys, last checkpoint) is
   that range's; "proven_to_seq" says how far the reader went past it to prove
   later erasures. --to is refused for bundles (a bundle already is a range).
 - Bundles: a failure in the header or start state (frontier, anchor, key
-  events and their proofs) is reported at start_seq; a trailer that does not
+  events and their proofs) is reported at start_seq (cairn's verifier reports
+  seq 1); a trailer that does not
   match the frames read, bytes after it, or a missing trailer at last_seq + 1;
   every failure of the later-erasures section at last_seq + 1 (§9). The torn
   tail rule does not apply inside a bundle (export writes it whole), so frame
@@ -95,7 +98,9 @@ this file):
 - The anchor (and the later checkpoint) may be signed by a key active after
   the replayed key events or by the key the last of those rotations retired
   (for the later checkpoint, the last rotation among the later key events).
-  Registered keys count too. A bundle's start-state key events must begin with
+  Registered keys count too. The later key events only decide who may sign
+  the later checkpoint: the keys reported (and used for step 10) are the
+  bundle's own. A bundle's start-state key events must begin with
   the Genesis at seq 1 and be in strictly increasing seq order; "at most one
   rotation per frame" cannot be checked for proven events and is not.
 - Files in segments/ whose names are not 20 digits followed by .seg are
