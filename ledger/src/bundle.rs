@@ -275,13 +275,12 @@ fn read_proven_event<R: Read>(r: &mut R) -> std::result::Result<(Event, Vec<u8>,
     Ok((ev, bytes, proof))
 }
 
+/// The key the last rotation retired, and that rotation's seq.
+type Retired = Option<(PublicKey, u64)>;
+
 /// Applies one key event (proven to be in the ledger) to a key set by the rules of
 /// FORMAT.md §4; `previous_key` becomes the key a rotation retired.
-fn apply_key_event(
-    keyed: &mut ChainState,
-    ev: &Event,
-    previous_key: &mut Option<PublicKey>,
-) -> std::result::Result<(), String> {
+fn apply_key_event(keyed: &mut ChainState, ev: &Event, previous_key: &mut Retired) -> std::result::Result<(), String> {
     let ledger_id = keyed.ledger_id.unwrap_or_default();
     let started = !keyed.keys.is_empty();
     match SystemEvent::decode(ev.kind, ev.kind_version, &ev.body).map_err(|e| format!("key event {}: {e}", ev.seq))? {
@@ -303,7 +302,7 @@ fn apply_key_event(
             if key.id() != old_key && keyed.is_active(key.id()) {
                 return Err(format!("key rotation {} is to a key already active", ev.seq));
             }
-            *previous_key = Some(old);
+            *previous_key = Some((old, ev.seq));
             keyed.record_key_event(ev.seq, &event);
         }
         Some(event @ SystemEvent::KeyRegistered { key, proof }) if started => {
@@ -320,10 +319,13 @@ fn apply_key_event(
 }
 
 /// Whether a checkpoint after key events was signed by a key they leave active, or by the
-/// key the last rotation retired (its frame may hold the rotation, signed with the old key).
-fn signed_by_keys(cp: &Checkpoint, keyed: &ChainState, previous_key: Option<PublicKey>) -> bool {
+/// key the last rotation retired when that rotation is the checkpoint's last event (the
+/// writer closes the frame after a rotation and signs it with the old key). A key retired
+/// earlier signs nothing more: a leaked old key cannot vouch for a made-up bundle.
+fn signed_by_keys(cp: &Checkpoint, keyed: &ChainState, retired: Retired) -> bool {
     let ledger_id = keyed.ledger_id.unwrap_or_default();
-    keyed.active_keys().any(|k| cp.verify(&ledger_id, k)) || previous_key.is_some_and(|k| cp.verify(&ledger_id, &k))
+    keyed.active_keys().any(|k| cp.verify(&ledger_id, k))
+        || retired.is_some_and(|(k, at)| at == cp.last_seq && cp.verify(&ledger_id, &k))
 }
 
 /// Reads and checks the later erasures section (FORMAT.md §9) after the bundle's last
@@ -418,7 +420,7 @@ fn read_start<R: Read>(r: &mut R, ledger_id: [u8; 16], start_seq: u64) -> std::r
     }
     // The key events replayed onto an otherwise empty chain give the key set.
     let mut keyed = ChainState { ledger_id: Some(ledger_id), ..ChainState::empty() };
-    let mut previous_key: Option<PublicKey> = None;
+    let mut previous_key: Retired = None;
     let mut last = 0u64;
     for _ in 0..read_u32(r)? {
         let (ev, bytes, proof) = read_proven_event(r)?;

@@ -1244,9 +1244,10 @@ def read_checkpoint_record(r: Reader) -> Checkpoint:
 def signed_by_replayed_keys(state: State, cp: Checkpoint, last_retired: KeyRecord | None
                             ) -> bool:
     """§9: signed by a key active after the replayed key events, or by the key
-    the last rotation retired."""
+    the last rotation retired when that rotation is the checkpoint's last event."""
     candidates = [k for k in state.keys if k.retired_at is None]
-    if last_retired is not None:
+    # The retired key signs only the frame that ends with its own rotation.
+    if last_retired is not None and last_retired.retired_at == cp.last_seq:
         candidates.append(last_retired)
     message = checkpoint_message(state.ledger_id, cp)
     return any(k.kid == cp.key_id and verify_strict(k.public_key, message, cp.signature)
