@@ -281,7 +281,7 @@ fn open(keyring: &Keyring, v: &SealedValue, context: &[u8], found: &Found, delet
 impl Values {
     /// The values as text, one path after the other (printed after the replay report).
     pub fn to_text(&self) -> String {
-        let mut out = format!("\nvalues at T ({}; this output holds secrets):\n", self.0.len());
+        let mut out = format!("\nvalues at T, the moment above ({}; this output holds secrets):\n", self.0.len());
         for (path, p) in &self.0 {
             match &p.value {
                 Some(v) => out.push_str(&format!("  {path}  {}\n", describe(v))),
@@ -298,8 +298,7 @@ impl Values {
 }
 
 fn describe(o: &Opened) -> String {
-    let seq =
-        |s: &Option<u64>| s.map_or_else(|| "its erase event is not in this source".to_string(), |s| format!("seq {s}"));
+    let seq = |s: &Option<u64>| s.map_or_else(|| "past the end of this source".to_string(), |s| format!("seq {s}"));
     match o {
         Opened::Value { value, deleted: false } => value.to_string(),
         Opened::Value { value, deleted: true } => format!("{value} (soft-deleted)"),
