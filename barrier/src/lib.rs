@@ -169,7 +169,7 @@ mod tests {
         );
         // Shares of another barrier combine into another key, which opens nothing.
         let other = shamir::split(&random_key().expect("key"), 5, 3).expect("split");
-        let err = keyring_from(&r, &other[..3], 3).err().expect("refused");
+        let err = keyring_from(&r, &other[..3], 3).expect_err("refused");
         assert_eq!(err, "the key does not open the stored keys");
         let wrong = Zeroizing::new(random_key().expect("key").to_vec());
         assert_eq!(keyring_from(&r, &[wrong], 1).err().as_deref(), Some("the key does not open the stored keys"));
