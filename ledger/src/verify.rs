@@ -240,6 +240,8 @@ pub struct Verifier {
     erased: BTreeSet<(u64, u8)>,
     /// Zeroed or damaged slots no erase event read so far names.
     unnamed: BTreeSet<(u64, u8)>,
+    /// Keys whose signature on a checkpoint was verified (step 10 trusts only those).
+    signed: BTreeSet<crate::keys::KeyId>,
     /// Where the range a reader asked for ended, once it did (FORMAT.md §8.1).
     range: Option<RangeEnd>,
     /// The last seq read to prove later erasures (a later checkpoint, for a bundle).
@@ -256,6 +258,8 @@ impl Verifier {
             Some(e) => Some(e.parse().ok_or("the expected checkpoint file is malformed")?),
             None => None,
         };
+        // A bundle's anchor was checked before the verifier starts.
+        let signed = start.last_checkpoint.iter().map(|cp| cp.key_id).collect();
         Ok(Verifier {
             first_seq: start.next_seq,
             chain: start,
@@ -265,6 +269,7 @@ impl Verifier {
             damaged: BTreeSet::new(),
             erased: BTreeSet::new(),
             unnamed: BTreeSet::new(),
+            signed,
             range: None,
             proven_to: None,
             expect,
@@ -313,6 +318,7 @@ impl Verifier {
                 return;
             }
             Ok(effects) => {
+                self.signed.insert(frame.checkpoint.key_id);
                 for (target, slots) in effects.erasures {
                     self.name_erased(slots.into_iter().map(|s| (target, s)));
                 }
@@ -446,12 +452,20 @@ impl Verifier {
         }
         let mut trusted_key = None;
         if !trusted.is_empty() {
-            trusted_key = self.chain.keys.iter().find(|k| trusted.contains(&k.key)).map(|k| k.key.id().to_hex());
+            // A key event's proof covers only the ledger id and the key: anyone can copy a
+            // real registration into a ledger of their own. A pinned key counts only once
+            // it has signed a checkpoint of what was read.
+            let in_ledger = self.chain.keys.iter().filter(|k| trusted.contains(&k.key));
+            let mut in_ledger = in_ledger.peekable();
+            let any_in_ledger = in_ledger.peek().is_some();
+            trusted_key = in_ledger.find(|k| self.signed.contains(&k.key.id())).map(|k| k.key.id().to_hex());
             if trusted_key.is_none() {
-                self.failure = Some(Violation {
-                    seq: self.first_seq,
-                    reason: "none of the ledger's checkpoint keys is a trusted key".into(),
-                });
+                let reason = if any_in_ledger {
+                    "a trusted key is among the ledger's keys but signed none of the checkpoints read: its key event proves nothing on its own (it can be copied into another ledger)"
+                } else {
+                    "none of the ledger's checkpoint keys is a trusted key"
+                };
+                self.failure = Some(Violation { seq: self.first_seq, reason: reason.into() });
             }
         }
         // The range's own figures, even when the reader went on to prove later erasures.

@@ -33,8 +33,19 @@ fn partial_bundles_prove_their_start_and_keys() {
         let out = dir.path().join(format!("b-{from}-{to}.bundle"));
         let s = export(dir.path(), &out, Some(from), Some(to)).expect("export");
         assert!(s.first_seq <= from && s.last_seq >= to.min(full.last_seq), "{s:?}");
-        let r = verify_bundle(&out, VerifyOptions { trusted_keys: vec![key_from(1).public()], ..Default::default() });
+        // Pinned as `cairn ledger public-key` prints them: every key the ledger had.
+        let pinned = vec![key_from(1).public(), key_from(2).public()];
+        let r = verify_bundle(&out, VerifyOptions { trusted_keys: pinned, ..Default::default() });
         assert!(r.intact, "bundle {from}..{to}: {r:?}");
+        // The old key alone pins only bundles in which it signed something: a key event
+        // naming it can be made up (a rotation from it needs only the new key's proof).
+        let old_only =
+            verify_bundle(&out, VerifyOptions { trusted_keys: vec![key_from(1).public()], ..Default::default() });
+        assert_eq!(
+            old_only.intact,
+            s.first_seq <= rot + 1,
+            "bundle {from}..{to} with the old key pinned: {old_only:?}"
+        );
         assert_eq!(r.first_seq, s.first_seq);
         assert_eq!(r.last_seq, s.last_seq);
         assert_eq!(r.keys.len(), if s.last_seq >= rot { 2 } else { 1 });

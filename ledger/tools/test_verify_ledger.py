@@ -452,15 +452,11 @@ class Ledgers(unittest.TestCase):
 
 
 class TrustedKeys(unittest.TestCase):
-    @unittest.expectedFailure
     def test_a_copied_registration_does_not_make_a_forged_ledger_trusted(self) -> None:
-        """FORMAT.md §8 step 10 trusts a ledger if any key it ever had is trusted. A
-        KeyRegistered proof of possession signs only ledger_id ‖ public_key, so a forger
-        can start a ledger of their own with the real ledger's id and their own genesis
-        key, copy the real registration of node key B into it, and sign everything with
-        their key: B is then "a key the ledger had", and the forgery passes step 10 with
-        B pinned. cairn's verifier accepts it too (reported to the coordinator). This
-        test states the property the spec should give; it fails until the spec does."""
+        """A KeyRegistered proof of possession signs only ledger_id ‖ public_key, so a
+        forger can start a ledger of their own with the real ledger's id and their own
+        genesis key and copy the real registration of node key B into it. FORMAT.md §8
+        step 10 trusts a pinned key only once it has signed a checkpoint read."""
         lid = b"\x42" * 16
         sk_b, pk_b = key(2)
         proof = sk_b.sign(vl.REGISTRATION_DOMAIN + lid + pk_b)

@@ -683,6 +683,8 @@ class State:
     # expected checkpoint (step 11): the event hash and root at its seq
     expect: Expected | None = None
     at_expected: tuple[bytes, bytes] | None = None
+    # key ids whose checkpoint signature was verified (step 10 trusts only those)
+    signed: set[bytes] = field(default_factory=set)
 
     def in_range(self) -> bool:
         return self.range_end is None
@@ -902,6 +904,7 @@ def check_checkpoint(state: State, frame: Frame, first_seq: int) -> None:
     message = checkpoint_message(state.ledger_id, cp)
     if not any(verify_strict(pk, message, cp.signature) for pk in signers):
         raise Broken(first_seq, "checkpoint signature does not verify")
+    state.signed.add(cp.key_id)
 
 
 def account_slots(state: State, frame: Frame) -> None:
@@ -1014,10 +1017,11 @@ def check_erasure_accounting(state: State) -> None:
                      "nor erased) and no PayloadErased event names it")
 
 
-def check_trusted(keys: list[KeyRecord], trusted: list[bytes], first_seq: int) -> None:
-    """Step 10."""
-    if trusted and not any(rec.public_key in trusted for rec in keys):
-        raise Broken(first_seq, "no key the ledger ever had is trusted")
+def check_trusted(keys: list[KeyRecord], trusted: list[bytes], first_seq: int,
+                  signed: set[bytes]) -> None:
+    """Step 10: a trusted key of the ledger that signed a checkpoint read."""
+    if trusted and not any(rec.public_key in trusted and rec.kid in signed for rec in keys):
+        raise Broken(first_seq, "no trusted key of the ledger signed a checkpoint read")
 
 
 def check_expected(state: State, keys: list[KeyRecord], last_seq: int,
@@ -1132,7 +1136,7 @@ def finish(kind: str, state: State, trusted: list[bytes], torn: TornTail | None,
     keys = end.keys if end is not None else state.keys
     try:
         check_erasure_accounting(state)
-        check_trusted(keys, trusted, state.first_seq)
+        check_trusted(keys, trusted, state.first_seq, state.signed)
         # The expected checkpoint may lie past a partial read's range: the
         # walk went on to it, so it is checked against everything read.
         expected = check_expected(state, state.keys, state.last_read(), start)
@@ -1323,6 +1327,7 @@ def read_start_state(state: State, r: Reader, start_seq: int) -> tuple[bytes, by
     last_retired = replay_key_events(state, key_events, tree_size, root, fail, 0, True)
     if not signed_by_replayed_keys(state, anchor, last_retired):
         raise Broken(fail, "anchor checkpoint is not signed by a key of the start state")
+    state.signed.add(anchor.key_id)
     state.next_seq = start_seq
     state.head = head
     state.last_time = last_time
