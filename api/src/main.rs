@@ -529,12 +529,13 @@ fn ledger_command(cmd: LedgerCommand) -> ExitCode {
                 })
                 .transpose()
             };
-            let filter =
-                projections::query::Filter { actor, path, op, kinds: kind, from: time(from)?, to: time(to)? };
+            let filter = projections::query::Filter { actor, path, op, kinds: kind, from: time(from)?, to: time(to)? };
             let rows = match remote.connect()? {
                 Some(remote) => block_on(remote.query(&filter))??
                     .into_iter()
-                    .map(|v| replay::query::row_from_json(v).ok_or_else(|| anyhow::anyhow!("the server sent a bad row")))
+                    .map(|v| {
+                        replay::query::row_from_json(v).ok_or_else(|| anyhow::anyhow!("the server sent a bad row"))
+                    })
                     .collect::<anyhow::Result<Vec<_>>>()?,
                 None => {
                     let source = match (source.data_dir, source.bundle) {

@@ -109,7 +109,11 @@ impl Question<'_> {
         if !d.allowed {
             return None;
         }
-        Some(if d.root { ("*".into(), vec!["root".into()]) } else { (d.pattern.unwrap_or_default(), d.granting_policies) })
+        Some(if d.root {
+            ("*".into(), vec!["root".into()])
+        } else {
+            (d.pattern.unwrap_or_default(), d.granting_policies)
+        })
     }
 
     fn acl(&self, names: &BTreeSet<String>, entity_id: &str) -> Acl {
@@ -117,13 +121,14 @@ impl Question<'_> {
             return Acl::root();
         }
         let s = self.state;
-        let rendered: Vec<Policy> = names
-            .iter()
-            .filter_map(|n| s.policies.get(n))
-            .map(|p| {
-                if p.templated { template::render(&p.parsed, &s.identity, entity_id) } else { (*p.parsed).clone() }
-            })
-            .collect();
+        let rendered: Vec<Policy> =
+            names
+                .iter()
+                .filter_map(|n| s.policies.get(n))
+                .map(|p| {
+                    if p.templated { template::render(&p.parsed, &s.identity, entity_id) } else { (*p.parsed).clone() }
+                })
+                .collect();
         let refs: Vec<&Policy> = rendered.iter().collect();
         Acl::new_at(&refs, self.now_secs)
     }
@@ -205,7 +210,7 @@ fn tokens(q: &Question) -> Vec<Grant> {
             g.entity = q.entity(&token.entity_id);
             g.identity_policies = identity;
             if !token.bound_cidrs.is_empty() {
-                g.conditions.push(format!("used from {}", token.bound_cidrs.join(", ")));
+                g.conditions.push(format!("the token used from {}", token.bound_cidrs.join(", ")));
             }
             out.push(g);
         }
@@ -239,7 +244,11 @@ fn groups(q: &Question) -> Vec<Grant> {
     let mut group_aliases: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for id in identity.group_alias_ids() {
         if let Some(a) = identity.group_alias(&id) {
-            let text = format!("logins at {} whose groups claim holds \"{}\"", q.auth_mount(&a.mount_accessor), a.name);
+            let text = format!(
+                "membership: a login at {} with \"{}\" in its groups claim",
+                q.auth_mount(&a.mount_accessor),
+                a.name
+            );
             group_aliases.entry(a.canonical_id.clone()).or_default().push(text);
         }
     }
@@ -296,7 +305,7 @@ pub fn to_text(grants: &[Grant], path: &str, r: &Replayed) -> String {
             more.push(format!("member {}", entity_text(m)));
         }
         for c in &g.conditions {
-            more.push(format!("if {c}"));
+            more.push(format!("needs {c}"));
         }
         for line in more {
             out.push_str(&format!("             {line}\n"));

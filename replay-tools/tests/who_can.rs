@@ -57,7 +57,10 @@ fn policies(names: &[&str]) -> TokenSettings {
 
 fn entity(id: &str, name: &str, policies: &[&str]) -> Event {
     let policies = policies.iter().map(|p| p.to_string()).collect();
-    Event::EntityWritten(EntityWritten { entity: Entity { id: id.into(), name: name.into(), policies, ..Entity::default() }, time: 0 })
+    Event::EntityWritten(EntityWritten {
+        entity: Entity { id: id.into(), name: name.into(), policies, ..Entity::default() },
+        time: 0,
+    })
 }
 
 fn service_account(alias: &str, entity: &str, name: &str, namespace: &str) -> Event {
@@ -95,7 +98,12 @@ fn world() -> Replayed {
         Event::JwtConfigWritten(JwtConfigWritten { mount: "jwt".into(), config: JwtConfig::default() }),
         Event::JwtRoleWritten(JwtRoleWritten {
             mount: "jwt".into(),
-            role: JwtRole { name: "open".into(), bound_audiences: vec!["ci".into()], token: policies(&["reader"]), ..JwtRole::default() },
+            role: JwtRole {
+                name: "open".into(),
+                bound_audiences: vec!["ci".into()],
+                token: policies(&["reader"]),
+                ..JwtRole::default()
+            },
         }),
         Event::JwtRoleWritten(JwtRoleWritten {
             mount: "jwt".into(),
@@ -106,11 +114,22 @@ fn world() -> Replayed {
             role: JwtRole { name: "rooted".into(), token: policies(&["root"]), ..JwtRole::default() },
         }),
         Event::GroupWritten(GroupWritten {
-            group: Group { id: "g-deploy".into(), name: "deployers".into(), kind: "external".into(), policies: vec!["team".into()], ..Group::default() },
+            group: Group {
+                id: "g-deploy".into(),
+                name: "deployers".into(),
+                kind: "external".into(),
+                policies: vec!["team".into()],
+                ..Group::default()
+            },
             time: 0,
         }),
         Event::GroupAliasWritten(GroupAliasWritten {
-            alias: GroupAlias { id: "ga-1".into(), name: "deploy".into(), mount_accessor: "auth_jwt".into(), canonical_id: "g-deploy".into() },
+            alias: GroupAlias {
+                id: "ga-1".into(),
+                name: "deploy".into(),
+                mount_accessor: "auth_jwt".into(),
+                canonical_id: "g-deploy".into(),
+            },
         }),
         // A JWT mount without its config: no login can succeed there.
         mount("jwt2", "jwt2/", "jwt"),
@@ -158,10 +177,10 @@ fn jwt_and_kubernetes_roles_are_listed_with_what_makes_them_grant() {
     let grouped = rows(&grants, "jwt", "grouped");
     assert_eq!(grouped.len(), 1, "{grants:#?}");
     assert_eq!(grouped[0].identity_policies, ["team"]);
-    assert!(grouped[0].conditions.iter().any(|c| c == "the groups claim holds \"deploy\""), "{:?}", grouped[0]);
+    assert!(grouped[0].conditions.iter().any(|c| c == "\"deploy\" in the groups claim"), "{:?}", grouped[0]);
     let group = rows(&grants, "group", "deployers");
     assert_eq!(group.len(), 1);
-    assert_eq!(group[0].conditions, ["logins at auth/jwt/ whose groups claim holds \"deploy\""]);
+    assert_eq!(group[0].conditions, ["membership: a login at auth/jwt/ with \"deploy\" in its groups claim"]);
 
     // The role binds web-* in prod: the web workload's known alias, not the db one.
     let apps = rows(&grants, "kubernetes", "apps");

@@ -98,7 +98,7 @@ fn approle<'a>(q: &Question, mount: &'a Mount, m: &'a AuthMount) -> Vec<Login<'a
                 conditions.push("the role id alone".into());
             }
             if !role.secret_id_bound_cidrs.is_empty() {
-                conditions.push(format!("logging in from {}", role.secret_id_bound_cidrs.join(", ")));
+                conditions.push(format!("a login from {}", role.secret_id_bound_cidrs.join(", ")));
             }
             Login {
                 kind: "approle",
@@ -222,7 +222,7 @@ fn grants(q: &Question, login: Login) -> Vec<Grant> {
         conditions.push(format!("the token used from {}", login.token.token_bound_cidrs.join(", ")));
     }
     if login.token.token_num_uses > 0 {
-        conditions.push(format!("the token good for {} uses", login.token.token_num_uses));
+        conditions.push(format!("at most {} uses of the token", login.token.token_num_uses));
     }
     let row = |entity_id: &str, extra: Vec<String>, condition: Option<String>| -> Option<Grant> {
         let names: BTreeSet<String> = own.iter().chain(&extra).cloned().collect();
@@ -244,7 +244,9 @@ fn grants(q: &Question, login: Login) -> Vec<Grant> {
     match &login.callers {
         Callers::One(alias_name) => match identity.alias_by_name(&login.mount.accessor, alias_name) {
             Some(alias) if q.disabled(&alias.canonical_id) => Vec::new(),
-            Some(alias) => row(&alias.canonical_id, identity.policies_of(&alias.canonical_id), None).into_iter().collect(),
+            Some(alias) => {
+                row(&alias.canonical_id, identity.policies_of(&alias.canonical_id), None).into_iter().collect()
+            }
             None => row("", Vec::new(), None).into_iter().collect(),
         },
         Callers::Many { known, group_aliases } => {
@@ -256,7 +258,7 @@ fn grants(q: &Question, login: Login) -> Vec<Grant> {
                 .filter(|a| !q.disabled(&a.canonical_id))
                 .filter_map(|a| row(&a.canonical_id, identity.policies_of(&a.canonical_id), None));
             let by_group = group_aliases.iter().filter_map(|(name, group)| {
-                let condition = format!("the groups claim holds \"{name}\"");
+                let condition = format!("\"{name}\" in the groups claim");
                 row("", identity.group_policies(group), Some(condition))
             });
             by_entity.chain(by_group).collect()
