@@ -106,7 +106,7 @@ enum SnapshotCommand {
 #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 struct ReplayArgs {
     #[command(subcommand)]
-    who_can: Option<ReplaySubcommand>,
+    subcommand: Option<ReplaySubcommand>,
     #[command(flatten)]
     source: Option<SourceArgs>,
     /// The moment: a seq (digits), an RFC 3339 time, or `end` (the default).
@@ -115,8 +115,19 @@ struct ReplayArgs {
     /// List what changed between two moments (seqs or times).
     #[arg(long, num_args = 2, value_names = ["A", "B"])]
     diff: Option<Vec<String>>,
+    /// Only what lies under this path prefix (mounts, KV paths, leases; `secret/data/app`
+    /// covers the KV secret `secret/app`).
+    #[arg(long, value_name = "PREFIX")]
+    path: Option<String>,
     #[arg(long, value_enum, default_value = "text")]
     format: Format,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ReportFormat {
+    Text,
+    Html,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -136,6 +147,29 @@ enum ReplaySubcommand {
         op: String,
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
+    },
+    /// One self-contained report of a time window: the timeline (who did what, with what
+    /// outcome), the state diff (policy changes as line diffs, with who and when), who could
+    /// read the paths touched before and after, and how the ledger was verified.
+    Report {
+        #[command(flatten)]
+        source: SourceArgs,
+        /// Start of the window (a seq or an RFC 3339 time; the state before it is the
+        /// "before").
+        #[arg(long, value_name = "TIME|SEQ")]
+        from: String,
+        /// End of the window (`end` by default).
+        #[arg(long, value_name = "TIME|SEQ", default_value = "end")]
+        to: String,
+        /// Only requests and state under this path prefix.
+        #[arg(long, value_name = "PREFIX")]
+        path: Option<String>,
+        /// `html` is one file with no external asset.
+        #[arg(long, value_enum, default_value = "text")]
+        format: ReportFormat,
+        /// Write the report to FILE instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
     },
 }
 
@@ -259,8 +293,9 @@ enum LedgerCommand {
         /// the ledger's keys must be among them.
         #[arg(long, value_name = "FILE")]
         trusted_key: Option<PathBuf>,
-        /// A checkpoint saved earlier (`cairn ledger checkpoint`): the ledger must contain
-        /// it, which catches truncation and rewritten history.
+        /// A checkpoint saved earlier: the ledger must contain it, which catches truncation
+        /// and rewritten history. What `cairn ledger checkpoint` prints, the
+        /// `sys/ledger/checkpoint` answer, or its signed note alone.
         #[arg(long, value_name = "FILE")]
         expect_checkpoint: Option<PathBuf>,
         #[arg(long, value_enum, default_value = "text")]
@@ -313,6 +348,21 @@ enum LedgerCommand {
         #[arg(long, value_enum, default_value = "table")]
         format: QueryFormat,
     },
+    /// Print one event of the verified ledger: its fields, hash and key slots, with its
+    /// inclusion proof against a signed checkpoint (the latest unless `--tree-size`), and
+    /// that checkpoint, ready for `cairn ledger verify-proof`.
+    Show {
+        /// The event's seq.
+        seq: u64,
+        #[command(flatten)]
+        source: SourceArgs,
+        /// Prove inclusion in the tree of this size (the last seq of a commit batch) rather
+        /// than the latest checkpoint's.
+        #[arg(long, value_name = "N")]
+        tree_size: Option<u64>,
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+    },
     /// Print the ledger's checkpoint signing keys, to pin with `--trusted-key`.
     PublicKey {
         #[command(flatten)]
@@ -330,9 +380,11 @@ enum LedgerCommand {
         #[arg(long, value_name = "FILE")]
         proof: PathBuf,
         /// The checkpoint (JSON form, `sys/ledger/checkpoint` answer, or signed note); for a
-        /// consistency proof, the new one.
+        /// consistency proof, the new one. By default, the checkpoint the proof carries (a
+        /// proof asked for without a size, or `cairn ledger show --format json`): its
+        /// signature is checked with the pinned keys all the same.
         #[arg(long, value_name = "FILE")]
-        checkpoint: PathBuf,
+        checkpoint: Option<PathBuf>,
         /// For a consistency proof: the checkpoint saved earlier.
         #[arg(long, value_name = "FILE")]
         old_checkpoint: Option<PathBuf>,
@@ -556,6 +608,14 @@ fn ledger_command(cmd: LedgerCommand) -> ExitCode {
             }
             Ok(ExitCode::SUCCESS)
         }
+        LedgerCommand::Show { seq, source, tree_size, format } => {
+            let shown = replay::show::show(&source.source(), seq, tree_size)?;
+            match format {
+                Format::Json => println!("{}", serde_json::to_string_pretty(&shown)?),
+                Format::Text => print!("{}", replay::show::to_text(&shown)),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         LedgerCommand::PublicKey { source } => {
             for k in replay::public_keys(&source.source())? {
                 let status = k.retired_at.map_or("current".to_string(), |at| format!("retired_at={at}"));
@@ -594,7 +654,7 @@ fn ledger_command(cmd: LedgerCommand) -> ExitCode {
 fn replay_command(args: ReplayArgs) -> ExitCode {
     let result: anyhow::Result<()> = (|| {
         use replay::replay::{At, Report, diff, replay};
-        if let Some(ReplaySubcommand::WhoCan { source, path, at, op, format }) = args.who_can {
+        if let Some(ReplaySubcommand::WhoCan { source, path, at, op, format }) = args.subcommand {
             let op = replay::who_can::parse_operation(&op)
                 .ok_or_else(|| anyhow::anyhow!("--op {op:?}: use read, create, update, patch, delete, list or scan"))?;
             let replayed = replay(&source.source(), At::parse(&at)?)?;
@@ -605,12 +665,28 @@ fn replay_command(args: ReplayArgs) -> ExitCode {
             }
             return Ok(());
         }
+        if let Some(ReplaySubcommand::Report { source, from, to, path, format, out }) = args.subcommand {
+            let r = replay::report::report(&source.source(), At::parse(&from)?, At::parse(&to)?, path.as_deref())?;
+            let text = match format {
+                ReportFormat::Text => r.to_text(),
+                ReportFormat::Html => r.to_html(),
+                ReportFormat::Json => serde_json::to_string_pretty(&r)? + "\n",
+            };
+            match out {
+                Some(file) => std::fs::write(&file, text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?,
+                None => print!("{text}"),
+            }
+            return Ok(());
+        }
         let source = args.source.map(|s| s.source()).ok_or_else(|| anyhow::anyhow!("give --data-dir or --bundle"))?;
         if let Some(moments) = args.diff {
             let [a, b] = moments.as_slice() else { anyhow::bail!("--diff takes two moments") };
             let before = Report::of(&replay(&source, At::parse(a)?)?);
             let after = Report::of(&replay(&source, At::parse(b)?)?);
-            let d = diff(&before, &after);
+            let mut d = diff(&before, &after);
+            if let Some(prefix) = &args.path {
+                d.retain_path(prefix);
+            }
             match args.format {
                 Format::Json => println!("{}", serde_json::to_string_pretty(&d)?),
                 Format::Text => print!("{}", d.to_text()),
@@ -618,7 +694,10 @@ fn replay_command(args: ReplayArgs) -> ExitCode {
             return Ok(());
         }
         let at = At::parse(args.at.as_deref().unwrap_or("end"))?;
-        let report = Report::of(&replay(&source, at)?);
+        let mut report = Report::of(&replay(&source, at)?);
+        if let Some(prefix) = &args.path {
+            report.retain_path(prefix);
+        }
         match args.format {
             Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
             Format::Text => print!("{}", report.to_text()),

@@ -110,6 +110,9 @@ pub struct SavedCheckpoint {
     pub seq: u64,
     pub head: String,
     pub root: String,
+    /// ns since the Unix epoch, written as a decimal string: as a JSON number it is above
+    /// 2^53, where tools such as jq round it. A number is still read.
+    #[serde(with = "decimal_text")]
     pub time: u64,
     pub key_id: String,
     pub signature: String,
@@ -164,5 +167,31 @@ mod tests {
         assert_eq!(back, cp);
         let saved = cp.to_saved(&id);
         assert_eq!(saved.parse(), Some((id, cp)));
+    }
+}
+
+/// A u64 written as a decimal string, read from a string or a JSON number.
+mod decimal_text {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&v.to_string())
+    }
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        Number(u64),
+        Text(String),
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        match Either::deserialize(d)? {
+            Either::Number(n) => Ok(n),
+            Either::Text(t) if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) => {
+                t.parse().map_err(serde::de::Error::custom)
+            }
+            Either::Text(_) => Err(serde::de::Error::custom("time is not a decimal number of nanoseconds")),
+        }
     }
 }

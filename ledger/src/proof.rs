@@ -122,6 +122,13 @@ impl TrustedTree {
     }
 }
 
+/// The checkpoint a proof answer carries (`sys/ledger/proof/…` without a size, or
+/// `cairn ledger show`), as text for [`TrustedTree::from_text`].
+pub fn embedded_checkpoint(proof_text: &str) -> Option<String> {
+    let v = unwrap_data(serde_json::from_str(proof_text).ok()?);
+    v.get("checkpoint").filter(|c| c.is_object()).map(Value::to_string)
+}
+
 /// The `data` object of a Vault envelope, or the value itself.
 fn unwrap_data(v: Value) -> Value {
     match v {
@@ -204,7 +211,11 @@ pub enum Proof {
 /// Parses a proof: the `data` object of the endpoint's answer, or the whole answer.
 pub fn parse_proof(text: &str) -> Result<Proof, ProofError> {
     let v: Value = serde_json::from_str(text).map_err(|e| ProofError::Malformed(e.to_string()))?;
-    let v = unwrap_data(v);
+    let mut v = unwrap_data(v);
+    // `cairn ledger show --format json` holds the proof as `inclusion_proof`.
+    if v.get("inclusion_proof").is_some_and(Value::is_object) {
+        v = v["inclusion_proof"].take();
+    }
     let has = |k: &str| v.get(k).is_some();
     let proof = match (has("inclusion_path"), has("consistency_path")) {
         (true, false) => Proof::Inclusion(serde_json::from_value(v).map_err(|e| ProofError::Malformed(e.to_string()))?),

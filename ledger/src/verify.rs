@@ -40,7 +40,7 @@ pub struct VerifyOptions {
     pub trusted_keys: Vec<PublicKey>,
     /// A checkpoint saved earlier: the ledger must contain exactly that state (catches
     /// truncation and forks).
-    pub expect: Option<SavedCheckpoint>,
+    pub expect: Option<ExpectedCheckpoint>,
     /// Called with (bytes checked, total bytes) as verification advances.
     pub progress: Option<Box<dyn FnMut(u64, u64)>>,
     /// Called with each frame once it has verified (never with a frame that failed, nor
@@ -49,15 +49,103 @@ pub struct VerifyOptions {
     pub on_frame: Option<FrameVisitor>,
 }
 
+/// A checkpoint an auditor saved earlier, in any form cairn gives one out (FORMAT.md §8
+/// step 11).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExpectedCheckpoint {
+    /// The JSON form: seq, head, root, time, key id and signature.
+    Saved(SavedCheckpoint),
+    /// A C2SP signed note (§11): tree size and root, signed by one of the ledger's keys.
+    Note(String),
+}
+
+impl From<SavedCheckpoint> for ExpectedCheckpoint {
+    fn from(saved: SavedCheckpoint) -> Self {
+        ExpectedCheckpoint::Saved(saved)
+    }
+}
+
+impl ExpectedCheckpoint {
+    /// Reads what `cairn ledger checkpoint` prints, the `sys/ledger/checkpoint` answer (or
+    /// its `data` object; its JSON form is used), or the signed note alone.
+    pub fn from_text(text: &str) -> Result<ExpectedCheckpoint, String> {
+        if !text.trim_start().starts_with('{') {
+            crate::note::parse(text).map_err(|e| format!("not a saved checkpoint nor a checkpoint note: {e}"))?;
+            return Ok(ExpectedCheckpoint::Note(text.to_owned()));
+        }
+        let mut v: serde_json::Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+        if v.get("data").is_some_and(serde_json::Value::is_object) {
+            v = v["data"].take();
+        }
+        serde_json::from_value(v).map(ExpectedCheckpoint::Saved).map_err(|e| format!("not a saved checkpoint: {e}"))
+    }
+
+    /// The seq (tree size) it is about, once parsed.
+    fn parse(&self) -> Option<Expected> {
+        match self {
+            ExpectedCheckpoint::Saved(saved) => {
+                let (id, cp) = saved.parse()?;
+                Some(Expected {
+                    ledger_id: id,
+                    seq: cp.last_seq,
+                    root: cp.root,
+                    head: Some(cp.head),
+                    form: Form::Saved(cp),
+                })
+            }
+            ExpectedCheckpoint::Note(text) => {
+                let note = crate::note::parse(text).ok()?;
+                let (ledger_id, seq, root) = (note.ledger_id, note.size, note.root);
+                Some(Expected { ledger_id, seq, root, head: None, form: Form::Note(Box::new(note)) })
+            }
+        }
+    }
+}
+
+/// A parsed expected checkpoint.
+struct Expected {
+    ledger_id: LedgerId,
+    seq: u64,
+    root: crate::hash::Hash,
+    /// The hash of event `seq` (the note form has none).
+    head: Option<crate::hash::Hash>,
+    form: Form,
+}
+
+enum Form {
+    Saved(Checkpoint),
+    Note(Box<crate::note::Note>),
+}
+
+impl Expected {
+    /// Whether one of `keys` signed it.
+    fn signed_by(&self, keys: &[PublicKey]) -> bool {
+        match &self.form {
+            Form::Saved(cp) => keys.iter().any(|k| cp.verify(&self.ledger_id, k)),
+            Form::Note(note) => note.verify(keys).is_ok(),
+        }
+    }
+}
+
 /// See [`VerifyOptions::on_frame`].
 pub type FrameVisitor = Box<dyn FnMut(&crate::frame::Frame) -> ControlFlow<()>>;
 
-/// Hands a verified frame to the visitor; true when it asked to stop.
-pub(crate) fn visit(opts: &mut VerifyOptions, v: &Verifier, frame: &crate::frame::Frame) -> bool {
-    match opts.on_frame.as_mut() {
-        Some(f) if !v.failed() => f(frame).is_break(),
-        _ => false,
+/// After a frame has been verified: hands it to the visitor while the reader's range
+/// lasts, and says whether to read on. Once the visitor has what it wanted, reading goes
+/// on (without the visitor) only while a slot of its range is erased by an erase event not
+/// yet read (FORMAT.md §8.1).
+pub(crate) fn read_on(opts: &mut VerifyOptions, v: &mut Verifier, frame: &crate::frame::Frame) -> ControlFlow<()> {
+    if v.failed() {
+        return ControlFlow::Break(());
     }
+    if !v.range_ended() {
+        let wants_more = opts.on_frame.as_mut().is_none_or(|f| f(frame).is_continue());
+        if wants_more {
+            return ControlFlow::Continue(());
+        }
+        v.end_range();
+    }
+    if v.has_unnamed_erasures() { ControlFlow::Continue(()) } else { ControlFlow::Break(()) }
 }
 
 /// One checkpoint key of the ledger; active while `retired_at` is `None`.
@@ -118,11 +206,27 @@ pub struct Report {
     pub keys: Vec<KeyReport>,
     pub erased_payloads: u64,
     pub pending_erasures: u64,
+    /// Set when a reader stopped before the end of its source and went on past `last_seq`
+    /// only to prove that key slots of its range were erased by later erase events
+    /// (FORMAT.md §8.1): the last seq those proofs reach.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub later_erasures_proven_to: Option<u64>,
     pub trusted_key: Option<String>,
     pub expected_checkpoint: Option<String>,
     pub failure: Option<Failure>,
     /// Set when the verdict is [`Verdict::TornTail`].
     pub torn_tail: Option<TornTail>,
+}
+
+/// The state at the end of the range a reader asked for: what its report is about, even
+/// when the verifier reads on to prove later erasures.
+struct RangeEnd {
+    last_seq: u64,
+    head: crate::hash::Hash,
+    last_checkpoint: Option<Checkpoint>,
+    events: u64,
+    checkpoints: u64,
+    keys: Vec<crate::chain::KeyRecord>,
 }
 
 /// Folds frames into a chain and keeps what the report needs.
@@ -134,16 +238,22 @@ pub struct Verifier {
     zeroed: BTreeSet<(u64, u8)>,
     damaged: BTreeSet<(u64, u8)>,
     erased: BTreeSet<(u64, u8)>,
-    expect: Option<(LedgerId, Checkpoint)>,
+    /// Zeroed or damaged slots no erase event read so far names.
+    unnamed: BTreeSet<(u64, u8)>,
+    /// Where the range a reader asked for ended, once it did (FORMAT.md §8.1).
+    range: Option<RangeEnd>,
+    /// The last seq read to prove later erasures (a later checkpoint, for a bundle).
+    proven_to: Option<u64>,
+    expect: Option<Expected>,
     expect_status: Option<String>,
     failure: Option<Violation>,
     torn: Option<TornTail>,
 }
 
 impl Verifier {
-    pub fn new(start: ChainState, expect: Option<&SavedCheckpoint>) -> Result<Verifier, String> {
+    pub fn new(start: ChainState, expect: Option<&ExpectedCheckpoint>) -> Result<Verifier, String> {
         let expect = match expect {
-            Some(saved) => Some(saved.parse().ok_or("the expected checkpoint file is malformed")?),
+            Some(e) => Some(e.parse().ok_or("the expected checkpoint file is malformed")?),
             None => None,
         };
         Ok(Verifier {
@@ -154,6 +264,9 @@ impl Verifier {
             zeroed: BTreeSet::new(),
             damaged: BTreeSet::new(),
             erased: BTreeSet::new(),
+            unnamed: BTreeSet::new(),
+            range: None,
+            proven_to: None,
             expect,
             expect_status: None,
             failure: None,
@@ -201,76 +314,135 @@ impl Verifier {
             }
             Ok(effects) => {
                 for (target, slots) in effects.erasures {
-                    self.erased.extend(slots.into_iter().map(|s| (target, s)));
+                    self.name_erased(slots.into_iter().map(|s| (target, s)));
                 }
             }
         }
         self.events += frame.events.len() as u64;
         self.checkpoints += 1;
-        for fe in &frame.events {
+        let range_end = self.range.as_ref().map_or(u64::MAX, |r| r.last_seq);
+        for fe in frame.events.iter().filter(|fe| fe.event.seq <= range_end) {
             for (i, slot) in frame.slots_of(fe).iter().enumerate() {
                 let at = (fe.event.seq, u8::try_from(i).unwrap_or(u8::MAX));
                 match slot.state() {
-                    SlotState::Intact => {}
-                    SlotState::Erased => {
-                        self.zeroed.insert(at);
-                    }
-                    SlotState::Damaged => {
-                        self.damaged.insert(at);
-                    }
+                    SlotState::Intact => continue,
+                    SlotState::Erased => self.zeroed.insert(at),
+                    SlotState::Damaged => self.damaged.insert(at),
+                };
+                if !self.erased.contains(&at) {
+                    self.unnamed.insert(at);
                 }
             }
+        }
+        if self.range.is_some() {
+            self.proven_to = Some(self.chain.last_seq());
         }
         self.check_expected(frame, before);
     }
 
+    /// Records slots an erase event names.
+    fn name_erased(&mut self, slots: impl IntoIterator<Item = (u64, u8)>) {
+        for at in slots {
+            self.unnamed.remove(&at);
+            self.erased.insert(at);
+        }
+    }
+
+    /// The reader has read the range it wanted, which ends with the last frame read. What
+    /// follows is read, if at all, only to prove later erasures of its slots (§8.1).
+    pub fn end_range(&mut self) {
+        if self.range.is_none() {
+            self.range = Some(RangeEnd {
+                last_seq: self.chain.last_seq(),
+                head: self.chain.head,
+                last_checkpoint: self.chain.last_checkpoint,
+                events: self.events,
+                checkpoints: self.checkpoints,
+                keys: self.chain.keys.clone(),
+            });
+        }
+    }
+
+    /// Whether the reader's range has ended ([`Verifier::end_range`]).
+    pub fn range_ended(&self) -> bool {
+        self.range.is_some()
+    }
+
+    /// Whether some zeroed or damaged slot of the range is not yet named by an erase event.
+    pub fn has_unnamed_erasures(&self) -> bool {
+        !self.unnamed.is_empty()
+    }
+
+    /// The chain as verified so far.
+    pub(crate) fn chain(&self) -> &ChainState {
+        &self.chain
+    }
+
+    /// Erase events proven to follow the frames read, up to a later checkpoint at
+    /// `proven_to` (a bundle's later erasures, FORMAT.md §9). Only targets in the range
+    /// read count; the caller has checked the rest.
+    pub(crate) fn later_erasures(&mut self, proven_to: u64, erasures: Vec<(u64, Vec<u8>)>) {
+        self.proven_to = Some(proven_to);
+        for (target, slots) in erasures {
+            self.name_erased(slots.into_iter().map(|s| (target, s)));
+        }
+    }
+
     fn check_expected(&mut self, frame: &Frame, mut frontier: Frontier) {
-        let Some((id, cp)) = self.expect else { return };
-        if !(frame.first_seq()..=frame.last_seq()).contains(&cp.last_seq) {
+        let Some(expect) = &self.expect else { return };
+        let seq = expect.seq;
+        if !(frame.first_seq()..=frame.last_seq()).contains(&seq) {
             return;
         }
-        if self.chain.ledger_id != Some(id) {
-            self.fail(cp.last_seq, "the expected checkpoint belongs to another ledger");
+        if self.chain.ledger_id != Some(expect.ledger_id) {
+            self.fail(seq, "the expected checkpoint belongs to another ledger");
             return;
         }
         let mut head = None;
-        for fe in frame.events.iter().take_while(|e| e.event.seq <= cp.last_seq) {
+        for fe in frame.events.iter().take_while(|e| e.event.seq <= seq) {
             frontier.push_event(&fe.hash);
             head = Some(fe.hash);
         }
-        if head != Some(cp.head) || frontier.root() != cp.root {
-            self.fail(cp.last_seq, format!("history differs from the expected checkpoint at seq {}", cp.last_seq));
+        if expect.head.is_some_and(|h| head != Some(h)) || frontier.root() != expect.root {
+            self.fail(seq, format!("history differs from the expected checkpoint at seq {seq}"));
             return;
         }
-        let signed_by_ledger_key = self.chain.keys.iter().any(|k| cp.verify(&id, &k.key));
-        if !signed_by_ledger_key {
-            self.fail(cp.last_seq, "the expected checkpoint is not signed by any of the ledger's keys");
+        let keys: Vec<PublicKey> = self.chain.keys.iter().map(|k| k.key).collect();
+        if !expect.signed_by(&keys) {
+            self.fail(seq, "the expected checkpoint is not signed by any of the ledger's keys");
             return;
         }
-        self.expect_status = Some(format!("matched at seq {}", cp.last_seq));
+        self.expect_status = Some(format!("matched at seq {seq}"));
     }
 
     /// Final checks and the report.
     pub fn finish(mut self, trusted: &[PublicKey]) -> Report {
-        if self.failure.is_none() {
-            if let Some(&(seq, slot)) = self.zeroed.difference(&self.erased).next() {
-                self.fail(seq, format!("key slot {slot} of event {seq} was erased without an erase event"));
-            } else if let Some(&(seq, slot)) = self.damaged.difference(&self.erased).next() {
-                self.fail(seq, format!("key slot {slot} of event {seq} is damaged"));
-            }
-        }
         if self.failure.is_none()
-            && let Some((_, cp)) = self.expect
-            && self.expect_status.is_none()
+            && let Some(&(seq, slot)) = self.unnamed.iter().next()
         {
-            let last = self.chain.last_seq();
+            let read_to = self.proven_to.unwrap_or_else(|| self.chain.last_seq());
+            let what = if self.zeroed.contains(&(seq, slot)) { "erased" } else { "damaged" };
             self.fail(
-                last + 1,
+                seq,
                 format!(
-                    "ledger ends at seq {last} but the expected checkpoint covers seq {}: the ledger was truncated",
-                    cp.last_seq
+                    "key slot {slot} of event {seq} is {what}, but no erase event up to seq {read_to} names it: the ledger was truncated after seq {read_to} (an erase event is written before the slot is zeroed) or the slot was {what} by hand"
                 ),
             );
+        }
+        if self.failure.is_none()
+            && let Some(expect) = &self.expect
+            && self.expect_status.is_none()
+        {
+            let (last, seq) = (self.chain.last_seq(), expect.seq);
+            let reason = if seq <= last {
+                // Only a reader that stopped early gets here: it did not read that far.
+                format!("the expected checkpoint covers seq {seq}, after the range read (up to seq {last})")
+            } else {
+                format!(
+                    "ledger ends at seq {last} but the expected checkpoint covers seq {seq}: the ledger was truncated"
+                )
+            };
+            self.fail(last + 1, reason);
         }
         let mut trusted_key = None;
         if !trusted.is_empty() {
@@ -282,7 +454,19 @@ impl Verifier {
                 });
             }
         }
-        let in_range = |&&(seq, _): &&(u64, u8)| seq >= self.first_seq;
+        // The range's own figures, even when the reader went on to prove later erasures.
+        let (last_seq, head, last_checkpoint, events, checkpoints, keys) = match &self.range {
+            Some(r) => (r.last_seq, r.head, r.last_checkpoint, r.events, r.checkpoints, &r.keys),
+            None => (
+                self.chain.last_seq(),
+                self.chain.head,
+                self.chain.last_checkpoint,
+                self.events,
+                self.checkpoints,
+                &self.chain.keys,
+            ),
+        };
+        let in_range = |&&(seq, _): &&(u64, u8)| seq >= self.first_seq && seq <= last_seq;
         let erased_payloads =
             self.zeroed.iter().filter(in_range).count() as u64 + self.damaged.intersection(&self.erased).count() as u64;
         let pending_erasures = self
@@ -302,14 +486,12 @@ impl Verifier {
             verdict,
             ledger_id: ledger_id.map(hex::encode),
             first_seq: self.first_seq,
-            last_seq: self.chain.last_seq(),
-            events: self.events,
-            checkpoints: self.checkpoints,
-            head: (self.events > 0).then(|| self.chain.head.to_hex()),
-            last_checkpoint: self.chain.last_checkpoint.map(|c| c.to_saved(&ledger_id.unwrap_or_default())),
-            keys: self
-                .chain
-                .keys
+            last_seq,
+            events,
+            checkpoints,
+            head: (events > 0).then(|| head.to_hex()),
+            last_checkpoint: last_checkpoint.map(|c| c.to_saved(&ledger_id.unwrap_or_default())),
+            keys: keys
                 .iter()
                 .map(|k| KeyReport {
                     key_id: k.key.id().to_hex(),
@@ -320,6 +502,7 @@ impl Verifier {
                 .collect(),
             erased_payloads,
             pending_erasures,
+            later_erasures_proven_to: self.proven_to.filter(|&to| to > last_seq),
             trusted_key,
             expected_checkpoint: self.expect_status,
             failure: self.failure.map(|v| Failure { seq: v.seq, reason: v.reason }),
@@ -412,7 +595,7 @@ pub fn verify_dir(dir: &Path, mut opts: VerifyOptions) -> Report {
                 Ok(frame) => {
                     v.frame(&frame);
                     reader.consume(frame.len);
-                    stopped = visit(&mut opts, &v, &frame);
+                    stopped = read_on(&mut opts, &mut v, &frame) == ControlFlow::Break(());
                 }
                 Err(e) => {
                     let seq = v.next_seq();
@@ -528,6 +711,7 @@ pub(crate) fn failed_report(seq: u64, reason: impl Into<String>) -> Report {
         keys: Vec::new(),
         erased_payloads: 0,
         pending_erasures: 0,
+        later_erasures_proven_to: None,
         trusted_key: None,
         expected_checkpoint: None,
         failure: Some(Failure { seq, reason: reason.into() }),

@@ -62,3 +62,31 @@ fn export_of_an_empty_range_is_refused() {
     assert!(export(dir.path(), &dir.path().join("x"), Some(5), None).is_err());
     assert!(export(dir.path(), &dir.path().join("x"), Some(5), Some(2)).is_err());
 }
+
+/// A key retired long ago signs nothing more: an anchor re-signed with it (what a thief of
+/// an old key could make) is refused, although the old key is in the bundle's key events.
+#[test]
+fn an_anchor_signed_by_a_key_retired_earlier_is_refused() {
+    use ledger::checkpoint::Checkpoint;
+    use ledger::codec::{Decoder, Encoder};
+    let dir = tempfile::tempdir().expect("tmp");
+    let rot = build(dir.path());
+    let out = dir.path().join("late.bundle");
+    let s = export(dir.path(), &out, Some(rot + 10), None).expect("export");
+    assert!(verify_bundle(&out, VerifyOptions::default()).intact);
+    let mut bytes = std::fs::read(&out).expect("read");
+    // magic 8, format 4, ledger id 16, start seq 8, head 32, last time 8, size 8, count 4.
+    let count = u32::from_be_bytes(bytes[84..88].try_into().expect("4 bytes")) as usize;
+    let at = 88 + 32 * count;
+    let anchor = Checkpoint::decode(&mut Decoder::new(&bytes[at..at + 153])).expect("anchor");
+    assert_eq!(anchor.last_seq, s.first_seq - 1);
+    let id: [u8; 16] = bytes[12..28].try_into().expect("16 bytes");
+    let forged = Checkpoint::sign(&key_from(1), &id, anchor.last_seq, anchor.head, anchor.root, anchor.time);
+    let mut e = Encoder::default();
+    forged.encode_into(&mut e);
+    bytes[at..at + 153].copy_from_slice(e.as_slice());
+    std::fs::write(&out, &bytes).expect("write");
+    let r = verify_bundle(&out, VerifyOptions::default());
+    assert!(!r.intact, "{r:?}");
+    assert!(r.failure.expect("failure").reason.contains("signature"));
+}

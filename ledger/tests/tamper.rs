@@ -105,7 +105,7 @@ fn flipped_byte_in_an_event_is_caught_at_that_event() {
         assert_eq!(r.verdict, Verdict::TornTail, "{r:?}");
         assert_eq!(r.torn_tail.as_ref().map(|t| t.after_seq), Some(21), "{r:?}");
         // ...unless a checkpoint saved earlier covers it: then it is history that changed.
-        let pinned = verify_dir(dir.path(), VerifyOptions { expect: Some(saved), ..VerifyOptions::default() });
+        let pinned = verify_dir(dir.path(), VerifyOptions { expect: Some(saved.into()), ..VerifyOptions::default() });
         assert_eq!(pinned.verdict, Verdict::Broken, "{pinned:?}");
         assert!(pinned.failure.expect("failure").reason.contains("truncated"));
     }
@@ -244,13 +244,13 @@ fn truncated_tail_is_caught_with_an_expected_checkpoint() {
     let alone = verify_dir(dir.path(), VerifyOptions::default());
     assert!(alone.intact);
     // ...but not against a checkpoint the auditor saved earlier.
-    let r = verify_dir(dir.path(), VerifyOptions { expect: Some(saved.clone()), ..Default::default() });
+    let r = verify_dir(dir.path(), VerifyOptions { expect: Some(saved.clone().into()), ..Default::default() });
     let seq = failure_seq(&r);
     assert_eq!(seq, alone.last_seq + 1);
     assert!(r.failure.expect("failure").reason.contains("truncated"));
 
     // The untouched copy contains the saved checkpoint.
-    let ok = verify_dir(untouched.path(), VerifyOptions { expect: Some(saved), ..Default::default() });
+    let ok = verify_dir(untouched.path(), VerifyOptions { expect: Some(saved.into()), ..Default::default() });
     assert!(ok.intact, "{ok:?}");
     assert_eq!(ok.expected_checkpoint.as_deref(), Some("matched at seq 31"));
 }

@@ -41,8 +41,9 @@ pub enum CatalogueError {
 
 macro_rules! catalogue {
     ($( $kind:literal => $variant:ident($ty:ty) $(@ $current:literal { $( $old:literal => $old_ty:ty ),* })? ),* $(,)?) => {
-        /// Every application event cairn writes.
-        #[derive(Debug, Clone, PartialEq)]
+        /// Every application event cairn writes. Serialized (`cairn ledger show`) as
+        /// `{"<name>": {fields}}`: bodies hold no secret in clear (sealed or keyed-hashed).
+        #[derive(Debug, Clone, PartialEq, serde::Serialize)]
         pub enum Event {
             $( $variant($ty), )*
         }

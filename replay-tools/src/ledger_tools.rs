@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use ledger::bundle::{ExportSummary, verify_bundle};
-use ledger::verify::{KeyReport, Report, TornTail, Verdict, VerifyOptions, verify_dir};
+use ledger::verify::{ExpectedCheckpoint, KeyReport, Report, TornTail, Verdict, VerifyOptions, verify_dir};
 use ledger::{PublicKey, SavedCheckpoint};
 
 use crate::progress::bytes_bar;
@@ -15,8 +15,8 @@ pub enum ToolError {
     Read { path: PathBuf, source: std::io::Error },
     #[error("{path}: no valid ed25519 public key on line {line}")]
     BadKey { path: PathBuf, line: usize },
-    #[error("{path}: not a saved checkpoint ({source})")]
-    BadCheckpoint { path: PathBuf, source: serde_json::Error },
+    #[error("{path}: {reason}")]
+    BadCheckpoint { path: PathBuf, reason: String },
     #[error("{0}")]
     Ledger(#[from] ledger::Error),
     #[error("ledger does not verify at seq {seq}: {reason}")]
@@ -65,12 +65,14 @@ pub fn read_trusted_keys(path: &Path) -> Result<Vec<PublicKey>, ToolError> {
     Ok(keys)
 }
 
-fn read_checkpoint(path: &Path) -> Result<SavedCheckpoint, ToolError> {
+/// `--expect-checkpoint`: what `cairn ledger checkpoint` prints, the `sys/ledger/checkpoint`
+/// answer, or its signed note alone.
+fn read_checkpoint(path: &Path) -> Result<ExpectedCheckpoint, ToolError> {
     let text = std::fs::read_to_string(path).map_err(|source| ToolError::Read { path: path.into(), source })?;
-    serde_json::from_str(&text).map_err(|source| ToolError::BadCheckpoint { path: path.into(), source })
+    ExpectedCheckpoint::from_text(&text).map_err(|reason| ToolError::BadCheckpoint { path: path.into(), reason })
 }
 
-fn run_verify(source: &Source, opts: VerifyOptions) -> Report {
+pub(crate) fn run_verify(source: &Source, opts: VerifyOptions) -> Report {
     match source {
         Source::DataDir(dir) => verify_dir(dir, opts),
         Source::Bundle(file) => verify_bundle(file, opts),
@@ -155,6 +157,13 @@ fn write_text_report(r: &Report, out: &mut dyn Write) -> std::io::Result<()> {
     }
     if r.erased_payloads > 0 || r.pending_erasures > 0 {
         writeln!(out, "  erased payloads: {} (pending: {})", r.erased_payloads, r.pending_erasures)?;
+    }
+    if let Some(to) = r.later_erasures_proven_to {
+        writeln!(
+            out,
+            "  erased later: key slots of these events were zeroed by erase events after seq {}, proven up to seq {to}",
+            r.last_seq
+        )?;
     }
     if let Some(k) = &r.trusted_key {
         writeln!(out, "  trusted key: {k}")?;

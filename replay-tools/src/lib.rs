@@ -11,6 +11,8 @@ mod proof_tools;
 pub mod query;
 mod read;
 pub mod replay;
+pub mod report;
+pub mod show;
 pub mod time;
 pub mod who_can;
 

@@ -15,8 +15,9 @@ const MAX_FILE: u64 = 1 << 20;
 #[derive(Debug, Clone)]
 pub struct VerifyProofRequest {
     pub proof: PathBuf,
-    /// The checkpoint of an inclusion proof, or the new one of a consistency proof.
-    pub checkpoint: PathBuf,
+    /// The checkpoint of an inclusion proof, or the new one of a consistency proof; when
+    /// `None`, the one the proof answer carries.
+    pub checkpoint: Option<PathBuf>,
     /// The old checkpoint of a consistency proof.
     pub old_checkpoint: Option<PathBuf>,
     pub trusted_key: PathBuf,
@@ -49,7 +50,17 @@ fn read_small(path: &Path) -> Result<String, ToolError> {
 pub fn verify_proof(req: &VerifyProofRequest) -> Result<ProofVerdict, ToolError> {
     let trusted = read_trusted_keys(&req.trusted_key)?;
     let proof_text = read_small(&req.proof)?;
-    let new_text = read_small(&req.checkpoint)?;
+    let new_text = match &req.checkpoint {
+        Some(path) => read_small(path)?,
+        None => match ledger::proof::embedded_checkpoint(&proof_text) {
+            Some(text) => text,
+            None => {
+                return Ok(ProofVerdict::Refused(
+                    "the proof carries no checkpoint: give the one it is against with --checkpoint".into(),
+                ));
+            }
+        },
+    };
     let old_text = req.old_checkpoint.as_deref().map(read_small).transpose()?;
     let refused = |e: ProofError| Ok(ProofVerdict::Refused(e.to_string()));
     let proof = match parse_proof(&proof_text) {

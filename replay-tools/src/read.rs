@@ -54,6 +54,16 @@ pub fn for_each_hashed_batch(
     label: &'static str,
     visit: impl FnMut(&[Envelope], &[Hash]) -> ControlFlow<()> + 'static,
 ) -> Result<Covered, ToolError> {
+    read_verified(source, label, visit).map(|(covered, _)| covered)
+}
+
+/// [`for_each_hashed_batch`], with the verifier's report on what was read (checkpoints,
+/// keys).
+pub fn read_verified(
+    source: &Source,
+    label: &'static str,
+    visit: impl FnMut(&[Envelope], &[Hash]) -> ControlFlow<()> + 'static,
+) -> Result<(Covered, Report), ToolError> {
     // The verifier owns its visitor for as long as it runs ('static), so what the visitor
     // produces comes back through shared cells.
     let visit = Rc::new(RefCell::new(visit));
@@ -89,5 +99,5 @@ pub fn for_each_hashed_batch(
     }
     crate::ledger_tools::require_intact(&report)?;
     let covered = *covered.borrow();
-    Ok(covered)
+    Ok((covered, report))
 }

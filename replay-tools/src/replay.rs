@@ -47,7 +47,8 @@ impl At {
         })
     }
 
-    fn includes(self, seq: u64, time: u64) -> bool {
+    /// Whether the event at `seq`, committed at `time`, is at or before this moment.
+    pub fn includes(self, seq: u64, time: u64) -> bool {
         match self {
             At::Seq(s) => seq <= s,
             At::Time(t) => time <= t,
@@ -443,7 +444,10 @@ impl Diff {
                 out.push_str(&format!("  - {k}\n"));
             }
             for (k, c) in &d.changed {
-                out.push_str(&format!("  ~ {k}: {} -> {}\n", compact(&c.before), compact(&c.after)));
+                out.push_str(&format!("  ~ {k}:\n"));
+                for line in change_lines(&c.before, &c.after) {
+                    out.push_str(&format!("      {line}\n"));
+                }
             }
         }
         out
@@ -452,4 +456,88 @@ impl Diff {
 
 fn compact(v: &Value) -> String {
     serde_json::to_string(v).unwrap_or_default()
+}
+
+/// A change, readably: texts (policies) as a line diff, objects field by field (only the
+/// fields that changed, nested objects by path), anything else as before -> after.
+pub fn change_lines(before: &Value, after: &Value) -> Vec<String> {
+    match (before, after) {
+        (Value::String(a), Value::String(b)) => line_diff(a, b),
+        (Value::Object(a), Value::Object(b)) => {
+            let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+            let mut out = Vec::new();
+            for k in keys {
+                let (x, y) = (a.get(k).unwrap_or(&Value::Null), b.get(k).unwrap_or(&Value::Null));
+                if x == y {
+                    continue;
+                }
+                match (x, y) {
+                    (Value::Object(_), Value::Object(_)) => {
+                        out.extend(change_lines(x, y).into_iter().map(|l| format!("{k}.{l}")));
+                    }
+                    _ => out.push(format!("{k}: {} -> {}", compact(x), compact(y))),
+                }
+            }
+            out
+        }
+        _ => vec![format!("{} -> {}", compact(before), compact(after))],
+    }
+}
+
+/// `+ `, `- ` and `  ` lines from `before` to `after`.
+pub fn line_diff(before: &str, after: &str) -> Vec<String> {
+    similar::TextDiff::from_lines(before, after)
+        .iter_all_changes()
+        .map(|c| {
+            let sign = match c.tag() {
+                similar::ChangeTag::Delete => "- ",
+                similar::ChangeTag::Insert => "+ ",
+                similar::ChangeTag::Equal => "  ",
+            };
+            format!("{sign}{}", c.value().trim_end_matches('\n'))
+        })
+        .collect()
+}
+
+/// Whether a report key of a path-keyed section (KV paths as `mount/path`, leases by their
+/// path) lies under a request path prefix. KV v2 request paths name the secret under
+/// `data/` or `metadata/`, which the report's keys do not have: `secret/data/app` covers
+/// `secret/app…`.
+pub fn under_prefix(key: &str, prefix: &str) -> bool {
+    if key.starts_with(prefix) {
+        return true;
+    }
+    ["/data/", "/metadata/"].iter().any(|part| {
+        prefix.find(part).is_some_and(|i| key.starts_with(&format!("{}/{}", &prefix[..i], &prefix[i + part.len()..])))
+    })
+}
+
+impl Report {
+    /// Keeps only what lies under the path prefix: mounts, KV paths and leases under it.
+    /// Policies, tokens and entities are not paths and stay whole.
+    pub fn retain_path(&mut self, prefix: &str) {
+        let prefix = prefix.trim_start_matches('/');
+        self.mounts.retain(|k, _| prefix.starts_with(k.as_str()) || k.starts_with(prefix));
+        self.kv.retain(|k, _| under_prefix(k, prefix));
+        self.leases.retain(|_, l| under_prefix(&l.path, prefix));
+    }
+}
+
+impl Diff {
+    /// Keeps only the changes under the path prefix (see [`Report::retain_path`]).
+    pub fn retain_path(&mut self, prefix: &str) {
+        let prefix = prefix.trim_start_matches('/');
+        for (section, d) in &mut self.sections {
+            let keep: Box<dyn Fn(&str, &Value) -> bool> = match section.as_str() {
+                "kv" => Box::new(|k, _| under_prefix(k, prefix)),
+                "leases" => Box::new(|_, v| v["path"].as_str().is_some_and(|p| under_prefix(p, prefix))),
+                "mounts" => Box::new(|k, _| prefix.starts_with(k) || k.starts_with(prefix)),
+                _ => continue,
+            };
+            d.added.retain(|k, v| keep(k, v));
+            d.removed.retain(|k, v| keep(k, v));
+            d.changed.retain(|k, c| keep(k, &c.after) || keep(k, &c.before));
+        }
+        self.sections.retain(|_, d| !(d.added.is_empty() && d.removed.is_empty() && d.changed.is_empty()));
+    }
 }

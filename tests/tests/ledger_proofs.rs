@@ -261,3 +261,61 @@ fn the_endpoints_need_sudo_and_refuse_bad_numbers() -> Result<()> {
     get(&s, "sys/ledger/checkpoint", "root", 200)?;
     Ok(())
 }
+
+/// The moving size: a proof asked for without one carries the checkpoint it was computed
+/// against, so it checks on its own; `cairn ledger show` prints an event with its hash and
+/// its proof; and `--expect-checkpoint` takes the API answer or the note alone.
+#[test]
+fn proofs_carry_their_checkpoint_and_show_prints_an_event_with_its_proof() -> Result<()> {
+    let mut s = cairn_dev()?;
+    write_some(&s, 5)?;
+    let dir = tempfile::tempdir()?;
+    let pins = pinned_keys(&[&s], &dir.path().join("pins"))?;
+    let pins = path_str(&pins)?;
+
+    // Inclusion of seq 3 against the latest checkpoint, whatever it is by now.
+    let answer = get(&s, "sys/ledger/proof/inclusion?seq=3", "root", 200)?;
+    let carried = &answer["data"]["checkpoint"];
+    ensure!(carried["tree_size"] == answer["data"]["tree_size"], "{answer}");
+    ensure!(carried["time"].is_string() && carried["note"].is_string(), "{answer}");
+    let proof = dir.path().join("inclusion.json");
+    std::fs::write(&proof, answer.to_string())?;
+    let line = expect_valid(&["--proof", path_str(&proof)?, "--trusted-key", pins])?;
+    ensure!(line.contains("event 3 "), "{line}");
+    // An explicit size carries none, and then needs --checkpoint.
+    let sized = get(&s, "sys/ledger/proof/inclusion?seq=3&tree_size=4", "root", 200)?;
+    ensure!(sized["data"].get("checkpoint").is_none(), "{sized}");
+    std::fs::write(&proof, sized.to_string())?;
+    expect_refused(&["--proof", path_str(&proof)?, "--trusted-key", pins], "carries no checkpoint")?;
+
+    // The API answer and its note alone, as --expect-checkpoint.
+    let api = get(&s, "sys/ledger/checkpoint", "root", 200)?;
+    let api_file = dir.path().join("api.json");
+    std::fs::write(&api_file, api.to_string())?;
+    let note_file = dir.path().join("note.txt");
+    std::fs::write(&note_file, api["data"]["note"].as_str().context("note")?)?;
+    write_some(&s, 3)?;
+    s.stop(std::time::Duration::from_secs(10))?;
+    let data = path_str(s.data_dir())?.to_owned();
+    for file in [&api_file, &note_file] {
+        let out = cairn(&["ledger", "verify", "--data-dir", &data, "--expect-checkpoint", path_str(file)?])?;
+        let text = stdout(&out);
+        ensure!(out.status.success() && text.contains("expected checkpoint: matched"), "{text}");
+    }
+
+    // ledger show: the event, its hash (the same the segments hold) and a proof that checks.
+    let shown = cairn(&["ledger", "show", "3", "--data-dir", &data, "--format", "json"])?;
+    ensure!(shown.status.success(), "{}", String::from_utf8_lossy(&shown.stderr));
+    let v: Value = serde_json::from_str(&stdout(&shown))?;
+    ensure!(v["seq"] == 3 && v["hash"] == event_hash(s.data_dir(), 3)?, "{v}");
+    ensure!(v["time"].as_str().is_some_and(|t| t.ends_with('Z')), "{v}");
+    let show_file = dir.path().join("show.json");
+    std::fs::write(&show_file, v.to_string())?;
+    let line = expect_valid(&["--proof", path_str(&show_file)?, "--trusted-key", pins, "--seq", "3"])?;
+    ensure!(line.contains(v["hash"].as_str().unwrap_or("?")), "{line}");
+    let text = stdout(&cairn(&["ledger", "show", "3", "--data-dir", &data])?);
+    ensure!(text.starts_with("seq 3 ") && text.contains("hash"), "{text}");
+    let missing = cairn(&["ledger", "show", "100000", "--data-dir", &data])?;
+    ensure!(missing.status.code() == Some(2), "{missing:?}");
+    Ok(())
+}

@@ -31,14 +31,41 @@ pub async fn handle(ctx: &Ctx<'_>, tail: &str) -> Result<Handled, Reply> {
 fn checkpoint(ctx: &Ctx<'_>) -> Result<Handled, Reply> {
     let ledger = &ctx.unsealed.ledger;
     let cp = ledger.durable().checkpoint.ok_or_else(|| Reply::error(500, "the ledger has no checkpoint yet"))?;
+    Ok(Handled::Read(Reply::data(checkpoint_json(ctx, &cp)?)))
+}
+
+/// A checkpoint as `sys/ledger/checkpoint` gives it: the saved form, the tree size, and the
+/// C2SP signed note with its verifier key.
+fn checkpoint_json(ctx: &Ctx<'_>, cp: &ledger::Checkpoint) -> Result<Value, Reply> {
+    let ledger = &ctx.unsealed.ledger;
     let saved = cp.to_saved(&ledger.id());
     let (note, key) =
-        ledger.checkpoint_note(&cp).ok_or_else(|| Reply::error(503, "this node cannot sign checkpoint notes yet"))?;
+        ledger.checkpoint_note(cp).ok_or_else(|| Reply::error(503, "this node cannot sign checkpoint notes yet"))?;
     let mut data = serde_json::to_value(&saved).map_err(|e| Reply::error(500, e.to_string()))?;
     if let Value::Object(m) = &mut data {
         m.insert("tree_size".into(), json!(cp.last_seq));
         m.insert("note".into(), json!(note));
         m.insert("note_verifier_key".into(), json!(ledger::note::verifier_key(&ledger.id(), &key)));
+    }
+    Ok(data)
+}
+
+/// The size a proof is about when the request names none: the latest signed checkpoint's,
+/// which the answer then carries (`checkpoint`), so the proof can be checked without a
+/// second request racing the ledger's growth.
+fn latest(ctx: &Ctx<'_>) -> Result<ledger::Checkpoint, Reply> {
+    ctx.unsealed.ledger.durable().checkpoint.ok_or_else(|| Reply::error(500, "the ledger has no checkpoint yet"))
+}
+
+/// A proof answer, with the checkpoint it is against when that was defaulted.
+fn proof_answer(
+    ctx: &Ctx<'_>,
+    proof: impl serde::Serialize,
+    against: Option<ledger::Checkpoint>,
+) -> Result<Handled, Reply> {
+    let mut data = serde_json::to_value(&proof).map_err(|e| Reply::error(500, e.to_string()))?;
+    if let (Some(cp), Value::Object(m)) = (against, &mut data) {
+        m.insert("checkpoint".into(), checkpoint_json(ctx, &cp)?);
     }
     Ok(Handled::Read(Reply::data(data)))
 }
@@ -58,10 +85,6 @@ fn number(ctx: &Ctx<'_>, name: &str) -> Result<Option<u64>, Reply> {
 
 fn required(ctx: &Ctx<'_>, name: &str) -> Result<u64, Reply> {
     number(ctx, name)?.ok_or_else(|| Reply::error(400, format!("missing {name}")))
-}
-
-fn latest_size(ctx: &Ctx<'_>) -> u64 {
-    ctx.unsealed.ledger.durable().checkpoint.map_or(0, |c| c.last_seq)
 }
 
 /// Runs a prover on a blocking thread; refusals of the asked sizes are 400s.
@@ -87,16 +110,20 @@ where
 
 async fn inclusion(ctx: &Ctx<'_>) -> Result<Handled, Reply> {
     let seq = required(ctx, "seq")?;
-    let size = number(ctx, "tree_size")?.unwrap_or_else(|| latest_size(ctx));
+    let (size, against) = match number(ctx, "tree_size")? {
+        Some(n) => (n, None),
+        None => latest(ctx).map(|cp| (cp.last_seq, Some(cp)))?,
+    };
     let proof = prove(ctx, move |l| ledger::proof::prove_inclusion(l, seq, size)).await?;
-    let data = serde_json::to_value(&proof).map_err(|e| Reply::error(500, e.to_string()))?;
-    Ok(Handled::Read(Reply::data(data)))
+    proof_answer(ctx, proof, against)
 }
 
 async fn consistency(ctx: &Ctx<'_>) -> Result<Handled, Reply> {
     let first = required(ctx, "first")?;
-    let second = number(ctx, "second")?.unwrap_or_else(|| latest_size(ctx));
+    let (second, against) = match number(ctx, "second")? {
+        Some(n) => (n, None),
+        None => latest(ctx).map(|cp| (cp.last_seq, Some(cp)))?,
+    };
     let proof = prove(ctx, move |l| ledger::proof::prove_consistency(l, first, second)).await?;
-    let data = serde_json::to_value(&proof).map_err(|e| Reply::error(500, e.to_string()))?;
-    Ok(Handled::Read(Reply::data(data)))
+    proof_answer(ctx, proof, against)
 }
