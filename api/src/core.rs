@@ -11,18 +11,17 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
-use commands::sealing::{
-    HMAC_KEY_CONTEXT, InitKeys, KEYRING_CONTEXT, ROOT_KEY_CONTEXT, SIGNING_KEY_CONTEXT, initial_events,
+use barrier::{
+    HMAC_KEY_CONTEXT, KEYRING_CONTEXT, SIGNING_KEY_CONTEXT, WrongKey, open_keyring, open_root_key, shamir, unwrap_key,
 };
+use commands::sealing::{InitKeys, initial_events};
 use commands::sequencer::{Sequencer, fold};
 use commands::{Command, Effect, Env, Rejection, Request};
-use ledger::seal::{KeyedHasher, Keyring, unwrap, wrap};
+use ledger::seal::{KeyedHasher, Keyring, wrap};
 use ledger::{Entry, EventDraft, KeySlot, Ledger, LedgerKey, Options, Sealed};
 use projections::State;
 use tokio::sync::RwLock;
 use zeroize::Zeroizing;
-
-use crate::shamir;
 
 /// Settings of the running server that rules need.
 #[derive(Debug, Clone, Copy)]
@@ -64,6 +63,12 @@ pub enum CoreError {
 impl From<Rejection> for CoreError {
     fn from(r: Rejection) -> Self {
         CoreError::Internal(r.to_string())
+    }
+}
+
+impl From<WrongKey> for CoreError {
+    fn from(_: WrongKey) -> Self {
+        bad_key()
     }
 }
 
@@ -603,7 +608,7 @@ impl Core {
     }
 
     /// One `sys/unseal` step. Returns whether the barrier is now unsealed.
-    pub async fn unseal_step(&self, share: Option<Vec<u8>>, reset: bool) -> Result<bool, CoreError> {
+    pub async fn unseal_step(&self, share: Option<Zeroizing<Vec<u8>>>, reset: bool) -> Result<bool, CoreError> {
         let state = self.state.load_full();
         // A node joining a cluster unseals with the cluster's material until the cluster's
         // ledger has reached it.
@@ -625,8 +630,8 @@ impl Core {
             if p.shares.is_empty() {
                 p.nonce = uuid::Uuid::new_v4().to_string();
             }
-            if !p.shares.iter().any(|s| **s == share) {
-                p.shares.push(Zeroizing::new(share));
+            if !p.shares.contains(&share) {
+                p.shares.push(share);
             }
             if p.shares.len() < usize::from(threshold) {
                 return Ok(false);
@@ -636,7 +641,7 @@ impl Core {
         let unseal_key = shamir::combine(&ready.shares, usize::from(threshold)).map_err(|_| bad_key())?;
         match joining {
             Some(m) => {
-                let root_key = unwrap_key(&unseal_key, &m.wrapped_root_key, ROOT_KEY_CONTEXT)?;
+                let root_key = open_root_key(&unseal_key, &m.wrapped_root_key)?;
                 self.complete_join(root_key).await?;
             }
             None => self.unseal_with(&unseal_key, false).await?,
@@ -721,7 +726,7 @@ impl Core {
     /// Unseals with the unseal key itself (after combining shares, or in dev mode).
     pub async fn unseal_with(&self, unseal_key: &[u8; 32], dev: bool) -> Result<(), CoreError> {
         let init = self.state.load().seal.init.clone().ok_or(CoreError::NotInitialized)?;
-        let root_key = unwrap_key(unseal_key, &init.wrapped_root_key, ROOT_KEY_CONTEXT)?;
+        let root_key = open_root_key(unseal_key, &init.wrapped_root_key)?;
         self.unseal_with_root_key(root_key, dev).await
     }
 
@@ -733,10 +738,7 @@ impl Core {
         }
         let state = self.state.load_full();
         let init = state.seal.init.clone().ok_or(CoreError::NotInitialized)?;
-        let mut keyring = Keyring::new();
-        for (term, t) in &state.seal.keyring {
-            keyring.insert(*term, &*unwrap_key(&root_key, &t.wrapped_key, KEYRING_CONTEXT)?);
-        }
+        let keyring = open_keyring(&root_key, state.seal.wrapped_terms())?;
         let hmac_key = unwrap_key(&root_key, &init.wrapped_hmac_key, HMAC_KEY_CONTEXT)?;
         let seed = unwrap_key(&root_key, &init.wrapped_signing_key, SIGNING_KEY_CONTEXT)?;
         let signing =
@@ -919,16 +921,10 @@ impl Core {
         };
         let committed = unsealed.sequencer.submit(request).await.map_err(|e| CoreError::Internal(e.to_string()))?;
         if committed.result.is_ok() {
-            let term = committed.state.seal.active_term();
-            let mut next = Keyring::new();
+            let next = open_keyring(&unsealed.root_key, committed.state.seal.wrapped_terms())?;
             let current = unsealed.env.keyring.load();
-            for (t, rec) in &committed.state.seal.keyring {
-                if *t == term {
-                    next.insert(*t, &key);
-                } else {
-                    next.insert(*t, &*unwrap_key(&unsealed.root_key, &rec.wrapped_key, KEYRING_CONTEXT)?);
-                }
-                next.set_wrap_count(*t, current.wrap_count(*t));
+            for t in next.terms() {
+                next.set_wrap_count(t, current.wrap_count(t));
             }
             unsealed.env.keyring.store(Arc::new(next));
         }
@@ -981,16 +977,6 @@ fn bad_key() -> CoreError {
     CoreError::BadRequest("unable to retrieve stored keys: invalid key: failed to decrypt keys from storage: cipher: message authentication failed".into())
 }
 
-fn unwrap_key(key: &[u8; 32], wrapped: &[u8], context: &[u8]) -> Result<Zeroizing<[u8; 32]>, CoreError> {
-    let plain = unwrap(key, wrapped, context).map_err(|_| bad_key())?;
-    let mut out = Zeroizing::new([0u8; 32]);
-    if plain.len() != 32 {
-        return Err(bad_key());
-    }
-    out.copy_from_slice(&plain);
-    Ok(out)
-}
-
 /// `vault-cluster-<8 hex>` derived from the cluster id.
 fn cluster_name(init: Option<&migrations::Initialized>) -> String {
     let id = init.map(|i| i.cluster_id.replace('-', "")).unwrap_or_default();
@@ -1033,8 +1019,8 @@ mod tests {
             .filter_map(|e| e.ok())
             .any(|e| e.file_name().to_string_lossy().starts_with("ledger.incomplete-init-"));
         assert!(moved, "the interrupted ledger was kept aside");
-        assert!(!core.unseal_step(Some(shares[0].to_vec()), false).await.expect("first share"));
-        assert!(core.unseal_step(Some(shares[2].to_vec()), false).await.expect("second share"));
+        assert!(!core.unseal_step(Some(shares[0].clone()), false).await.expect("first share"));
+        assert!(core.unseal_step(Some(shares[2].clone()), false).await.expect("second share"));
         assert!(core.unsealed().await.is_some());
     }
 
@@ -1043,9 +1029,9 @@ mod tests {
         let dir = tempfile::tempdir().expect("tmp");
         let core = Core::open(dir.path(), settings()).expect("open");
         let (shares, _, _) = core.init(3, 2, None, false).await.expect("init");
-        let mut forged = shares[1].to_vec();
+        let mut forged = shares[1].clone();
         forged[10] ^= 0xff;
-        assert!(!core.unseal_step(Some(shares[0].to_vec()), false).await.expect("first share"));
+        assert!(!core.unseal_step(Some(shares[0].clone()), false).await.expect("first share"));
         let err = core.unseal_step(Some(forged), false).await.expect_err("a forged share must not unseal");
         assert!(err.to_string().contains("message authentication failed"), "{err}");
         assert!(core.unsealed().await.is_none());

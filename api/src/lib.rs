@@ -19,6 +19,5 @@ pub mod remote;
 pub mod routes;
 pub mod seal;
 pub mod server;
-pub mod shamir;
 pub mod sys;
 pub mod time;

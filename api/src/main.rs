@@ -27,7 +27,8 @@ enum Command {
     #[command(subcommand)]
     Ledger(LedgerCommand),
     /// Rebuild the state as of a seq or a time from the verified ledger: mounts, policies,
-    /// live tokens and leases, KV paths with versions and metadata, entities.
+    /// live tokens and leases, KV paths with versions and metadata, entities; with
+    /// `--unseal-key-file`, the values then too.
     Replay(ReplayArgs),
     /// Cluster operations on a running server (Vault's `operator raft`).
     #[command(subcommand)]
@@ -119,6 +120,14 @@ struct ReplayArgs {
     /// covers the KV secret `secret/app`).
     #[arg(long, value_name = "PREFIX")]
     path: Option<String>,
+    /// Also show the value every KV path held at the moment (KV v1, each KV v2 version,
+    /// cubbyholes), opened with the unseal keys: a file holding one unseal key share, in hex
+    /// or base64 as `bao operator init` prints it (or the unseal key `server -dev` prints).
+    /// Repeat it up to the threshold. Erased values say when they were destroyed. An
+    /// auto-unseal (transit) setup cannot be opened offline with its transit key: give its
+    /// recovery key shares. The output then holds secrets.
+    #[arg(long, value_name = "FILE", conflicts_with = "diff")]
+    unseal_key_file: Vec<PathBuf>,
     #[arg(long, value_enum, default_value = "text")]
     format: Format,
 }
@@ -694,9 +703,23 @@ fn replay_command(args: ReplayArgs) -> ExitCode {
             return Ok(());
         }
         let at = At::parse(args.at.as_deref().unwrap_or("end"))?;
-        let mut report = Report::of(&replay(&source, at)?);
+        let keys = replay::values::read_key_files(&args.unseal_key_file)?;
+        let replayed = replay(&source, at)?;
+        let mut report = Report::of(&replayed);
         if let Some(prefix) = &args.path {
             report.retain_path(prefix);
+        }
+        if !keys.is_empty() {
+            // Everything is opened before anything is printed: a wrong key prints nothing.
+            let values = replay::values::values_at(&source, &replayed, &keys)?;
+            match args.format {
+                Format::Json => {
+                    let with = replay::values::ReportWithValues { report: &report, values: &values };
+                    println!("{}", serde_json::to_string_pretty(&with)?);
+                }
+                Format::Text => print!("{}{}", report.to_text(), values.to_text()),
+            }
+            return Ok(());
         }
         match args.format {
             Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),

@@ -2,10 +2,12 @@
 //!
 //! Key hierarchy (ARCHITECTURE.md): unseal key (only ever as Shamir shares, outside the
 //! server) → root key → keyring terms, the ledger signing key and the keyed-hash key.
-//! Every key below the unseal key is recorded here wrapped under the one above it.
+//! Every key below the unseal key is recorded here wrapped under the one above it, with
+//! the contexts of `barrier`, which opens them.
 
 use std::collections::BTreeMap;
 
+use barrier::{HMAC_KEY_CONTEXT, KEYRING_CONTEXT, ROOT_KEY_CONTEXT, SIGNING_KEY_CONTEXT};
 use ledger::seal::{random_key, wrap};
 use migrations::{Event, Initialized, MountClass, MountConfig, MountEnabled, TokenCreated};
 use zeroize::Zeroizing;
@@ -13,12 +15,6 @@ use zeroize::Zeroizing;
 use crate::decide::Drafted;
 use crate::ids::{mount_accessor, new_accessor, new_token_id, new_uuid};
 use crate::{Env, Rejection};
-
-/// Contexts (associated data) of the wrapped keys.
-pub const ROOT_KEY_CONTEXT: &[u8] = b"root-key";
-pub const KEYRING_CONTEXT: &[u8] = b"keyring";
-pub const SIGNING_KEY_CONTEXT: &[u8] = b"ledger-signing-key";
-pub const HMAC_KEY_CONTEXT: &[u8] = b"hmac-key";
 
 /// Fresh keys for a new barrier.
 pub struct InitKeys {

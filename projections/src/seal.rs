@@ -37,6 +37,12 @@ impl SealState {
         self.keyring.insert(e.term, KeyringTerm { wrapped_key: e.wrapped_key.clone(), installed: time });
     }
 
+    /// Every keyring term's key as recorded, wrapped under the root key (what
+    /// `barrier::open_keyring` opens).
+    pub fn wrapped_terms(&self) -> impl Iterator<Item = (u32, &[u8])> {
+        self.keyring.iter().map(|(term, t)| (*term, t.wrapped_key.as_slice()))
+    }
+
     /// The term new seals use.
     pub fn active_term(&self) -> u32 {
         self.keyring.keys().next_back().copied().unwrap_or(1)

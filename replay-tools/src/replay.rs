@@ -3,8 +3,8 @@
 //! mounts, policies (with their text), live tokens, live leases, KV paths with versions and
 //! metadata, and identity entities. `--diff A B` compares two such reports.
 //!
-//! Values are never shown: they stay sealed in the state (opening them needs the unseal
-//! keys and the server's keyring, which these offline tools do not handle).
+//! Values are never shown here: they stay sealed in the state. `values.rs` opens them when
+//! the user gives the unseal keys (`--unseal-key-file`).
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -172,7 +172,7 @@ fn time_or_empty(ns: u64) -> String {
 }
 
 /// The API path a KV mount key stands for (`secret/`, or `cubbyhole/` of an accessor).
-fn kv_prefix(mounts: &BTreeMap<&str, &Mount>, mount_key: &str) -> String {
+pub(crate) fn kv_prefix(mounts: &BTreeMap<&str, &Mount>, mount_key: &str) -> String {
     match (mounts.get(mount_key), mount_key.strip_prefix("cubbyhole/")) {
         (Some(m), _) => m.api_prefix(),
         (None, Some(accessor)) => format!("cubbyhole/ (token {accessor})/"),

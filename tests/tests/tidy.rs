@@ -36,20 +36,39 @@ fn every_rust_file_starts_with_a_module_doc() {
     assert!(missing.is_empty(), "files without a //! module doc: {missing:?}");
 }
 
-/// `api → commands → projections → migrations → ledger`; `replay-tools → projections`.
+/// `api → commands → projections → migrations → ledger`; `replay-tools → projections`;
+/// `barrier → ledger`, used by `commands`, `api` and `replay-tools`.
 #[test]
 fn crate_dependencies_point_one_way() {
     let allowed: &[(&str, &[&str])] = &[
         ("ledger", &[]),
         ("cluster", &[]),
+        ("barrier", &["cairn-ledger"]),
         ("migrations", &["cairn-ledger"]),
         ("projections", &["cairn-ledger", "cairn-migrations"]),
-        ("commands", &["cairn-ledger", "cairn-migrations", "cairn-projections"]),
-        ("replay-tools", &["cairn-ledger", "cairn-migrations", "cairn-projections"]),
-        ("api", &["cairn-ledger", "cairn-migrations", "cairn-projections", "cairn-commands", "cairn-replay"]),
+        ("commands", &["cairn-ledger", "cairn-barrier", "cairn-migrations", "cairn-projections"]),
+        ("replay-tools", &["cairn-ledger", "cairn-barrier", "cairn-migrations", "cairn-projections"]),
+        (
+            "api",
+            &[
+                "cairn-ledger",
+                "cairn-barrier",
+                "cairn-migrations",
+                "cairn-projections",
+                "cairn-commands",
+                "cairn-replay",
+            ],
+        ),
     ];
-    let crates =
-        ["cairn-ledger", "cairn-migrations", "cairn-projections", "cairn-commands", "cairn-replay", "cairn-api"];
+    let crates = [
+        "cairn-ledger",
+        "cairn-barrier",
+        "cairn-migrations",
+        "cairn-projections",
+        "cairn-commands",
+        "cairn-replay",
+        "cairn-api",
+    ];
     for (dir, ok) in allowed {
         let manifest = std::fs::read_to_string(repo().join(dir).join("Cargo.toml")).unwrap_or_default();
         let deps = manifest.split("[dependencies]").nth(1).unwrap_or("").split("\n[").next().unwrap_or("");

@@ -111,7 +111,7 @@ async fn init_auto(core: &Arc<Core>, req: &VaultRequest, kind: &str, shares: u64
     }
     let (rshares, rthreshold) =
         (usize::try_from(rshares).unwrap_or(usize::MAX), usize::try_from(rthreshold).unwrap_or(usize::MAX));
-    if let Err(e) = crate::shamir::check_config(rshares, rthreshold) {
+    if let Err(e) = barrier::shamir::check_config(rshares, rthreshold) {
         return Reply::error(
             400,
             e.to_string().replace("invalid seal configuration", "invalid recovery configuration"),
@@ -149,7 +149,7 @@ async fn unseal(core: &Core, req: &VaultRequest) -> Reply {
             return Reply::error(400, "'key' must be specified in request body as JSON, or 'reset' set to true");
         }
         None => None,
-        Some(k) => match decode_share(k) {
+        Some(k) => match barrier::decode_share(k) {
             Some(bytes) => Some(bytes),
             None => return Reply::error(400, "'key' must be a valid hex or base64 string"),
         },
@@ -158,12 +158,6 @@ async fn unseal(core: &Core, req: &VaultRequest) -> Reply {
         Ok(_) => status(core).await,
         Err(e) => core_error(e),
     }
-}
-
-/// A share as hex, or else base64.
-fn decode_share(k: &str) -> Option<Vec<u8>> {
-    let k = k.trim();
-    hex::decode(k).ok().or_else(|| base64::engine::general_purpose::STANDARD.decode(k).ok())
 }
 
 /// `sys/leader`: `{"ha_enabled": false}` on one node; in a cluster, who leads (Vault's

@@ -26,6 +26,8 @@ pub enum ShamirError {
     TooManyShares,
     #[error("invalid key: shares do not combine")]
     Combine,
+    #[error("{given} key shares given, {needed} needed")]
+    TooFewShares { given: usize, needed: usize },
 }
 
 /// Checks a seal configuration (1..=255 shares, 1..=shares threshold).
@@ -72,8 +74,11 @@ pub fn combine(shares: &[Zeroizing<Vec<u8>>], threshold: usize) -> Result<Zeroiz
     let mut xs: Vec<u8> = shares.iter().map(|s| s[0]).collect();
     xs.sort_unstable();
     xs.dedup();
-    if xs.len() != shares.len() || shares.len() < threshold {
+    if xs.len() != shares.len() {
         return Err(ShamirError::Combine);
+    }
+    if shares.len() < threshold {
+        return Err(ShamirError::TooFewShares { given: shares.len(), needed: threshold });
     }
     let secret: Zeroizing<Vec<u8>> = if threshold == 1 {
         Zeroizing::new(shares[0][1..].to_vec())
@@ -108,10 +113,29 @@ mod tests {
             assert_eq!(*combine(&subset, 3).expect("combine"), secret);
         }
         // Two shares are not enough; a tampered share gives another (wrong) secret.
-        assert!(combine(&shares[..2], 3).is_err());
+        assert_eq!(combine(&shares[..2], 3), Err(ShamirError::TooFewShares { given: 2, needed: 3 }));
         let mut bad: Vec<_> = shares[..3].to_vec();
         bad[0][5] ^= 1;
         assert_ne!(combine(&bad, 3).map(|k| *k).ok(), Some(secret));
+    }
+
+    /// Shares a server gave out stay valid across upgrades: these five (3 of 5, made by
+    /// this `split` of the key 00 01 … 1f) must always combine back to it.
+    #[test]
+    fn shares_given_out_earlier_still_combine() {
+        let printed = [
+            "01ce059c4458c76ffc4d81e72d5c912d663d5b84e31003c1e6f67f44e1bff6d774",
+            "023556e8b984481e3a4f961b6886cace95fa48b4d7043fab942d85c05fd28d0ad3",
+            "03fb5276fed88a77c10a1ef64ed656edfcd702222700297c65c3e39ea57166c3b8",
+            "0494c8d4bcfffa33109f4a4571ab25bb1b29ba377c545957f997613609e14974f4",
+            "055acc4afba3385aebdac2a857fbb9987204f0a18c504f8008790768f342a2bd9f",
+        ];
+        let shares: Vec<_> = printed.iter().map(|h| Zeroizing::new(hex::decode(h).expect("hex"))).collect();
+        let key: [u8; 32] = core::array::from_fn(|i| u8::try_from(i).unwrap_or(0));
+        for pick in [[0, 1, 2], [1, 3, 4], [4, 0, 2]] {
+            let subset: Vec<_> = pick.iter().map(|&i| shares[i].clone()).collect();
+            assert_eq!(*combine(&subset, 3).expect("combine"), key);
+        }
     }
 
     #[test]
