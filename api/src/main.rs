@@ -217,6 +217,13 @@ enum TableFormat {
     Json,
 }
 
+#[derive(Clone, Copy, ValueEnum)]
+enum QueryFormat {
+    Table,
+    Json,
+    Jsonl,
+}
+
 #[derive(Args)]
 struct ServerFlags {
     /// Development mode: embedded storage in a temporary directory, initialized and
@@ -336,14 +343,19 @@ enum LedgerCommand {
         /// read, create, update, patch, delete, list, scan.
         #[arg(long, value_name = "OP")]
         op: Option<String>,
+        /// Event kinds as rows print them (`access` for requests, `KvWritten`,
+        /// `TokensRevoked`, `PayloadErased`, …); repeat or separate with commas.
+        #[arg(long, value_name = "KIND", value_delimiter = ',')]
+        kind: Vec<String>,
         /// Start of the window (RFC 3339).
         #[arg(long, value_name = "TIME")]
         from: Option<String>,
         /// End of the window (RFC 3339).
         #[arg(long, value_name = "TIME")]
         to: Option<String>,
+        /// `jsonl`: one JSON object per line.
         #[arg(long, value_enum, default_value = "table")]
-        format: TableFormat,
+        format: QueryFormat,
     },
     /// Print one event of the verified ledger: its fields, hash and key slots, with its
     /// inclusion proof against a signed checkpoint (the latest unless `--tree-size`), and
@@ -570,7 +582,7 @@ fn ledger_command(cmd: LedgerCommand) -> ExitCode {
             );
             Ok(ExitCode::SUCCESS)
         }
-        LedgerCommand::Query { source, remote, actor, path, op, from, to, format } => {
+        LedgerCommand::Query { source, remote, actor, path, op, kind, from, to, format } => {
             let time = |t: Option<String>| -> anyhow::Result<Option<u64>> {
                 t.map(|t| {
                     replay::time::parse_rfc3339(&t)
@@ -578,37 +590,30 @@ fn ledger_command(cmd: LedgerCommand) -> ExitCode {
                 })
                 .transpose()
             };
-            let filter = projections::query::Filter { actor, path, op, from: time(from)?, to: time(to)? };
-            if let Some(remote) = remote.connect()? {
-                let rows = block_on(remote.query(&filter))??;
-                match format {
-                    TableFormat::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
-                    TableFormat::Table => {
-                        let rows: Vec<projections::query::Row> = rows
-                            .into_iter()
-                            .map(|mut v| {
-                                let ns = v["time"].as_str().and_then(replay::time::parse_rfc3339).unwrap_or(0);
-                                v["time"] = serde_json::json!(ns);
-                                serde_json::from_value(v)
-                            })
-                            .collect::<Result<_, _>>()?;
-                        print!("{}", replay::query::to_table(&rows));
-                    }
+            let filter = projections::query::Filter { actor, path, op, kinds: kind, from: time(from)?, to: time(to)? };
+            let rows = match remote.connect()? {
+                Some(remote) => block_on(remote.query(&filter))??
+                    .into_iter()
+                    .map(|v| {
+                        replay::query::row_from_json(v).ok_or_else(|| anyhow::anyhow!("the server sent a bad row"))
+                    })
+                    .collect::<anyhow::Result<Vec<_>>>()?,
+                None => {
+                    let source = match (source.data_dir, source.bundle) {
+                        (_, Some(b)) => Source::Bundle(b),
+                        (Some(d), None) => Source::DataDir(d),
+                        (None, None) => anyhow::bail!("give --data-dir, --bundle or --address"),
+                    };
+                    replay::query::query(&source, &filter)?
                 }
-                return Ok(ExitCode::SUCCESS);
-            }
-            let source = match (source.data_dir, source.bundle) {
-                (_, Some(b)) => Source::Bundle(b),
-                (Some(d), None) => Source::DataDir(d),
-                (None, None) => anyhow::bail!("give --data-dir, --bundle or --address"),
             };
-            let rows = replay::query::query(&source, &filter)?;
             match format {
-                TableFormat::Json => {
+                QueryFormat::Json => {
                     let rows: Vec<serde_json::Value> = rows.iter().map(replay::query::row_json).collect();
                     println!("{}", serde_json::to_string_pretty(&rows)?)
                 }
-                TableFormat::Table => print!("{}", replay::query::to_table(&rows)),
+                QueryFormat::Jsonl => print!("{}", replay::query::to_jsonl(&rows)),
+                QueryFormat::Table => print!("{}", replay::query::to_table(&rows)),
             }
             Ok(ExitCode::SUCCESS)
         }

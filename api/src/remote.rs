@@ -146,6 +146,7 @@ impl Remote {
             ("actor", filter.actor.clone()),
             ("path", filter.path.clone()),
             ("op", filter.op.clone()),
+            ("kind", (!filter.kinds.is_empty()).then(|| filter.kinds.join(","))),
             ("from", filter.from.map(time)),
             ("to", filter.to.map(time)),
         ] {

@@ -22,6 +22,40 @@ pub fn reviewer_jwt_context(mount: &str) -> Vec<u8> {
     format!("k8s-reviewer\0{mount}").into_bytes()
 }
 
+/// Vault's glob (`ryanuber/go-glob`): `*` matches any run of characters, nothing else is
+/// special.
+pub fn glob_match(pattern: &str, subject: &str) -> bool {
+    if !pattern.contains('*') {
+        return pattern == subject;
+    }
+    let mut parts = pattern.split('*');
+    let first = parts.next().unwrap_or_default();
+    let Some(mut rest) = subject.strip_prefix(first) else { return false };
+    let mut middle: Vec<&str> = parts.collect();
+    let last = middle.pop().unwrap_or_default();
+    for part in middle {
+        match rest.find(part) {
+            Some(i) => rest = &rest[i + part.len()..],
+            None => return false,
+        }
+    }
+    rest.ends_with(last)
+}
+
+/// Whether a Kubernetes role binds a service account of this name (OpenBao: `*` alone
+/// admits any name, else one of the globs must match).
+pub fn k8s_name_bound(role: &KubernetesRole, name: &str) -> bool {
+    let names = &role.bound_service_account_names;
+    (names.len() == 1 && names.first().is_some_and(|n| n == "*")) || names.iter().any(|n| glob_match(n, name))
+}
+
+/// Whether a Kubernetes role binds service accounts of this namespace (OpenBao: a first
+/// entry `*` admits any namespace, else one of the globs must match).
+pub fn k8s_namespace_bound(role: &KubernetesRole, namespace: &str) -> bool {
+    let namespaces = &role.bound_service_account_namespaces;
+    namespaces.first().is_some_and(|n| n == "*") || namespaces.iter().any(|n| glob_match(n, namespace))
+}
+
 /// A live secret id of an AppRole role.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SecretId {

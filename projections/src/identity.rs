@@ -116,8 +116,21 @@ impl Identity {
 
     /// Every group an entity belongs to, directly or through member groups.
     pub fn all_groups(&self, entity_id: &str) -> Vec<Arc<Group>> {
+        self.groups_and_parents(self.direct_groups(entity_id))
+    }
+
+    /// Policies a member of `group_id` gets through it: the group's own and those of every
+    /// group that lists it as a member, directly or not (sorted).
+    pub fn group_policies(&self, group_id: &str) -> Vec<String> {
+        let groups = self.groups_and_parents([group_id.to_string()]);
+        let set: BTreeSet<String> = groups.iter().flat_map(|g| g.policies.iter().cloned()).collect();
+        set.into_iter().collect()
+    }
+
+    /// The groups `ids` and every group above them (through member-group links), by id.
+    fn groups_and_parents(&self, ids: impl IntoIterator<Item = String>) -> Vec<Arc<Group>> {
         let mut seen = BTreeSet::new();
-        let mut todo: Vec<String> = self.direct_groups(entity_id).into_iter().collect();
+        let mut todo: Vec<String> = ids.into_iter().collect();
         while let Some(id) = todo.pop() {
             if !seen.insert(id.clone()) {
                 continue;

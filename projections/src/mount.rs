@@ -45,6 +45,10 @@ pub struct Mounts {
     by_uuid: OrdMap<String, Arc<Mount>>,
     /// API prefix ("secret/", "auth/token/") → uuid.
     by_prefix: OrdMap<String, String>,
+    /// uuid → API prefix of every mount ever enabled, disabled ones included: events name
+    /// mounts by uuid, uuids are never reused and a mount never moves, so this names the
+    /// mount of any past event.
+    ever: OrdMap<String, String>,
 }
 
 impl Mounts {
@@ -91,6 +95,11 @@ impl Mounts {
             .and_then(|(_, u)| self.by_uuid.get(u))
     }
 
+    /// The API prefix of the mount with this uuid, even if it was disabled since.
+    pub fn prefix_ever(&self, uuid: &str) -> Option<&str> {
+        self.ever.get(uuid).map(String::as_str)
+    }
+
     /// Mounts of one class, ordered by path.
     pub fn of_class(&self, class: MountClass) -> impl Iterator<Item = &Arc<Mount>> {
         self.by_uuid.values().filter(move |m| m.class == class)
@@ -111,6 +120,7 @@ impl Mounts {
             enabled_at: time,
         };
         self.by_prefix.insert(m.api_prefix(), m.uuid.clone());
+        self.ever.insert(m.uuid.clone(), m.api_prefix());
         self.by_uuid.insert(m.uuid.clone(), Arc::new(m));
     }
 
@@ -180,5 +190,11 @@ mod tests {
         let (m, rest) = ms.route("secret/").expect("routed");
         assert_eq!((m.path.as_str(), rest), ("secret/", ""));
         assert!(ms.route("secre").is_none() && ms.route("").is_none() && ms.route("/").is_none());
+        // A disabled mount keeps its name for the events that came before.
+        ms.disabled("u-team/a/");
+        assert!(ms.get("u-team/a/").is_none());
+        assert_eq!(ms.prefix_ever("u-team/a/"), Some("team/a/"));
+        assert_eq!(ms.prefix_ever("u-token/"), Some("auth/token/"));
+        assert_eq!(ms.prefix_ever("u-nowhere/"), None);
     }
 }

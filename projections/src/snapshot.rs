@@ -29,7 +29,7 @@ use crate::State;
 
 pub const MAGIC: [u8; 8] = *b"CAIRNSNP";
 /// Bump when the shape of any projection type changes (fields, maps, their order).
-pub const FORMAT: u32 = 3;
+pub const FORMAT: u32 = 4;
 /// Snapshots kept in the folder (the newest ones).
 pub const KEEP: usize = 2;
 /// Name of the folder holding snapshots inside the data directory.

@@ -7,6 +7,7 @@ use std::cell::RefCell;
 use std::ops::ControlFlow;
 use std::rc::Rc;
 
+use ledger::Hash;
 use ledger::bundle::verify_bundle;
 use ledger::frame::Frame;
 use ledger::verify::{Report, VerifyOptions, verify_dir};
@@ -42,16 +43,26 @@ pub struct Covered {
 pub fn for_each_batch(
     source: &Source,
     label: &'static str,
-    visit: impl FnMut(&[Envelope]) -> ControlFlow<()> + 'static,
+    mut visit: impl FnMut(&[Envelope]) -> ControlFlow<()> + 'static,
+) -> Result<Covered, ToolError> {
+    for_each_hashed_batch(source, label, move |events, _| visit(events))
+}
+
+/// [`for_each_batch`], with the hash of each event (`hashes[i]` is that of `events[i]`).
+pub fn for_each_hashed_batch(
+    source: &Source,
+    label: &'static str,
+    visit: impl FnMut(&[Envelope], &[Hash]) -> ControlFlow<()> + 'static,
 ) -> Result<Covered, ToolError> {
     read_verified(source, label, visit).map(|(covered, _)| covered)
 }
 
-/// [`for_each_batch`], with the verifier's report on what was read (checkpoints, keys).
+/// [`for_each_hashed_batch`], with the verifier's report on what was read (checkpoints,
+/// keys).
 pub fn read_verified(
     source: &Source,
     label: &'static str,
-    visit: impl FnMut(&[Envelope]) -> ControlFlow<()> + 'static,
+    visit: impl FnMut(&[Envelope], &[Hash]) -> ControlFlow<()> + 'static,
 ) -> Result<(Covered, Report), ToolError> {
     // The verifier owns its visitor for as long as it runs ('static), so what the visitor
     // produces comes back through shared cells.
@@ -74,7 +85,8 @@ pub fn read_verified(
             }
             c.last_seq = frame.last_seq();
             drop(c);
-            (visit.borrow_mut())(&events)
+            let hashes: Vec<Hash> = frame.events.iter().map(|fe| fe.hash).collect();
+            (visit.borrow_mut())(&events, &hashes)
         })
     };
     let opts = VerifyOptions { progress: bytes_bar(label), on_frame: Some(on_frame), ..VerifyOptions::default() };

@@ -17,7 +17,7 @@ use std::rc::Rc;
 use migrations::{Body, Event};
 use projections::State;
 use projections::policy::Operation;
-use projections::query::{Filter, Row, matching_rows};
+use projections::query::{Filter, Row, Seen};
 use serde::Serialize;
 
 use crate::ToolError;
@@ -108,6 +108,8 @@ struct Gathered {
     seq: u64,
     time: u64,
     rows: Vec<Row>,
+    /// What the rows name beyond their batch (mounts, erased events).
+    seen: Seen,
     policy_changes: Vec<PolicyChange>,
 }
 
@@ -117,11 +119,12 @@ pub fn report(source: &Source, from: At, to: At, path: Option<&str>) -> Result<I
     let filter = Filter { path: (!prefix.is_empty()).then(|| prefix.clone()), ..Filter::default() };
     let gathered = Rc::new(RefCell::new(Gathered::default()));
     let sink = gathered.clone();
-    let (covered, verified) = read_verified(source, "reading", move |events| {
+    let (covered, verified) = read_verified(source, "reading", move |events, hashes| {
         let mut g = sink.borrow_mut();
-        let inside: Vec<_> = events.iter().filter(|e| to.includes(e.seq, e.time)).cloned().collect();
-        let in_window: Vec<_> = inside.iter().filter(|e| !from.includes(e.seq, e.time)).cloned().collect();
-        g.rows.extend(matching_rows(&in_window, &filter));
+        let (inside, inside_hashes): (Vec<_>, Vec<_>) =
+            events.iter().zip(hashes).filter(|(e, _)| to.includes(e.seq, e.time)).map(|(e, h)| (e.clone(), *h)).unzip();
+        let rows = g.seen.rows(&inside, &inside_hashes, &filter);
+        g.rows.extend(rows.into_iter().filter(|r| !from.includes(r.seq, r.time)));
         for env in &inside {
             let in_window = !from.includes(env.seq, env.time);
             if in_window && g.before.is_none() {

@@ -170,7 +170,8 @@ fn an_incident_replayed_from_an_online_export() -> Result<()> {
     ensure!(then.len() == 3, "{then:?}");
     let now = grants(&after)?;
     ensure!(!now.iter().any(|g| g.0 == doomed_accessor), "{now:?}");
-    ensure!(now.len() == 3, "root, the reader and alice: {now:?}");
+    ensure!(now.len() == 4, "root, the reader, alice's token and alice's userpass user: {now:?}");
+    ensure!(now.iter().any(|g| g.0 == "auth/userpass/users/alice" && g.2 == json!(["reader"])), "{now:?}");
     let nobody = run(&["replay", "who-can", "--bundle", bundle_arg, "--path", "secret/data/other"])?;
     ensure!(nobody.lines().count() == 2, "only root can read secret/data/other: {nobody}");
 

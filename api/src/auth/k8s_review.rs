@@ -296,15 +296,10 @@ fn service_account(claims: &Value) -> Result<Claims, K8sError> {
 
 /// Step 5: the role's name and namespace bindings (OpenBao checks the name first).
 fn authorize(role: &KubernetesRole, account: &Claims) -> Result<(), K8sError> {
-    let names = &role.bound_service_account_names;
-    let any_name = names.len() == 1 && names.first().is_some_and(|n| n == "*");
-    if !any_name && !names.iter().any(|n| jose::glob_match(n, account.name())) {
+    if !projections::auth::k8s_name_bound(role, account.name()) {
         return Err(K8sError::NameNotAuthorized);
     }
-    let namespaces = &role.bound_service_account_namespaces;
-    let allowed = namespaces.first().is_some_and(|n| n == "*")
-        || namespaces.iter().any(|n| jose::glob_match(n, account.namespace()));
-    if !allowed {
+    if !projections::auth::k8s_namespace_bound(role, account.namespace()) {
         return Err(K8sError::NamespaceNotAuthorized);
     }
     Ok(())

@@ -1,10 +1,12 @@
 //! `sys/ledger/query` and `sys/ledger/export`: the forensic and compliance tools, online
 //! (both need `sudo`, like every `sys/ledger/` path but `keys`).
 //!
-//! - `GET sys/ledger/query?actor=&path=&op=&from=&to=&after=&limit=`: the events that
-//!   match, with the rules of `projections::query` (the same as `cairn ledger query`).
-//!   Times are RFC 3339; `after` (a seq) and `limit` (default 1,000, at most 10,000) page
-//!   through long answers: `next_after` is the `after` of the next page, or null.
+//! - `GET sys/ledger/query?actor=&path=&op=&kind=&from=&to=&after=&limit=`: the events
+//!   that match, with the rules of `projections::query` (the same as `cairn ledger query`).
+//!   `kind` is a comma-separated list of event kinds. Times are RFC 3339; `after` (a seq)
+//!   and `limit` (default 1,000, at most 10,000) page through long answers: `next_after`
+//!   is the `after` of the next page, or null. Mount names come from the published state
+//!   (which remembers disabled mounts), an erased event from the ledger.
 //! - `GET sys/ledger/export?from=&to=`: a compliance bundle of the durable ledger (or of a
 //!   seq range), as `cairn ledger export` writes it, in the body
 //!   (`application/octet-stream`). `cairn ledger export --address` saves it.
@@ -13,9 +15,11 @@
 
 use std::sync::Arc;
 
-use ledger::Ledger;
+use ledger::{Hash, Ledger};
 use migrations::Envelope;
-use projections::query::{Filter, Row, matching_rows};
+use projections::State;
+use projections::mount::Mounts;
+use projections::query::{Context, Filter, Payload, Row, matching_rows, payload_of};
 use serde_json::json;
 
 use crate::http::reply::Reply;
@@ -59,6 +63,7 @@ async fn query(ctx: &Ctx<'_>) -> Result<Handled, Reply> {
         actor: param(ctx, "actor").map(str::to_owned),
         path: param(ctx, "path").map(str::to_owned),
         op: param(ctx, "op").map(str::to_owned),
+        kinds: param(ctx, "kind").map(|k| k.split(',').map(|k| k.trim().to_owned()).collect()).unwrap_or_default(),
         from: time_param(ctx, "from")?,
         to: time_param(ctx, "to")?,
     };
@@ -68,8 +73,8 @@ async fn query(ctx: &Ctx<'_>) -> Result<Handled, Reply> {
         Some(0) => return Err(Reply::error(400, "limit must be at least 1")),
         Some(n) => usize::try_from(n).unwrap_or(MAX_LIMIT).min(MAX_LIMIT),
     };
-    let ledger = ctx.unsealed.ledger.clone();
-    let (rows, next) = tokio::task::spawn_blocking(move || scan(&ledger, &filter, after, limit))
+    let live = Live { ledger: ctx.unsealed.ledger.clone(), state: ctx.state.clone() };
+    let (rows, next) = tokio::task::spawn_blocking(move || scan(&live, &filter, after, limit))
         .await
         .map_err(|e| Reply::error(500, format!("ledger query stopped: {e}")))?
         .map_err(|e| Reply::error(500, format!("cannot read the ledger: {e}")))?;
@@ -77,16 +82,37 @@ async fn query(ctx: &Ctx<'_>) -> Result<Handled, Reply> {
     Ok(Handled::Read(Reply::data(json!({ "events": events, "next_after": next }))))
 }
 
+/// The online [`Context`]: the published state names mounts, the ledger holds erased events.
+struct Live {
+    ledger: Arc<Ledger>,
+    state: Arc<State>,
+}
+
+impl Context for Live {
+    fn mounts(&self) -> &Mounts {
+        &self.state.mounts
+    }
+
+    fn payload(&self, seq: u64) -> Option<Payload> {
+        let stored = self.ledger.events(seq, seq).next()?.ok()?;
+        let env = Envelope::decode(&stored.event, stored.slots).ok()?;
+        payload_of(&env, self)
+    }
+}
+
 /// Reads the durable events after seq `after`, a commit time at a time (a request's events
 /// share their batch and its time), until `limit` rows matched. Returns the rows and, when
 /// the limit cut the answer short, the seq to continue after.
-fn scan(ledger: &Arc<Ledger>, filter: &Filter, after: u64, limit: usize) -> ledger::Result<(Vec<Row>, Option<u64>)> {
+fn scan(live: &Live, filter: &Filter, after: u64, limit: usize) -> ledger::Result<(Vec<Row>, Option<u64>)> {
+    let ledger = &live.ledger;
     let last = ledger.durable().last_seq;
     let mut rows = Vec::new();
     let mut batch: Vec<Envelope> = Vec::new();
-    let flush = |batch: &mut Vec<Envelope>, rows: &mut Vec<Row>| {
-        rows.extend(matching_rows(batch, filter));
+    let mut hashes: Vec<Hash> = Vec::new();
+    let flush = |batch: &mut Vec<Envelope>, hashes: &mut Vec<Hash>, rows: &mut Vec<Row>| {
+        rows.extend(matching_rows(batch, hashes, live, filter));
         batch.clear();
+        hashes.clear();
     };
     let events: Box<dyn Iterator<Item = ledger::Result<ledger::StoredEvent>>> = match filter.from {
         Some(from) => Box::new(
@@ -103,7 +129,7 @@ fn scan(ledger: &Arc<Ledger>, filter: &Filter, after: u64, limit: usize) -> ledg
         }
         if batch.last().is_some_and(|prev| prev.time != stored.event.time) {
             let seq = batch.last().map_or(0, |e| e.seq);
-            flush(&mut batch, &mut rows);
+            flush(&mut batch, &mut hashes, &mut rows);
             if rows.len() >= limit {
                 rows.truncate(limit);
                 let next = rows.last().map_or(seq, |r| r.seq);
@@ -113,8 +139,9 @@ fn scan(ledger: &Arc<Ledger>, filter: &Filter, after: u64, limit: usize) -> ledg
         let env = Envelope::decode(&stored.event, stored.slots)
             .map_err(|e| ledger::Error::Corrupt { seq: stored.event.seq, reason: e.to_string() })?;
         batch.push(env);
+        hashes.push(stored.hash);
     }
-    flush(&mut batch, &mut rows);
+    flush(&mut batch, &mut hashes, &mut rows);
     if rows.len() > limit {
         rows.truncate(limit);
         let next = rows.last().map(|r| r.seq);

@@ -433,25 +433,8 @@ pub(crate) fn render_number(n: &serde_json::Number) -> String {
     }
 }
 
-/// Vault's glob (`ryanuber/go-glob`): `*` matches any run of characters, nothing else is
-/// special.
-pub(crate) fn glob_match(pattern: &str, subject: &str) -> bool {
-    if !pattern.contains('*') {
-        return pattern == subject;
-    }
-    let mut parts = pattern.split('*');
-    let first = parts.next().unwrap_or_default();
-    let Some(mut rest) = subject.strip_prefix(first) else { return false };
-    let mut middle: Vec<&str> = parts.collect();
-    let last = middle.pop().unwrap_or_default();
-    for part in middle {
-        match rest.find(part) {
-            Some(i) => rest = &rest[i + part.len()..],
-            None => return false,
-        }
-    }
-    rest.ends_with(last)
-}
+/// Vault's glob, shared with the offline tools.
+pub(crate) use projections::auth::glob_match;
 
 #[cfg(test)]
 mod tests {
