@@ -528,11 +528,14 @@ impl Diff {
     pub fn retain_path(&mut self, prefix: &str) {
         let prefix = prefix.trim_start_matches('/');
         for (section, d) in &mut self.sections {
-            let keep: Box<dyn Fn(&str, &Value) -> bool> = match section.as_str() {
-                "kv" => Box::new(|k, _| under_prefix(k, prefix)),
-                "leases" => Box::new(|_, v| v["path"].as_str().is_some_and(|p| under_prefix(p, prefix))),
-                "mounts" => Box::new(|k, _| prefix.starts_with(k) || k.starts_with(prefix)),
-                _ => continue,
+            // Sections that are not paths stay whole.
+            if !matches!(section.as_str(), "kv" | "leases" | "mounts") {
+                continue;
+            }
+            let keep = |k: &str, v: &Value| match section.as_str() {
+                "kv" => under_prefix(k, prefix),
+                "leases" => v["path"].as_str().is_some_and(|p| under_prefix(p, prefix)),
+                _ => prefix.starts_with(k) || k.starts_with(prefix),
             };
             d.added.retain(|k, v| keep(k, v));
             d.removed.retain(|k, v| keep(k, v));
